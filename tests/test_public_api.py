@@ -1,0 +1,29 @@
+"""The public surface is pinned: adding or removing a name is a deliberate change."""
+
+from __future__ import annotations
+
+import torch_balance
+
+EXPECTED = {
+    "BalancedSampler",
+    "Deferred",
+    "LabelIndex",
+    "Power",
+    "Progressive",
+    "RandomOverSampler",
+    "RandomUnderSampler",
+    "ResampledDataset",
+    "class_weights",
+    "get_labels",
+    "make_plan",
+    "target_counts",
+}
+
+
+def test_all_is_pinned() -> None:
+    assert set(torch_balance.__all__) == EXPECTED
+
+
+def test_every_name_resolves() -> None:
+    for name in torch_balance.__all__:
+        assert getattr(torch_balance, name) is not None, name

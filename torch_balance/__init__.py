@@ -1,0 +1,36 @@
+"""torch_balance: class-imbalance tools for PyTorch data loading.
+
+Samplers and dataset wrappers that over- and undersample at the index level, label readers
+that never decode an image, and the strategies that decide what one epoch holds.
+"""
+
+from __future__ import annotations
+
+from torch_balance.datasets import ResampledDataset
+from torch_balance.labels import LabelIndex, get_labels
+from torch_balance.samplers import BalancedSampler, RandomOverSampler, RandomUnderSampler
+from torch_balance.strategies import (
+    Deferred,
+    Power,
+    Progressive,
+    class_weights,
+    make_plan,
+    target_counts,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BalancedSampler",
+    "Deferred",
+    "LabelIndex",
+    "Power",
+    "Progressive",
+    "RandomOverSampler",
+    "RandomUnderSampler",
+    "ResampledDataset",
+    "class_weights",
+    "get_labels",
+    "make_plan",
+    "target_counts",
+]

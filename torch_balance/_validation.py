@@ -1,0 +1,104 @@
+"""Argument checks shared by every public entry point.
+
+All messages have one shape: ``<argument>: expected <what>, got <value>[. <fix>]``.
+``TypeError`` is raised for a wrong type and ``ValueError`` for a wrong value.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, NoReturn
+
+__all__ = [
+    "check_bool",
+    "check_int",
+    "check_seed",
+    "fail",
+    "internal",
+]
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def fail(
+    name: str, expected: str, got: Any, fix: str | None = None, *, kind: type = ValueError
+) -> NoReturn:
+    """Raise ``kind`` with the house message shape.
+
+    Args:
+        name: The argument's name as the user wrote it.
+        expected: What a valid value looks like.
+        got: The value that was given (shown with ``repr``, shortened).
+        fix: What the user can do instead, if there is something.
+        kind: ``ValueError`` (default) or ``TypeError``.
+
+    Raises:
+        ValueError: Or ``kind``, always.
+    """
+    message = f"{name}: expected {expected}, got {_show(got)}"
+    if fix:
+        message += f". {fix}"
+    raise kind(message)
+
+
+def internal(condition: bool, message: str) -> None:
+    """Check an internal invariant; a failure is a bug in torch_balance, not in the caller."""
+    if not condition:
+        raise AssertionError(f"torch_balance internal error: {message}. Please report this.")
+
+
+def check_int(
+    name: str,
+    value: Any,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    allow_none: bool = False,
+    fix: str | None = None,
+) -> Any:
+    """Return ``value`` as a Python ``int`` after checking its type and range.
+
+    Example:
+        >>> check_int("num_samples", 5, minimum=1)
+        5
+        >>> check_int("num_samples", 0, minimum=1)
+        Traceback (most recent call last):
+        ...
+        ValueError: num_samples: expected an integer >= 1, got 0
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        what = "an integer or None" if allow_none else "an integer"
+        fail(name, what, value, fix, kind=TypeError)
+    value = int(value)
+    if minimum is not None and value < minimum:
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        fail(name, f"an integer {bound}", value, fix)
+    if maximum is not None and value > maximum:
+        bound = f"<= {maximum}" if minimum is None else f"in [{minimum}, {maximum}]"
+        fail(name, f"an integer {bound}", value, fix)
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a ``bool``; raise ``TypeError`` otherwise."""
+    if not isinstance(value, bool):
+        fail(name, "True or False", value, kind=TypeError)
+    return value
+
+
+def check_seed(value: Any) -> int:
+    """Seeds are non-negative integers below 2**63 (what ``torch.Generator.manual_seed`` takes)."""
+    return int(
+        check_int(
+            "seed",
+            value,
+            minimum=0,
+            maximum=2**63 - 1,
+            fix="Use one fixed non-negative integer, the same on every rank",
+        )
+    )

@@ -1,0 +1,140 @@
+"""Dataset wrappers: the same epoch plan as the samplers, as an index-level view."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from torch_balance._validation import check_bool, check_int, check_seed, fail
+from torch_balance.draws import draw_epoch, shuffle_order
+from torch_balance.samplers import resolve_labels
+from torch_balance.strategies import Plan, Strategy, make_plan
+
+__all__ = ["ResampledDataset"]
+
+
+class ResampledDataset(Dataset):
+    """A resampled view of ``dataset``: item ``i`` is ``dataset[source_indices[i]]``.
+
+    Nothing is copied: each access reads the underlying dataset, so its transforms run per
+    access and every oversampled copy is augmented afresh. Use it when your trainer builds
+    its own sampler (``RandomSampler``, ``DistributedSampler``): the balancing lives in the
+    dataset, the shuffling in their sampler.
+
+    ``set_epoch(e)`` redraws. The epoch is kept in shared memory, so DataLoader workers,
+    persistent ones included, see the new epoch at their next access.
+
+    Args:
+        dataset: Any map-style dataset.
+        strategy: As for :class:`~torch_balance.BalancedSampler`.
+        sampling_strategy: imbalanced-learn's ``sampling_strategy`` for ``"over"``/``"under"``.
+        num_samples: Epoch length for power strategies, schedules and callables.
+        replacement: Draw each class i.i.d. with replacement.
+        seed: The seed; the mapping is a pure function of (seed, epoch).
+        shuffle: Shuffle the mapping (otherwise it is grouped by class, for use under a
+            shuffling sampler).
+        label_fn: ``label_fn(dataset, i) -> label``, to read labels a cheap way.
+        labels: The labels, if you already have them (skips :func:`get_labels`).
+
+    Example:
+        >>> base = [("img0", 0), ("img1", 0), ("img2", 0), ("img3", 1)]
+        >>> ds = ResampledDataset(base, "over", labels=[0, 0, 0, 1])
+        >>> len(ds), sorted(ds.source_indices.tolist())
+        (6, [0, 1, 2, 3, 3, 3])
+        >>> ds[5]
+        ('img3', 1)
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        strategy: Strategy = "over",
+        *,
+        sampling_strategy: Any = "auto",
+        num_samples: int | None = None,
+        replacement: bool = False,
+        seed: int = 0,
+        shuffle: bool = False,
+        label_fn: Callable[[Any, int], Any] | None = None,
+        labels: Any = None,
+    ) -> None:
+        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+            fail(
+                "dataset",
+                "a map-style dataset (with __getitem__ and __len__)",
+                type(dataset).__name__,
+                kind=TypeError,
+            )
+        self.dataset = dataset
+        self.seed = check_seed(seed)
+        self.shuffle = check_bool("shuffle", shuffle)
+        self.replacement = check_bool("replacement", replacement)
+        self.index = resolve_labels(dataset if labels is None else labels, label_fn)
+        if len(self.index) != len(dataset):
+            fail(
+                "labels",
+                f"one label per sample of the dataset ({len(dataset)})",
+                f"{len(self.index)} labels",
+            )
+        self.plan: Plan = make_plan(
+            self.index, strategy, sampling_strategy=sampling_strategy, num_samples=num_samples
+        )
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._drawn_for = -1
+        self._source: torch.Tensor | None = None
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.item())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Redraw for ``epoch``; reaches DataLoader workers through shared memory."""
+        self._epoch.fill_(check_int("epoch", epoch, minimum=0))
+
+    def target_counts(self, epoch: int | None = None) -> dict[Any, int]:
+        """Per-class composition of the epoch (default: the current one)."""
+        return self.plan.as_dict(self.epoch if epoch is None else epoch)
+
+    @property
+    def source_indices(self) -> torch.Tensor:
+        """For each item of this epoch, its index in the underlying dataset."""
+        epoch = self.epoch
+        if self._source is None or self._drawn_for != epoch:
+            picks = draw_epoch(self.plan, self.seed, epoch, replacement=self.replacement)
+            if self.shuffle:
+                picks = picks.index_select(0, shuffle_order(picks.shape[0], self.seed, epoch))
+            self._source, self._drawn_for = picks, epoch
+        return self._source
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The label of every item of this epoch."""
+        return self.index.labels[self.source_indices.numpy()]
+
+    def __len__(self) -> int:
+        return self.plan.length
+
+    def __getitem__(self, i: int) -> Any:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral | torch.Tensor):
+            fail("index", "an integer", i, kind=TypeError)
+        i = int(i)
+        n = self.plan.length
+        if not -n <= i < n:
+            fail("index", f"an integer in [{-n}, {n})", i, f"This epoch holds {n} items")
+        return self.dataset[int(self.source_indices[i])]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_source"], state["_drawn_for"] = None, -1
+        return state
+
+    def __repr__(self) -> str:
+        return (
+            f"ResampledDataset({type(self.dataset).__name__}, length={len(self)}, "
+            f"classes={self.index.num_classes}, seed={self.seed}, epoch={self.epoch})"
+        )

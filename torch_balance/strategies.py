@@ -1,0 +1,493 @@
+"""The plan: how many samples of each class one epoch holds.
+
+A *strategy* names a rule; :func:`make_plan` turns it and the class counts into a
+:class:`Plan`, a pure function from the epoch number to one target count per class. Samplers
+and dataset wrappers draw from the same plan, so they always agree.
+
+==================  ===========================================================================
+strategy            one epoch holds, per class c with n_c samples
+==================  ===========================================================================
+``"over"``          imbalanced-learn's ``RandomOverSampler(sampling_strategy=...)`` counts
+``"under"``         imbalanced-learn's ``RandomUnderSampler(sampling_strategy=...)`` counts
+``"instance"``      ``Power(1)``: n_c (scaled to ``num_samples``)
+``"sqrt"``          ``Power(0.5)``: proportional to sqrt(n_c)
+``"class"``         ``Power(0)``: the same number for every class
+``Power(q)``        ``num_samples * n_c**q / sum_i n_i**q`` (Kang et al., ICLR 2020)
+``Progressive(T)``  instance-balanced at epoch 0, class-balanced from epoch T-1 on, linear between
+``Deferred(E)``     one strategy before epoch E, another from E on (DRS, Cao et al., NeurIPS 2019)
+callable            ``fn(counts: dict, epoch: int) -> dict``: any plan you like
+==================  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from torch_balance._validation import check_int, fail
+from torch_balance.labels import LabelIndex
+
+__all__ = [
+    "Deferred",
+    "Plan",
+    "Power",
+    "Progressive",
+    "Strategy",
+    "class_weights",
+    "make_plan",
+    "target_counts",
+]
+
+STRATEGY_NAMES = ("over", "under", "instance", "sqrt", "class")
+
+
+@dataclass(frozen=True)
+class Power:
+    """Sample class c in proportion to ``n_c ** q`` (Kang et al., ICLR 2020).
+
+    ``q=1`` is the natural (instance-balanced) mix, ``q=0.5`` square-root sampling, ``q=0``
+    class-balanced sampling; ``q<0`` favours rare classes beyond balance.
+
+    Example:
+        >>> make_plan(LabelIndex([0] * 9 + [1]), Power(0)).targets(0).tolist()
+        [5, 5]
+    """
+
+    q: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.q, bool) or not isinstance(self.q, numbers.Real):
+            fail("Power.q", "a real number", self.q, kind=TypeError)
+        if not math.isfinite(float(self.q)):
+            fail("Power.q", "a finite number", self.q)
+
+
+@dataclass(frozen=True)
+class Progressive:
+    """Move from instance- to class-balanced sampling over ``num_epochs`` epochs.
+
+    ``p_c(t) = (1 - t/(T-1)) * n_c/N + t/(T-1) * 1/C`` for epoch ``t < T``; class-balanced from
+    epoch ``T-1`` on (Kang et al., ICLR 2020).
+
+    Example:
+        >>> plan = make_plan(LabelIndex([0] * 8 + [1] * 2), Progressive(3))
+        >>> [plan.targets(e).tolist() for e in range(4)]
+        [[8, 2], [7, 3], [5, 5], [5, 5]]
+    """
+
+    num_epochs: int
+
+    def __post_init__(self) -> None:
+        check_int("Progressive.num_epochs", self.num_epochs, minimum=1)
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """Deferred re-sampling: ``before`` until epoch ``start_epoch``, ``after`` from then on.
+
+    Both stages are scaled to the same epoch length (``num_samples``, default the dataset
+    size), so a DataLoader's length never changes; with ``"over"`` or ``"under"`` as a stage,
+    its class proportions are kept and scaled. (DRS: Cao et al., NeurIPS 2019.)
+
+    Example:
+        >>> plan = make_plan(LabelIndex([0] * 8 + [1] * 2), Deferred(2))
+        >>> [plan.targets(e).tolist() for e in range(3)]
+        [[8, 2], [8, 2], [5, 5]]
+    """
+
+    start_epoch: int
+    before: Any = "instance"
+    after: Any = "class"
+
+    def __post_init__(self) -> None:
+        check_int("Deferred.start_epoch", self.start_epoch, minimum=0)
+        for name in ("before", "after"):
+            stage = getattr(self, name)
+            if isinstance(stage, Progressive | Deferred):
+                fail(
+                    f"Deferred.{name}",
+                    "a single-stage strategy (a name, Power(q) or a callable)",
+                    stage,
+                    kind=TypeError,
+                )
+
+
+Strategy = str | Power | Progressive | Deferred | Callable[[dict, int], Mapping]
+
+
+class Plan:
+    """Per-class target counts for any epoch, in the class order of a :class:`LabelIndex`.
+
+    Attributes:
+        length: The number of samples in every epoch (constant across epochs).
+        constant: Whether every epoch has the same targets.
+    """
+
+    def __init__(
+        self,
+        index: LabelIndex,
+        rule: Callable[[int], np.ndarray],
+        *,
+        constant: bool,
+    ) -> None:
+        self.index = index
+        self._rule = rule
+        self.constant = constant
+        first = self._checked(0)
+        self._first = first
+        self.length = int(first.sum())
+        if self.length <= 0:
+            fail("strategy", "a plan with at least one sample per epoch", first.tolist())
+
+    def _checked(self, epoch: int) -> np.ndarray:
+        targets = np.asarray(self._rule(epoch), dtype=np.int64)
+        if targets.shape != (self.index.num_classes,) or (targets < 0).any():
+            fail("strategy", "non-negative counts, one per class", targets.tolist())
+        return targets
+
+    def targets(self, epoch: int) -> np.ndarray:
+        """Target count per class (in ``index.classes`` order) for ``epoch``."""
+        epoch = check_int("epoch", epoch, minimum=0)
+        if self.constant or epoch == 0:
+            return self._first.copy()
+        targets = self._checked(epoch)
+        if int(targets.sum()) != self.length:
+            fail(
+                "strategy",
+                f"the same epoch length every epoch ({self.length} at epoch 0)",
+                _Total(epoch, int(targets.sum())),
+                "Return counts with a constant total, or rescale them to it",
+            )
+        return targets
+
+    def as_dict(self, epoch: int) -> dict[Any, int]:
+        """``{class: target count}`` for ``epoch``."""
+        return dict(zip(self.index.keys(), self.targets(epoch).tolist(), strict=True))
+
+
+class _Total:
+    def __init__(self, epoch: int, total: int) -> None:
+        self.epoch, self.total = epoch, total
+
+    def __repr__(self) -> str:
+        return f"{self.total} at epoch {self.epoch}"
+
+
+def apportion(weights: np.ndarray, total: int) -> np.ndarray:
+    """Split ``total`` in proportion to ``weights``, rounding so the parts sum to ``total``.
+
+    Largest-remainder rounding; ties go to the earlier class.
+
+    Example:
+        >>> apportion(np.array([1.0, 1.0, 1.0]), 10).tolist()
+        [4, 3, 3]
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    share = weights / weights.sum() * total
+    parts = np.floor(share).astype(np.int64)
+    missing = int(total - parts.sum())
+    if missing > 0:
+        remainder = share - parts
+        winners = np.argsort(-remainder, kind="stable")[:missing]
+        parts[winners] += 1
+    return parts
+
+
+def _imblearn_targets(
+    index: LabelIndex, kind: Literal["over", "under"], sampling_strategy: Any
+) -> np.ndarray:
+    from imblearn.utils import check_sampling_strategy
+
+    sampling_type = "over-sampling" if kind == "over" else "under-sampling"
+    classes = index.keys()
+    position = {c: i for i, c in enumerate(classes)}
+    strategy = sampling_strategy
+    if isinstance(sampling_strategy, Mapping) and all(k in position for k in sampling_strategy):
+        strategy = {position[k]: v for k, v in sampling_strategy.items()}
+    if callable(sampling_strategy) or (
+        strategy is sampling_strategy and isinstance(sampling_strategy, Mapping)
+    ):
+        # A callable sees the real labels; a dict naming an unknown class gets
+        # imbalanced-learn's own error.
+        y: np.ndarray = index.labels
+        result = check_sampling_strategy(sampling_strategy, y, sampling_type)
+        by_position = {position[k]: v for k, v in result.items()}
+    else:
+        # Every other rule depends only on the class counts: one small integer per sample
+        # in class order gives imbalanced-learn the same counts at a fraction of the cost.
+        dtype = np.int16 if index.num_classes < 2**15 else np.int32
+        proxy = np.repeat(np.arange(index.num_classes, dtype=dtype), index.counts)
+        by_position = dict(check_sampling_strategy(strategy, proxy, sampling_type))
+    targets = index.counts.copy()
+    for pos, value in by_position.items():
+        pos = int(pos)
+        targets[pos] = targets[pos] + int(value) if kind == "over" else int(value)
+    return targets
+
+
+def _power_weights(counts: np.ndarray, q: float) -> np.ndarray:
+    return np.power(counts.astype(np.float64), float(q))
+
+
+def _single_stage(
+    index: LabelIndex,
+    strategy: Any,
+    *,
+    sampling_strategy: Any,
+    num_samples: int | None,
+    name: str,
+    scale: bool,
+) -> tuple[Callable[[int], np.ndarray], bool]:
+    """Rule for one non-scheduled strategy; ``scale`` forces the total to ``num_samples``."""
+    length = num_samples if num_samples is not None else len(index)
+    if isinstance(strategy, str):
+        if strategy in ("over", "under"):
+            fixed = _imblearn_targets(index, strategy, sampling_strategy)  # type: ignore[arg-type]
+            if scale:
+                fixed = apportion(fixed.astype(np.float64), length)
+            return (lambda epoch: fixed), True
+        powers = {"instance": 1.0, "sqrt": 0.5, "class": 0.0}
+        if strategy not in powers:
+            fail(
+                name,
+                "one of "
+                + ", ".join(repr(s) for s in STRATEGY_NAMES)
+                + ", Power(q), Progressive(T), Deferred(E) or a callable",
+                strategy,
+            )
+        strategy = Power(powers[strategy])
+    if isinstance(strategy, Power):
+        fixed = apportion(_power_weights(index.counts, strategy.q), length)
+        return (lambda epoch: fixed), True
+    if callable(strategy):
+        fn = strategy
+        counts = index.count_dict()
+        keys = index.keys()
+
+        def rule(epoch: int) -> np.ndarray:
+            result = fn(dict(counts), epoch)
+            if not isinstance(result, Mapping):
+                fail(
+                    name,
+                    "a callable returning a dict {class: count}",
+                    type(result).__name__,
+                    kind=TypeError,
+                )
+            unknown = [k for k in result if k not in counts]
+            if unknown:
+                fail(
+                    name,
+                    f"counts only for the classes present ({keys[:10]}...)"
+                    if len(keys) > 10
+                    else f"counts only for the classes present ({keys})",
+                    unknown[:5],
+                )
+            values = []
+            for key in keys:
+                value = result.get(key, 0)
+                if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                    fail(name, f"a non-negative integer count for class {key!r}", value)
+                values.append(int(value))
+            raw = np.array(values, dtype=np.int64)
+            if scale and raw.sum() > 0:
+                return apportion(raw.astype(np.float64), length)
+            return raw
+
+        return rule, False
+    fail(
+        name,
+        "a strategy name, Power(q), Progressive(T), Deferred(E) or a callable",
+        strategy,
+        kind=TypeError,
+    )
+
+
+def make_plan(
+    index: LabelIndex,
+    strategy: Strategy = "over",
+    *,
+    sampling_strategy: Any = "auto",
+    num_samples: int | None = None,
+) -> Plan:
+    """Turn a strategy into a :class:`Plan` for the labels in ``index``.
+
+    Args:
+        index: The labels, indexed by class.
+        strategy: See the module table.
+        sampling_strategy: imbalanced-learn's ``sampling_strategy``, for ``"over"`` and
+            ``"under"`` only (and for those used as a ``Deferred`` stage).
+        num_samples: Epoch length for power strategies, schedules and callables' rescaled
+            stages; default the number of labels. ``"over"`` and ``"under"`` define their own.
+
+    Returns:
+        The plan.
+
+    Raises:
+        ValueError: For an unknown strategy name, a ``sampling_strategy`` imbalanced-learn
+            rejects, or ``num_samples`` given with ``"over"``/``"under"``.
+
+    Example:
+        >>> index = LabelIndex([0, 0, 0, 0, 1])
+        >>> make_plan(index, "over").as_dict(0)
+        {0: 4, 1: 4}
+        >>> make_plan(index, "under").as_dict(0)
+        {0: 1, 1: 1}
+    """
+    num_samples = check_int(
+        "num_samples",
+        num_samples,
+        minimum=1,
+        allow_none=True,
+        fix="Leave it as None to use the dataset's length",
+    )
+    if strategy in ("over", "under") and num_samples is not None:
+        fail(
+            "num_samples",
+            f"None with strategy={strategy!r} (imbalanced-learn's rules fix the epoch length)",
+            num_samples,
+            "Use strategy='class' or Power(q) for a chosen epoch length",
+        )
+    if (
+        not (isinstance(strategy, str) and strategy in ("over", "under"))
+        and not isinstance(strategy, Deferred)
+        and not (isinstance(sampling_strategy, str) and sampling_strategy == "auto")
+    ):
+        fail(
+            "sampling_strategy",
+            "'auto' unless strategy is 'over' or 'under'",
+            sampling_strategy,
+            "imbalanced-learn's sampling_strategy only applies to strategy='over'/'under'",
+        )
+    length = num_samples if num_samples is not None else len(index)
+    if isinstance(strategy, Progressive):
+        instance = index.counts.astype(np.float64) / len(index)
+        balanced = np.full(index.num_classes, 1.0 / index.num_classes)
+        last = strategy.num_epochs - 1
+
+        def progressive(epoch: int) -> np.ndarray:
+            t = 1.0 if last == 0 else min(epoch, last) / last
+            return apportion((1.0 - t) * instance + t * balanced, length)
+
+        return Plan(index, progressive, constant=strategy.num_epochs == 1)
+    if isinstance(strategy, Deferred):
+        before, _ = _single_stage(
+            index,
+            strategy.before,
+            sampling_strategy=sampling_strategy,
+            num_samples=length,
+            name="Deferred.before",
+            scale=True,
+        )
+        after, after_constant = _single_stage(
+            index,
+            strategy.after,
+            sampling_strategy=sampling_strategy,
+            num_samples=length,
+            name="Deferred.after",
+            scale=True,
+        )
+        start = strategy.start_epoch
+
+        def deferred(epoch: int) -> np.ndarray:
+            return before(epoch) if epoch < start else after(epoch)
+
+        if start == 0:
+            return Plan(index, after, constant=after_constant)
+        return Plan(index, deferred, constant=False)
+    rule, constant = _single_stage(
+        index,
+        strategy,
+        sampling_strategy=sampling_strategy,
+        num_samples=num_samples,
+        name="strategy",
+        scale=False,
+    )
+    return Plan(index, rule, constant=constant)
+
+
+def target_counts(
+    labels: Any,
+    strategy: Strategy = "over",
+    *,
+    sampling_strategy: Any = "auto",
+    num_samples: int | None = None,
+    epoch: int = 0,
+) -> dict[Any, int]:
+    """The per-class composition of one epoch, without building a sampler.
+
+    Example:
+        >>> target_counts(["a", "a", "a", "b"], "sqrt", num_samples=100)
+        {'a': 63, 'b': 37}
+    """
+    index = labels if isinstance(labels, LabelIndex) else LabelIndex(labels)
+    plan = make_plan(index, strategy, sampling_strategy=sampling_strategy, num_samples=num_samples)
+    return plan.as_dict(epoch)
+
+
+def class_weights(
+    labels: Any,
+    kind: Literal["inverse", "sqrt", "effective"] = "inverse",
+    *,
+    beta: float = 0.9999,
+    num_classes: int | None = None,
+) -> torch.Tensor:
+    """Per-class loss weights for ``torch.nn.CrossEntropyLoss(weight=...)``.
+
+    ``"inverse"``: 1/n_c. ``"sqrt"``: 1/sqrt(n_c). ``"effective"``: (1 - beta) / (1 - beta**n_c),
+    the inverse effective number of samples (Cui et al., CVPR 2019). The weights of the classes
+    present sum to their number.
+
+    With non-negative integer labels the tensor is indexed by label value (length
+    ``num_classes``, default ``max(label) + 1``) and an absent class gets weight 0; with other
+    labels it follows the sorted classes.
+
+    Args:
+        labels: A label vector or a :class:`LabelIndex`.
+        kind: ``"inverse"``, ``"sqrt"`` or ``"effective"``.
+        beta: For ``"effective"``, in [0, 1).
+        num_classes: Length of the tensor for integer labels.
+
+    Returns:
+        A float32 tensor of weights.
+
+    Example:
+        >>> class_weights([0, 0, 0, 1]).tolist()
+        [0.5, 1.5]
+    """
+    index = labels if isinstance(labels, LabelIndex) else LabelIndex(labels)
+    counts = index.counts.astype(np.float64)
+    if kind == "inverse":
+        raw = 1.0 / counts
+    elif kind == "sqrt":
+        raw = 1.0 / np.sqrt(counts)
+    elif kind == "effective":
+        if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+            fail("beta", "a number in [0, 1)", beta, kind=TypeError)
+        if not 0.0 <= float(beta) < 1.0:
+            fail("beta", "a number in [0, 1)", beta, "Cui et al. use 0.9, 0.99, 0.999 or 0.9999")
+        raw = (1.0 - beta) / (1.0 - np.power(float(beta), counts))
+    else:
+        fail("kind", "'inverse', 'sqrt' or 'effective'", kind)
+    raw = raw / raw.sum() * index.num_classes
+    classes = index.classes
+    if classes.dtype.kind in "iu" and int(classes.min()) >= 0:
+        size = int(classes.max()) + 1
+        if num_classes is not None:
+            size = check_int(
+                "num_classes",
+                num_classes,
+                minimum=size,
+                fix="It must cover the largest label",
+            )
+        out = np.zeros(size, dtype=np.float64)
+        out[classes.astype(np.int64)] = raw
+        raw = out
+    elif num_classes is not None:
+        fail("num_classes", "None for labels that are not non-negative integers", num_classes)
+    return torch.tensor(raw, dtype=torch.float32)
