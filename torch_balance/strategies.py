@@ -139,6 +139,7 @@ class Plan:
         self.index = index
         self._rule = rule
         self.constant = constant
+        self._cache: dict[int, np.ndarray] = {}
         first = self._checked(0)
         self._first = first
         self.length = int(first.sum())
@@ -156,6 +157,9 @@ class Plan:
         epoch = check_int("epoch", epoch, minimum=0)
         if self.constant or epoch == 0:
             return self._first.copy()
+        cached = self._cache.get(epoch)
+        if cached is not None:
+            return cached.copy()
         targets = self._checked(epoch)
         if int(targets.sum()) != self.length:
             fail(
@@ -164,7 +168,9 @@ class Plan:
                 _Total(epoch, int(targets.sum())),
                 "Return counts with a constant total, or rescale them to it",
             )
-        return targets
+        if len(self._cache) < 4096:
+            self._cache[epoch] = targets
+        return targets.copy()
 
     def as_dict(self, epoch: int) -> dict[Any, int]:
         """``{class: target count}`` for ``epoch``."""
@@ -235,6 +241,73 @@ def _power_weights(counts: np.ndarray, q: float) -> np.ndarray:
     return np.power(counts.astype(np.float64), float(q))
 
 
+class _Fixed:
+    """The same targets every epoch."""
+
+    def __init__(self, targets: np.ndarray) -> None:
+        self.targets = targets
+
+    def __call__(self, epoch: int) -> np.ndarray:
+        return self.targets
+
+
+class _UserRule:
+    """A user's ``fn(counts, epoch) -> {class: count}``, checked and put in class order."""
+
+    def __init__(
+        self, fn: Callable[[dict, int], Any], index: LabelIndex, name: str, length: int | None
+    ) -> None:
+        self.fn, self.name, self.length = fn, name, length
+        self.counts = index.count_dict()
+        self.keys = index.keys()
+
+    def __call__(self, epoch: int) -> np.ndarray:
+        result = self.fn(dict(self.counts), epoch)
+        if not isinstance(result, Mapping):
+            fail(
+                self.name,
+                "a callable returning a dict {class: count}",
+                type(result).__name__,
+                kind=TypeError,
+            )
+        unknown = [k for k in result if k not in self.counts]
+        if unknown:
+            shown = self.keys if len(self.keys) <= 10 else [*self.keys[:10], "..."]
+            fail(self.name, f"counts only for the classes present ({shown})", unknown[:5])
+        values = []
+        for key in self.keys:
+            value = result.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                fail(self.name, f"a non-negative integer count for class {key!r}", value)
+            values.append(int(value))
+        raw = np.array(values, dtype=np.int64)
+        if self.length is not None and raw.sum() > 0:
+            return apportion(raw.astype(np.float64), self.length)
+        return raw
+
+
+class _ProgressiveRule:
+    def __init__(self, index: LabelIndex, num_epochs: int, length: int) -> None:
+        self.instance = index.counts.astype(np.float64) / len(index)
+        self.balanced = np.full(index.num_classes, 1.0 / index.num_classes)
+        self.last = num_epochs - 1
+        self.length = length
+
+    def __call__(self, epoch: int) -> np.ndarray:
+        t = 1.0 if self.last == 0 else min(epoch, self.last) / self.last
+        return apportion((1.0 - t) * self.instance + t * self.balanced, self.length)
+
+
+class _DeferredRule:
+    def __init__(
+        self, before: Callable[[int], np.ndarray], after: Callable[[int], np.ndarray], start: int
+    ) -> None:
+        self.before, self.after, self.start = before, after, start
+
+    def __call__(self, epoch: int) -> np.ndarray:
+        return self.before(epoch) if epoch < self.start else self.after(epoch)
+
+
 def _single_stage(
     index: LabelIndex,
     strategy: Any,
@@ -251,7 +324,7 @@ def _single_stage(
             fixed = _imblearn_targets(index, strategy, sampling_strategy)  # type: ignore[arg-type]
             if scale:
                 fixed = apportion(fixed.astype(np.float64), length)
-            return (lambda epoch: fixed), True
+            return _Fixed(fixed), True
         powers = {"instance": 1.0, "sqrt": 0.5, "class": 0.0}
         if strategy not in powers:
             fail(
@@ -263,43 +336,9 @@ def _single_stage(
             )
         strategy = Power(powers[strategy])
     if isinstance(strategy, Power):
-        fixed = apportion(_power_weights(index.counts, strategy.q), length)
-        return (lambda epoch: fixed), True
+        return _Fixed(apportion(_power_weights(index.counts, strategy.q), length)), True
     if callable(strategy):
-        fn = strategy
-        counts = index.count_dict()
-        keys = index.keys()
-
-        def rule(epoch: int) -> np.ndarray:
-            result = fn(dict(counts), epoch)
-            if not isinstance(result, Mapping):
-                fail(
-                    name,
-                    "a callable returning a dict {class: count}",
-                    type(result).__name__,
-                    kind=TypeError,
-                )
-            unknown = [k for k in result if k not in counts]
-            if unknown:
-                fail(
-                    name,
-                    f"counts only for the classes present ({keys[:10]}...)"
-                    if len(keys) > 10
-                    else f"counts only for the classes present ({keys})",
-                    unknown[:5],
-                )
-            values = []
-            for key in keys:
-                value = result.get(key, 0)
-                if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-                    fail(name, f"a non-negative integer count for class {key!r}", value)
-                values.append(int(value))
-            raw = np.array(values, dtype=np.int64)
-            if scale and raw.sum() > 0:
-                return apportion(raw.astype(np.float64), length)
-            return raw
-
-        return rule, False
+        return _UserRule(strategy, index, name, length if scale else None), False
     fail(
         name,
         "a strategy name, Power(q), Progressive(T), Deferred(E) or a callable",
@@ -366,15 +405,8 @@ def make_plan(
         )
     length = num_samples if num_samples is not None else len(index)
     if isinstance(strategy, Progressive):
-        instance = index.counts.astype(np.float64) / len(index)
-        balanced = np.full(index.num_classes, 1.0 / index.num_classes)
-        last = strategy.num_epochs - 1
-
-        def progressive(epoch: int) -> np.ndarray:
-            t = 1.0 if last == 0 else min(epoch, last) / last
-            return apportion((1.0 - t) * instance + t * balanced, length)
-
-        return Plan(index, progressive, constant=strategy.num_epochs == 1)
+        rule = _ProgressiveRule(index, strategy.num_epochs, length)
+        return Plan(index, rule, constant=strategy.num_epochs == 1)
     if isinstance(strategy, Deferred):
         before, _ = _single_stage(
             index,
@@ -392,14 +424,9 @@ def make_plan(
             name="Deferred.after",
             scale=True,
         )
-        start = strategy.start_epoch
-
-        def deferred(epoch: int) -> np.ndarray:
-            return before(epoch) if epoch < start else after(epoch)
-
-        if start == 0:
+        if strategy.start_epoch == 0:
             return Plan(index, after, constant=after_constant)
-        return Plan(index, deferred, constant=False)
+        return Plan(index, _DeferredRule(before, after, strategy.start_epoch), constant=False)
     rule, constant = _single_stage(
         index,
         strategy,

@@ -1,0 +1,86 @@
+"""Every public sampler runs the shared conformance suite (torch_balance.testing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from torch.utils.data import Sampler
+
+import torch_balance
+from torch_balance import (
+    BalancedSampler,
+    Deferred,
+    Power,
+    Progressive,
+    RandomOverSampler,
+    RandomUnderSampler,
+)
+from torch_balance.testing import check_sampler, conformance_labels
+
+
+def alternating_plan(counts: dict, epoch: int) -> dict:
+    """A user plan: 6 of each class, one moved from the first class to the last on odd epochs."""
+    keys = list(counts)
+    plan = dict.fromkeys(keys, 6)
+    if epoch % 2:
+        plan[keys[0]] -= 1
+        plan[keys[-1]] += 1
+    return plan
+
+
+# Each public sampler class maps to the configurations it is checked in.
+CASES: dict[type, list[tuple[str, Any]]] = {
+    BalancedSampler: [
+        ("over", lambda y, **kw: BalancedSampler(y, "over", **kw)),
+        ("under", lambda y, **kw: BalancedSampler(y, "under", **kw)),
+        ("sqrt", lambda y, **kw: BalancedSampler(y, "sqrt", **kw)),
+        ("class-n50", lambda y, **kw: BalancedSampler(y, "class", num_samples=50, **kw)),
+        ("power-neg", lambda y, **kw: BalancedSampler(y, Power(-0.5), **kw)),
+        ("progressive", lambda y, **kw: BalancedSampler(y, Progressive(4), **kw)),
+        ("deferred", lambda y, **kw: BalancedSampler(y, Deferred(2, "instance", "over"), **kw)),
+        ("replacement", lambda y, **kw: BalancedSampler(y, "class", replacement=True, **kw)),
+        ("callable", lambda y, **kw: BalancedSampler(y, alternating_plan, **kw)),
+    ],
+    RandomOverSampler: [
+        ("auto", lambda y, **kw: RandomOverSampler(y, **kw)),
+        ("minority", lambda y, **kw: RandomOverSampler(y, sampling_strategy="minority", **kw)),
+    ],
+    RandomUnderSampler: [
+        ("auto", lambda y, **kw: RandomUnderSampler(y, **kw)),
+        ("not-minority", lambda y, **kw: RandomUnderSampler(y, "not minority", **kw)),
+    ],
+}
+
+
+def public_samplers() -> list[type]:
+    found = []
+    for name in torch_balance.__all__:
+        obj = getattr(torch_balance, name)
+        if isinstance(obj, type) and issubclass(obj, Sampler):
+            found.append(obj)
+    return found
+
+
+def test_every_public_sampler_has_cases() -> None:
+    missing = [cls.__name__ for cls in public_samplers() if cls not in CASES]
+    assert not missing, f"public samplers without conformance cases: {missing}"
+
+
+PARAMS = [
+    pytest.param(make, kind, id=f"{cls.__name__}-{name}-{kind}")
+    for cls, cases in CASES.items()
+    for name, make in cases
+    for kind in ("int", "str")
+]
+
+
+@pytest.mark.parametrize(("make", "kind"), PARAMS)
+def test_conformance(make: Any, kind: str) -> None:
+    check_sampler(make, conformance_labels(kind), dataloader_workers=0)
+
+
+@pytest.mark.parametrize("cls", list(CASES))
+def test_conformance_with_workers(cls: type) -> None:
+    _, make = CASES[cls][0]
+    check_sampler(make, conformance_labels(), dataloader_workers=2)
