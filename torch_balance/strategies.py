@@ -405,8 +405,8 @@ def make_plan(
         )
     length = num_samples if num_samples is not None else len(index)
     if isinstance(strategy, Progressive):
-        rule = _ProgressiveRule(index, strategy.num_epochs, length)
-        return Plan(index, rule, constant=strategy.num_epochs == 1)
+        progressive = _ProgressiveRule(index, strategy.num_epochs, length)
+        return Plan(index, progressive, constant=strategy.num_epochs == 1)
     if isinstance(strategy, Deferred):
         before, _ = _single_stage(
             index,

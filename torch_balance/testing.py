@@ -17,7 +17,7 @@ import pickle
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -77,7 +77,8 @@ def _require(condition: bool, what: str) -> None:
 
 
 def _rng_snapshot() -> tuple[Any, ...]:
-    return (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    numpy_state = cast(Any, np.random.get_state())
+    return (torch.get_rng_state(), numpy_state[1].copy(), random.getstate())
 
 
 def _same_rng(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
@@ -135,8 +136,8 @@ def check_sampler(
     # composition
     if check_counts and hasattr(sampler, "target_counts"):
         drawn = Counter(label_array[flat].tolist())
-        expected = {k: v for k, v in sampler.target_counts(0).items() if v}
-        _require(dict(drawn) == expected, f"epoch holds {dict(drawn)}, plan says {expected}")
+        planned = {k: v for k, v in sampler.target_counts(0).items() if v}
+        _require(dict(drawn) == planned, f"epoch holds {dict(drawn)}, plan says {planned}")
 
     # resume mid-epoch, at the end, and into the next epoch
     for cut in (0, 1, len(first) // 2, len(first)):
