@@ -205,12 +205,30 @@ def apportion(weights: np.ndarray, total: int) -> np.ndarray:
     return parts
 
 
+IMBLEARN_RULES = ("auto", "minority", "majority", "not minority", "not majority", "all")
+
+
+def _checked_strategy(check: Callable[..., Any], strategy: Any, y: np.ndarray, kind: str) -> Any:
+    """imbalanced-learn's own validation, its errors prefixed with the argument's name."""
+    try:
+        return check(strategy, y, kind)
+    except ValueError as error:
+        raise ValueError(f"sampling_strategy: {error}") from error
+
+
 def _imblearn_targets(
     index: LabelIndex, kind: Literal["over", "under"], sampling_strategy: Any
 ) -> np.ndarray:
     from imblearn.utils import check_sampling_strategy
 
     sampling_type = "over-sampling" if kind == "over" else "under-sampling"
+    if isinstance(sampling_strategy, str) and sampling_strategy not in IMBLEARN_RULES:
+        fail(
+            "sampling_strategy",
+            "one of " + ", ".join(repr(r) for r in IMBLEARN_RULES) + ", a float, a dict or a "
+            "callable (imbalanced-learn's rules)",
+            sampling_strategy,
+        )
     classes = index.keys()
     position = {c: i for i, c in enumerate(classes)}
     strategy = sampling_strategy
@@ -222,14 +240,16 @@ def _imblearn_targets(
         # A callable sees the real labels; a dict naming an unknown class gets
         # imbalanced-learn's own error.
         y: np.ndarray = index.labels
-        result = check_sampling_strategy(sampling_strategy, y, sampling_type)
+        result = _checked_strategy(check_sampling_strategy, sampling_strategy, y, sampling_type)
         by_position = {position[k]: v for k, v in result.items()}
     else:
         # Every other rule depends only on the class counts: one small integer per sample
         # in class order gives imbalanced-learn the same counts at a fraction of the cost.
         dtype = np.int16 if index.num_classes < 2**15 else np.int32
         proxy = np.repeat(np.arange(index.num_classes, dtype=dtype), index.counts)
-        by_position = dict(check_sampling_strategy(strategy, proxy, sampling_type))
+        by_position = dict(
+            _checked_strategy(check_sampling_strategy, strategy, proxy, sampling_type)
+        )
     targets = index.counts.copy()
     for pos, value in by_position.items():
         pos = int(pos)
