@@ -252,14 +252,14 @@ def class_sequence(
         for row, t in zip(seam_rows.tolist(), tail_len.tolist(), strict=True):
             held = set(table[row - 1][c - t :])
             need = p - t
-            front: list[int] = []
+            ahead: list[int] = []
             rest: list[int] = []
             for value in table[row]:
-                if len(front) < need and value not in held:
-                    front.append(value)
+                if len(ahead) < need and value not in held:
+                    ahead.append(value)
                 else:
                     rest.append(value)
-            table[row] = front + rest
+            table[row] = ahead + rest
         perms = np.asarray(table, dtype=np.int64)
     return perms.reshape(-1)[:slots].reshape(num_batches, p)
 

@@ -29,7 +29,7 @@ import numbers
 import warnings
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain
+from itertools import chain, pairwise
 from typing import Any
 
 import numpy as np
@@ -172,6 +172,12 @@ class MultiLabelIndex:
         [(1, 3), (), (3,)]
     """
 
+    categories: np.ndarray
+    codes: np.ndarray
+    offsets: np.ndarray
+    counts: np.ndarray
+    _fingerprint: str | None
+
     def __init__(self, labelsets: Any, name: str = "labelsets") -> None:
         if isinstance(labelsets, MultiLabelIndex):
             self._copy(labelsets)
@@ -281,13 +287,11 @@ class MultiLabelIndex:
             codes = (keys - rows * width).astype(np.int32)
             offsets = np.zeros(n + 1, dtype=np.int64)
             np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
-        self.categories: np.ndarray = categories
-        self.codes: np.ndarray = codes.astype(np.int32, copy=False)
-        self.offsets: np.ndarray = offsets.astype(np.int64, copy=False)
-        self.counts: np.ndarray = np.bincount(self.codes, minlength=categories.shape[0]).astype(
-            np.int64
-        )
-        self._fingerprint: str | None = None
+        self.categories = categories
+        self.codes = codes.astype(np.int32, copy=False)
+        self.offsets = offsets.astype(np.int64, copy=False)
+        self.counts = np.bincount(self.codes, minlength=categories.shape[0]).astype(np.int64)
+        self._fingerprint = None
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0] - 1)
@@ -309,7 +313,7 @@ class MultiLabelIndex:
         values = self.categories[self.codes].tolist()
         bounds = self.offsets.tolist()
         out = np.empty(len(self), dtype=object)
-        out[:] = [tuple(values[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        out[:] = [tuple(values[a:b]) for a, b in pairwise(bounds)]
         return out
 
     def fingerprint(self) -> str:
