@@ -105,7 +105,7 @@ def draw_epoch(plan: Plan, seed: int, epoch: int, *, replacement: bool = False) 
             if k == 0:
                 continue
             picks = torch.randint(int(counts[code]), (k,), generator=g, dtype=order.dtype)
-            pieces.append(index.members(code)[picks.long()])
+            pieces.append(index.members(code).index_select(0, picks))
         return torch.cat(pieces)
     cycle, position, extras = walk_state(plan, epoch)
     for code in range(index.num_classes):

@@ -7,6 +7,7 @@ Data flows one way: labels -> :class:`~torch_balance.labels.LabelIndex` -> plan
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -72,12 +73,19 @@ class EpochState:
         return epoch, skip
 
     def run(self, epoch: int, chunks: Iterator[list[Any]], skip: int) -> Iterator[Any]:
-        """Yield from ``chunks`` while keeping count of what was handed out."""
+        """Hand out the items of ``chunks`` while keeping count of them.
+
+        The items flow through ``itertools.chain`` (no Python frame per item); the count is
+        read from the current chunk's list iterator when a state is asked for.
+        """
+        return itertools.chain.from_iterable(self._tracked(epoch, chunks, skip))
+
+    def _tracked(self, epoch: int, chunks: Iterator[list[Any]], skip: int) -> Iterator[Any]:
         base = skip
         for chunk in chunks:
             items = iter(chunk)
             self._live = (epoch, base, len(chunk), items)
-            yield from items
+            yield items
             base += len(chunk)
         self._live = (epoch, base, 0, iter(()))
         if self.epoch == epoch:
