@@ -438,13 +438,12 @@ class ClassBalancedBatchSampler(_Shell, Sampler[list[int]]):
         k = self.samples_per_class
         small = np.flatnonzero(self.index.counts < k)
         if small.shape[0]:
-            shown = ", ".join(
-                f"{self.index.classes[c]!r} ({int(self.index.counts[c])})" for c in small[:5]
-            )
+            keys = self.index.keys()
+            shown = ", ".join(f"{keys[c]!r} ({int(self.index.counts[c])})" for c in small[:5])
             more = f" and {small.shape[0] - 5} more" if small.shape[0] > 5 else ""
             warnings.warn(
-                f"ClassBalancedBatchSampler: {small.shape[0]} classes have fewer than "
-                f"samples_per_class={k} samples: {shown}{more}; their batches repeat samples",
+                f"ClassBalancedBatchSampler: classes with fewer than samples_per_class={k} "
+                f"samples, filled by repeating them: {shown}{more}",
                 UserWarning,
                 stacklevel=2,
             )
