@@ -96,3 +96,27 @@ def test_bad_input() -> None:
     assert ds[-1] == ds[len(ds) - 1]
     with pytest.raises(ValueError, match="epoch"):
         ds.set_epoch(-2)
+
+
+def test_spawned_workers_get_the_sampler_and_the_shared_epoch() -> None:
+    """Spawn pickles the dataset; the epoch tensor must stay shared with the parent."""
+    ds = ResampledDataset(Counting(), "under", seed=5)
+    sampler = BalancedSampler(LABELS, "under", seed=5)
+    loader = DataLoader(
+        ds,
+        batch_size=4,
+        sampler=torch.utils.data.SequentialSampler(ds),
+        num_workers=1,
+        multiprocessing_context="spawn",
+        persistent_workers=True,
+    )
+    for epoch in (0, 3):
+        ds.set_epoch(epoch)
+        got = [int(i) for idx, _ in loader for i in idx]
+        assert got == ds.source_indices.tolist()
+    spawned = DataLoader(
+        Counting(), batch_size=4, sampler=sampler, num_workers=1, multiprocessing_context="spawn"
+    )
+    sampler.set_epoch(2)
+    expected = sampler.epoch_indices(2).tolist()
+    assert [int(i) for idx, _ in spawned for i in idx] == expected
