@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/torch-balance bench digits --seeds 3 --out bench-out/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check torch_balance tests benchmarks examples

@@ -1,0 +1,193 @@
+"""Reports: the markdown table, the per-class recall plot, and the ``inspect`` text."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from torch_balance.bench.data import Source, Split
+from torch_balance.bench.metrics import METRIC_NAMES
+from torch_balance.strategies import Deferred, Progressive, class_weights, target_counts
+
+__all__ = ["format_table", "histogram", "inspect_report", "summarize", "write_plot"]
+
+HEADERS = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced acc.",
+    "minority_recall": "minority recall",
+    "head_recall": "head",
+    "middle_recall": "middle",
+    "tail_recall": "tail",
+    "macro_f1": "macro-F1",
+    "g_mean": "G-mean",
+}
+
+
+def summarize(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean and sample standard deviation (ddof=1; 0 for one seed) of every metric.
+
+    Example:
+        >>> summarize([{"accuracy": 0.5}, {"accuracy": 0.7}])["accuracy"]["mean"]
+        0.6
+    """
+    out: dict[str, dict[str, float]] = {}
+    for metric in METRIC_NAMES:
+        values = np.array([run[metric] for run in per_seed if metric in run], dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            out[metric] = {"mean": float("nan"), "std": float("nan")}
+            continue
+        std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+        out[metric] = {"mean": round(float(values.mean()), 6), "std": round(std, 6)}
+    return out
+
+
+def _cell(stats: dict[str, float]) -> str:
+    mean, std = stats["mean"], stats["std"]
+    if not math.isfinite(mean):
+        return "n/a"
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def format_table(summary: dict[str, dict[str, dict[str, float]]], strategies: list[str]) -> str:
+    """A markdown table: one row per strategy, metrics in percent as mean ± std over seeds.
+
+    Example:
+        >>> stats = {m: {"mean": 0.5, "std": 0.01} for m in METRIC_NAMES}
+        >>> print(format_table({"erm": stats}, ["erm"]).splitlines()[2])
+        | erm | 50.0 ± 1.0 | 50.0 ± 1.0 | 50.0 ± 1.0 | 50.0 ± 1.0 | 50.0 ± 1.0 | 50.0 ± 1.0 | ...
+    """
+    header = "| strategy | " + " | ".join(HEADERS[m] for m in METRIC_NAMES) + " |"
+    rule = "|---|" + "---:|" * len(METRIC_NAMES)
+    rows = [header, rule]
+    for name in strategies:
+        cells = [_cell(summary[name][m]) for m in METRIC_NAMES]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def write_plot(
+    path: Path,
+    sizes: np.ndarray,
+    recalls: dict[str, np.ndarray],
+    *,
+    title: str,
+) -> None:
+    """Per-class test recall (mean over seeds) against training-class size, one line each.
+
+    Args:
+        path: The PNG to write.
+        sizes: Training images of the class at each size rank (mean over seeds).
+        recalls: Strategy -> recall of the class at each rank (mean over seeds).
+        title: The plot title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.5, 5.0), dpi=110)
+    order = np.argsort(sizes)
+    styles = ["-", "--", "-.", ":"]
+    for i, (name, values) in enumerate(recalls.items()):
+        ax.plot(
+            sizes[order],
+            100 * values[order],
+            styles[(i // 10) % len(styles)],
+            marker="o",
+            markersize=3,
+            linewidth=1.3,
+            label=name,
+        )
+    if sizes.min() > 0 and sizes.max() / max(sizes.min(), 1e-9) > 3:
+        ax.set_xscale("log")
+    ax.set_xlabel("training images of the class")
+    ax.set_ylabel("test recall of the class (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def histogram(counts: np.ndarray, classes: list[str], width: int = 40) -> str:
+    """Text bars of ``counts``, largest class first.
+
+    Example:
+        >>> print(histogram(np.array([4, 2]), ["a", "b"], width=4))
+        a  4  ████
+        b  2  ██
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    top = max(int(counts.max()), 1)
+    name_width = max(len(c) for c in classes)
+    digits = len(str(top))
+    lines = []
+    for c in np.argsort(-counts, kind="stable"):
+        n = int(counts[c])
+        bar = "█" * max(1 if n else 0, round(width * n / top))
+        lines.append(f"{classes[c]:<{name_width}}  {n:>{digits}}  {bar}")
+    return "\n".join(lines)
+
+
+def inspect_report(source: Source, split: Split, *, batch_size: int, steps: int) -> str:
+    """What ``torch-balance inspect`` prints: histogram, ratio and one epoch per strategy."""
+    counts = split.train_counts
+    labels = np.repeat(np.arange(source.num_classes), counts)
+    present = counts[counts > 0]
+    ratio = float(present.max() / present.min())
+    lines = [source.description]
+    if split.ratio is None and source.natural:
+        lines.append(f"training split (natural counts, seed {split.seed}):")
+    else:
+        lines.append(
+            f"training split ({split.profile}, ratio {split.ratio:g}, seed {split.seed};"
+            " classes assigned to ranks at random per seed):"
+        )
+    lines += ["", histogram(counts, source.classes), ""]
+    lines.append(
+        f"{int(counts.sum())} training images, {source.num_classes} classes, "
+        f"imbalance ratio {ratio:.1f} (largest / smallest); validation "
+        f"{int(split.val_counts.sum())}, test {int(split.test_counts.sum())}"
+        + (" (balanced)" if len(set(split.test_counts.tolist())) == 1 else "")
+    )
+    per_epoch = math.ceil(len(labels) / batch_size)
+    epochs = max(1, math.ceil(steps / per_epoch))
+    start = max(1, round(0.8 * steps) // per_epoch)
+    columns: dict[str, dict[Any, int]] = {
+        "erm": target_counts(labels, "instance"),
+        "over": target_counts(labels, "over"),
+        "under": target_counts(labels, "under"),
+        "sqrt": target_counts(labels, "sqrt"),
+        "class": target_counts(labels, "class"),
+        "progr. first": target_counts(labels, Progressive(epochs), epoch=0),
+        "progr. last": target_counts(labels, Progressive(epochs), epoch=epochs - 1),
+        f"deferred e>={start}": target_counts(labels, Deferred(start), epoch=start),
+    }
+    weights = class_weights(labels, "effective", num_classes=source.num_classes)
+    lines += [
+        "",
+        f"one epoch under each sampling strategy (images per class; {steps} steps of "
+        f"{batch_size} span about {epochs} epochs of the training set):",
+        "",
+    ]
+    names = ["class", *columns, "reweight w"]
+    lines.append("| " + " | ".join(names) + " |")
+    lines.append("|---|" + "---:|" * (len(names) - 1))
+    for c in range(source.num_classes):
+        cells = [str(columns[k].get(c, 0)) for k in columns] + [f"{float(weights[c]):.2f}"]
+        lines.append(f"| {source.classes[c]} | " + " | ".join(cells) + " |")
+    totals = [str(sum(columns[k].values())) for k in columns] + [""]
+    lines.append("| total | " + " | ".join(totals) + " |")
+    lines += [
+        "",
+        "under-static: one 'under' epoch drawn once and kept; pixel-smote and smote-embedding:"
+        " 'over' counts of synthetic neighbours; crt: 'class' for the head; logit-adjust:"
+        " erm's model, prior-corrected logits. reweight w: effective-number loss weights.",
+    ]
+    lines += split.notes
+    return "\n".join(lines)

@@ -1,0 +1,172 @@
+"""The ``torch-balance`` command: ``inspect`` a dataset's imbalance, ``bench`` the strategies.
+
+Run ``torch-balance bench --help`` for the options; ``python -m torch_balance`` is the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+_DATA_HELP = (
+    "digits (scikit-learn's bundled 8x8 digits, default), fashion-mnist[:DIR] (the four idx "
+    "files; default DIR /usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist), "
+    "cifar10[:DIR] (torchvision's cifar-10-batches-py) or imagefolder:PATH (one folder per "
+    "class; train/ val/ test/ sub-folders used when present). Nothing is downloaded."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``torch-balance``.
+
+    Example:
+        >>> build_parser().parse_args(["bench", "--seeds", "1"]).seeds
+        1
+    """
+    from torch_balance.bench.protocol import STRATEGIES
+
+    strategies = "\n".join(f"  {name:<16} {text}" for name, text in STRATEGIES.items())
+    parser = argparse.ArgumentParser(
+        prog="torch-balance",
+        description="Class-imbalance tools for PyTorch: inspect a dataset, benchmark strategies.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{inspect,bench}")
+
+    def data_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("data", nargs="?", default="digits", metavar="DATA", help=_DATA_HELP)
+        p.add_argument(
+            "--profile",
+            choices=("longtail", "step"),
+            default="longtail",
+            help="long-tailed n_i = n_max * R^(-i/(C-1)), or step: half the classes at "
+            "n_max/R (default longtail)",
+        )
+        p.add_argument(
+            "--ratio",
+            type=float,
+            default=None,
+            help="largest / smallest training class (default 10 on digits, 100 on "
+            "Fashion-MNIST and CIFAR-10, an image folder's own counts)",
+        )
+        p.add_argument("--steps", type=int, default=None, help="optimizer steps per strategy")
+        p.add_argument("--batch-size", type=int, default=None, help="images per step")
+        p.add_argument(
+            "--image-size", type=int, default=32, help="image-folder images are resized to this"
+        )
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="class histogram, imbalance ratio, one epoch of each strategy",
+        description="Show the training split's class histogram, its imbalance ratio and what "
+        "one epoch of each sampling strategy would hold. Decodes no image.",
+    )
+    data_options(inspect)
+    inspect.add_argument("--seed", type=int, default=0, help="which seed's split (default 0)")
+
+    bench = commands.add_parser(
+        "bench",
+        help="train a small CNN under each strategy and compare per-class recall",
+        description="Train the same small CNN under each strategy with the same number of "
+        "optimizer steps, evaluate on a balanced test set, print a markdown table (mean ± std "
+        "over seeds) and write it, a JSON of every number and a PNG plot of per-class recall "
+        "against training-class size to --out.",
+        epilog="strategies:\n" + strategies,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data_options(bench)
+    bench.add_argument(
+        "--strategies",
+        default=",".join(STRATEGIES),
+        help="comma-separated names (default: all 13, listed below)",
+    )
+    bench.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    bench.add_argument(
+        "--head-steps",
+        type=int,
+        default=None,
+        help="head-only steps of crt and smote-embedding (default steps/4, at least 50)",
+    )
+    bench.add_argument("--device", default=None, help="cpu or cuda (default cuda when available)")
+    bench.add_argument(
+        "--out", default=None, help="output directory (default bench-out/<DATA name>)"
+    )
+    bench.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default half the cores, at most 4)",
+    )
+    bench.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from torch_balance.bench.data import load_source, make_split
+    from torch_balance.bench.report import inspect_report
+    from torch_balance.bench.runner import defaults_for
+
+    source = load_source(args.data, image_size=args.image_size, progress=False)
+    defaults = defaults_for(source)
+    ratio = args.ratio if args.ratio is not None else defaults["ratio"]
+    split = make_split(source, profile=args.profile, ratio=ratio, seed=args.seed)
+    print(
+        inspect_report(
+            source,
+            split,
+            batch_size=args.batch_size or defaults["batch_size"],
+            steps=args.steps or defaults["steps"],
+        )
+    )
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from torch_balance.bench.protocol import check_strategies
+    from torch_balance.bench.runner import BenchConfig, run_bench
+
+    config = BenchConfig(
+        data=args.data,
+        profile=args.profile,
+        ratio=args.ratio,
+        strategies=check_strategies(args.strategies),
+        seeds=args.seeds,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        head_steps=args.head_steps,
+        device=args.device,
+        out=args.out,
+        image_size=args.image_size,
+        threads=args.threads,
+        progress=not args.no_progress,
+    )
+    run_bench(config)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``torch-balance``; returns the exit status.
+
+    Example:
+        >>> main(["bench", "--strategies", "erm,nope"])
+        2
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return _inspect(args) if args.command == "inspect" else _bench(args)
+    except ValueError as error:
+        print(f"torch-balance: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("torch-balance: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
