@@ -93,7 +93,9 @@ def _check_module(name: str, module: Any) -> torch.nn.Module:
 
 def _check_strategy(sampling_strategy: Any) -> Any:
     if isinstance(sampling_strategy, bool) or not (
-        isinstance(sampling_strategy, str | numbers.Real | Mapping) or callable(sampling_strategy)
+        # A list gets imbalanced-learn's ValueError (lists are for cleaning methods).
+        isinstance(sampling_strategy, str | numbers.Real | Mapping | list)
+        or callable(sampling_strategy)
     ):
         fail(
             "sampling_strategy",
@@ -110,12 +112,22 @@ def _as_matrix(X: Any) -> torch.Tensor:
     if isinstance(X, np.ndarray):
         if X.dtype.kind != "f":
             fail(
-                "X", "a floating-point array", _Text(f"dtype {X.dtype}"), "Use X.astype(np.float32)"
+                "X",
+                "a floating-point array",
+                _Text(f"dtype {X.dtype}"),
+                "Use X.astype(np.float32)",
+                kind=TypeError,
             )
         tensor = torch.from_numpy(np.ascontiguousarray(X))
     elif isinstance(X, torch.Tensor):
         if not X.is_floating_point():
-            fail("X", "a floating-point tensor", _Text(f"dtype {X.dtype}"), "Use X.float()")
+            fail(
+                "X",
+                "a floating-point tensor",
+                _Text(f"dtype {X.dtype}"),
+                "Use X.float()",
+                kind=TypeError,
+            )
         tensor = X.detach()
     else:
         fail("X", "a torch.Tensor or numpy array", type(X).__name__, kind=TypeError)
@@ -159,6 +171,22 @@ def _to_device(inputs: Any, device: torch.device) -> Any:
     return inputs
 
 
+def _cheap_labels(dataset: Any) -> np.ndarray | None:
+    """The labels if :func:`get_labels` reads them without loading samples, else None.
+
+    Where get_labels would scan the dataset (it warns first), the encoder pass collects the
+    labels from its own batches instead, so the samples are loaded once, not twice.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "error", message="get_labels: no label attribute known", category=UserWarning
+        )
+        try:
+            return get_labels(dataset, progress=False)
+        except (TypeError, ValueError, UserWarning):
+            return None
+
+
 def _embed(
     dataset: Any,
     encoder: torch.nn.Module,
@@ -181,10 +209,7 @@ def _embed(
     total = len(dataset)
     if total == 0:
         fail("dataset", "at least one sample", "an empty dataset")
-    try:
-        labels: np.ndarray | None = get_labels(dataset, progress=False)
-    except (TypeError, ValueError):
-        labels = None
+    labels = _cheap_labels(dataset)
     run_on = device if device is not None else _module_device(encoder)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     out: torch.Tensor | None = None
@@ -676,7 +701,8 @@ class SMOTE:
             m = int(new[code])
             base = torch.randint(int(index.counts[code]), (m,), generator=g)
             pick = torch.randint(k, (m,), generator=g)
-            steps = torch.rand(m, generator=g, dtype=work)
+            # float32 steps for every dtype: the same stream, and u < 1 stays below 1.
+            steps = torch.rand(m, generator=g, dtype=torch.float32)
             plans.append((code, base, pick, steps))
         codes, bases, neighbors, all_steps = [], [], [], []
         for code, base, pick, steps in plans:
@@ -699,12 +725,12 @@ class SMOTE:
                 X.new_empty(0, X.shape[1]),
                 empty,
                 empty,
-                torch.empty(0, dtype=work),
+                torch.empty(0, dtype=torch.float32),
             )
         base_all, nn_all, steps_all = torch.cat(bases), torch.cat(neighbors), torch.cat(all_steps)
         x = X.index_select(0, base_all.to(X.device)).to(device, work)
         x_nn = X.index_select(0, nn_all.to(X.device)).to(device, work)
-        rows = torch.addcmul(x, steps_all.to(device).unsqueeze(1), x_nn - x)
+        rows = torch.addcmul(x, steps_all.to(device, work).unsqueeze(1), x_nn - x)
         return _Draw(torch.cat(codes), rows.to(X.device, X.dtype), base_all, nn_all, steps_all)
 
     def _draw_variant(self, X: torch.Tensor, index: LabelIndex, g: torch.Generator) -> _Draw:
@@ -846,11 +872,7 @@ def _load_or_embed(
     path = os.fspath(cache)
     if os.path.exists(path):
         stored = torch.load(path, weights_only=True)
-        try:
-            labels_now: np.ndarray | None = get_labels(dataset, progress=False)
-        except (TypeError, ValueError):
-            labels_now = None
-        now = _fingerprint(dataset, encoder, labels_now)
+        now = _fingerprint(dataset, encoder, _cheap_labels(dataset))
         for key, value in now.items():
             then = stored["fingerprint"].get(key)
             if key == "input shape" and value is not None:
