@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import numbers
+import sys
 import warnings
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterable, Sequence
@@ -489,8 +490,9 @@ def _voc_sets(dataset: Any, progress: bool) -> np.ndarray:
 
 def _read(dataset: Any, num_workers: int, progress: bool) -> np.ndarray:
     """Category sets of ``dataset`` (not called for plain label containers)."""
-    import torchvision.datasets as tvd
-
+    # a torchvision dataset object exists only once torchvision.datasets has been imported,
+    # so there is no need to pay for that import here
+    tvd: Any = sys.modules.get("torchvision.datasets")
     inner = getattr(dataset, "_dataset", None)
     if type(dataset).__name__ == "VisionDatasetTVTensorWrapper" and inner is not None:
         return _read(inner, num_workers, progress)
@@ -502,12 +504,14 @@ def _read(dataset: Any, num_workers: int, progress: bool) -> np.ndarray:
     if isinstance(dataset, ConcatDataset):
         parts = [_read(part, num_workers, progress) for part in dataset.datasets]
         return np.concatenate(parts) if parts else np.empty(0, dtype=object)
-    if isinstance(dataset, tvd.CocoDetection) and hasattr(dataset, "coco"):
-        return _coco_sets(dataset)
-    if isinstance(dataset, tvd.VOCDetection):
-        return _voc_sets(dataset, progress)
-    if isinstance(dataset, tvd.CelebA) and hasattr(dataset, "attr"):
-        return MultiLabelIndex(torch.as_tensor(dataset.attr) > 0, "CelebA.attr").labelsets()
+    if tvd is not None:
+        if isinstance(dataset, tvd.CocoDetection) and hasattr(dataset, "coco"):
+            return _coco_sets(dataset)
+        if isinstance(dataset, tvd.VOCDetection):
+            return _voc_sets(dataset, progress)
+        if isinstance(dataset, tvd.CelebA) and hasattr(dataset, "attr"):
+            attr = torch.as_tensor(dataset.attr) > 0
+            return MultiLabelIndex(attr, "CelebA.attr").labelsets()
     for attribute in ("labelsets", "targets"):
         values = getattr(dataset, attribute, None)
         if values is not None and not callable(values):
