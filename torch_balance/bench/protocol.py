@@ -212,9 +212,7 @@ def shuffle_feed(dataset: Any, batch_size: int, seed: int, *keys: int) -> Feed:
     )
 
     def feed(epoch: int) -> DataLoader:
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(0)  # under-static: the one subset, never redrawn
-        return loader
+        return loader  # a ResampledDataset here is never set_epoch'd: one fixed subset
 
     return feed
 
