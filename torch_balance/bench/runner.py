@@ -33,7 +33,7 @@ __all__ = ["DEFAULTS", "BenchConfig", "check_output_dir", "defaults_for", "machi
 
 # Per source: default imbalance ratio, step budget and batch size.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"ratio": 10.0, "steps": 500, "batch_size": 64},
+    "digits": {"ratio": 10.0, "steps": 400, "batch_size": 64},
     "fashion-mnist": {"ratio": 100.0, "steps": 1000, "batch_size": 128},
     "cifar10": {"ratio": 100.0, "steps": 3000, "batch_size": 128},
     "imagefolder": {"ratio": None, "steps": 1500, "batch_size": 64},
