@@ -174,38 +174,54 @@ def stratified_order(
         and int(tokens.sum()) == full * per_batch,
         "stratified_order: leftover counts do not fit the batches",
     )
-    starts = np.zeros(classes, dtype=np.int64)
+    # Place every draw directly (no sort). A full batch b is laid out as the "base" block,
+    # floor(B k_c / K) places per class at fixed offsets, then its per_batch leftover places.
+    # Leftover number tau (counted around the circle from a random offset) goes to batch
+    # (offset + tau) % full, in the next free leftover place of that batch.
+    base_offset = np.concatenate([[0], np.cumsum(floor_full)[:-1]])
+    base_total = int(floor_full.sum())
+    head_offset = np.concatenate([[0], np.cumsum(head)[:-1]])
+    laid = np.zeros(classes, dtype=np.int64)
+    offset = 0
     if full:
         circle = torch.randperm(classes, generator=g).numpy()
         offset = int(torch.randint(full, (1,), generator=g))
-        laid = np.concatenate([[0], np.cumsum(tokens[circle])[:-1]])
-        starts[circle] = (offset + laid) % full
-    # batch of each draw, by its rank j within its class
-    code = np.repeat(np.arange(classes), k)
-    first = np.concatenate([[0], np.cumsum(k)[:-1]])
-    j = np.arange(total, dtype=np.int64) - first[code]
-    past_head = j - head[code]
-    batch = np.full(total, full, dtype=np.int64)
+        laid[circle] = np.concatenate([[0], np.cumsum(tokens[circle])[:-1]])
+    out = torch.empty_like(picks)
+    first = 0
+    for code in range(classes):
+        n = int(k[code])
+        if n == 0:
+            continue
+        parts = []
+        h, f, t = int(head[code]), int(floor_full[code]), int(tokens[code])
+        if h:
+            parts.append(full * batch_size + int(head_offset[code]) + np.arange(h))
+        if f:  # rank q * full + b goes to place q of the class in batch b
+            rows = np.arange(full, dtype=np.int64) * batch_size + int(base_offset[code])
+            parts.append((rows[None, :] + np.arange(f, dtype=np.int64)[:, None]).reshape(-1))
+        if t:
+            u = offset + int(laid[code]) + np.arange(t)
+            batch = u % full
+            place = u // full - (batch < offset)
+            parts.append(batch * batch_size + base_total + place)
+        places = torch.from_numpy(np.concatenate(parts) if len(parts) > 1 else parts[0])
+        # which draw of the class takes which place: a random permutation of the class
+        mine = picks[first : first + n].index_select(0, torch.randperm(n, generator=g))
+        out.index_copy_(0, places, mine)
+        first += n
     if full:
-        base = floor_full[code] * full
-        in_base = (past_head >= 0) & (past_head < base)
-        in_tokens = past_head >= base
-        batch[in_base] = past_head[in_base] % full
-        batch[in_tokens] = (starts[code[in_tokens]] + past_head[in_tokens] - base[in_tokens]) % full
-    # which draw of a class takes which rank: shuffle the ranks inside every class
-    within = torch.cat(
-        [
-            torch.randperm(int(n), generator=g) + int(start)
-            for n, start in zip(k, first, strict=True)
-            if n
-        ]
-    )
-    batch_t = torch.from_numpy(batch).index_select(0, within)
-    if full:
-        relabel = torch.cat([torch.randperm(full, generator=g), torch.tensor([full])])
-        batch_t = relabel.index_select(0, batch_t)
-    key = batch_t * total + torch.randperm(total, generator=g)
-    return picks.index_select(0, torch.argsort(key))
+        grid = out[: full * batch_size].view(full, batch_size)
+        grid.copy_(grid.index_select(0, torch.randperm(full, generator=g)))  # batch order
+        step = max(1, (1 << 20) // batch_size)
+        for row in range(0, full, step):  # order inside each batch, a block of rows at a time
+            block = grid[row : row + step]
+            shuffle = torch.rand(block.shape, generator=g).argsort(dim=1)
+            block.copy_(block.gather(1, shuffle))
+    if rem:
+        tail = out[full * batch_size :]
+        tail.copy_(tail.index_select(0, torch.randperm(rem, generator=g)))
+    return out
 
 
 def class_sequence(
@@ -264,6 +280,17 @@ def class_sequence(
     return perms.reshape(-1)[:slots].reshape(num_batches, p)
 
 
+def _walk(n: int, need: int, g: torch.Generator) -> torch.Tensor:
+    """``need`` positions in ``range(n)``: random permutations of it, one after another."""
+    cycles = -(-need // n)
+    if cycles == 1:
+        return torch.randperm(n, generator=g)[:need]
+    if n >= 512:
+        return torch.cat([torch.randperm(n, generator=g) for _ in range(cycles)])[:need]
+    # many short permutations at once
+    return torch.rand(cycles, n, generator=g).argsort(dim=1).reshape(-1)[:need]
+
+
 def class_balanced_grid(
     index: LabelIndex, groups: np.ndarray, samples_per_class: int, g: torch.Generator
 ) -> torch.Tensor:
@@ -289,12 +316,7 @@ def class_balanced_grid(
         need = int(appearances[code]) * k
         members = index.members(code)
         n = members.shape[0]
-        cycles = -(-need // n)
-        if cycles == 1:
-            walk = torch.randperm(n, generator=g)[:need]
-        else:
-            walk = torch.rand(cycles, n, generator=g).argsort(dim=1).reshape(-1)[:need]
-        pieces.append(members.index_select(0, walk))
+        pieces.append(members.index_select(0, _walk(n, need, g)))
     draws = torch.cat(pieces).view(-1, k)
     slot_order = torch.from_numpy(np.argsort(flat, kind="stable"))
     grid = torch.empty_like(draws)
