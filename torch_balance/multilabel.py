@@ -283,7 +283,12 @@ class MultiLabelIndex:
         width = max(int(categories.shape[0]), 1)
         keys = rows * width + codes
         if keys.shape[0] > 1 and not (np.diff(keys) > 0).all():
-            keys = np.unique(keys)
+            # rows are already in order, so a stable sort only has short runs to merge
+            keys = np.sort(keys, kind="stable")
+            fresh = np.empty(keys.shape[0], dtype=bool)
+            fresh[0] = True
+            np.not_equal(keys[1:], keys[:-1], out=fresh[1:])
+            keys = keys[fresh]
             rows = keys // width
             codes = (keys - rows * width).astype(np.int32)
             offsets = np.zeros(n + 1, dtype=np.int64)
