@@ -10,11 +10,14 @@ from torch.utils.data import Sampler
 import torch_balance
 from torch_balance import (
     BalancedSampler,
+    ClassBalancedBatchSampler,
     Deferred,
     Power,
     Progressive,
     RandomOverSampler,
     RandomUnderSampler,
+    RepeatFactorSampler,
+    StratifiedBatchSampler,
 )
 from torch_balance.testing import check_sampler, conformance_labels
 
@@ -50,6 +53,21 @@ CASES: dict[type, list[tuple[str, Any]]] = {
         ("auto", lambda y, **kw: RandomUnderSampler(y, **kw)),
         ("not-minority", lambda y, **kw: RandomUnderSampler(y, "not minority", **kw)),
     ],
+    ClassBalancedBatchSampler: [
+        ("2x4", lambda y, **kw: ClassBalancedBatchSampler(y, 2, 4, **kw)),
+        ("3x2-n7", lambda y, **kw: ClassBalancedBatchSampler(y, 3, 2, num_batches=7, **kw)),
+    ],
+    StratifiedBatchSampler: [
+        ("over", lambda y, **kw: StratifiedBatchSampler(y, 8, **kw)),
+        ("under", lambda y, **kw: StratifiedBatchSampler(y, 4, "under", **kw)),
+    ],
+    RepeatFactorSampler: [
+        ("stochastic", lambda y, **kw: RepeatFactorSampler(y, 0.3, **kw)),
+        (
+            "ceil-linear",
+            lambda y, **kw: RepeatFactorSampler(y, 0.3, sqrt=False, rounding="ceil", **kw),
+        ),
+    ],
 }
 
 
@@ -75,11 +93,13 @@ PARAMS = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:ClassBalancedBatchSampler")
 @pytest.mark.parametrize(("make", "kind"), PARAMS)
 def test_conformance(make: Any, kind: str) -> None:
     check_sampler(make, conformance_labels(kind), dataloader_workers=0)
 
 
+@pytest.mark.filterwarnings("ignore:ClassBalancedBatchSampler")
 @pytest.mark.parametrize("cls", list(CASES))
 def test_conformance_with_workers(cls: type) -> None:
     _, make = CASES[cls][0]

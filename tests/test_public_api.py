@@ -6,16 +6,20 @@ import torch_balance
 
 EXPECTED = {
     "BalancedSampler",
+    "ClassBalancedBatchSampler",
     "Deferred",
     "LabelIndex",
     "Power",
     "Progressive",
     "RandomOverSampler",
     "RandomUnderSampler",
+    "RepeatFactorSampler",
     "ResampledDataset",
+    "StratifiedBatchSampler",
     "class_weights",
     "get_labels",
     "make_plan",
+    "repeat_factors",
     "target_counts",
 }
 

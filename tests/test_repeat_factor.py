@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from torch_balance.batches import RepeatFactorSampler, repeat_factors
 from torch_balance.multilabel import MultiLabelIndex
 from torch_balance.samplers import BalancedSampler, RandomOverSampler
-from torch_balance.testing import check_sampler, conformance_labels
 
 # 10 images; category 0 is everywhere, 1 in two images, 2 in one, image 9 has none
 SETS: list[tuple[int, ...]] = [
@@ -247,19 +246,3 @@ def test_large_index_from_csr_stays_compact() -> None:
     assert sampler.index is index and len(sampler) == sampler.num_samples
     assert sampler.num_samples == math.floor(float(sampler.repeat_factors.sum()) + 0.5)
     assert len(list(sampler)) == len(sampler)
-
-
-CONFORMANCE = {
-    "stochastic": lambda y, **kw: RepeatFactorSampler(y, 0.3, **kw),
-    "ceil-linear": lambda y, **kw: RepeatFactorSampler(y, 0.3, sqrt=False, rounding="ceil", **kw),
-}
-
-
-@pytest.mark.parametrize("name", list(CONFORMANCE))
-@pytest.mark.parametrize("kind", ["int", "str"])
-def test_conformance_suite(name: str, kind: str) -> None:
-    check_sampler(CONFORMANCE[name], conformance_labels(kind), dataloader_workers=0)
-
-
-def test_conformance_suite_with_workers() -> None:
-    check_sampler(CONFORMANCE["stochastic"], conformance_labels(), dataloader_workers=2)

@@ -6,6 +6,12 @@ that never decode an image, and the strategies that decide what one epoch holds.
 
 from __future__ import annotations
 
+from torch_balance.batches import (
+    ClassBalancedBatchSampler,
+    RepeatFactorSampler,
+    StratifiedBatchSampler,
+    repeat_factors,
+)
 from torch_balance.datasets import ResampledDataset
 from torch_balance.labels import LabelIndex, get_labels
 from torch_balance.samplers import BalancedSampler, RandomOverSampler, RandomUnderSampler
@@ -22,15 +28,19 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BalancedSampler",
+    "ClassBalancedBatchSampler",
     "Deferred",
     "LabelIndex",
     "Power",
     "Progressive",
     "RandomOverSampler",
     "RandomUnderSampler",
+    "RepeatFactorSampler",
     "ResampledDataset",
+    "StratifiedBatchSampler",
     "class_weights",
     "get_labels",
     "make_plan",
+    "repeat_factors",
     "target_counts",
 ]
