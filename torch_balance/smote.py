@@ -45,8 +45,6 @@ from torch_balance.strategies import _imblearn_targets
 __all__ = ["SMOTE", "SMOTEDataset", "embed"]
 
 TAG_SMOTE = 3
-# Elements per temporary block of the neighbour search (16 MiB in float32).
-_BLOCK = 1 << 22
 # Elements of the default score block (query chunk x class size; 64 MiB in float32).
 _SCORES = 1 << 24
 
@@ -377,26 +375,65 @@ def _select(dist: torch.Tensor, idx: torch.Tensor, k: int) -> tuple[torch.Tensor
 
 def _exact_distances(data: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """float64 squared distances from the differences: ``[len(rows), cols.shape[1]]``."""
+    b, width = cols.shape
     query = data.index_select(0, rows).double()
-    diff = data[cols].double() - query.unsqueeze(1)
+    diff = data.index_select(0, cols.reshape(-1)).double().view(b, width, -1)
+    diff.sub_(query.unsqueeze(1))
     return diff.mul_(diff).sum(dim=-1)
 
 
+def _temp_elements(device: torch.device) -> int:
+    """Elements per elementwise temporary: cache-sized on the CPU (fresh large buffers cost
+    page faults there), large on a GPU (fewer kernel launches)."""
+    return 1 << 18 if device.type == "cpu" else 1 << 22
+
+
+_GROUP = 32  # columns per group in the candidate selection
+_BIG = 1 << 22  # elements per temporary of the one-pass preparations (32 MiB in float64)
+
+
 class _Centered:
-    """One class's rows centred on their float64 mean and cast to a working dtype."""
+    """One class's rows centred on their float64 mean, cast to a working dtype, and laid out
+    for the score product: ``[c, |c|^2, 0...]`` rows (padded to a multiple of 8) by columns
+    padded with zeros to a multiple of ``_GROUP``."""
 
     def __init__(self, data: torch.Tensor, mean: torch.Tensor, dtype: torch.dtype) -> None:
         n, d = data.shape
         self.dtype = dtype
+        self.width = (d + 1 + 7) // 8 * 8
+        self.columns = -(-n // _GROUP) * _GROUP
         self.values = torch.empty(n, d, dtype=dtype, device=data.device)
-        step = max(1, _BLOCK // d)
+        step = max(1, _BIG // d)
         for lo in range(0, n, step):
             self.values[lo : lo + step] = (data[lo : lo + step].double() - mean).to(dtype)
-        self.transposed = self.values.T.contiguous()
-        self.sq_norms = (self.values * self.values).sum(dim=1)
+        # score = |x|^2 - 2 q.x as one product: [-2q, 1, 0] . [x, |x|^2, 0].
+        self.reference = torch.zeros(self.width, self.columns, dtype=dtype, device=data.device)
+        self.reference[:d, :n] = self.values.T
+        self.reference[d, :n] = (self.values * self.values).sum(dim=1)
         self.norms64 = torch.linalg.vector_norm(self.values, dim=1, dtype=torch.float64)
         self.max_norm = float(self.norms64.max())
         self.unit = _unit_roundoff(dtype, data.device)
+
+
+def _candidates(scores: torch.Tensor, n: int, kc: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``kc`` smallest scores of each row (ascending) and their columns.
+
+    Rows are cut into groups of ``_GROUP`` columns; the ``kc`` groups with the smallest
+    minima hold the ``kc`` smallest entries (an entry outside them is at least its group's
+    minimum, itself at least ``kc`` distinct entries inside them), so only those groups are
+    searched: a pass of group minima instead of a full per-row selection.
+    """
+    b, columns = scores.shape
+    groups = columns // _GROUP
+    device = scores.device
+    if groups <= kc:
+        values, cols = scores.topk(kc, dim=1, largest=False, sorted=True)
+        return values, cols
+    minima = scores.view(b, groups, _GROUP).amin(dim=2)
+    chosen = minima.topk(kc, dim=1, largest=False, sorted=False).indices
+    cols = (chosen.unsqueeze(2) * _GROUP + torch.arange(_GROUP, device=device)).view(b, -1)
+    values, where = scores.gather(1, cols).topk(kc, dim=1, largest=False, sorted=True)
+    return values, cols.gather(1, where)
 
 
 def _certified_stage(
@@ -407,44 +444,72 @@ def _certified_stage(
     chunk: int,
     out: torch.Tensor,
 ) -> torch.Tensor:
-    """Candidates by matrix product, float64 re-ranking; returns the rows left unproven."""
+    """Candidates by matrix product, proven or re-ranked; returns the rows left unproven.
+
+    With ``E`` a bound on the error of a computed score (plus ``|q|^2``) against the true
+    squared distance: a row whose ``k + 1`` smallest scores are more than ``2E`` apart from
+    each other has its exact neighbour list, in order, straight from the scores. Other rows
+    are re-ranked by float64 distances over ``kc`` candidates and accepted when the k-th of
+    those is below ``(largest candidate score) + |q|^2 - E``, a lower bound for any sample
+    outside the candidates. The per-chunk loop holds only the product and the selection;
+    the rest runs once over all rows (few large operations, not many small ones).
+    """
     n, d = data.shape
+    device = data.device
+    r = rows.shape[0]
     kc = min(n - 1, k + max(k, 8))
     everything = kc == n - 1
+    gaps = k if kc > k else k - 1  # consecutive gaps that fix the order (and membership)
     slack = (d + 8) * 2.0 * centered.unit
-    pending: list[torch.Tensor] = []
-    buffer = torch.empty(min(chunk, rows.shape[0]), n, dtype=centered.dtype, device=data.device)
-    for lo in range(0, rows.shape[0], chunk):
+    size = min(chunk, r)
+    buffer = torch.empty(size, centered.columns, dtype=centered.dtype, device=device)
+    queries = torch.zeros(size, centered.width, dtype=centered.dtype, device=device)
+    queries[:, d] = 1.0
+    values = torch.empty(r, kc, dtype=centered.dtype, device=device)
+    cand = torch.empty(r, kc, dtype=torch.long, device=device)
+    for lo in range(0, r, chunk):
         block = rows[lo : lo + chunk]
-        scores = buffer[: block.shape[0]]
-        # score = |x|^2 - 2 q.x (the |q|^2 term is the same along a row); scaling by -2 is exact.
-        torch.mm(centered.values.index_select(0, block).mul_(-2.0), centered.transposed, out=scores)
-        scores.add_(centered.sq_norms)
-        scores[torch.arange(block.shape[0], device=data.device), block] = float("inf")
-        values, cand = scores.topk(kc, dim=1, largest=False, sorted=False)
-        dist, best = _select(_exact_distances(data, block, cand), cand, k)
-        if everything:
-            proven = torch.ones(block.shape[0], dtype=torch.bool, device=data.device)
-        else:
-            # Any sample outside the candidates has a computed score >= the largest candidate
-            # score, hence a true squared distance >= that score + |q|^2 - error bound.
-            q_norm = centered.norms64.index_select(0, block)
-            floor = values.max(dim=1).values.double() + q_norm * q_norm
-            floor = floor - slack * (q_norm + centered.max_norm) ** 2
+        b = block.shape[0]
+        scores, query = buffer[:b], queries[:b]
+        # Scaling by -2 is exact; the |q|^2 term is the same along a row and left out.
+        torch.mul(centered.values.index_select(0, block), -2.0, out=query[:, :d])
+        torch.mm(query, centered.reference, out=scores)
+        scores[:, n:] = float("inf")
+        scores[torch.arange(b, device=device), block] = float("inf")
+        values[lo : lo + b], cand[lo : lo + b] = _candidates(scores, n, kc)
+    del buffer, queries
+    values64 = values.double()
+    q_norm = centered.norms64.index_select(0, rows)
+    error = slack * (q_norm + centered.max_norm) ** 2
+    fast = torch.isfinite(values64[:, kc - 1])
+    if gaps > 0:
+        spacing = values64[:, 1 : gaps + 1] - values64[:, :gaps]
+        fast &= spacing.amin(dim=1) > 2.0 * error
+    out.copy_(cand[:, :k])
+    slow = torch.nonzero(~fast).flatten()
+    pending: list[torch.Tensor] = []
+    sub = max(1, _temp_elements(device) // (kc * d))
+    for s in range(0, slow.shape[0], sub):
+        part = slow[s : s + sub]
+        picked = cand.index_select(0, part)
+        exact = _exact_distances(data, rows.index_select(0, part), picked)
+        dist, best = _select(exact, picked, k)
+        out[part] = best
+        if not everything:
+            floor = values64.index_select(0, part)[:, kc - 1] + q_norm[part] ** 2
+            floor = floor - error[part]
             proven = torch.isfinite(floor) & (dist[:, -1] < floor)
-        out[lo : lo + block.shape[0]][proven] = best[proven]
-        if not bool(proven.all()):
-            pending.append(torch.nonzero(~proven).flatten() + lo)
+            pending.append(part[~proven])
     if not pending:
-        return torch.empty(0, dtype=torch.long, device=data.device)
+        return torch.empty(0, dtype=torch.long, device=device)
     return torch.cat(pending)
 
 
 def _exhaustive_stage(data: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
     """Exact float64 scan of the whole class for ``rows`` (ties, duplicates)."""
     n, d = data.shape
-    width = max(1, min(n, _BLOCK // (4 * d)))
-    group = max(1, _BLOCK // (width * d))
+    width = max(1, min(n, _temp_elements(data.device) // (4 * d)))
+    group = max(1, _temp_elements(data.device) // (width * d))
     result = torch.empty(rows.shape[0], k, dtype=torch.long, device=data.device)
     for lo in range(0, rows.shape[0], group):
         block = rows[lo : lo + group]
@@ -481,11 +546,10 @@ def _class_neighbors(
     internal(1 <= k < n, f"k={k} neighbours asked of a class of {n}")
     device = data.device
     rows = torch.arange(n, device=device) if rows is None else rows.to(device)
-    kc = min(n - 1, k + max(k, 8))
-    chunk = chunk_size or max(1, min(_SCORES // n, _BLOCK // (kc * d)))
+    chunk = chunk_size or max(1, min(1024, _SCORES // n))
     out = torch.full((rows.shape[0], k), -1, dtype=torch.long, device=device)
     mean = torch.zeros(d, dtype=torch.float64, device=device)
-    step = max(1, _BLOCK // d)
+    step = max(1, _BIG // d)
     for lo in range(0, n, step):
         mean += data[lo : lo + step].double().sum(dim=0)
     mean /= n
@@ -540,8 +604,8 @@ class SMOTE:
 
     With ``resampler=`` any imbalanced-learn over-sampler (``BorderlineSMOTE``,
     ``SVMSMOTE``, ``ADASYN``, ``KMeansSMOTE``, ``RandomOverSampler(shrinkage=...)``) runs
-    instead, on numpy copies, configured by its own parameters (its ``random_state`` is
-    replaced by one drawn from ``seed``).
+    instead, on numpy copies, configured by its own parameters (its ``random_state`` and
+    those of nested estimators are replaced by ones drawn from ``seed`` and the epoch).
 
     Args:
         sampling_strategy: imbalanced-learn's ``sampling_strategy``: ``"auto"``,
@@ -711,9 +775,13 @@ class SMOTE:
                 local = tables[code][base, pick]
             else:
                 data = X.index_select(0, members.to(X.device)).to(device)
-                unique, inverse = torch.unique(base, return_inverse=True)
+                # Only the drawn bases need neighbours (the unique ones, in index order).
+                drawn = torch.zeros(data.shape[0], dtype=torch.bool)
+                drawn[base] = True
+                unique = torch.nonzero(drawn).flatten()
+                slot = torch.cumsum(drawn, dim=0).sub_(1)
                 found = _class_neighbors(data, unique, k, self.chunk_size)
-                local = found[inverse, pick]
+                local = found[slot[base], pick]
             codes.append(torch.full((base.shape[0],), code, dtype=torch.long))
             bases.append(members[base])
             neighbors.append(members[local])
@@ -737,8 +805,16 @@ class SMOTE:
         from sklearn.base import clone
 
         estimator = clone(self.resampler)
-        if "random_state" in estimator.get_params(deep=False):
-            estimator.set_params(random_state=int(torch.randint(2**31 - 1, (1,), generator=g)))
+        # Every random_state, nested ones too (KMeansSMOTE's kmeans_estimator), comes from
+        # (seed, epoch): a None would read numpy's global RNG.
+        keys = sorted(
+            key
+            for key in estimator.get_params(deep=True)
+            if key == "random_state" or key.endswith("__random_state")
+        )
+        draws = torch.randint(2**31 - 1, (len(keys),), generator=g).tolist()
+        if keys:
+            estimator.set_params(**dict(zip(keys, draws, strict=True)))
         X_np = X.detach().cpu().numpy()
         n = X_np.shape[0]
         X_res, y_res = estimator.fit_resample(X_np, index.labels)

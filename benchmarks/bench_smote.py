@@ -1,0 +1,195 @@
+"""Benchmark: torch_balance.SMOTE against imbalanced-learn's SMOTE on the same embeddings.
+
+Long-tailed Gaussian-cluster embeddings: 10 classes, imbalance ratio 100 (n_c proportional to
+100**(-c/9)), d=128, at N=20k and 100k. Both over-sample with ``sampling_strategy="auto"``
+and ``k_neighbors=5``; per-class counts are asserted identical. Time is the best of a few
+repeats in this process; peak memory is the peak RSS of a fresh child process that builds the
+data and runs one method (``os.wait4``), shown beside a child that only builds the data.
+
+    python benchmarks/bench_smote.py                 # CPU, N = 20000 and 100000
+    python benchmarks/bench_smote.py --device cuda   # also time the CUDA path
+    python benchmarks/bench_smote.py --sizes 20000 --repeats 2   # quicker
+
+torch keeps its default thread count; scikit-learn's neighbour search (used by
+imbalanced-learn) uses its own OpenMP/BLAS threads. Both are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from torch_balance.smote import SMOTE  # noqa: E402
+
+CLASSES, RATIO = 10, 100.0
+
+
+def make_embeddings(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Long-tailed Gaussian clusters: class c has about n * w_c / sum(w) rows, w_c = 100**(-c/9)."""
+    rng = np.random.default_rng(seed)
+    weights = RATIO ** (-np.arange(CLASSES) / (CLASSES - 1))
+    counts = np.floor(n * weights / weights.sum()).astype(int)
+    means = rng.normal(size=(CLASSES, d)) * 2.0
+    X = np.concatenate([rng.normal(size=(m, d)) + means[c] for c, m in enumerate(counts)])
+    y = np.repeat(np.arange(CLASSES), counts)
+    return X.astype(np.float32), y
+
+
+def run_ours(X: np.ndarray, y: np.ndarray, device: str = "cpu") -> tuple[Any, Any]:
+    out = SMOTE(k_neighbors=5, seed=0, device=device).fit_resample(X, y)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return out
+
+
+def run_imblearn(X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
+    from imblearn.over_sampling import SMOTE as ImbSMOTE
+
+    return ImbSMOTE(k_neighbors=5, random_state=0).fit_resample(X, y)
+
+
+def best_time(fn: Any, repeats: int) -> tuple[float, Any]:
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def child(method: str, n: int, d: int) -> None:
+    """Build the data and run one method, in a fresh process (its peak RSS is measured)."""
+    import imblearn.over_sampling  # noqa: F401  (same imports in every child)
+
+    X, y = make_embeddings(n, d)
+    if method == "ours":
+        run_ours(X, y)
+    elif method == "imblearn":
+        run_imblearn(X, y)
+
+
+def peak_rss_mib(method: str, n: int, d: int) -> float:
+    """Peak resident memory of a child running ``method`` (``os.wait4`` gives its own rusage)."""
+    proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--child", method, str(n), str(d)]
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {method} failed with {proc.returncode}")
+    return usage.ru_maxrss / 1024.0  # KiB on Linux
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def sklearn_threads() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+
+        return ", ".join(f"{i['internal_api']}={i['num_threads']}" for i in threadpool_info())
+    except Exception:  # pragma: no cover - informational only
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000])
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=2, help="best of this many runs")
+    parser.add_argument("--device", default="cpu", help="'cuda' adds the CUDA path")
+    parser.add_argument("--no-memory", action="store_true", help="skip the child processes")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]), int(args.child[2]))
+        return
+
+    import imblearn
+    import sklearn
+
+    cuda = args.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        print("CUDA requested but not available; CPU only.")
+        cuda = False
+    print("## torch_balance.SMOTE vs imbalanced-learn SMOTE (k_neighbors=5, 'auto')\n")
+    print(f"- machine: {os.cpu_count()} cores, {cpu_model()}")
+    if cuda:
+        print(f"- GPU: {torch.cuda.get_device_name()}")
+    print(
+        f"- torch {torch.__version__} ({torch.get_num_threads()} threads, default), "
+        f"imbalanced-learn {imblearn.__version__}, scikit-learn {sklearn.__version__}, "
+        f"numpy {np.__version__}; scikit-learn thread pools: {sklearn_threads()}"
+    )
+    print(f"- data: 10 Gaussian classes, imbalance ratio {RATIO:g}, d={args.dim}, float32")
+    print(f"- time: best of {args.repeats}; memory: peak RSS of a fresh child process\n")
+    header = "| N | d | method | time (s) | imblearn / ours | peak RSS (MiB) | over data-only |"
+    print(header)
+    print("|---|---|---|---|---|---|---|")
+    for n in args.sizes:
+        X, y = make_embeddings(n, args.dim)
+        t_ours, (_, y_ours) = best_time(lambda X=X, y=y: run_ours(X, y), args.repeats)
+        t_imb, (_, y_imb) = best_time(lambda X=X, y=y: run_imblearn(X, y), args.repeats)
+        if Counter(y_ours.tolist()) != Counter(y_imb.tolist()):
+            raise AssertionError(f"per-class counts differ at N={n}")
+        rows: list[tuple[str, float, float | None]] = [
+            ("imbalanced-learn (CPU)", t_imb, None),
+            ("torch_balance (CPU)", t_ours, None),
+        ]
+        if not args.no_memory:
+            base = peak_rss_mib("data", n, args.dim)
+            mem = {"imblearn": peak_rss_mib("imblearn", n, args.dim)}
+            mem["ours"] = peak_rss_mib("ours", n, args.dim)
+            rows = [
+                ("imbalanced-learn (CPU)", t_imb, mem["imblearn"]),
+                ("torch_balance (CPU)", t_ours, mem["ours"]),
+            ]
+        else:
+            base = float("nan")
+        for name, seconds, peak in rows:
+            ratio = f"{t_imb / seconds:.2f}x"
+            mem_text = "-" if peak is None else f"{peak:.0f}"
+            extra = "-" if peak is None else f"{peak - base:+.0f}"
+            print(
+                f"| {n} | {args.dim} | {name} | {seconds:.2f} | {ratio} | {mem_text} | {extra} |"
+            )
+        if cuda:
+            run_ours(X, y, args.device)  # warm-up (CUDA context, kernels)
+            torch.cuda.reset_peak_memory_stats()
+            t_gpu, (_, y_gpu) = best_time(
+                lambda X=X, y=y: run_ours(X, y, args.device), args.repeats
+            )
+            if Counter(y_gpu.tolist()) != Counter(y_imb.tolist()):
+                raise AssertionError(f"per-class counts differ on CUDA at N={n}")
+            gpu_peak = torch.cuda.max_memory_allocated() / 2**20
+            print(
+                f"| {n} | {args.dim} | torch_balance ({args.device}) | {t_gpu:.3f} | "
+                f"{t_imb / t_gpu:.1f}x | GPU {gpu_peak:.0f} | - |"
+            )
+        if not args.no_memory:
+            print(f"| {n} | {args.dim} | data only (baseline child) | - | - | {base:.0f} | - |")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
