@@ -45,8 +45,8 @@ from torch_balance.strategies import _imblearn_targets
 __all__ = ["SMOTE", "SMOTEDataset", "embed"]
 
 TAG_SMOTE = 3
-# Elements of the default score block (query chunk x class size; 64 MiB in float32).
-_SCORES = 1 << 24
+# Elements of the default score block (query chunk x class size; 128 MiB in float32).
+_SCORES = 1 << 25
 
 
 class _Text:
@@ -383,9 +383,9 @@ def _exact_distances(data: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor)
 
 
 def _temp_elements(device: torch.device) -> int:
-    """Elements per elementwise temporary: cache-sized on the CPU (fresh large buffers cost
-    page faults there), large on a GPU (fewer kernel launches)."""
-    return 1 << 18 if device.type == "cpu" else 1 << 22
+    """Elements per elementwise temporary: moderate on the CPU (fresh large buffers cost page
+    faults; many small operations cost thread synchronisation), large on a GPU."""
+    return 1 << 20 if device.type == "cpu" else 1 << 22
 
 
 _GROUP = 32  # columns per group in the candidate selection
@@ -403,13 +403,22 @@ class _Centered:
         self.width = (d + 1 + 7) // 8 * 8
         self.columns = -(-n // _GROUP) * _GROUP
         self.values = torch.empty(n, d, dtype=dtype, device=data.device)
-        step = max(1, _BIG // d)
-        for lo in range(0, n, step):
-            self.values[lo : lo + step] = (data[lo : lo + step].double() - mean).to(dtype)
+        if data.dtype == dtype:
+            # In the data's own precision: subtracting the rounded mean shifts every row by the
+            # same vector (distances unchanged) and rounds each entry relative to itself.
+            torch.sub(data, mean.to(dtype), out=self.values)
+        else:
+            step = max(1, _BIG // d)
+            for lo in range(0, n, step):
+                self.values[lo : lo + step] = (data[lo : lo + step].double() - mean).to(dtype)
         # score = |x|^2 - 2 q.x as one product: [-2q, 1, 0] . [x, |x|^2, 0].
         self.reference = torch.zeros(self.width, self.columns, dtype=dtype, device=data.device)
         self.reference[:d, :n] = self.values.T
         self.reference[d, :n] = (self.values * self.values).sum(dim=1)
+        # Query side, prepared once: [-2c, 1, 0] (scaling by -2 is exact).
+        self.queries = torch.zeros(n, self.width, dtype=dtype, device=data.device)
+        torch.mul(self.values, -2.0, out=self.queries[:, :d])
+        self.queries[:, d] = 1.0
         self.norms64 = torch.linalg.vector_norm(self.values, dim=1, dtype=torch.float64)
         self.max_norm = float(self.norms64.max())
         self.unit = _unit_roundoff(dtype, data.device)
@@ -425,15 +434,15 @@ def _candidates(scores: torch.Tensor, n: int, kc: int) -> tuple[torch.Tensor, to
     """
     b, columns = scores.shape
     groups = columns // _GROUP
-    device = scores.device
     if groups <= kc:
         values, cols = scores.topk(kc, dim=1, largest=False, sorted=True)
         return values, cols
-    minima = scores.view(b, groups, _GROUP).amin(dim=2)
-    chosen = minima.topk(kc, dim=1, largest=False, sorted=False).indices
-    cols = (chosen.unsqueeze(2) * _GROUP + torch.arange(_GROUP, device=device)).view(b, -1)
-    values, where = scores.gather(1, cols).topk(kc, dim=1, largest=False, sorted=True)
-    return values, cols.gather(1, where)
+    grouped = scores.view(b, groups, _GROUP)
+    chosen = grouped.amin(dim=2).topk(kc, dim=1, largest=False, sorted=False).indices
+    inside = grouped.gather(1, chosen.unsqueeze(2).expand(b, kc, _GROUP)).view(b, -1)
+    values, where = inside.topk(kc, dim=1, largest=False, sorted=True)
+    cols = torch.add(where % _GROUP, chosen.gather(1, where // _GROUP), alpha=_GROUP)
+    return values, cols
 
 
 def _certified_stage(
@@ -461,23 +470,20 @@ def _certified_stage(
     everything = kc == n - 1
     gaps = k if kc > k else k - 1  # consecutive gaps that fix the order (and membership)
     slack = (d + 8) * 2.0 * centered.unit
-    size = min(chunk, r)
-    buffer = torch.empty(size, centered.columns, dtype=centered.dtype, device=device)
-    queries = torch.zeros(size, centered.width, dtype=centered.dtype, device=device)
-    queries[:, d] = 1.0
+    buffer = torch.empty(min(chunk, r), centered.columns, dtype=centered.dtype, device=device)
     values = torch.empty(r, kc, dtype=centered.dtype, device=device)
     cand = torch.empty(r, kc, dtype=torch.long, device=device)
+    steps = torch.arange(min(chunk, r), device=device)
     for lo in range(0, r, chunk):
         block = rows[lo : lo + chunk]
         b = block.shape[0]
-        scores, query = buffer[:b], queries[:b]
-        # Scaling by -2 is exact; the |q|^2 term is the same along a row and left out.
-        torch.mul(centered.values.index_select(0, block), -2.0, out=query[:, :d])
-        torch.mm(query, centered.reference, out=scores)
+        scores = buffer[:b]
+        # The |q|^2 term is the same along a row and left out of the score.
+        torch.mm(centered.queries.index_select(0, block), centered.reference, out=scores)
         scores[:, n:] = float("inf")
-        scores[torch.arange(b, device=device), block] = float("inf")
+        scores[steps[:b], block] = float("inf")
         values[lo : lo + b], cand[lo : lo + b] = _candidates(scores, n, kc)
-    del buffer, queries
+    del buffer
     values64 = values.double()
     q_norm = centered.norms64.index_select(0, rows)
     error = slack * (q_norm + centered.max_norm) ** 2
@@ -537,7 +543,7 @@ def _class_neighbors(
         data: ``[n, d]`` floating rows of one class, on the device to compute on.
         rows: Local row indices (any device), or None for every row.
         k: Neighbours per row, ``1 <= k < n``.
-        chunk_size: Query rows per block; None picks one that keeps a block near 64 MiB.
+        chunk_size: Query rows per block; None picks one that keeps a block near 128 MiB.
 
     Returns:
         ``[len(rows), k]`` int64 local indices on the CPU, nearest first, ties by index.
@@ -546,7 +552,7 @@ def _class_neighbors(
     internal(1 <= k < n, f"k={k} neighbours asked of a class of {n}")
     device = data.device
     rows = torch.arange(n, device=device) if rows is None else rows.to(device)
-    chunk = chunk_size or max(1, min(1024, _SCORES // n))
+    chunk = chunk_size or max(1, min(4096, _SCORES // n))
     out = torch.full((rows.shape[0], k), -1, dtype=torch.long, device=device)
     mean = torch.zeros(d, dtype=torch.float64, device=device)
     step = max(1, _BIG // d)
@@ -618,7 +624,7 @@ class SMOTE:
         device: Where the neighbour search and the interpolation run; default the device of
             a tensor ``X``, the CPU for numpy.
         chunk_size: Query rows per block of the neighbour search (extra memory about
-            ``chunk_size * class size * 4`` bytes); default keeps a block near 64 MiB. The
+            ``chunk_size * class size * 4`` bytes); default keeps a block near 128 MiB. The
             result does not depend on it.
         resampler: An imbalanced-learn over-sampler to use instead of the native SMOTE. Set
             its ``sampling_strategy`` and neighbours on it; leave this class's at default.
