@@ -3,8 +3,9 @@
 Long-tailed Gaussian-cluster embeddings: 10 classes, imbalance ratio 100 (n_c proportional to
 100**(-c/9)), d=128, at N=20k and 100k. Both over-sample with ``sampling_strategy="auto"``
 and ``k_neighbors=5``; per-class counts are asserted identical. Time is the best of a few
-repeats in this process; peak memory is the peak RSS of a fresh child process that builds the
-data and runs one method (``os.wait4``), shown beside a child that only builds the data.
+repeats in this process; peak memory is the peak RSS of a fresh child process during the call
+(its peak is reset just before, through /proc/self/clear_refs), and the growth over the RSS
+just before it.
 
     python benchmarks/bench_smote.py                 # CPU, N = 20000 and 100000
     python benchmarks/bench_smote.py --device cuda   # also time the CUDA path
@@ -42,9 +43,13 @@ def make_embeddings(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
     weights = RATIO ** (-np.arange(CLASSES) / (CLASSES - 1))
     counts = np.floor(n * weights / weights.sum()).astype(int)
     means = rng.normal(size=(CLASSES, d)) * 2.0
-    X = np.concatenate([rng.normal(size=(m, d)) + means[c] for c, m in enumerate(counts)])
+    X = np.empty((int(counts.sum()), d), dtype=np.float32)  # filled class by class: the
+    start = 0  # generation peak stays near the data's own size
+    for c, m in enumerate(counts):
+        X[start : start + m] = rng.normal(size=(m, d)) + means[c]
+        start += m
     y = np.repeat(np.arange(CLASSES), counts)
-    return X.astype(np.float32), y
+    return X, y
 
 
 def run_ours(X: np.ndarray, y: np.ndarray, device: str = "cpu") -> tuple[Any, Any]:
@@ -74,22 +79,48 @@ def child(method: str, n: int, d: int) -> None:
     import imblearn.over_sampling  # noqa: F401  (same imports in every child)
 
     X, y = make_embeddings(n, d)
+    before = _status_kib("VmRSS")
+    try:  # reset the peak (VmHWM) to the current RSS, so the peak is the call's own
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        reset = True
+    except OSError:
+        reset = False
     if method == "ours":
         run_ours(X, y)
     elif method == "imblearn":
         run_imblearn(X, y)
+    peak = _status_kib("VmHWM")
+    print(f"RESULT {before} {peak} {int(reset)}")
 
 
-def peak_rss_mib(method: str, n: int, d: int) -> float:
-    """Peak resident memory of a child running ``method`` (``os.wait4`` gives its own rusage)."""
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+def peak_rss_mib(method: str, n: int, d: int) -> tuple[float, float]:
+    """(RSS before the call, peak RSS during it) in MiB, measured in a fresh child process.
+
+    Where /proc/self/clear_refs cannot reset the peak, the child's lifetime peak
+    (``os.wait4`` rusage) is used instead.
+    """
     proc = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--child", method, str(n), str(d)]
+        [sys.executable, os.path.abspath(__file__), "--child", method, str(n), str(d)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
+    assert proc.stdout is not None
+    output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"child {method} failed with {proc.returncode}")
-    return usage.ru_maxrss / 1024.0  # KiB on Linux
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"child {method} failed: {output}")
+    _, before, peak, reset = output.split()[-4:]
+    peak_kib = int(peak) if reset == "1" else usage.ru_maxrss
+    return int(before) / 1024.0, peak_kib / 1024.0
 
 
 def cpu_model() -> str:
@@ -142,8 +173,11 @@ def main() -> None:
         f"numpy {np.__version__}; scikit-learn thread pools: {sklearn_threads()}"
     )
     print(f"- data: 10 Gaussian classes, imbalance ratio {RATIO:g}, d={args.dim}, float32")
-    print(f"- time: best of {args.repeats}; memory: peak RSS of a fresh child process\n")
-    header = "| N | d | method | time (s) | imblearn / ours | peak RSS (MiB) | over data-only |"
+    print(
+        f"- time: best of {args.repeats}; memory: peak RSS during the call in a fresh child "
+        "process (imports and data loaded), and that peak minus the RSS just before the call\n"
+    )
+    header = "| N | d | method | time (s) | imblearn / ours | peak RSS (MiB) | peak over start |"
     print(header)
     print("|---|---|---|---|---|---|---|")
     for n in args.sizes:
@@ -156,23 +190,21 @@ def main() -> None:
             ("imbalanced-learn (CPU)", t_imb, None),
             ("torch_balance (CPU)", t_ours, None),
         ]
+        befores: dict[str, float] = {}
         if not args.no_memory:
-            base = peak_rss_mib("data", n, args.dim)
-            mem = {"imblearn": peak_rss_mib("imblearn", n, args.dim)}
-            mem["ours"] = peak_rss_mib("ours", n, args.dim)
+            mem = {}
+            for key in ("imblearn", "ours"):
+                befores[key], mem[key] = peak_rss_mib(key, n, args.dim)
             rows = [
                 ("imbalanced-learn (CPU)", t_imb, mem["imblearn"]),
                 ("torch_balance (CPU)", t_ours, mem["ours"]),
             ]
-        else:
-            base = float("nan")
         for name, seconds, peak in rows:
             ratio = f"{t_imb / seconds:.2f}x"
+            key = "ours" if name.startswith("torch") else "imblearn"
             mem_text = "-" if peak is None else f"{peak:.0f}"
-            extra = "-" if peak is None else f"{peak - base:+.0f}"
-            print(
-                f"| {n} | {args.dim} | {name} | {seconds:.2f} | {ratio} | {mem_text} | {extra} |"
-            )
+            extra = "-" if peak is None else f"{peak - befores[key]:+.0f}"
+            print(f"| {n} | {args.dim} | {name} | {seconds:.2f} | {ratio} | {mem_text} | {extra} |")
         if cuda:
             run_ours(X, y, args.device)  # warm-up (CUDA context, kernels)
             torch.cuda.reset_peak_memory_stats()
@@ -186,8 +218,6 @@ def main() -> None:
                 f"| {n} | {args.dim} | torch_balance ({args.device}) | {t_gpu:.3f} | "
                 f"{t_imb / t_gpu:.1f}x | GPU {gpu_peak:.0f} | - |"
             )
-        if not args.no_memory:
-            print(f"| {n} | {args.dim} | data only (baseline child) | - | - | {base:.0f} | - |")
         sys.stdout.flush()
 
 

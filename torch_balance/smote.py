@@ -45,8 +45,8 @@ from torch_balance.strategies import _imblearn_targets
 __all__ = ["SMOTE", "SMOTEDataset", "embed"]
 
 TAG_SMOTE = 3
-# Elements of the default score block (query chunk x class size; 128 MiB in float32).
-_SCORES = 1 << 25
+# Elements of the default score block (query chunk x class size; 64 MiB in float32).
+_SCORES = 1 << 24
 
 
 class _Text:
@@ -543,7 +543,7 @@ def _class_neighbors(
         data: ``[n, d]`` floating rows of one class, on the device to compute on.
         rows: Local row indices (any device), or None for every row.
         k: Neighbours per row, ``1 <= k < n``.
-        chunk_size: Query rows per block; None picks one that keeps a block near 128 MiB.
+        chunk_size: Query rows per block; None picks one that keeps a block near 64 MiB.
 
     Returns:
         ``[len(rows), k]`` int64 local indices on the CPU, nearest first, ties by index.
@@ -552,7 +552,7 @@ def _class_neighbors(
     internal(1 <= k < n, f"k={k} neighbours asked of a class of {n}")
     device = data.device
     rows = torch.arange(n, device=device) if rows is None else rows.to(device)
-    chunk = chunk_size or max(1, min(4096, _SCORES // n))
+    chunk = chunk_size or max(1, min(2048, _SCORES // n))
     out = torch.full((rows.shape[0], k), -1, dtype=torch.long, device=device)
     mean = torch.zeros(d, dtype=torch.float64, device=device)
     step = max(1, _BIG // d)
@@ -624,7 +624,7 @@ class SMOTE:
         device: Where the neighbour search and the interpolation run; default the device of
             a tensor ``X``, the CPU for numpy.
         chunk_size: Query rows per block of the neighbour search (extra memory about
-            ``chunk_size * class size * 4`` bytes); default keeps a block near 128 MiB. The
+            ``chunk_size * class size * 4`` bytes); default keeps a block near 64 MiB. The
             result does not depend on it.
         resampler: An imbalanced-learn over-sampler to use instead of the native SMOTE. Set
             its ``sampling_strategy`` and neighbours on it; leave this class's at default.
@@ -756,8 +756,10 @@ class SMOTE:
         new: np.ndarray,
         epoch: int,
         tables: dict[int, torch.Tensor] | None = None,
+        out: torch.Tensor | None = None,
     ) -> _Draw:
-        """The synthetic rows of ``epoch`` (tables: precomputed neighbours, else searched)."""
+        """The synthetic rows of ``epoch`` (tables: precomputed neighbours, else searched;
+        out: where to write the rows, for the native SMOTE)."""
         g = generator(self.seed, TAG_SMOTE, epoch)
         if self.resampler is not None:
             return self._draw_variant(X, index, g)
@@ -802,10 +804,16 @@ class SMOTE:
                 torch.empty(0, dtype=torch.float32),
             )
         base_all, nn_all, steps_all = torch.cat(bases), torch.cat(neighbors), torch.cat(all_steps)
-        x = X.index_select(0, base_all.to(X.device)).to(device, work)
-        x_nn = X.index_select(0, nn_all.to(X.device)).to(device, work)
-        rows = torch.addcmul(x, steps_all.to(device, work).unsqueeze(1), x_nn - x)
-        return _Draw(torch.cat(codes), rows.to(X.device, X.dtype), base_all, nn_all, steps_all)
+        total = base_all.shape[0]
+        rows = X.new_empty(total, X.shape[1]) if out is None else out
+        internal(tuple(rows.shape) == (total, X.shape[1]), "synthetic output of the wrong shape")
+        step = max(1, _BIG // X.shape[1])
+        for lo in range(0, total, step):  # in pieces: no full-size temporaries
+            x = X.index_select(0, base_all[lo : lo + step].to(X.device)).to(device, work)
+            x_nn = X.index_select(0, nn_all[lo : lo + step].to(X.device)).to(device, work)
+            u = steps_all[lo : lo + step].to(device, work).unsqueeze(1)
+            rows[lo : lo + step] = torch.addcmul(x, u, x_nn.sub_(x)).to(rows.device, rows.dtype)
+        return _Draw(torch.cat(codes), rows, base_all, nn_all, steps_all)
 
     def _draw_variant(self, X: torch.Tensor, index: LabelIndex, g: torch.Generator) -> _Draw:
         from sklearn.base import clone
@@ -881,13 +889,20 @@ class SMOTE:
             }
         else:
             new = np.zeros(index.num_classes, dtype=np.int64)
-        draw = self._draw(tensor, index, new, 0)
+        n = tensor.shape[0]
+        if self.resampler is None:
+            # The output is allocated once; the synthetic rows are written into its tail.
+            X_res = tensor.new_empty(n + int(new.sum()), tensor.shape[1])
+            X_res[:n] = tensor
+            draw = self._draw(tensor, index, new, 0, out=X_res[n:])
+        else:
+            draw = self._draw(tensor, index, new, 0)
+            X_res = torch.cat([tensor, draw.rows])
         self.base_indices_, self.neighbor_indices_, self.steps_ = (
             draw.base,
             draw.neighbor,
             draw.steps,
         )
-        X_res = torch.cat([tensor, draw.rows])
         new_labels = index.classes[draw.codes.numpy()]
         if isinstance(y, torch.Tensor):
             y_res: Any = torch.cat([y, torch.as_tensor(new_labels, dtype=y.dtype, device=y.device)])
