@@ -15,6 +15,7 @@ from torch_balance.batches import (
 from torch_balance.datasets import ResampledDataset
 from torch_balance.labels import LabelIndex, get_labels
 from torch_balance.samplers import BalancedSampler, RandomOverSampler, RandomUnderSampler
+from torch_balance.smote import SMOTE, SMOTEDataset, embed
 from torch_balance.strategies import (
     Deferred,
     Power,
@@ -27,6 +28,7 @@ from torch_balance.strategies import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "SMOTE",
     "BalancedSampler",
     "ClassBalancedBatchSampler",
     "Deferred",
@@ -37,8 +39,10 @@ __all__ = [
     "RandomUnderSampler",
     "RepeatFactorSampler",
     "ResampledDataset",
+    "SMOTEDataset",
     "StratifiedBatchSampler",
     "class_weights",
+    "embed",
     "get_labels",
     "make_plan",
     "repeat_factors",
