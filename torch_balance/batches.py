@@ -35,7 +35,7 @@ from torch_balance.distributed import CHUNK, iter_shard, resolve_replicas, shard
 from torch_balance.draws import draw_epoch, generator
 from torch_balance.labels import LabelIndex
 from torch_balance.multilabel import MultiLabelIndex, resolve_labelsets
-from torch_balance.samplers import EpochState, resolve_labels
+from torch_balance.samplers import EpochShell, EpochState, resolve_labels
 from torch_balance.strategies import Plan, Strategy, make_plan
 
 __all__ = [
@@ -355,46 +355,7 @@ def _shard_batches(
             yield _batch_lists(flat, batch_size, num_full, chunk[begin : begin + step])
 
 
-class _Shell:
-    """seed / epoch / set_epoch / len / state_dict shared by the samplers of this module."""
-
-    _state: EpochState
-    _length: int
-
-    @property
-    def seed(self) -> int:
-        return self._state.seed
-
-    @property
-    def epoch(self) -> int:
-        """The epoch the next pass will draw."""
-        return self._state.epoch
-
-    def __len__(self) -> int:
-        return self._length
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch of the next pass (call it at the start of every epoch in DDP)."""
-        self._state.set_epoch(epoch)
-
-    def _settings(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where this rank stands: epoch, items handed out, and what they were drawn for."""
-        return self._state.state_dict(self._settings())
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Resume from :meth:`state_dict`: the next pass continues where that one stopped.
-
-        Raises:
-            ValueError: If the state was saved for other labels, another world size or rank,
-                or other settings.
-        """
-        self._state.load_state_dict(state_dict, self._settings(), self._length)
-
-
-class ClassBalancedBatchSampler(_Shell, Sampler[list[int]]):
+class ClassBalancedBatchSampler(EpochShell, Sampler[list[int]]):
     """Batches of ``samples_per_class`` samples from each of ``classes_per_batch`` classes.
 
     P x K batches for metric learning and few-shot training: every batch holds exactly
@@ -530,7 +491,7 @@ class ClassBalancedBatchSampler(_Shell, Sampler[list[int]]):
         )
 
 
-class StratifiedBatchSampler(_Shell, Sampler[list[int]]):
+class StratifiedBatchSampler(EpochShell, Sampler[list[int]]):
     """:class:`~torch_balance.BalancedSampler`'s epoch, cut into stratified batches.
 
     The epoch holds exactly what ``BalancedSampler`` with the same arguments would draw (same
@@ -657,7 +618,7 @@ class StratifiedBatchSampler(_Shell, Sampler[list[int]]):
 Rounding = Literal["stochastic", "ceil"]
 
 
-class RepeatFactorSampler(_Shell, Sampler[int]):
+class RepeatFactorSampler(EpochShell, Sampler[int]):
     """Repeat-factor sampling for multi-label and detection data (LVIS; detectron2, mmengine).
 
     Image ``i`` is repeated ``r_i`` times per epoch on average, with ``r_i`` from

@@ -23,6 +23,7 @@ from torch_balance.strategies import Plan, Strategy, make_plan
 
 __all__ = [
     "BalancedSampler",
+    "EpochShell",
     "EpochState",
     "RandomOverSampler",
     "RandomUnderSampler",
@@ -142,7 +143,50 @@ class EpochState:
         self._live = None
 
 
-class BalancedSampler(Sampler[int]):
+class EpochShell:
+    """``seed``, ``epoch``, ``set_epoch``, ``len`` and resume: the shell every sampler shares.
+
+    A subclass sets ``_state`` (an :class:`EpochState`) and ``_length``, and says in
+    ``_settings`` what a saved state must agree on.
+    """
+
+    _state: EpochState
+    _length: int
+
+    @property
+    def seed(self) -> int:
+        return self._state.seed
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next pass will draw."""
+        return self._state.epoch
+
+    def __len__(self) -> int:
+        return self._length
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch of the next pass (call it at the start of every epoch in DDP)."""
+        self._state.set_epoch(epoch)
+
+    def _settings(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this rank stands: epoch, items handed out, and what they were drawn for."""
+        return self._state.state_dict(self._settings())
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`: the next pass continues where that one stopped.
+
+        Raises:
+            ValueError: If the state was saved for other labels, another world size or rank,
+                or other settings.
+        """
+        self._state.load_state_dict(state_dict, self._settings(), self._length)
+
+
+class BalancedSampler(EpochShell, Sampler[int]):
     """Over- or undersample a dataset at the index level, redrawn every epoch.
 
     Args:
@@ -199,22 +243,6 @@ class BalancedSampler(Sampler[int]):
         self._length = shard_length(self.plan.length, self.num_replicas, self.drop_last)
         self._state = EpochState(seed, self.index.fingerprint, type(self).__name__)
 
-    @property
-    def seed(self) -> int:
-        return self._state.seed
-
-    @property
-    def epoch(self) -> int:
-        """The epoch the next pass will draw."""
-        return self._state.epoch
-
-    def __len__(self) -> int:
-        return self._length
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch of the next pass (call it at the start of every epoch in DDP)."""
-        self._state.set_epoch(epoch)
-
     def target_counts(self, epoch: int | None = None) -> dict[Any, int]:
         """Per-class composition of one global epoch (all ranks together, before padding).
 
@@ -243,19 +271,6 @@ class BalancedSampler(Sampler[int]):
             "length": self._length,
             "replacement": self.replacement,
         }
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where this rank stands: epoch, indices handed out, and what they were drawn for."""
-        return self._state.state_dict(self._settings())
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Resume from :meth:`state_dict`: the next pass continues where that one stopped.
-
-        Raises:
-            ValueError: If the state was saved for other labels, another world size or rank,
-                or other settings.
-        """
-        self._state.load_state_dict(state_dict, self._settings(), self._length)
 
     def __repr__(self) -> str:
         return (
