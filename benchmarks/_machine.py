@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
+import threading
+import time
 from importlib.metadata import PackageNotFoundError, version
 
 import torch
@@ -33,3 +36,39 @@ def describe(packages: tuple[str, ...] = ("torch", "numpy", "imbalanced-learn"))
         f"{os.cpu_count()} cores, {cpu_model()}, {gpu}, torch threads {torch.get_num_threads()}, "
         f"Python {platform.python_version()}; " + ", ".join(versions)
     )
+
+
+class PeakRSS:
+    """Peak resident memory growth while the ``with`` block runs, sampled every 2 ms (psutil).
+
+    ``growth`` is the highest RSS seen minus the RSS at entry, in bytes.
+    """
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._done = threading.Event()
+        self.baseline = 0
+        self.peak = 0
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            time.sleep(0.002)
+
+    def __enter__(self) -> PeakRSS:
+        gc.collect()
+        self.baseline = self.peak = self._process.memory_info().rss
+        self._watcher.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._watcher.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.baseline

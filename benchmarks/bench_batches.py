@@ -26,18 +26,16 @@ import gc
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import describe
+from _machine import PeakRSS, describe
 
 from torch_balance.batches import (
     ClassBalancedBatchSampler,
@@ -128,32 +126,16 @@ def child(case: str, size: int, length: int, repeats: int) -> None:
     if case not in RUNS:
         raise SystemExit(f"unknown case {case}")
     run = RUNS[case]
-    gc.collect()
-    process = psutil.Process()
-    baseline = process.memory_info().rss
-    peak = baseline
-    done = threading.Event()
-
-    def watch() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, process.memory_info().rss)
-            time.sleep(0.002)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    start = time.perf_counter()
-    produced = run(prepared, size, length)
-    seconds = time.perf_counter() - start
-    done.set()
-    watcher.join()
-    peak = max(peak, process.memory_info().rss)
+    with PeakRSS() as memory:
+        start = time.perf_counter()
+        produced = run(prepared, size, length)
+        seconds = time.perf_counter() - start
     for _ in range(repeats - 1):  # best of `repeats`; the memory is that of the first run
         gc.collect()
         start = time.perf_counter()
         run(prepared, size, length)
         seconds = min(seconds, time.perf_counter() - start)
-    print(json.dumps({"seconds": seconds, "length": produced, "growth": peak - baseline}))
+    print(json.dumps({"seconds": seconds, "length": produced, "growth": memory.growth}))
 
 
 def measure(case: str, size: int, length: int = 0, repeats: int = 3) -> dict[str, Any]:

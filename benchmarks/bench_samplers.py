@@ -25,18 +25,16 @@ import gc
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 from torch.utils.data import WeightedRandomSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import describe
+from _machine import PeakRSS, describe
 
 from torch_balance import BalancedSampler, RandomOverSampler, RandomUnderSampler
 
@@ -139,26 +137,10 @@ def big_child(name: str, n: int) -> None:
     labels = long_tailed_labels(n)
     import imblearn.utils  # noqa: F401  (imported before the baseline, as in a real program)
 
-    gc.collect()
-    process = psutil.Process()
-    baseline = process.memory_info().rss
-    peak = baseline
-    done = threading.Event()
-
-    def watch() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, process.memory_info().rss)
-            time.sleep(0.002)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    start = time.perf_counter()
-    length = floor(n) if name == "shuffle floor" else drain(OURS[name](labels))
-    seconds = time.perf_counter() - start
-    done.set()
-    watcher.join()
-    peak = max(peak, process.memory_info().rss)
+    with PeakRSS() as memory:
+        start = time.perf_counter()
+        length = floor(n) if name == "shuffle floor" else drain(OURS[name](labels))
+        seconds = time.perf_counter() - start
     print(
         json.dumps(
             {
@@ -166,7 +148,7 @@ def big_child(name: str, n: int) -> None:
                 "method": name,
                 "length": length,
                 "seconds": seconds,
-                "peak_growth_bytes": peak - baseline,
+                "peak_growth_bytes": memory.growth,
             }
         )
     )

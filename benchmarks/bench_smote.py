@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -31,6 +30,9 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from _machine import cpu_model  # noqa: E402
 
 from torch_balance.smote import SMOTE  # noqa: E402
 
@@ -121,17 +123,6 @@ def peak_rss_mib(method: str, n: int, d: int) -> tuple[float, float]:
     _, before, peak, reset = output.split()[-4:]
     peak_kib = int(peak) if reset == "1" else usage.ru_maxrss
     return int(before) / 1024.0, peak_kib / 1024.0
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def sklearn_threads() -> str:
