@@ -154,6 +154,24 @@ def big_child(name: str, n: int) -> None:
     )
 
 
+def limit_check() -> str:
+    """Whether WeightedRandomSampler and ours draw from 2**24 + 1 samples."""
+    n = 2**24 + 1
+    weights = torch.ones(n, dtype=torch.double)
+    try:
+        next(iter(WeightedRandomSampler(weights, num_samples=10)))
+        theirs = "draws"
+    except RuntimeError as error:
+        theirs = f"RuntimeError: {error}"
+    labels = np.zeros(n, dtype=np.int64)
+    labels[: n // 2] = 1
+    ours = next(iter(BalancedSampler(labels, "class")))
+    return (
+        f"N = 2**24 + 1: WeightedRandomSampler -> {theirs}; "
+        f"BalancedSampler -> draws (first index {ours})"
+    )
+
+
 def run_big(n: int, names: list[str]) -> list[dict[str, object]]:
     rows = []
     for name in names:
@@ -173,6 +191,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--big", type=float, default=1e8, help="N for the memory run (0: skip)")
     parser.add_argument("--no-torchsampler", action="store_true")
+    parser.add_argument(
+        "--limit-check", action="store_true", help="only test the 2**24 limit, then stop"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -180,6 +201,10 @@ def main() -> None:
         big_child(args.child, args.child_n)
         return
     import imblearn.utils  # noqa: F401  (its import is a one-off cost, kept out of the timings)
+
+    if args.limit_check:
+        print(limit_check())
+        return
 
     print(f"Machine: {describe(('torch', 'numpy', 'imbalanced-learn', 'torchsampler'))}\n")
     print(
