@@ -355,7 +355,31 @@ def _shard_batches(
             yield _batch_lists(flat, batch_size, num_full, chunk[begin : begin + step])
 
 
-class ClassBalancedBatchSampler(EpochShell, Sampler[list[int]]):
+class _BatchShell(EpochShell):
+    """Iteration shared by the batch samplers: this rank's whole batches of ``_flat(epoch)``."""
+
+    batch_size: int
+    num_batches: int
+    drop_last: bool
+
+    def _flat(self, epoch: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, skip = self._state.begin()
+        chunks = _shard_batches(
+            self._flat(epoch),
+            self.batch_size,
+            self.num_batches,
+            self.num_replicas,
+            self.rank,
+            self.drop_last,
+            skip,
+        )
+        return self._state.run(epoch, chunks, skip)
+
+
+class ClassBalancedBatchSampler(_BatchShell, Sampler[list[int]]):
     """Batches of ``samples_per_class`` samples from each of ``classes_per_batch`` classes.
 
     P x K batches for metric learning and few-shot training: every batch holds exactly
@@ -458,25 +482,11 @@ class ClassBalancedBatchSampler(EpochShell, Sampler[list[int]]):
         epoch = self.epoch if epoch is None else check_int("epoch", epoch, minimum=0)
         return self._grid(epoch).tolist()
 
-    def __iter__(self) -> Iterator[list[int]]:
-        epoch, skip = self._state.begin()
-        flat = self._grid(epoch).reshape(-1)
-        chunks = _shard_batches(
-            flat,
-            self.batch_size,
-            self.num_batches,
-            self.num_replicas,
-            self.rank,
-            self.drop_last,
-            skip,
-        )
-        return self._state.run(epoch, chunks, skip)
+    def _flat(self, epoch: int) -> torch.Tensor:
+        return self._grid(epoch).reshape(-1)
 
-    def _settings(self) -> dict[str, Any]:
+    def _own_settings(self) -> dict[str, Any]:
         return {
-            "num_replicas": self.num_replicas,
-            "rank": self.rank,
-            "length": self._length,
             "classes_per_batch": self.classes_per_batch,
             "samples_per_class": self.samples_per_class,
             "num_batches": self.num_batches,
@@ -491,7 +501,7 @@ class ClassBalancedBatchSampler(EpochShell, Sampler[list[int]]):
         )
 
 
-class StratifiedBatchSampler(EpochShell, Sampler[list[int]]):
+class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
     """:class:`~torch_balance.BalancedSampler`'s epoch, cut into stratified batches.
 
     The epoch holds exactly what ``BalancedSampler`` with the same arguments would draw (same
@@ -585,24 +595,8 @@ class StratifiedBatchSampler(EpochShell, Sampler[list[int]]):
         flat = self._flat(epoch)
         return [chunk.tolist() for chunk in flat.split(self.batch_size)][: self.num_batches]
 
-    def __iter__(self) -> Iterator[list[int]]:
-        epoch, skip = self._state.begin()
-        chunks = _shard_batches(
-            self._flat(epoch),
-            self.batch_size,
-            self.num_batches,
-            self.num_replicas,
-            self.rank,
-            self.drop_last,
-            skip,
-        )
-        return self._state.run(epoch, chunks, skip)
-
-    def _settings(self) -> dict[str, Any]:
+    def _own_settings(self) -> dict[str, Any]:
         return {
-            "num_replicas": self.num_replicas,
-            "rank": self.rank,
-            "length": self._length,
             "batch_size": self.batch_size,
             "replacement": self.replacement,
         }
@@ -749,11 +743,8 @@ class RepeatFactorSampler(EpochShell, Sampler[int]):
         )
         return self._state.run(epoch, chunks, skip)
 
-    def _settings(self) -> dict[str, Any]:
+    def _own_settings(self) -> dict[str, Any]:
         return {
-            "num_replicas": self.num_replicas,
-            "rank": self.rank,
-            "length": self._length,
             "threshold": self.threshold,
             "sqrt": self.sqrt,
             "rounding": self.rounding,

@@ -147,11 +147,13 @@ class EpochShell:
     """``seed``, ``epoch``, ``set_epoch``, ``len`` and resume: the shell every sampler shares.
 
     A subclass sets ``_state`` (an :class:`EpochState`) and ``_length``, and says in
-    ``_settings`` what a saved state must agree on.
+    ``_own_settings`` what else a saved state must agree on.
     """
 
     _state: EpochState
     _length: int
+    num_replicas: int
+    rank: int
 
     @property
     def seed(self) -> int:
@@ -169,8 +171,17 @@ class EpochShell:
         """Choose the epoch of the next pass (call it at the start of every epoch in DDP)."""
         self._state.set_epoch(epoch)
 
+    def _own_settings(self) -> dict[str, Any]:
+        """What else a saved state must agree on (beyond world size, rank and length)."""
+        return {}
+
     def _settings(self) -> dict[str, Any]:
-        raise NotImplementedError
+        return {
+            "num_replicas": self.num_replicas,
+            "rank": self.rank,
+            "length": self._length,
+            **self._own_settings(),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """Where this rank stands: epoch, items handed out, and what they were drawn for."""
@@ -264,13 +275,8 @@ class BalancedSampler(EpochShell, Sampler[int]):
         chunks = iter_shard(picks, order, self.num_replicas, self.rank, self.drop_last, skip)
         return self._state.run(epoch, chunks, skip)
 
-    def _settings(self) -> dict[str, Any]:
-        return {
-            "num_replicas": self.num_replicas,
-            "rank": self.rank,
-            "length": self._length,
-            "replacement": self.replacement,
-        }
+    def _own_settings(self) -> dict[str, Any]:
+        return {"replacement": self.replacement}
 
     def __repr__(self) -> str:
         return (
