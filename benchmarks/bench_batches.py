@@ -27,7 +27,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import PeakRSS, describe
+from _common import PeakRSS, describe, drain, long_tailed_labels
 
 from torch_balance.batches import (
     ClassBalancedBatchSampler,
@@ -45,7 +45,6 @@ from torch_balance.batches import (
 from torch_balance.multilabel import MultiLabelIndex
 
 CATEGORIES = 1000
-CLASSES = 100
 BATCH = 32
 
 
@@ -57,22 +56,6 @@ def label_sets_csr(images: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     weights = (np.arange(CATEGORIES) + 1.0) ** -1.5
     values = rng.choice(CATEGORIES, size=int(offsets[-1]), p=weights / weights.sum())
     return values.astype(np.int64), offsets
-
-
-def long_tailed_labels(n: int, seed: int = 0) -> np.ndarray:
-    share = 100.0 ** (-np.arange(CLASSES) / (CLASSES - 1))
-    counts = np.floor(n * share / share.sum()).astype(np.int64)
-    counts[0] += n - counts.sum()
-    labels = np.repeat(np.arange(CLASSES, dtype=np.int64), counts)
-    np.random.default_rng(seed).shuffle(labels)
-    return labels
-
-
-def drain(iterable: Iterable[object]) -> int:
-    count = 0
-    for _ in iterable:
-        count += 1
-    return count
 
 
 def _floor(length: int) -> int:

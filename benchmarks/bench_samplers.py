@@ -26,7 +26,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,29 +34,9 @@ import torch
 from torch.utils.data import WeightedRandomSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import PeakRSS, describe
+from _common import PeakRSS, describe, drain, long_tailed_labels
 
 from torch_balance import BalancedSampler, RandomOverSampler, RandomUnderSampler
-
-NUM_CLASSES = 100
-RATIO = 100.0
-
-
-def long_tailed_labels(n: int, seed: int = 0) -> np.ndarray:
-    """About ``n`` labels, class i with a share proportional to RATIO**(-i/(C-1)), shuffled."""
-    share = RATIO ** (-np.arange(NUM_CLASSES) / (NUM_CLASSES - 1))
-    counts = np.floor(n * share / share.sum()).astype(np.int64)
-    counts[0] += n - counts.sum()
-    labels = np.repeat(np.arange(NUM_CLASSES, dtype=np.int64), counts)
-    np.random.default_rng(seed).shuffle(labels)
-    return labels
-
-
-def drain(iterable: Iterable[object]) -> int:
-    count = 0
-    for _ in iterable:
-        count += 1
-    return count
 
 
 def best_time(fn: Callable[[], int], repeats: int) -> tuple[float, int]:

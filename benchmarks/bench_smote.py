@@ -32,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from _machine import cpu_model  # noqa: E402
+from _common import cpu_model  # noqa: E402
 
 from torch_balance.smote import SMOTE  # noqa: E402
 

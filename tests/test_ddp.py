@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch.utils.data import Dataset
 
 from torch_balance import BalancedSampler, RandomOverSampler, ResampledDataset
+from torch_balance.testing import IndexDataset
 
 LABELS = np.repeat(np.arange(4), [37, 11, 5, 2])
 
@@ -53,24 +53,13 @@ def test_two_process_gloo_ranks_share_one_epoch(tmp_path: Path) -> None:
     assert not torch.equal(epochs[0], epochs[1])
 
 
-class Indexed(Dataset):
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> int:
-        return i
-
-
 @pytest.mark.parametrize("workers", [0, 2])
 def test_stateful_dataloader_resumes_mid_epoch(workers: int) -> None:
     sdl = pytest.importorskip("torchdata.stateful_dataloader")
 
     def loader(sampler: BalancedSampler) -> object:
         return sdl.StatefulDataLoader(
-            Indexed(len(LABELS)), sampler=sampler, batch_size=4, num_workers=workers
+            IndexDataset(len(LABELS)), sampler=sampler, batch_size=4, num_workers=workers
         )
 
     sampler = BalancedSampler(LABELS, "over", seed=21)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["check_sampler", "conformance_labels"]
+__all__ = ["IndexDataset", "check_sampler", "conformance_labels"]
 
 Factory = Callable[..., Any]
 
@@ -45,7 +45,9 @@ def conformance_labels(kind: str = "int") -> np.ndarray:
     return labels
 
 
-class _Indices(Dataset):
+class IndexDataset(Dataset):
+    """Item ``i`` is ``i``: what a DataLoader hands out shows the sampler's order."""
+
     def __init__(self, n: int) -> None:
         self.n = n
 
@@ -199,10 +201,12 @@ def check_sampler(
         sampler.set_epoch(6)
         batched = isinstance(first[0], list) if first else False
         if batched:
-            loader = DataLoader(_Indices(n), batch_sampler=sampler, num_workers=dataloader_workers)
+            loader = DataLoader(
+                IndexDataset(n), batch_sampler=sampler, num_workers=dataloader_workers
+            )
         else:
             loader = DataLoader(
-                _Indices(n), sampler=sampler, batch_size=8, num_workers=dataloader_workers
+                IndexDataset(n), sampler=sampler, batch_size=8, num_workers=dataloader_workers
             )
         got = [int(i) for batch in loader for i in batch]
         _require(got == expected, "a DataLoader with workers saw another order")

@@ -1,4 +1,4 @@
-"""What every benchmark prints about where it ran: cores, CPU, GPU and library versions."""
+"""Shared by the benchmarks: where they ran, peak memory, the long-tailed labels, draining."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
 
+import numpy as np
 import torch
 
 
@@ -72,3 +73,23 @@ class PeakRSS:
     @property
     def growth(self) -> int:
         return self.peak - self.baseline
+
+
+def long_tailed_labels(
+    n: int, num_classes: int = 100, ratio: float = 100.0, seed: int = 0
+) -> np.ndarray:
+    """About ``n`` labels, class i with a share proportional to ratio**(-i/(C-1)), shuffled."""
+    share = ratio ** (-np.arange(num_classes) / (num_classes - 1))
+    counts = np.floor(n * share / share.sum()).astype(np.int64)
+    counts[0] += n - counts.sum()
+    labels = np.repeat(np.arange(num_classes, dtype=np.int64), counts)
+    np.random.default_rng(seed).shuffle(labels)
+    return labels
+
+
+def drain(iterable: object) -> int:
+    """Iterate to the end (as a training loop would), returning the number of items."""
+    count = 0
+    for _ in iterable:  # type: ignore[attr-defined]
+        count += 1
+    return count
