@@ -158,7 +158,7 @@ def test_bad_arguments_name_themselves() -> None:
         BalancedSampler(np.array([0.0, float("nan")]))
     with pytest.raises(ValueError, match="labels"):
         BalancedSampler(np.zeros((4, 2), dtype=int))
-    with pytest.raises(ValueError, match="labels"):
+    with pytest.raises(ValueError, match="labels: expected at least one"):
         BalancedSampler([])
     with pytest.raises(TypeError, match="strategy"):
         RandomOverSampler([0, 1], strategy="under")
@@ -223,3 +223,9 @@ def test_pickle_keeps_epoch_and_seed() -> None:
 def test_repr_is_informative() -> None:
     text = repr(RandomUnderSampler([0, 0, 1], seed=2))
     assert "RandomUnderSampler" in text and "seed=2" in text
+
+
+def test_a_list_of_samples_is_a_dataset_not_labels() -> None:
+    samples = [(np.zeros(3), 0), (np.zeros(3), 1), (np.zeros(3), 1)]
+    assert BalancedSampler(samples).target_counts() == {0: 2, 1: 2}
+    assert BalancedSampler(["b", "a", "a"]).target_counts() == {"a": 2, "b": 2}

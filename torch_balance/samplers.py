@@ -8,6 +8,7 @@ Data flows one way: labels -> :class:`~torch_balance.labels.LabelIndex` -> plan
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,13 +32,27 @@ __all__ = [
 ]
 
 
+def _is_label_vector(data: Any) -> bool:
+    """Arrays and tensors are labels; so is a list whose items are labels or label sets.
+
+    A list of samples such as ``[(image, label), ...]`` is a dataset instead.
+    """
+    if isinstance(data, np.ndarray | torch.Tensor):
+        return True
+    if not isinstance(data, list | tuple):
+        return False
+    if not data or not isinstance(data[0], list | tuple | dict):
+        return True
+    return all(isinstance(v, numbers.Integral | str) for v in data[0])
+
+
 def resolve_labels(
     dataset_or_labels: Any, label_fn: Callable[[Any, int], Any] | None = None
 ) -> LabelIndex:
     """Index the labels of a dataset, or of a label vector given directly."""
     if isinstance(dataset_or_labels, LabelIndex):
         return dataset_or_labels
-    if isinstance(dataset_or_labels, np.ndarray | torch.Tensor | list | tuple) and label_fn is None:
+    if label_fn is None and _is_label_vector(dataset_or_labels):
         return LabelIndex(dataset_or_labels)
     return LabelIndex(get_labels(dataset_or_labels, label_fn=label_fn))
 
