@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 __all__ = [
     "check_bool",
     "check_int",
+    "check_map_style",
     "check_seed",
     "fail",
     "internal",
@@ -102,3 +103,14 @@ def check_seed(value: Any) -> int:
             fix="Use one fixed non-negative integer, the same on every rank",
         )
     )
+
+
+def check_map_style(name: str, dataset: Any) -> None:
+    """Refuse anything that is not a map-style dataset (``__getitem__`` and ``__len__``)."""
+    if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+        fail(
+            name,
+            "a map-style dataset (with __getitem__ and __len__)",
+            type(dataset).__name__,
+            kind=TypeError,
+        )

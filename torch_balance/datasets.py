@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from torch_balance._validation import check_bool, check_int, check_seed, fail
+from torch_balance._validation import check_bool, check_int, check_map_style, check_seed, fail
 from torch_balance.draws import draw_epoch, shuffle_order
 from torch_balance.samplers import resolve_labels
 from torch_balance.strategies import Plan, Strategy, make_plan
@@ -63,13 +63,7 @@ class ResampledDataset(Dataset):
         label_fn: Callable[[Any, int], Any] | None = None,
         labels: Any = None,
     ) -> None:
-        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
-            fail(
-                "dataset",
-                "a map-style dataset (with __getitem__ and __len__)",
-                type(dataset).__name__,
-                kind=TypeError,
-            )
+        check_map_style("dataset", dataset)
         self.dataset = dataset
         self.seed = check_seed(seed)
         self.shuffle = check_bool("shuffle", shuffle)

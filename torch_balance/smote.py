@@ -37,7 +37,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from torch_balance._validation import check_bool, check_int, check_seed, fail, internal
+from torch_balance._validation import (
+    check_bool,
+    check_int,
+    check_map_style,
+    check_seed,
+    fail,
+    internal,
+)
 from torch_balance.draws import generator
 from torch_balance.labels import LabelIndex, as_label_array, get_labels
 from torch_balance.strategies import _imblearn_targets
@@ -197,13 +204,7 @@ def _embed(
     """The encoder pass; also returns the shape of one input (for the cache and the decoder)."""
     from tqdm import tqdm
 
-    if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
-        fail(
-            "dataset",
-            "a map-style dataset (with __getitem__ and __len__)",
-            type(dataset).__name__,
-            kind=TypeError,
-        )
+    check_map_style("dataset", dataset)
     total = len(dataset)
     if total == 0:
         fail("dataset", "at least one sample", "an empty dataset")
