@@ -9,8 +9,11 @@ from __future__ import annotations
 import numbers
 from typing import Any, NoReturn
 
+import torch
+
 __all__ = [
     "check_bool",
+    "check_index",
     "check_int",
     "check_map_style",
     "check_seed",
@@ -114,3 +117,18 @@ def check_map_style(name: str, dataset: Any) -> None:
             type(dataset).__name__,
             kind=TypeError,
         )
+
+
+def check_index(i: Any, length: int) -> int:
+    """An item index for a sequence of ``length`` items, negative ones counted from the end.
+
+    Example:
+        >>> check_index(-1, 4)
+        3
+    """
+    if isinstance(i, bool) or not isinstance(i, numbers.Integral | torch.Tensor):
+        fail("index", "an integer", i, kind=TypeError)
+    i = int(i)
+    if not -length <= i < length:
+        fail("index", f"an integer in [{-length}, {length})", i, f"This epoch holds {length} items")
+    return i + length if i < 0 else i

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +9,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from torch_balance._validation import check_bool, check_int, check_map_style, check_seed, fail
+from torch_balance._validation import (
+    check_bool,
+    check_index,
+    check_int,
+    check_map_style,
+    check_seed,
+    fail,
+)
 from torch_balance.draws import draw_epoch, shuffle_order
 from torch_balance.samplers import resolve_labels
 from torch_balance.strategies import Plan, Strategy, make_plan
@@ -114,13 +120,7 @@ class ResampledDataset(Dataset):
         return self.plan.length
 
     def __getitem__(self, i: int) -> Any:
-        if isinstance(i, bool) or not isinstance(i, numbers.Integral | torch.Tensor):
-            fail("index", "an integer", i, kind=TypeError)
-        i = int(i)
-        n = self.plan.length
-        if not -n <= i < n:
-            fail("index", f"an integer in [{-n}, {n})", i, f"This epoch holds {n} items")
-        return self.dataset[int(self.source_indices[i])]
+        return self.dataset[int(self.source_indices[check_index(i, self.plan.length)])]
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -570,18 +570,9 @@ def get_labelsets(
     """
     check_int("num_workers", num_workers, minimum=0)
     check_bool("progress", progress)
-    if label_fn is not None:
-        if not callable(label_fn):
-            fail("label_fn", "a callable label_fn(dataset, i)", label_fn, kind=TypeError)
-        try:
-            n = len(dataset)
-        except TypeError:
-            fail("dataset", "a dataset with a length", type(dataset).__name__, kind=TypeError)
-        if n == 0:
-            fail("dataset", "at least one sample", "an empty dataset")
-        sets = _scan(dataset, label_fn, "label_fn", num_workers, progress)
-        return as_labelsets(sets, "label_fn")
-    if isinstance(dataset, np.ndarray | torch.Tensor | list | tuple):
+    if label_fn is not None and not callable(label_fn):
+        fail("label_fn", "a callable label_fn(dataset, i)", label_fn, kind=TypeError)
+    if label_fn is None and isinstance(dataset, np.ndarray | torch.Tensor | list | tuple):
         return as_labelsets(dataset)
     try:
         n = len(dataset)
@@ -589,5 +580,7 @@ def get_labelsets(
         fail("dataset", "a map-style dataset with a length", type(dataset).__name__, kind=TypeError)
     if n == 0:
         fail("dataset", "at least one sample", "an empty dataset")
+    if label_fn is not None:
+        return as_labelsets(_scan(dataset, label_fn, "label_fn", num_workers, progress), "label_fn")
     sets = _read(dataset, num_workers, progress)
     return as_labelsets(sets, "dataset")

@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from torch_balance._validation import (
     check_bool,
+    check_index,
     check_int,
     check_map_style,
     check_seed,
@@ -1202,14 +1203,8 @@ class SMOTEDataset(Dataset):
         return int(self.embeddings.shape[0] + self.synthetic.shape[0])
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
-        if isinstance(i, bool) or not isinstance(i, numbers.Integral | torch.Tensor):
-            fail("index", "an integer", i, kind=TypeError)
-        i = int(i)
-        n, total = self.embeddings.shape[0], len(self)
-        if not -total <= i < total:
-            fail("index", f"an integer in [{-total}, {total})", i)
-        if i < 0:
-            i += total
+        i = check_index(i, len(self))
+        n = self.embeddings.shape[0]
         if not bool(self._valid[0]):
             raise RuntimeError(
                 "SMOTEDataset: the number of synthetic rows changed at set_epoch, and this "
