@@ -19,7 +19,12 @@ from torch_balance import (
     RepeatFactorSampler,
     StratifiedBatchSampler,
 )
-from torch_balance.testing import check_sampler, conformance_labels
+from torch_balance.testing import (
+    CHECKS,
+    check_sampler_basics,
+    check_sampler_dataloader,
+    conformance_labels,
+)
 
 
 def alternating_plan(counts: dict, epoch: int) -> dict:
@@ -94,13 +99,21 @@ PARAMS = [
 
 
 @pytest.mark.filterwarnings("ignore:ClassBalancedBatchSampler")
+@pytest.mark.parametrize("check", list(CHECKS))
 @pytest.mark.parametrize(("make", "kind"), PARAMS)
-def test_conformance(make: Any, kind: str) -> None:
-    check_sampler(make, conformance_labels(kind), dataloader_workers=0)
+def test_conformance(make: Any, kind: str, check: str) -> None:
+    CHECKS[check](make, conformance_labels(kind))
 
 
 @pytest.mark.filterwarnings("ignore:ClassBalancedBatchSampler")
 @pytest.mark.parametrize("cls", list(CASES))
 def test_conformance_with_workers(cls: type) -> None:
     _, make = CASES[cls][0]
-    check_sampler(make, conformance_labels(), dataloader_workers=2)
+    check_sampler_dataloader(make, conformance_labels(), workers=2)
+
+
+def test_check_counts_can_be_skipped() -> None:
+    def shifted(y: Any, **kw: Any) -> BalancedSampler:
+        return BalancedSampler(y, "over", **kw)
+
+    check_sampler_basics(shifted, conformance_labels(), check_counts=False)

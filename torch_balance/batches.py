@@ -9,8 +9,8 @@
 
 The work is done by pure functions of (labels, counts, generator) (:func:`repeat_factors`,
 :func:`stratified_order`, :func:`class_sequence`, :func:`class_balanced_grid`); the classes add
-seed, epoch, rank and resumable state around them, with :class:`~torch_balance.samplers.
-EpochState` and :mod:`torch_balance.distributed`, as the other samplers do.
+seed, epoch, rank and resumable state around them through the one epoch layer
+(:mod:`torch_balance._epoch`), as the other samplers do.
 
 Batch samplers shard *whole batches* with ``DistributedSampler``'s rules applied to the list of
 batches: rank ``r`` of ``R`` takes batches ``r, r + R, ...``; without ``drop_last`` the list is
@@ -28,15 +28,15 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler, Sampler
 
+from torch_balance._epoch import EpochShell, _EpochHandle, describe_plan, plan_for, resolve_labels
 from torch_balance._validation import check_bool, check_int, fail, internal
-from torch_balance.distributed import CHUNK, iter_shard, resolve_replicas, shard_length
+from torch_balance.distributed import CHUNK, iter_shard
 from torch_balance.draws import draw_epoch, generator
 from torch_balance.labels import LabelIndex
 from torch_balance.multilabel import MultiLabelIndex, resolve_labelsets
-from torch_balance.samplers import EpochShell, EpochState, resolve_labels
-from torch_balance.strategies import Plan, Strategy, make_plan
+from torch_balance.strategies import Strategy
 
 __all__ = [
     "ClassBalancedBatchSampler",
@@ -366,17 +366,26 @@ class _BatchShell(EpochShell):
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[list[int]]:
-        epoch, skip = self._state.begin()
+        current, world, rank = self._begin()
         chunks = _shard_batches(
-            self._flat(epoch),
+            self._flat(current.epoch),
             self.batch_size,
             self.num_batches,
-            self.num_replicas,
-            self.rank,
+            world,
+            rank,
             self.drop_last,
-            skip,
+            current.base,
         )
-        return self._state.run(epoch, chunks, skip)
+        return self._state.run(current, chunks)
+
+    @property
+    def sampler(self) -> _EpochHandle:
+        """What trainers reach as ``loader.batch_sampler.sampler`` to call ``set_epoch`` on.
+
+        Lightning and accelerate set the epoch through that attribute; this handle passes it
+        on, so those trainers' epoch counter drives this batch sampler too.
+        """
+        return _EpochHandle(self)
 
 
 class ClassBalancedBatchSampler(_BatchShell, Sampler[list[int]]):
@@ -429,8 +438,7 @@ class ClassBalancedBatchSampler(_BatchShell, Sampler[list[int]]):
         drop_last: bool = False,
         label_fn: Callable[[Any, int], Any] | None = None,
     ) -> None:
-        self.drop_last = check_bool("drop_last", drop_last)
-        self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
+        self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
         self.index = resolve_labels(dataset_or_labels, label_fn)
         classes = self.index.num_classes
         self.classes_per_batch = check_int("classes_per_batch", classes_per_batch, minimum=1)
@@ -459,8 +467,8 @@ class ClassBalancedBatchSampler(_BatchShell, Sampler[list[int]]):
             num_batches = -(-classes * -(-most // k) // self.classes_per_batch)
         self.num_batches = check_int("num_batches", num_batches, minimum=1, allow_none=False)
         self.batch_size = self.classes_per_batch * k
-        self._length = shard_length(self.num_batches, self.num_replicas, self.drop_last)
-        self._state = EpochState(seed, self.index.fingerprint, type(self).__name__)
+        self._global_length = self.num_batches
+        self._ready()
 
     def _groups(self, g: torch.Generator) -> np.ndarray:
         return class_sequence(self.index.num_classes, self.classes_per_batch, self.num_batches, g)
@@ -472,20 +480,20 @@ class ClassBalancedBatchSampler(_BatchShell, Sampler[list[int]]):
 
     def target_counts(self, epoch: int | None = None) -> dict[Any, int]:
         """Samples per class in one global epoch (all ranks together, before padding)."""
-        epoch = self.epoch if epoch is None else check_int("epoch", epoch, minimum=0)
+        epoch = self._epoch_arg(epoch)
         g = generator(self.seed, TAG_CLASS_BALANCED, epoch)
         places = np.bincount(self._groups(g).reshape(-1), minlength=self.index.num_classes)
         return dict(zip(self.index.keys(), (places * self.samples_per_class).tolist(), strict=True))
 
     def epoch_batches(self, epoch: int | None = None) -> list[list[int]]:
         """The global epoch (before sharding) as a list of batches, in iteration order."""
-        epoch = self.epoch if epoch is None else check_int("epoch", epoch, minimum=0)
+        epoch = self._epoch_arg(epoch)
         return self._grid(epoch).tolist()
 
     def _flat(self, epoch: int) -> torch.Tensor:
         return self._grid(epoch).reshape(-1)
 
-    def _own_settings(self) -> dict[str, Any]:
+    def _own_settings(self, epoch: int) -> dict[str, Any]:
         return {
             "classes_per_batch": self.classes_per_batch,
             "samples_per_class": self.samples_per_class,
@@ -496,8 +504,7 @@ class ClassBalancedBatchSampler(_BatchShell, Sampler[list[int]]):
         return (
             f"{type(self).__name__}(classes_per_batch={self.classes_per_batch}, "
             f"samples_per_class={self.samples_per_class}, num_batches={self.num_batches}, "
-            f"classes={self.index.num_classes}, seed={self.seed}, epoch={self.epoch}, "
-            f"rank={self.rank}/{self.num_replicas})"
+            f"classes={self.index.num_classes}, {self._where()})"
         )
 
 
@@ -549,13 +556,15 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
         rank: int | None = None,
         label_fn: Callable[[Any, int], Any] | None = None,
     ) -> None:
+        self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.replacement = check_bool("replacement", replacement)
-        self.drop_last = check_bool("drop_last", drop_last)
-        self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
-        self.index = resolve_labels(dataset_or_labels, label_fn)
-        self.plan: Plan = make_plan(
-            self.index, strategy, sampling_strategy=sampling_strategy, num_samples=num_samples
+        self.index, self.plan = plan_for(
+            dataset_or_labels,
+            strategy,
+            sampling_strategy=sampling_strategy,
+            num_samples=num_samples,
+            label_fn=label_fn,
         )
         self.strategy = strategy
         full, rem = divmod(self.plan.length, self.batch_size)
@@ -567,8 +576,8 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
                 batch_size,
                 "Use a smaller batch_size or drop_last=False",
             )
-        self._length = shard_length(self.num_batches, self.num_replicas, self.drop_last)
-        self._state = EpochState(seed, self.index.fingerprint, type(self).__name__)
+        self._global_length = self.num_batches
+        self._ready()
 
     def _flat(self, epoch: int) -> torch.Tensor:
         picks = draw_epoch(self.plan, self.seed, epoch, replacement=self.replacement)
@@ -580,7 +589,7 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
 
         The plan's counts, less the dropped short batch with ``drop_last``.
         """
-        epoch = self.epoch if epoch is None else check_int("epoch", epoch, minimum=0)
+        epoch = self._epoch_arg(epoch)
         counts = self.plan.as_dict(epoch)
         if self.drop_last and self.plan.length % self.batch_size:
             flat = self._flat(epoch)
@@ -591,28 +600,29 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
 
     def epoch_batches(self, epoch: int | None = None) -> list[list[int]]:
         """The global epoch (before sharding) as a list of batches, in iteration order."""
-        epoch = self.epoch if epoch is None else check_int("epoch", epoch, minimum=0)
+        epoch = self._epoch_arg(epoch)
         flat = self._flat(epoch)
         return [chunk.tolist() for chunk in flat.split(self.batch_size)][: self.num_batches]
 
-    def _own_settings(self) -> dict[str, Any]:
+    def _own_settings(self, epoch: int) -> dict[str, Any]:
         return {
             "batch_size": self.batch_size,
             "replacement": self.replacement,
+            **describe_plan(self.plan, epoch),
         }
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(batch_size={self.batch_size}, strategy={self.strategy!r}, "
             f"num_samples={self.plan.length}, classes={self.index.num_classes}, "
-            f"seed={self.seed}, epoch={self.epoch}, rank={self.rank}/{self.num_replicas})"
+            f"{self._where()})"
         )
 
 
 Rounding = Literal["stochastic", "ceil"]
 
 
-class RepeatFactorSampler(EpochShell, Sampler[int]):
+class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
     """Repeat-factor sampling for multi-label and detection data (LVIS; detectron2, mmengine).
 
     Image ``i`` is repeated ``r_i`` times per epoch on average, with ``r_i`` from
@@ -678,8 +688,7 @@ class RepeatFactorSampler(EpochShell, Sampler[int]):
                 kind=ValueError if isinstance(rounding, str) else TypeError,
             )
         self.rounding: Rounding = rounding
-        self.drop_last = check_bool("drop_last", drop_last)
-        self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
+        self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
         self.index = resolve_labelsets(dataset_or_labelsets, label_fn)
         factors = _image_factors(self.index, self.threshold, self.sqrt)
         self.repeat_factors: torch.Tensor = torch.from_numpy(factors)
@@ -691,8 +700,8 @@ class RepeatFactorSampler(EpochShell, Sampler[int]):
             self._whole = torch.from_numpy(np.floor(factors).astype(np.int64))
             self._fraction = self.repeat_factors - self._whole
             self.num_samples = max(len(self.index), math.floor(float(factors.sum()) + 0.5))
-        self._length = shard_length(self.num_samples, self.num_replicas, self.drop_last)
-        self._state = EpochState(seed, self.index.fingerprint, type(self).__name__)
+        self._global_length = self.num_samples
+        self._ready()
 
     def _draw(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(copies per image, positions)``: the epoch is ``repeat(images)[positions]``."""
@@ -718,12 +727,12 @@ class RepeatFactorSampler(EpochShell, Sampler[int]):
 
     def epoch_counts(self, epoch: int | None = None) -> torch.Tensor:
         """Copies of each image drawn for ``epoch`` (before the cut to ``num_samples``)."""
-        epoch = self.epoch if epoch is None else check_int("epoch", epoch, minimum=0)
+        epoch = self._epoch_arg(epoch)
         return self._draw(epoch)[0].clone()
 
     def epoch_indices(self, epoch: int | None = None) -> torch.Tensor:
         """The global epoch (before sharding) as one tensor, in iteration order."""
-        epoch = self.epoch if epoch is None else check_int("epoch", epoch, minimum=0)
+        epoch = self._epoch_arg(epoch)
         copies, order = self._draw(epoch)
         return self._values(copies).index_select(0, order)
 
@@ -736,14 +745,12 @@ class RepeatFactorSampler(EpochShell, Sampler[int]):
         return dict(zip(self.index.keys(), counts.astype(np.int64).tolist(), strict=True))
 
     def __iter__(self) -> Iterator[int]:
-        epoch, skip = self._state.begin()
-        copies, order = self._draw(epoch)
-        chunks = iter_shard(
-            self._values(copies), order, self.num_replicas, self.rank, self.drop_last, skip
-        )
-        return self._state.run(epoch, chunks, skip)
+        current, world, rank = self._begin()
+        copies, order = self._draw(current.epoch)
+        chunks = iter_shard(self._values(copies), order, world, rank, self.drop_last, current.base)
+        return self._state.run(current, chunks)
 
-    def _own_settings(self) -> dict[str, Any]:
+    def _own_settings(self, epoch: int) -> dict[str, Any]:
         return {
             "threshold": self.threshold,
             "sqrt": self.sqrt,
@@ -754,6 +761,5 @@ class RepeatFactorSampler(EpochShell, Sampler[int]):
         return (
             f"{type(self).__name__}(threshold={self.threshold}, sqrt={self.sqrt}, "
             f"rounding={self.rounding!r}, images={len(self.index)}, "
-            f"num_samples={self.num_samples}, seed={self.seed}, epoch={self.epoch}, "
-            f"rank={self.rank}/{self.num_replicas})"
+            f"num_samples={self.num_samples}, {self._where()})"
         )

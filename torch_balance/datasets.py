@@ -9,17 +9,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from torch_balance._epoch import SharedEpoch, check_epoch, plan_for
 from torch_balance._validation import (
     check_bool,
     check_index,
-    check_int,
     check_map_style,
     check_seed,
     fail,
 )
 from torch_balance.draws import draw_epoch, shuffle_order
-from torch_balance.samplers import resolve_labels
-from torch_balance.strategies import Plan, Strategy, make_plan
+from torch_balance.strategies import Strategy
 
 __all__ = ["ResampledDataset"]
 
@@ -33,7 +32,11 @@ class ResampledDataset(Dataset):
     dataset, the shuffling in their sampler.
 
     ``set_epoch(e)`` redraws. The epoch is kept in shared memory, so DataLoader workers,
-    persistent ones included, see the new epoch at their next access.
+    persistent ones included, see the new epoch at their next access. Trainers call
+    ``set_epoch`` on their sampler, not on the dataset: under Lightning or the Hugging Face
+    ``Trainer`` add the ``SetEpochCallback`` of :mod:`torch_balance.integrations`, and in your
+    own loop call ``set_epoch`` before ``iter(loader)`` (a loader prefetches), or every epoch
+    trains on the same draw.
 
     Args:
         dataset: Any map-style dataset.
@@ -74,31 +77,34 @@ class ResampledDataset(Dataset):
         self.seed = check_seed(seed)
         self.shuffle = check_bool("shuffle", shuffle)
         self.replacement = check_bool("replacement", replacement)
-        self.index = resolve_labels(dataset if labels is None else labels, label_fn)
+        self.index, self.plan = plan_for(
+            dataset if labels is None else labels,
+            strategy,
+            sampling_strategy=sampling_strategy,
+            num_samples=num_samples,
+            label_fn=label_fn,
+        )
         if len(self.index) != len(dataset):
             fail(
                 "labels",
                 f"one label per sample of the dataset ({len(dataset)})",
                 f"{len(self.index)} labels",
             )
-        self.plan: Plan = make_plan(
-            self.index, strategy, sampling_strategy=sampling_strategy, num_samples=num_samples
-        )
-        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._epoch = SharedEpoch()
         self._drawn_for = -1
         self._source: torch.Tensor | None = None
 
     @property
     def epoch(self) -> int:
-        return int(self._epoch.item())
+        return self._epoch.get()
 
     def set_epoch(self, epoch: int) -> None:
         """Redraw for ``epoch``; reaches DataLoader workers through shared memory."""
-        self._epoch.fill_(check_int("epoch", epoch, minimum=0))
+        self._epoch.set(check_epoch(epoch))
 
     def target_counts(self, epoch: int | None = None) -> dict[Any, int]:
         """Per-class composition of the epoch (default: the current one)."""
-        return self.plan.as_dict(self.epoch if epoch is None else epoch)
+        return self.plan.as_dict(self.epoch if epoch is None else check_epoch(epoch))
 
     @property
     def source_indices(self) -> torch.Tensor:

@@ -5,45 +5,142 @@ Every rank builds the same global epoch (same seed, same epoch) and keeps positi
 first indices so that every rank gets ``ceil(K / R)``; with ``drop_last`` the tail is dropped so
 that every rank gets ``floor(K / R)``. Either way every rank yields the same number of indices,
 so collective operations in DDP never wait on a rank that ran out early.
+
+Ranks are looked up when an epoch starts (:func:`current_ranks`), not when a sampler is built,
+so a sampler made before ``init_process_group`` (in a ``LightningModule.__init__``, say) still
+shards once the group is up.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from types import FrameType
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
 
 from torch_balance._validation import check_bool, check_int, fail
 
-__all__ = ["iter_shard", "resolve_replicas", "shard_length"]
+__all__ = ["batch_sharder", "check_replicas", "current_ranks", "iter_shard", "shard_length"]
 
 CHUNK = 1 << 16
 
 
-def resolve_replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
-    """Fill in ``num_replicas`` and ``rank`` from ``torch.distributed`` when it is initialised.
+def check_replicas(num_replicas: Any, rank: Any) -> tuple[int | None, int | None]:
+    """Validate ``num_replicas`` and ``rank`` as given (None means: ask when an epoch starts).
 
     Example:
-        >>> resolve_replicas(None, None)
+        >>> check_replicas(None, None), check_replicas(4, 2)
+        ((None, None), (4, 2))
+    """
+    num_replicas = check_int("num_replicas", num_replicas, minimum=1, allow_none=True)
+    rank = check_int("rank", rank, minimum=0, allow_none=True)
+    if num_replicas is not None and rank is not None and rank >= num_replicas:
+        _bad_rank(num_replicas, rank)
+    return num_replicas, rank
+
+
+def _bad_rank(num_replicas: int, rank: int) -> NoReturn:
+    fail(
+        "rank",
+        f"an integer in [0, {num_replicas - 1}]",
+        rank,
+        f"Ranks run from 0 to num_replicas - 1 = {num_replicas - 1}",
+    )
+
+
+def _accelerate_codes() -> dict[Any, str]:
+    """Code objects of accelerate's batch sharders, when accelerate is imported."""
+    module = sys.modules.get("accelerate.data_loader")
+    if module is None:
+        return {}
+    cached = _SHARDER_CODES.get(id(module))
+    if cached is not None:
+        return cached
+    codes: dict[Any, str] = {}
+    for name in ("BatchSamplerShard", "DataLoaderDispatcher"):
+        cls = getattr(module, name, None)
+        for value in vars(cls).values() if cls is not None else ():
+            code = getattr(value, "__code__", None)
+            if code is not None:
+                codes[code] = f"accelerate's {name}"
+    _SHARDER_CODES[id(module)] = codes
+    return codes
+
+
+_SHARDER_CODES: dict[int, dict[Any, str]] = {}
+
+
+def batch_sharder() -> str | None:
+    """Name the trainer component that is sharding our output by rank itself, if any.
+
+    accelerate's ``prepare()`` (and so the Hugging Face ``Trainer``) wraps a DataLoader's batch
+    sampler in a ``BatchSamplerShard`` (or rank 0 reads every batch in a
+    ``DataLoaderDispatcher``) and hands rank ``r`` every R-th batch. A sampler that shards as
+    well leaves each rank 1/R² of the epoch. No public flag says whether a DataLoader has been
+    prepared, so this looks at who is calling: when a sharder's method is on the call stack of
+    ``len()`` or ``iter()``, the sampler hands out the global epoch and lets it shard.
+
+    Example:
+        >>> batch_sharder() is None
+        True
+    """
+    codes = _accelerate_codes()
+    if not codes:
+        return None
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(_STACK_DEPTH):
+        if frame is None:
+            return None
+        found = codes.get(frame.f_code)
+        if found is not None:
+            return found
+        frame = frame.f_back
+    return None
+
+
+_STACK_DEPTH = 24
+
+
+def current_ranks(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    """``(num_replicas, rank)`` for an epoch that starts now.
+
+    Values given explicitly are kept. A missing one comes from ``torch.distributed`` when its
+    process group is up, else it is 1 (or 0). When a trainer shards the batches itself (see
+    :func:`batch_sharder`), the answer is ``(1, 0)``: the whole epoch, for it to split.
+
+    Raises:
+        ValueError: If ``num_replicas`` > 1 was given but a trainer shards the batches again,
+            or if ``rank`` does not fit the world size.
+
+    Example:
+        >>> current_ranks(None, None)
         (1, 0)
-        >>> resolve_replicas(4, 2)
+        >>> current_ranks(4, 2)
         (4, 2)
     """
+    sharder = batch_sharder()
+    if sharder is not None:
+        if (num_replicas or 1) > 1 or (rank or 0) > 0:
+            fail(
+                "num_replicas",
+                f"None (or 1) when {sharder} shards the batches across ranks",
+                num_replicas,
+                "Leave num_replicas and rank unset: the sampler then yields the whole epoch and "
+                "accelerate gives each rank its share (otherwise each rank would see "
+                "1/num_replicas**2 of it)",
+            )
+        return 1, 0
     initialised = dist.is_available() and dist.is_initialized()
-    if num_replicas is None:
-        num_replicas = dist.get_world_size() if initialised else 1
-    if rank is None:
-        rank = dist.get_rank() if initialised else 0
-    num_replicas = check_int("num_replicas", num_replicas, minimum=1)
-    rank = check_int(
-        "rank",
-        rank,
-        minimum=0,
-        maximum=num_replicas - 1,
-        fix=f"Ranks run from 0 to num_replicas - 1 = {num_replicas - 1}",
+    world = (
+        num_replicas if num_replicas is not None else dist.get_world_size() if initialised else 1
     )
-    return num_replicas, rank
+    me = rank if rank is not None else dist.get_rank() if initialised else 0
+    if me >= world:
+        _bad_rank(world, me)
+    return world, me
 
 
 def shard_length(length: int, num_replicas: int, drop_last: bool) -> int:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from torch_balance._epoch import SharedEpoch, check_epoch
 from torch_balance._validation import (
     check_bool,
     check_index,
@@ -1112,7 +1113,7 @@ class SMOTEDataset(Dataset):
         else:
             self._new = np.zeros(self.index.num_classes, dtype=np.int64)
             self._tables = None
-        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._epoch = SharedEpoch()
         self._valid = torch.ones(1, dtype=torch.bool).share_memory_()
         self.synthetic_inputs: torch.Tensor | None = None
         self._store(self._generate(0))
@@ -1177,14 +1178,14 @@ class SMOTEDataset(Dataset):
 
     @property
     def epoch(self) -> int:
-        return int(self._epoch.item())
+        return self._epoch.get()
 
     def set_epoch(self, epoch: int) -> None:
         """Redraw the synthetic rows for ``epoch`` (a pure function of seed and epoch)."""
-        epoch = check_int("epoch", epoch, minimum=0)
+        epoch = check_epoch(epoch)
         if epoch != self.epoch:
             self._store(self._generate(epoch))
-            self._epoch.fill_(epoch)
+            self._epoch.set(epoch)
 
     @property
     def is_synthetic(self) -> torch.Tensor:

@@ -21,8 +21,10 @@ callable            ``fn(counts: dict, epoch: int) -> dict``: any plan you like
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -127,6 +129,8 @@ class Plan:
     Attributes:
         length: The number of samples in every epoch (constant across epochs).
         constant: Whether every epoch has the same targets.
+        description: The strategy, ``sampling_strategy`` and ``num_samples`` it was made
+            from, as stable text (a saved sampler state is checked against it).
     """
 
     def __init__(
@@ -139,6 +143,7 @@ class Plan:
         self.index = index
         self._rule = rule
         self.constant = constant
+        self.description = "custom rule"
         self._cache: dict[int, np.ndarray] = {}
         first = self._checked(0)
         self._first = first
@@ -216,10 +221,25 @@ def _checked_strategy(check: Callable[..., Any], strategy: Any, y: np.ndarray, k
         raise ValueError(f"sampling_strategy: {error}") from error
 
 
+def _check_sampling_strategy() -> Callable[..., Any]:
+    """imbalanced-learn's ``check_sampling_strategy``, imported on first use.
+
+    Importing imbalanced-learn imports scikit-learn's estimator checks, which advance
+    Python's global ``random`` state; the state is put back, so building a sampler never
+    moves a global RNG, not even the first time.
+    """
+    state = random.getstate()
+    try:
+        from imblearn.utils import check_sampling_strategy
+    finally:
+        random.setstate(state)
+    return check_sampling_strategy
+
+
 def _imblearn_targets(
     index: LabelIndex, kind: Literal["over", "under"], sampling_strategy: Any
 ) -> np.ndarray:
-    from imblearn.utils import check_sampling_strategy
+    check_sampling_strategy = _check_sampling_strategy()
 
     sampling_type = "over-sampling" if kind == "over" else "under-sampling"
     if isinstance(sampling_strategy, str) and sampling_strategy not in IMBLEARN_RULES:
@@ -398,6 +418,47 @@ def make_plan(
         >>> make_plan(index, "under").as_dict(0)
         {0: 1, 1: 1}
     """
+    plan = _make_plan(index, strategy, sampling_strategy=sampling_strategy, num_samples=num_samples)
+    plan.description = (
+        f"strategy={describe(strategy)}, sampling_strategy={describe(sampling_strategy)}, "
+        f"num_samples={num_samples}"
+    )
+    return plan
+
+
+def describe(value: Any) -> str:
+    """Stable text for a strategy or ``sampling_strategy`` (no memory addresses).
+
+    Example:
+        >>> describe(Deferred(2, "instance", Power(0.5)))
+        "Deferred(start_epoch=2, before='instance', after=Power(q=0.5))"
+        >>> describe({1: 8, 0: 3})
+        '{0: 3, 1: 8}'
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = ", ".join(
+            f"{f.name}={describe(getattr(value, f.name))}" for f in dataclasses.fields(value)
+        )
+        return f"{type(value).__name__}({fields})"
+    if isinstance(value, Mapping):
+        items = sorted((describe(k), describe(v)) for k, v in value.items())
+        return "{" + ", ".join(f"{k}: {v}" for k, v in items) + "}"
+    if isinstance(value, np.generic):
+        return repr(value.item())
+    if callable(value):
+        module = getattr(value, "__module__", None) or type(value).__module__
+        name = getattr(value, "__qualname__", None) or type(value).__qualname__
+        return f"{module}.{name}"
+    return repr(value)
+
+
+def _make_plan(
+    index: LabelIndex,
+    strategy: Any,
+    *,
+    sampling_strategy: Any,
+    num_samples: int | None,
+) -> Plan:
     num_samples = check_int(
         "num_samples",
         num_samples,

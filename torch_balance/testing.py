@@ -2,9 +2,11 @@
 
 :func:`check_sampler` takes a factory ``make(labels, **options) -> sampler`` and checks
 length, index bounds, determinism in (seed, epoch), that a new epoch changes the order, that
-the composition matches ``target_counts``, resume mid-epoch and into the next epoch,
-sharding across ranks, pickling, a DataLoader with worker processes, and that the global
-RNGs of torch, numpy and ``random`` are left alone.
+the composition matches ``target_counts``, the complete-pass rule (``len()`` items make a
+pass complete), checkpoints at any moment (mid-epoch, at pass boundaries, after
+``set_epoch``) restoring the uninterrupted sequence, refusal of states saved for other
+labels, seeds or world sizes, sharding across ranks, pickling, a DataLoader with worker
+processes, and that the global RNGs of torch, numpy and ``random`` are left alone.
 
 Options passed to the factory: ``seed``, ``num_replicas``, ``rank`` and ``drop_last``.
 Batch samplers (yielding lists of indices) are checked on their flattened output and must
@@ -23,7 +25,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["IndexDataset", "check_sampler", "conformance_labels"]
+__all__ = [
+    "CHECKS",
+    "IndexDataset",
+    "check_sampler",
+    "check_sampler_basics",
+    "check_sampler_checkpoints",
+    "check_sampler_complete_pass",
+    "check_sampler_dataloader",
+    "check_sampler_pickles",
+    "check_sampler_refuses_foreign_states",
+    "check_sampler_shards",
+    "conformance_labels",
+]
 
 Factory = Callable[..., Any]
 
@@ -87,6 +101,179 @@ def _same_rng(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return bool(torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2])
 
 
+def _build(
+    make: Factory, labels: Any, seed: int = 3, world: int = 1, rank: int = 0, **kw: Any
+) -> Any:
+    return make(
+        labels, seed=seed, num_replicas=world, rank=rank, drop_last=kw.get("drop_last", False)
+    )
+
+
+def check_sampler_basics(make: Factory, labels: Any, *, check_counts: bool = True) -> None:
+    """Length, index bounds, determinism in (seed, epoch), new epochs, composition, global RNGs."""
+    label_array = np.asarray(labels)
+    n = label_array.shape[0]
+    before = _rng_snapshot()
+    sampler = _build(make, labels)
+    first = _epoch(sampler, 0)
+    flat = _flat(first)
+    _require(_same_rng(before, _rng_snapshot()), "building or iterating touched a global RNG")
+    _require(len(first) == len(sampler), f"yielded {len(first)} items but len() is {len(sampler)}")
+    _require(all(0 <= i < n for i in flat), "an index is out of range")
+    again = _build(make, labels)
+    _require(_epoch(again, 0) == first, "the same seed and epoch gave another order")
+    _require(_epoch(again, 5) == _epoch(sampler, 5), "epoch 5 differs between equal samplers")
+    _require(_epoch(sampler, 1) != first, "epoch 1 repeats epoch 0")
+    _require(_epoch(_build(make, labels, seed=4), 0) != first, "another seed gave the same order")
+    fresh = _build(make, labels)
+    _require(
+        list(fresh) == first and list(fresh) == _epoch(again, 1),
+        "a complete pass does not advance to the next epoch",
+    )
+    if check_counts and hasattr(sampler, "target_counts"):
+        drawn = Counter(label_array[flat].tolist())
+        planned = {k: v for k, v in sampler.target_counts(0).items() if v}
+        _require(dict(drawn) == planned, f"epoch holds {dict(drawn)}, plan says {planned}")
+
+
+def check_sampler_complete_pass(make: Factory, labels: Any) -> None:
+    """A pass that handed out ``len()`` items is complete, without anyone asking for more."""
+    reference = _build(make, labels)
+    epoch_3 = _epoch(reference, 3)
+    sampler = _build(make, labels)
+    sampler.set_epoch(2)
+    items = iter(sampler)
+    for _ in range(len(sampler)):
+        next(items)  # exactly len() items, as a loop that stops after len(loader) batches
+    state = sampler.state_dict()
+    _require(
+        (state["epoch"], state["yielded"]) == (3, 0),
+        f"after a complete pass of epoch 2 the state says epoch {state['epoch']}, "
+        f"{state['yielded']} items handed out; expected the start of epoch 3",
+    )
+    _require(sampler.epoch == 3, f"after a complete pass of epoch 2, epoch is {sampler.epoch}")
+    _require(list(sampler) == epoch_3, "the pass after a complete one is not the next epoch")
+    sampler.set_epoch(7)
+    state = sampler.state_dict()
+    _require(
+        (state["epoch"], state["yielded"]) == (7, 0),
+        f"after set_epoch(7) the state says epoch {state['epoch']}, {state['yielded']} items",
+    )
+
+
+def check_sampler_checkpoints(make: Factory, labels: Any) -> None:
+    """A checkpoint taken at any moment restores to exactly the uninterrupted sequence."""
+    reference = _build(make, labels)
+    reference.set_epoch(2)
+    epochs = {2: list(reference), 3: list(reference), 4: list(reference)}
+    length = len(epochs[2])
+    for cut in sorted({0, 1, length // 2, length - 1, length}):
+        run = _build(make, labels)
+        run.set_epoch(2)
+        items = iter(run)
+        for _ in range(cut):
+            next(items)
+        state = pickle.loads(pickle.dumps(run.state_dict()))
+        resumed = _build(make, labels)
+        resumed.load_state_dict(state)
+        rest, later = (epochs[2][cut:], epochs[3]) if cut < length else (epochs[3], epochs[4])
+        _require(list(resumed) == rest, f"resume after {cut} items repeats or skips")
+        _require(list(resumed) == later, f"after resuming at {cut} items the next epoch is wrong")
+        # a DDP loop calls set_epoch(e) again after loading: it must not restart the epoch
+        if 0 < cut < length:
+            again = _build(make, labels)
+            again.load_state_dict(state)
+            again.set_epoch(2)
+            _require(list(again) == rest, f"set_epoch(2) after resuming at {cut} restarts epoch 2")
+            # a copy pickled mid-pass continues where the pass stood
+            copy = pickle.loads(pickle.dumps(run))
+            _require(list(copy) == rest, f"a sampler pickled after {cut} items does not continue")
+    moved = _build(make, labels)
+    moved.set_epoch(2)
+    next(iter(moved))
+    moved.set_epoch(5)
+    restored = _build(make, labels)
+    restored.load_state_dict(moved.state_dict())
+    _require(
+        list(restored) == _epoch(_build(make, labels), 5),
+        "a state after set_epoch(5) is not epoch 5",
+    )
+
+
+def check_sampler_refuses_foreign_states(make: Factory, labels: Any) -> None:
+    """``load_state_dict`` refuses states saved for other labels, another seed or world size."""
+    label_array = np.asarray(labels)
+    sampler = _build(make, labels)
+    sampler.set_epoch(1)
+    next(iter(sampler))
+    state = sampler.state_dict()
+    foreign = {
+        "other labels": _build(make, np.concatenate([label_array, label_array[:7]])),
+        "another seed": _build(make, labels, seed=4),
+        "another world size": _build(make, labels, world=2),
+    }
+    for what, other in foreign.items():
+        try:
+            other.load_state_dict(state)
+        except ValueError:
+            continue
+        raise AssertionError(f"conformance: a state saved for {what} was accepted")
+
+
+def check_sampler_shards(make: Factory, labels: Any) -> None:
+    """Equal lengths on every rank; together the shards are the padded or trimmed epoch."""
+    whole = _epoch(_build(make, labels), 0)
+    for world in (2, 3):
+        for drop_last in (False, True):
+            shards = [
+                _epoch(_build(make, labels, world=world, rank=r, drop_last=drop_last), 0)
+                for r in range(world)
+            ]
+            lengths = {len(s) for s in shards}
+            _require(len(lengths) == 1, f"ranks got {sorted(len(s) for s in shards)} items")
+            merged = [item for step in zip(*shards, strict=True) for item in step]
+            size = len(merged)
+            if drop_last:
+                _require(merged == whole[:size], "drop_last shards are not the epoch's head")
+            else:
+                padded = (whole * (size // max(len(whole), 1) + 1))[:size]
+                _require(merged == padded, "padded shards are not the epoch plus its head")
+
+
+def check_sampler_pickles(make: Factory, labels: Any) -> None:
+    """A pickled copy draws the same epochs."""
+    sampler = _build(make, labels)
+    _require(
+        _epoch(pickle.loads(pickle.dumps(sampler)), 4) == _epoch(sampler, 4),
+        "a pickled copy draws another epoch",
+    )
+
+
+def check_sampler_dataloader(make: Factory, labels: Any, workers: int = 2) -> None:
+    """A DataLoader with worker processes sees the sampler's order."""
+    sampler = _build(make, labels)
+    sampler.set_epoch(6)
+    expected = list(sampler)
+    sampler.set_epoch(6)
+    n = np.asarray(labels).shape[0]
+    if expected and isinstance(expected[0], list):
+        loader = DataLoader(IndexDataset(n), batch_sampler=sampler, num_workers=workers)
+    else:
+        loader = DataLoader(IndexDataset(n), sampler=sampler, batch_size=8, num_workers=workers)
+    got = [int(i) for batch in loader for i in batch]
+    _require(got == _flat(expected), "a DataLoader with workers saw another order")
+
+
+CHECKS: dict[str, Callable[[Factory, Any], None]] = {
+    "basics": check_sampler_basics,
+    "complete_pass": check_sampler_complete_pass,
+    "checkpoints": check_sampler_checkpoints,
+    "foreign_states": check_sampler_refuses_foreign_states,
+    "shards": check_sampler_shards,
+    "pickles": check_sampler_pickles,
+}
+
+
 def check_sampler(
     make: Factory,
     labels: Any = None,
@@ -94,7 +281,10 @@ def check_sampler(
     check_counts: bool = True,
     dataloader_workers: int = 2,
 ) -> None:
-    """Run the conformance checks on the sampler built by ``make``.
+    """Run every conformance check on the sampler built by ``make``.
+
+    The checks are also public one by one (``check_sampler_*``, listed in :data:`CHECKS`), so
+    a test suite can report each separately.
 
     Args:
         make: ``make(labels, seed=..., num_replicas=..., rank=..., drop_last=...)``.
@@ -110,103 +300,9 @@ def check_sampler(
         >>> check_sampler(lambda y, **kw: BalancedSampler(y, "under", **kw), dataloader_workers=0)
     """
     labels = conformance_labels() if labels is None else labels
-    label_array = np.asarray(labels)
-    n = label_array.shape[0]
-    before = _rng_snapshot()
-    sampler = make(labels, seed=3, num_replicas=1, rank=0, drop_last=False)
-    first = _epoch(sampler, 0)
-    flat = _flat(first)
-    _require(_same_rng(before, _rng_snapshot()), "building or iterating touched a global RNG")
-
-    # length and bounds
-    _require(len(first) == len(sampler), f"yielded {len(first)} items but len() is {len(sampler)}")
-    _require(all(0 <= i < n for i in flat), "an index is out of range")
-
-    # determinism in (seed, epoch), and a new epoch changes the order
-    again = make(labels, seed=3, num_replicas=1, rank=0, drop_last=False)
-    _require(_epoch(again, 0) == first, "the same seed and epoch gave another order")
-    _require(_epoch(again, 5) == _epoch(sampler, 5), "epoch 5 differs between equal samplers")
-    _require(_epoch(sampler, 1) != first, "epoch 1 repeats epoch 0")
-    other_seed = make(labels, seed=4, num_replicas=1, rank=0, drop_last=False)
-    _require(_epoch(other_seed, 0) != first, "another seed gave the same order")
-    fresh = make(labels, seed=3, num_replicas=1, rank=0, drop_last=False)
-    _require(
-        list(fresh) == first and list(fresh) == _epoch(again, 1),
-        "a complete pass does not advance to the next epoch",
-    )
-
-    # composition
-    if check_counts and hasattr(sampler, "target_counts"):
-        drawn = Counter(label_array[flat].tolist())
-        planned = {k: v for k, v in sampler.target_counts(0).items() if v}
-        _require(dict(drawn) == planned, f"epoch holds {dict(drawn)}, plan says {planned}")
-
-    # resume mid-epoch, at the end, and into the next epoch
-    for cut in (0, 1, len(first) // 2, len(first)):
-        run = make(labels, seed=3, num_replicas=1, rank=0, drop_last=False)
-        run.set_epoch(2)
-        expected_rest = list(run)[cut:]
-        run.set_epoch(2)
-        iterator = iter(run)
-        for _ in range(cut):
-            next(iterator)
-        state = pickle.loads(pickle.dumps(run.state_dict()))
-        resumed = make(labels, seed=3, num_replicas=1, rank=0, drop_last=False)
-        resumed.load_state_dict(state)
-        resumed.set_epoch(2)
-        _require(list(resumed) == expected_rest, f"resume after {cut} items repeats or skips")
-        _require(list(resumed) == _epoch(again, 3), "after a resumed epoch the next is wrong")
-    other = make(
-        np.concatenate([label_array, label_array[:7]]),
-        seed=3,
-        num_replicas=1,
-        rank=0,
-        drop_last=False,
-    )
-    try:
-        other.load_state_dict(sampler.state_dict())
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("conformance: a state saved for other labels was accepted")
-
-    # sharding: equal lengths, and the shards together are the padded or trimmed epoch
-    for world in (2, 3):
-        for drop_last in (False, True):
-            shards = [
-                _epoch(make(labels, seed=3, num_replicas=world, rank=r, drop_last=drop_last), 0)
-                for r in range(world)
-            ]
-            lengths = {len(s) for s in shards}
-            _require(len(lengths) == 1, f"ranks got {sorted(len(s) for s in shards)} items")
-            whole = first
-            merged = [item for step in zip(*shards, strict=True) for item in step]
-            size = len(merged)
-            if drop_last:
-                _require(merged == whole[:size], "drop_last shards are not the epoch's head")
-            else:
-                padded = (whole * (size // max(len(whole), 1) + 1))[:size]
-                _require(merged == padded, "padded shards are not the epoch plus its head")
-
-    # pickling
-    _require(
-        _epoch(pickle.loads(pickle.dumps(sampler)), 4) == _epoch(sampler, 4),
-        "a pickled copy draws another epoch",
-    )
-
-    # DataLoader with worker processes
+    check_sampler_basics(make, labels, check_counts=check_counts)
+    for name, check in CHECKS.items():
+        if name != "basics":
+            check(make, labels)
     if dataloader_workers:
-        sampler.set_epoch(6)
-        expected = _flat(list(sampler))
-        sampler.set_epoch(6)
-        batched = isinstance(first[0], list) if first else False
-        if batched:
-            loader = DataLoader(
-                IndexDataset(n), batch_sampler=sampler, num_workers=dataloader_workers
-            )
-        else:
-            loader = DataLoader(
-                IndexDataset(n), sampler=sampler, batch_size=8, num_workers=dataloader_workers
-            )
-        got = [int(i) for batch in loader for i in batch]
-        _require(got == expected, "a DataLoader with workers saw another order")
+        check_sampler_dataloader(make, labels, dataloader_workers)

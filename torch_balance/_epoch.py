@@ -1,0 +1,453 @@
+"""The epoch layer: what every sampler, batch sampler and dataset wrapper shares.
+
+* :class:`EpochState`: the epoch number, the pass under way, resume, and the check that a
+  saved state belongs to this object. One rule defines a *complete pass*: a pass that has
+  handed out ``len()`` items is complete, whether or not anyone asks for one more, and the
+  next pass (and ``state_dict()``) is the next epoch.
+* :class:`EpochShell`: the shell around it: ``seed``, ``epoch``, ``set_epoch``, ``len``,
+  ranks looked up when an epoch starts, ``state_dict`` / ``load_state_dict``.
+* :class:`SharedEpoch`: the epoch number of a dataset wrapper, in shared memory so that
+  DataLoader workers (persistent ones too) read the new epoch at their next access.
+* :func:`resolve_labels` and :func:`plan_for`: labels -> index -> plan, the opening every
+  balancing object shares.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import numbers
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from torch_balance._validation import check_bool, check_int, check_seed, fail, internal
+from torch_balance.distributed import check_replicas, current_ranks, shard_length
+from torch_balance.labels import LabelIndex, get_labels
+from torch_balance.strategies import Plan, Strategy, make_plan
+
+__all__ = [
+    "EpochShell",
+    "EpochState",
+    "SharedEpoch",
+    "check_epoch",
+    "describe_plan",
+    "plan_for",
+    "resolve_labels",
+]
+
+MAX_EPOCH = 2**62
+
+
+def check_epoch(epoch: Any) -> int:
+    """An epoch number: an integer in ``[0, 2**62]``.
+
+    Example:
+        >>> check_epoch(3)
+        3
+    """
+    return int(
+        check_int(
+            "epoch",
+            epoch,
+            minimum=0,
+            maximum=MAX_EPOCH,
+            fix="Pass the trainer's epoch counter (0, 1, 2, ...)",
+        )
+    )
+
+
+def _is_label_vector(data: Any) -> bool:
+    """Arrays and tensors are labels; so is a list whose items are labels or label sets.
+
+    A list of samples such as ``[(image, label), ...]`` is a dataset instead.
+    """
+    if isinstance(data, np.ndarray | torch.Tensor):
+        return True
+    if not isinstance(data, list | tuple):
+        return False
+    if not data or not isinstance(data[0], list | tuple | dict):
+        return True
+    return all(isinstance(v, numbers.Integral | str) for v in data[0])
+
+
+def resolve_labels(
+    dataset_or_labels: Any, label_fn: Callable[[Any, int], Any] | None = None
+) -> LabelIndex:
+    """Index the labels of a dataset, or of a label vector given directly."""
+    if isinstance(dataset_or_labels, LabelIndex):
+        return dataset_or_labels
+    if label_fn is None and _is_label_vector(dataset_or_labels):
+        return LabelIndex(dataset_or_labels)
+    return LabelIndex(get_labels(dataset_or_labels, label_fn=label_fn))
+
+
+def plan_for(
+    dataset_or_labels: Any,
+    strategy: Strategy,
+    *,
+    sampling_strategy: Any,
+    num_samples: int | None,
+    label_fn: Callable[[Any, int], Any] | None,
+) -> tuple[LabelIndex, Plan]:
+    """Labels -> :class:`LabelIndex` -> :class:`Plan`: the opening of every class-level sampler."""
+    index = resolve_labels(dataset_or_labels, label_fn)
+    plan = make_plan(index, strategy, sampling_strategy=sampling_strategy, num_samples=num_samples)
+    return index, plan
+
+
+class _Pass:
+    """One pass over this rank's share of an epoch.
+
+    Items flow out through ``itertools.chain`` (no Python frame per item); how many went out
+    is read from the current chunk's list iterator only when someone asks.
+    """
+
+    __slots__ = ("base", "epoch", "items", "length", "size")
+
+    def __init__(self, epoch: int, length: int, skip: int) -> None:
+        self.epoch = epoch
+        self.length = length
+        self.base = skip  # items handed out before the current chunk
+        self.size = 0  # length of the current chunk
+        self.items: Any = iter(())
+
+    def handed_out(self) -> int:
+        remaining = self.items.__length_hint__() if self.size else 0
+        return self.base + self.size - remaining
+
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.blake2b(digest_size=12)
+    for part in parts:
+        h.update(part.tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+class EpochState:
+    """Epoch, the pass under way, and resume: the state part of every sampler.
+
+    ``set_epoch(e)`` picks the epoch of the next pass, as with ``DistributedSampler``. A
+    complete pass (one that handed out its ``length`` items) moves on to the next epoch, so a
+    sampler that nobody calls ``set_epoch`` on still redraws every epoch, and a loop that
+    stops after ``len(loader)`` batches sees the same epochs as one that runs the iterator dry.
+    """
+
+    def __init__(self, seed: int, kind: str) -> None:
+        self.seed = check_seed(seed)
+        self.kind = kind
+        self._epoch = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, items already handed out)
+        self._pass: _Pass | None = None
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next pass draws (or the one under way)."""
+        self._settle()
+        return self._pass.epoch if self._pass is not None else self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        epoch = check_epoch(epoch)
+        self._pass = None  # a pass under way no longer moves the epoch on
+        if self._resume is not None and self._resume[0] != epoch:
+            self._resume = None
+        self._epoch = epoch
+
+    def _settle(self) -> None:
+        """Close the pass under way if it has handed out everything."""
+        current = self._pass
+        if current is not None and current.handed_out() >= current.length:
+            self._pass = None
+            self._epoch = current.epoch + 1
+
+    def begin(self, length: int) -> _Pass:
+        """Start a pass of ``length`` items (fewer if resuming mid-epoch)."""
+        self._settle()
+        epoch, skip = self._epoch, 0
+        if self._resume is not None and self._resume[0] == epoch:
+            skip = self._resume[1]
+        self._resume = None
+        current = _Pass(epoch, length, skip)
+        self._pass = current
+        return current
+
+    def run(self, current: _Pass, chunks: Iterator[list[Any]]) -> Iterator[Any]:
+        """Hand out the items of ``chunks`` for the pass ``current``, keeping count."""
+        return itertools.chain.from_iterable(self._tracked(current, chunks))
+
+    def _tracked(self, current: _Pass, chunks: Iterator[list[Any]]) -> Iterator[Any]:
+        for chunk in chunks:
+            current.base += current.size
+            current.items = iter(chunk)
+            current.size = len(chunk)
+            yield current.items
+        current.base += current.size
+        current.size = 0
+        current.items = iter(())
+        internal(
+            current.base == current.length,
+            f"a pass handed out {current.base} items, its length is {current.length}",
+        )
+        self._settle()
+
+    def position(self) -> tuple[int, int]:
+        """``(epoch, items handed out)``: where the next pass starts."""
+        self._settle()
+        if self._pass is not None:
+            return self._pass.epoch, self._pass.handed_out()
+        if self._resume is not None:
+            return self._resume
+        return self._epoch, 0
+
+    def state_dict(self, settings: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
+        epoch, done = self.position()
+        return {"kind": self.kind, "seed": self.seed, "epoch": epoch, "yielded": done} | settings(
+            epoch
+        )
+
+    def load_state_dict(
+        self, state: Any, settings: Callable[[int], dict[str, Any]], length: int
+    ) -> None:
+        if not isinstance(state, dict):
+            fail("state_dict", "a dict from state_dict()", type(state).__name__, kind=TypeError)
+        missing = {"kind", "seed", "epoch", "yielded"} - set(state)
+        if missing:
+            fail("state_dict", "a dict from state_dict()", f"a dict without {sorted(missing)}")
+        if state["kind"] != self.kind:
+            fail("state_dict['kind']", f"a state saved by {self.kind}", state["kind"])
+        epoch = check_epoch(state["epoch"])
+        expected = settings(epoch)
+        if state.get("fingerprint") != expected.pop("fingerprint"):
+            fail(
+                "state_dict",
+                "a state saved for these labels",
+                "a state saved for other labels",
+                "Build the sampler on the same dataset it was saved with",
+            )
+        if state["seed"] != self.seed:
+            fail(
+                "state_dict['seed']",
+                f"{self.seed}, this sampler's seed",
+                state["seed"],
+                f"Build the sampler with seed={state['seed']!r} to resume that run",
+            )
+        for key, value in expected.items():
+            if state.get(key) != value:
+                fail(
+                    f"state_dict[{key!r}]",
+                    f"{value!r}, as in this sampler",
+                    state.get(key),
+                    "Resume with the same strategy, settings and world size it was saved with",
+                )
+        done = check_int("state_dict['yielded']", state["yielded"], minimum=0, maximum=length)
+        if done == length:  # a complete pass: the next one is the next epoch
+            epoch, done = epoch + 1, 0
+        self._epoch = epoch
+        self._resume = (epoch, done) if done else None
+        self._pass = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy taken mid-pass continues where the pass stood.
+        epoch, done = self.position()
+        state = self.__dict__.copy()
+        state["_pass"] = None
+        state["_epoch"] = epoch
+        state["_resume"] = (epoch, done) if done else None
+        return state
+
+
+class EpochShell:
+    """``seed``, ``epoch``, ``set_epoch``, ``len``, ranks and resume: the shell every sampler
+    and batch sampler shares.
+
+    A subclass calls :meth:`_open` in its ``__init__``, sets ``_global_length`` (items, or
+    batches, in one global epoch) and says in ``_own_settings`` what else a saved state must
+    agree on. ``num_replicas`` and ``rank`` left as None are looked up when each epoch starts
+    (:func:`~torch_balance.distributed.current_ranks`), so where the sampler is built does not
+    matter, and a trainer that shards batches itself gets the whole epoch.
+    """
+
+    _state: EpochState
+    _global_length: int
+    _requested: tuple[int | None, int | None]
+    drop_last: bool
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], Sampler):
+            _refuse_sampler_input(cls, args[0], kwargs)
+        return super().__new__(cls)
+
+    def _open(self, *, seed: int, num_replicas: Any, rank: Any, drop_last: Any) -> None:
+        self.drop_last = check_bool("drop_last", drop_last)
+        self._requested = check_replicas(num_replicas, rank)
+        self._state = EpochState(seed, type(self).__name__)
+
+    def _ready(self) -> None:
+        """End of ``__init__``: fail now on a length that cannot be sharded, where we can."""
+        len(self)
+
+    # Writable, as in DistributedSampler: assigning goes through the same checks.
+    @property
+    def seed(self) -> int:
+        return self._state.seed
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        self._state.seed = check_seed(value)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next pass will draw (or the one under way)."""
+        return self._state.epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self.set_epoch(value)
+
+    @property
+    def num_replicas(self) -> int:
+        """Ranks sharing the epoch, as of now."""
+        return current_ranks(*self._requested)[0]
+
+    @num_replicas.setter
+    def num_replicas(self, value: int | None) -> None:
+        self._requested = check_replicas(value, self._requested[1])
+
+    @property
+    def rank(self) -> int:
+        """This process's rank, as of now."""
+        return current_ranks(*self._requested)[1]
+
+    @rank.setter
+    def rank(self, value: int | None) -> None:
+        self._requested = check_replicas(self._requested[0], value)
+
+    def __len__(self) -> int:
+        world, _ = current_ranks(*self._requested)
+        return shard_length(self._global_length, world, self.drop_last)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch of the next pass (trainers call it at the start of every epoch)."""
+        self._state.set_epoch(epoch)
+
+    def _epoch_arg(self, epoch: int | None) -> int:
+        return self.epoch if epoch is None else check_epoch(epoch)
+
+    def _begin(self) -> tuple[_Pass, int, int]:
+        """Start a pass: ``(pass, num_replicas, rank)`` with the ranks of this moment."""
+        world, rank = current_ranks(*self._requested)
+        length = shard_length(self._global_length, world, self.drop_last)
+        return self._state.begin(length), world, rank
+
+    def _own_settings(self, epoch: int) -> dict[str, Any]:
+        """What else a saved state must agree on (beyond labels, world size, rank, length)."""
+        return {}
+
+    def _fingerprint(self) -> str:
+        index: Any = getattr(self, "index")  # noqa: B009 (every subclass has one)
+        return str(index.fingerprint())
+
+    def _settings(self, epoch: int) -> dict[str, Any]:
+        world, rank = current_ranks(*self._requested)
+        return {
+            "fingerprint": self._fingerprint(),
+            "num_replicas": world,
+            "rank": rank,
+            "length": shard_length(self._global_length, world, self.drop_last),
+            "drop_last": self.drop_last,
+            **self._own_settings(epoch),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this rank stands: epoch, items handed out, and what they were drawn for.
+
+        After a complete pass it describes the start of the next epoch; after
+        ``set_epoch(e)`` the start of epoch ``e``. This dict is the checkpoint: save it with
+        the model and hand it to :meth:`load_state_dict` (``StatefulDataLoader`` does both).
+        """
+        return self._state.state_dict(self._settings)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`: the next pass continues where that one stopped.
+
+        Raises:
+            ValueError: If the state was saved with another seed, for other labels, another
+                strategy or plan, world size, rank, length or batch settings; the message
+                names what differs.
+        """
+        world, _ = current_ranks(*self._requested)
+        length = shard_length(self._global_length, world, self.drop_last)
+        self._state.load_state_dict(state_dict, self._settings, length)
+
+    def _where(self) -> str:
+        world, rank = current_ranks(*self._requested)
+        return f"seed={self.seed}, epoch={self.epoch}, rank={rank}/{world}"
+
+
+class _EpochHandle:
+    """Forwards ``set_epoch`` to its owner.
+
+    Lightning and accelerate set the epoch of ``loader.batch_sampler.sampler``; a batch
+    sampler here has no inner sampler, so it offers this handle in that place.
+    """
+
+    def __init__(self, owner: EpochShell) -> None:
+        self._owner = owner
+
+    def set_epoch(self, epoch: int) -> None:
+        self._owner.set_epoch(epoch)
+
+    def __repr__(self) -> str:
+        return f"<set_epoch handle of {type(self._owner).__name__}>"
+
+
+def _refuse_sampler_input(cls: type, given: Any, kwargs: dict[str, Any]) -> None:
+    """A sampler where data belongs: most often a trainer rebuilding a batch sampler."""
+    name = cls.__name__
+    if "batch_size" in kwargs or "drop_last" in kwargs:
+        fail(
+            "dataset_or_labels",
+            "a dataset or labels",
+            f"a {type(given).__name__} with batch_size/drop_last keywords: a trainer (Lightning "
+            f"with use_distributed_sampler=True, its default) is rebuilding {name} around its "
+            "own distributed sampler",
+            f"{name} already gives each rank its own whole batches: pass "
+            "Trainer(..., use_distributed_sampler=False) (Fabric: setup_dataloaders(..., "
+            "use_distributed_sampler=False)); epochs still advance, the trainer calls set_epoch",
+            kind=TypeError,
+        )
+    fail(
+        "dataset_or_labels",
+        "a dataset or labels",
+        f"a {type(given).__name__}",
+        f"{name} reads labels from a dataset; pass the dataset (or its labels), not a sampler",
+        kind=TypeError,
+    )
+
+
+class SharedEpoch:
+    """One epoch number in shared memory, read by DataLoader workers at every access.
+
+    Example:
+        >>> cell = SharedEpoch()
+        >>> cell.set(3); cell.get()
+        3
+    """
+
+    def __init__(self) -> None:
+        self._cell = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    def get(self) -> int:
+        return int(self._cell.item())
+
+    def set(self, epoch: int) -> None:
+        self._cell.fill_(epoch)
+
+
+def describe_plan(plan: Plan, epoch: int) -> dict[str, Any]:
+    """What a saved state records of a plan: its strategy and a digest of the epoch's counts."""
+    return {"strategy": plan.description, "plan": _digest(plan.targets(epoch))}
