@@ -1,9 +1,10 @@
-"""A real two-process DDP run over gloo, and resume through torchdata's StatefulDataLoader."""
+"""A real two-process DDP run over gloo, and checkpoints through torchdata's StatefulDataLoader."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,7 +12,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from torch_balance import BalancedSampler, RandomOverSampler, ResampledDataset
+from torch_balance import (
+    BalancedSampler,
+    RandomOverSampler,
+    ResampledDataset,
+    StratifiedBatchSampler,
+)
 from torch_balance.testing import IndexDataset
 
 LABELS = np.repeat(np.arange(4), [37, 11, 5, 2])
@@ -53,38 +59,48 @@ def test_two_process_gloo_ranks_share_one_epoch(tmp_path: Path) -> None:
     assert not torch.equal(epochs[0], epochs[1])
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_stateful_dataloader_resumes_mid_epoch(workers: int) -> None:
+def _stateful_loader(kind: str, workers: int) -> Any:
     sdl = pytest.importorskip("torchdata.stateful_dataloader")
+    data = IndexDataset(len(LABELS))
+    if kind == "sampler":
+        sampler = BalancedSampler(LABELS, "over", seed=21)
+        return sdl.StatefulDataLoader(data, sampler=sampler, batch_size=4, num_workers=workers)
+    batches = StratifiedBatchSampler(LABELS, 6, seed=22)
+    return sdl.StatefulDataLoader(data, batch_sampler=batches, num_workers=workers)
 
-    def loader(sampler: BalancedSampler) -> object:
-        return sdl.StatefulDataLoader(
-            IndexDataset(len(LABELS)), sampler=sampler, batch_size=4, num_workers=workers
-        )
 
-    sampler = BalancedSampler(LABELS, "over", seed=21)
-    sampler.set_epoch(3)
-    reference = [b.tolist() for b in loader(sampler)]  # type: ignore[attr-defined]
+def _train(loader: Any, epochs: int, stop_after: int | None = None) -> tuple[list[Any], Any]:
+    """Iterate ``epochs`` epochs (no set_epoch), or stop after ``stop_after`` batches."""
+    seen: list[Any] = []
+    for _ in range(epochs):
+        for batch in loader:
+            seen.append(batch.tolist())
+            if len(seen) == stop_after:
+                return seen, loader.state_dict()
+    return seen, loader.state_dict()
 
-    sampler = BalancedSampler(LABELS, "over", seed=21)
-    sampler.set_epoch(3)
-    first = loader(sampler)
-    seen = []
-    for step, batch in enumerate(first):  # type: ignore[attr-defined]
-        seen.append(batch.tolist())
-        if step == 6:
-            state = first.state_dict()  # type: ignore[attr-defined]
-            break
 
-    fresh_sampler = BalancedSampler(LABELS, "over", seed=21)
-    second = loader(fresh_sampler)
-    second.load_state_dict(state)  # type: ignore[attr-defined]
-    rest = [b.tolist() for b in second]  # type: ignore[attr-defined]
-    assert seen + rest == reference
-    # the next epoch after a resumed one is epoch 4, complete
-    fresh_sampler.set_epoch(4)
-    nxt = [i for b in second for i in b.tolist()]  # type: ignore[attr-defined]
-    assert nxt == fresh_sampler.epoch_indices(4).tolist()
+@pytest.mark.parametrize("kind", ["sampler", "batches"])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_stateful_dataloader_checkpoint_at_any_moment(kind: str, workers: int) -> None:
+    """A StatefulDataLoader checkpoint restores to exactly the uninterrupted run: mid-epoch,
+    right after an epoch's last batch, and after a finished epoch."""
+    epochs = 3
+    reference, _ = _train(_stateful_loader(kind, workers), epochs)
+    per = len(_stateful_loader(kind, workers))
+    assert reference[:per] != reference[per : 2 * per]
+    for cut in (1, per // 2, per - 1, per, per + 1, 2 * per):
+        head, state = _train(_stateful_loader(kind, workers), epochs, stop_after=cut)
+        restored = _stateful_loader(kind, workers)
+        restored.load_state_dict(state)
+        rest, _ = _train(restored, epochs - cut // per)
+        assert head + rest == reference, f"checkpoint after {cut} batches"
+    # the whole first epoch, then a checkpoint once the loop has ended
+    head, state = _train(_stateful_loader(kind, workers), 1)
+    restored = _stateful_loader(kind, workers)
+    restored.load_state_dict(state)
+    rest, _ = _train(restored, epochs - 1)
+    assert head + rest == reference, "checkpoint after a finished epoch replays it"
 
 
 def test_resampled_dataset_under_distributed_sampler() -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from torch_balance._validation import check_bool, check_int, check_seed, fail, internal
+from torch_balance._validation import Text, check_bool, check_int, check_seed, fail, internal
 from torch_balance.distributed import check_replicas, current_ranks, shard_length
 from torch_balance.labels import LabelIndex, get_labels
 from torch_balance.strategies import Plan, Strategy, make_plan
@@ -412,18 +412,20 @@ def _refuse_sampler_input(cls: type, given: Any, kwargs: dict[str, Any]) -> None
         fail(
             "dataset_or_labels",
             "a dataset or labels",
-            f"a {type(given).__name__} with batch_size/drop_last keywords: a trainer (Lightning "
-            f"with use_distributed_sampler=True, its default) is rebuilding {name} around its "
-            "own distributed sampler",
+            Text(
+                f"a {type(given).__name__} with batch_size and drop_last: a trainer is rebuilding "
+                f"{name} around its own distributed sampler (Lightning does this with "
+                "use_distributed_sampler=True, its default)"
+            ),
             f"{name} already gives each rank its own whole batches: pass "
-            "Trainer(..., use_distributed_sampler=False) (Fabric: setup_dataloaders(..., "
-            "use_distributed_sampler=False)); epochs still advance, the trainer calls set_epoch",
+            "Trainer(..., use_distributed_sampler=False) (in Fabric, setup_dataloaders(..., "
+            "use_distributed_sampler=False)); the trainer still sets its epoch every epoch",
             kind=TypeError,
         )
     fail(
         "dataset_or_labels",
         "a dataset or labels",
-        f"a {type(given).__name__}",
+        Text(f"a {type(given).__name__}"),
         f"{name} reads labels from a dataset; pass the dataset (or its labels), not a sampler",
         kind=TypeError,
     )

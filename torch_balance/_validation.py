@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import torch
 
 __all__ = [
+    "Text",
     "check_bool",
     "check_index",
     "check_int",
@@ -22,7 +23,13 @@ __all__ = [
 ]
 
 
+class Text(str):
+    """Already-written text for :func:`fail`'s ``got``: shown as it is, not as a ``repr``."""
+
+
 def _show(value: Any) -> str:
+    if isinstance(value, Text):
+        return str(value)
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -35,7 +42,8 @@ def fail(
     Args:
         name: The argument's name as the user wrote it.
         expected: What a valid value looks like.
-        got: The value that was given (shown with ``repr``, shortened).
+        got: The value that was given (shown with ``repr``, shortened), or a :class:`Text`
+            that describes it (shown as it is).
         fix: What the user can do instead, if there is something.
         kind: ``ValueError`` (default) or ``TypeError``.
 

@@ -1,0 +1,121 @@
+"""Lightning ``Trainer(strategy="ddp", devices=2)`` on CPU, launched by Lightning itself.
+
+Run as ``python tests/stacks/lightning_ddp.py OUT``: Lightning starts rank 1 by running this
+script again. Every rank records the indices its training steps received, per scenario and
+epoch, in ``OUT/<rank>.json``; tests/test_stacks.py checks them.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import lightning.pytorch as pl
+import torch
+from _common import EPOCHS, LABELS, Indexed, Record, rank_from_env
+from torch.utils.data import DataLoader
+
+from torch_balance import (
+    ClassBalancedBatchSampler,
+    RandomOverSampler,
+    ResampledDataset,
+    StratifiedBatchSampler,
+)
+from torch_balance.integrations.lightning import SetEpochCallback
+
+warnings.filterwarnings("ignore")
+
+
+class Model(pl.LightningModule):
+    def __init__(self, scenario: str, record: Record, make_loader: object) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 4)
+        self.scenario = scenario
+        self.record = record
+        self.make_loader = make_loader
+
+    def train_dataloader(self) -> DataLoader:
+        return self.make_loader()  # type: ignore[operator]
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
+        x, y, index = batch
+        self.record.add(self.scenario, self.current_epoch, index)
+        return torch.nn.functional.cross_entropy(self.layer(x), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def fit(scenario: str, record: Record, make_loader: object, **trainer_kwargs: object) -> None:
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        strategy="ddp",
+        devices=2,
+        max_epochs=EPOCHS,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **trainer_kwargs,  # type: ignore[arg-type]
+    )
+    trainer.fit(Model(scenario, record, make_loader))
+
+
+def main(out: str) -> None:
+    record = Record(out, rank_from_env())
+    data = Indexed()
+    # Built here, before any Trainer has started the process group.
+    early_default = RandomOverSampler(LABELS, seed=5)
+    early_manual = RandomOverSampler(LABELS, seed=6)
+
+    fit("early-default", record, lambda: DataLoader(data, sampler=early_default, batch_size=8))
+    fit(
+        "early-manual",
+        record,
+        lambda: DataLoader(data, sampler=early_manual, batch_size=8),
+        use_distributed_sampler=False,
+    )
+    fit(
+        "late-default",
+        record,
+        lambda: DataLoader(data, sampler=RandomOverSampler(LABELS, seed=7), batch_size=8),
+    )
+    fit(
+        "late-manual",
+        record,
+        lambda: DataLoader(data, sampler=RandomOverSampler(LABELS, seed=8), batch_size=8),
+        use_distributed_sampler=False,
+    )
+    under = ResampledDataset(data, "under", labels=LABELS, seed=9)
+    fit(
+        "dataset-under",
+        record,
+        lambda: DataLoader(under, batch_size=2, shuffle=True),
+        callbacks=[SetEpochCallback()],
+    )
+    fit(
+        "stratified-manual",
+        record,
+        lambda: DataLoader(data, batch_sampler=StratifiedBatchSampler(LABELS, 8, seed=10)),
+        use_distributed_sampler=False,
+    )
+    fit(
+        "pk-manual",
+        record,
+        lambda: DataLoader(data, batch_sampler=ClassBalancedBatchSampler(LABELS, 2, 4, seed=11)),
+        use_distributed_sampler=False,
+    )
+    try:
+        fit(
+            "pk-default",
+            record,
+            lambda: DataLoader(data, batch_sampler=ClassBalancedBatchSampler(LABELS, 2, 4)),
+        )
+    except TypeError as error:
+        record.note("pk-default", str(error))
+    record.save()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,158 @@
+"""Plain DDP, accelerate and the Hugging Face Trainer on 2 CPU ranks, under torchrun.
+
+Run as ``python -m torch.distributed.run --standalone --nproc_per_node 2
+tests/stacks/torchrun_ddp.py OUT``. Every rank records the indices it was given, per
+scenario and epoch, in ``OUT/<rank>.json``; tests/test_stacks.py checks them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import warnings
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from _common import EPOCHS, LABELS, Indexed, Record
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+
+from torch_balance import RandomOverSampler, ResampledDataset, StratifiedBatchSampler
+
+warnings.filterwarnings("ignore")
+
+
+def plain_ddp(record: Record) -> None:
+    # Both built before the process group exists.
+    sampler = RandomOverSampler(LABELS, seed=1)
+    batches = StratifiedBatchSampler(LABELS, 8, seed=2)
+    dist.init_process_group("gloo")
+    model = DistributedDataParallel(torch.nn.Linear(1, 4))
+    data = Indexed()
+    loader = DataLoader(data, sampler=sampler, batch_size=8)
+    for epoch in range(EPOCHS):
+        sampler.set_epoch(epoch)
+        for x, y, index in loader:
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            record.add("ddp-set-epoch", epoch, index)
+    # No set_epoch, and the loop stops after len(loader) batches without exhausting it.
+    loader = DataLoader(data, batch_sampler=batches)
+    for epoch in range(EPOCHS):
+        for step, (_, _, index) in enumerate(loader):
+            record.add("ddp-len-loop", epoch, index)
+            if step == len(loader) - 1:
+                break
+
+
+def with_accelerate(record: Record) -> None:
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    data = Indexed()
+    runs = {
+        "accelerate-sampler": DataLoader(
+            data, sampler=RandomOverSampler(LABELS, seed=3), batch_size=8
+        ),
+        "accelerate-batches": DataLoader(
+            data, batch_sampler=StratifiedBatchSampler(LABELS, 8, seed=4)
+        ),
+    }
+    for scenario, loader in runs.items():
+        prepared = accelerator.prepare(loader)
+        for epoch in range(EPOCHS):
+            for _, _, index in prepared:
+                record.add(scenario, epoch, index)
+    explicit = RandomOverSampler(LABELS, num_replicas=2, rank=dist.get_rank())
+    prepared = accelerator.prepare(DataLoader(data, sampler=explicit, batch_size=8))
+    try:
+        next(iter(prepared))
+    except ValueError as error:
+        record.note("accelerate-explicit-ranks", str(error))
+
+
+class AsDicts(Dataset):
+    """The Trainer's collator wants dict items."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        x, y, index = self.base[i]
+        return {"x": x, "labels": y, "index": index}
+
+
+class Recorder(torch.nn.Module):
+    def __init__(self, record: Record, scenario: str) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 4)
+        self.record, self.scenario = record, scenario
+        self.epoch = 0
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> Any:
+        self.record.add(self.scenario, self.epoch, index)
+        return {"loss": torch.nn.functional.cross_entropy(self.layer(x), labels)}
+
+
+def with_hf_trainer(record: Record) -> None:
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from torch_balance.integrations.huggingface import SetEpochCallback
+
+    class BalancedTrainer(Trainer):
+        def _get_train_sampler(self, *args: Any, **kwargs: Any) -> Any:
+            return RandomOverSampler(LABELS, seed=5)
+
+    class EpochOfModel(TrainerCallback):
+        def __init__(self, model: Recorder) -> None:
+            self.model = model
+
+        def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.model.epoch = round(state.epoch or 0)
+
+    out = tempfile.mkdtemp()
+    args = TrainingArguments(
+        output_dir=out,
+        use_cpu=True,
+        ddp_backend="gloo",
+        per_device_train_batch_size=8,
+        num_train_epochs=EPOCHS,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+    )
+    data = AsDicts(Indexed())
+    model = Recorder(record, "hf-sampler")
+    BalancedTrainer(
+        model=model, args=args, train_dataset=data, callbacks=[EpochOfModel(model)]
+    ).train()
+    model = Recorder(record, "hf-dataset-under")
+    under = ResampledDataset(data, "under", labels=LABELS, seed=6)
+    Trainer(
+        model=model,
+        args=args,
+        train_dataset=under,
+        callbacks=[EpochOfModel(model), SetEpochCallback()],
+    ).train()
+
+
+def main(out: str) -> None:
+    record = Record(out, int(os.environ["RANK"]))
+    try:
+        plain_ddp(record)
+        with_accelerate(record)
+        with_hf_trainer(record)
+    finally:
+        record.save()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

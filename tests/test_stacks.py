@@ -1,0 +1,186 @@
+"""The training stacks users train with, for real: 2 CPU ranks over gloo.
+
+Two launches: Lightning's own DDP launcher (tests/stacks/lightning_ddp.py) and torchrun for
+plain DDP, accelerate and the Hugging Face Trainer (tests/stacks/torchrun_ddp.py). Each rank
+records the indices its steps received; here every epoch is checked to be one global epoch of
+the plan, covered exactly once by equal shares (padding aside), drawn anew each epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from torch_balance import (
+    ClassBalancedBatchSampler,
+    RandomOverSampler,
+    ResampledDataset,
+    StratifiedBatchSampler,
+)
+
+pytest.importorskip("lightning")
+pytest.importorskip("accelerate")
+pytest.importorskip("transformers")
+
+STACKS = Path(__file__).parent / "stacks"
+sys.path.insert(0, str(STACKS))
+from _common import EPOCHS, LABELS, Indexed  # noqa: E402
+
+WORLD = 2
+
+
+def _launch(command: list[str], out: Path) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(STACKS), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [*command, str(out)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ranks = [json.loads((out / f"{r}.json").read_text()) for r in range(WORLD)]
+    return {name: [rank[name] for rank in ranks] for name in ranks[0]}
+
+
+@pytest.fixture(scope="module")
+def lightning_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("lightning")
+    return _launch([sys.executable, str(STACKS / "lightning_ddp.py")], out)
+
+
+@pytest.fixture(scope="module")
+def torchrun_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("torchrun")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", str(WORLD), str(STACKS / "torchrun_ddp.py")]
+    return _launch(command, out)
+
+
+def _epoch(ranks: list[dict[str, Any]], epoch: int) -> list[list[int]]:
+    return [rank[str(epoch)] for rank in ranks]
+
+
+def _covers_once(shares: list[list[int]], planned: list[int], padding: int) -> None:
+    """Equal shares that together hold the planned epoch once, plus at most ``padding``
+    repeats of its items."""
+    assert len({len(s) for s in shares}) == 1, [len(s) for s in shares]
+    seen = Counter(i for share in shares for i in share)
+    want = Counter(planned)
+    assert not want - seen, f"never seen: {dict(want - seen)}"
+    extra = seen - want
+    assert sum(extra.values()) < padding, f"{sum(extra.values())} extra items: {dict(extra)}"
+    assert set(extra) <= set(want)
+
+
+def _check_sampled(ranks: list[dict[str, Any]], reference: Any, *, interleaved: bool) -> None:
+    """The ranks' epochs against the sampler's own global epochs."""
+    epochs = []
+    for epoch in range(EPOCHS):
+        planned = reference.epoch_indices(epoch).tolist()
+        shares = _epoch(ranks, epoch)
+        assert Counter(LABELS[planned].tolist()) == reference.target_counts(epoch)
+        if interleaved:  # sharded by the sampler: rank r holds positions r, r + R, ...
+            assert shares == [planned[r::WORLD] for r in range(WORLD)]
+        else:  # the whole epoch handed to a trainer that shards batches of 8 itself
+            _covers_once(shares, planned, padding=WORLD * 8)
+            # ... in the global epoch's order: batch b of the epoch is on rank b % R
+            rounds = zip(*_batches(shares), strict=True)
+            order = [i for batches in rounds for batch in batches for i in batch]
+            assert order[: len(planned)] == planned
+        epochs.append(planned)
+    assert epochs[0] != epochs[1] != epochs[2]
+
+
+def _batches(shares: list[list[int]], size: int = 8) -> list[list[list[int]]]:
+    return [[share[i : i + size] for i in range(0, len(share), size)] for share in shares]
+
+
+def _check_batched(ranks: list[dict[str, Any]], sampler: Any) -> None:
+    """Whole batches: rank r holds batches r, r + R, ... of the global epoch (padded)."""
+    previous = None
+    for epoch in range(EPOCHS):
+        batches = sampler.epoch_batches(epoch)
+        padded = (batches * WORLD)[: -(-len(batches) // WORLD) * WORLD]
+        expected = [[i for b in padded[r::WORLD] for i in b] for r in range(WORLD)]
+        assert _epoch(ranks, epoch) == expected, epoch
+        assert batches != previous
+        previous = batches
+
+
+def _check_dataset(ranks: list[dict[str, Any]], dataset: ResampledDataset, padding: int) -> None:
+    draws = []
+    for epoch in range(EPOCHS):
+        dataset.set_epoch(epoch)
+        planned = dataset.source_indices.tolist()
+        _covers_once(_epoch(ranks, epoch), planned, padding)
+        assert Counter(LABELS[planned].tolist()) == dataset.target_counts(epoch)
+        draws.append(Counter(planned))
+    assert draws[0] != draws[1] != draws[2], "the same undersampled subset every epoch"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "seed"),
+    [("early-default", 5), ("early-manual", 6), ("late-default", 7), ("late-manual", 8)],
+)
+def test_lightning_sampler(lightning_runs: dict[str, Any], scenario: str, seed: int) -> None:
+    """use_distributed_sampler True and False, sampler built before and after the group."""
+    _check_sampled(lightning_runs[scenario], RandomOverSampler(LABELS, seed=seed), interleaved=True)
+
+
+def test_lightning_dataset_wrapper_redraws(lightning_runs: dict[str, Any]) -> None:
+    dataset = ResampledDataset(Indexed(), "under", labels=LABELS, seed=9)
+    _check_dataset(lightning_runs["dataset-under"], dataset, padding=WORLD)
+
+
+@pytest.mark.filterwarnings("ignore:ClassBalancedBatchSampler")
+def test_lightning_batch_samplers(lightning_runs: dict[str, Any]) -> None:
+    _check_batched(lightning_runs["stratified-manual"], StratifiedBatchSampler(LABELS, 8, seed=10))
+    _check_batched(lightning_runs["pk-manual"], ClassBalancedBatchSampler(LABELS, 2, 4, seed=11))
+
+
+def test_lightning_default_flag_refuses_batch_sampler_by_name(
+    lightning_runs: dict[str, Any],
+) -> None:
+    for rank in lightning_runs["pk-default"]:
+        assert "use_distributed_sampler=False" in rank["note"]
+        assert "ClassBalancedBatchSampler" in rank["note"]
+
+
+def test_plain_ddp(torchrun_runs: dict[str, Any]) -> None:
+    _check_sampled(
+        torchrun_runs["ddp-set-epoch"], RandomOverSampler(LABELS, seed=1), interleaved=True
+    )
+
+
+def test_plain_loop_that_stops_at_len_redraws(torchrun_runs: dict[str, Any]) -> None:
+    _check_batched(torchrun_runs["ddp-len-loop"], StratifiedBatchSampler(LABELS, 8, seed=2))
+
+
+def test_accelerate_prepare(torchrun_runs: dict[str, Any]) -> None:
+    _check_sampled(
+        torchrun_runs["accelerate-sampler"], RandomOverSampler(LABELS, seed=3), interleaved=False
+    )
+    batches = StratifiedBatchSampler(LABELS, 8, seed=4)
+    for epoch in range(EPOCHS):
+        planned = [i for b in batches.epoch_batches(epoch) for i in b]
+        _covers_once(_epoch(torchrun_runs["accelerate-batches"], epoch), planned, WORLD * 8)
+
+
+def test_accelerate_refuses_explicit_ranks(torchrun_runs: dict[str, Any]) -> None:
+    for rank in torchrun_runs["accelerate-explicit-ranks"]:
+        assert rank["note"].startswith("num_replicas:") and "BatchSamplerShard" in rank["note"]
+
+
+def test_hf_trainer_sampler(torchrun_runs: dict[str, Any]) -> None:
+    _check_sampled(
+        torchrun_runs["hf-sampler"], RandomOverSampler(LABELS, seed=5), interleaved=False
+    )
+
+
+def test_hf_trainer_dataset_wrapper_redraws(torchrun_runs: dict[str, Any]) -> None:
+    dataset = ResampledDataset(Indexed(), "under", labels=LABELS, seed=6)
+    _check_dataset(torchrun_runs["hf-dataset-under"], dataset, padding=WORLD * 8)
