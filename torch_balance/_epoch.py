@@ -353,13 +353,14 @@ class EpochShell:
 
     def _settings(self, epoch: int) -> dict[str, Any]:
         world, rank = current_ranks(*self._requested)
+        # The most telling difference is named first; the length follows from the others.
         return {
             "fingerprint": self._fingerprint(),
+            **self._own_settings(epoch),
             "num_replicas": world,
             "rank": rank,
-            "length": shard_length(self._global_length, world, self.drop_last),
             "drop_last": self.drop_last,
-            **self._own_settings(epoch),
+            "length": shard_length(self._global_length, world, self.drop_last),
         }
 
     def state_dict(self) -> dict[str, Any]:
