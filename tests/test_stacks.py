@@ -170,6 +170,13 @@ def test_accelerate_prepare(torchrun_runs: dict[str, Any]) -> None:
         _covers_once(_epoch(torchrun_runs["accelerate-batches"], epoch), planned, WORLD * 8)
 
 
+def test_accelerate_dispatch_batches(torchrun_runs: dict[str, Any]) -> None:
+    reference = RandomOverSampler(LABELS, seed=7)
+    for epoch in range(EPOCHS):
+        planned = reference.epoch_indices(epoch).tolist()
+        _covers_once(_epoch(torchrun_runs["accelerate-dispatch"], epoch), planned, WORLD * 8)
+
+
 def test_accelerate_refuses_explicit_ranks(torchrun_runs: dict[str, Any]) -> None:
     for rank in torchrun_runs["accelerate-explicit-ranks"]:
         assert rank["note"].startswith("num_replicas:") and "BatchSamplerShard" in rank["note"]

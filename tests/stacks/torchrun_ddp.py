@@ -64,6 +64,17 @@ def with_accelerate(record: Record) -> None:
         for epoch in range(EPOCHS):
             for _, _, index in prepared:
                 record.add(scenario, epoch, index)
+    # dispatch_batches: rank 0 reads every batch and sends each rank its part
+    from accelerate.utils import DataLoaderConfiguration
+
+    dispatcher = Accelerator(
+        cpu=True, dataloader_config=DataLoaderConfiguration(dispatch_batches=True)
+    )
+    loader = DataLoader(data, sampler=RandomOverSampler(LABELS, seed=7), batch_size=8)
+    prepared = dispatcher.prepare(loader)
+    for epoch in range(EPOCHS):
+        for _, _, index in prepared:
+            record.add("accelerate-dispatch", epoch, index)
     explicit = RandomOverSampler(LABELS, num_replicas=2, rank=dist.get_rank())
     prepared = accelerator.prepare(DataLoader(data, sampler=explicit, batch_size=8))
     try:
