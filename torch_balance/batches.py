@@ -31,9 +31,10 @@ import torch
 from torch.utils.data import DistributedSampler, Sampler
 
 from torch_balance._epoch import EpochShell, _EpochHandle, describe_plan, plan_for, resolve_labels
+from torch_balance._rng import Stream, generator
 from torch_balance._validation import check_bool, check_int, fail, internal
 from torch_balance.distributed import CHUNK, iter_shard
-from torch_balance.draws import draw_epoch, generator
+from torch_balance.draws import draw_epoch
 from torch_balance.labels import LabelIndex
 from torch_balance.multilabel import MultiLabelIndex, resolve_labelsets
 from torch_balance.strategies import Strategy
@@ -47,10 +48,6 @@ __all__ = [
     "repeat_factors",
     "stratified_order",
 ]
-
-TAG_STRATIFIED = 11
-TAG_CLASS_BALANCED = 12
-TAG_REPEAT = 13
 
 
 # -- pure kernels ----------------------------------------------------------------------------
@@ -474,14 +471,14 @@ class ClassBalancedBatchSampler(_BatchShell, Sampler[list[int]]):
         return class_sequence(self.index.num_classes, self.classes_per_batch, self.num_batches, g)
 
     def _grid(self, epoch: int) -> torch.Tensor:
-        g = generator(self.seed, TAG_CLASS_BALANCED, epoch)
+        g = generator(self.seed, Stream.CLASS_BALANCED, epoch)
         groups = self._groups(g)
         return class_balanced_grid(self.index, groups, self.samples_per_class, g)
 
     def target_counts(self, epoch: int | None = None) -> dict[Any, int]:
         """Samples per class in one global epoch (all ranks together, before padding)."""
         epoch = self._epoch_arg(epoch)
-        g = generator(self.seed, TAG_CLASS_BALANCED, epoch)
+        g = generator(self.seed, Stream.CLASS_BALANCED, epoch)
         places = np.bincount(self._groups(g).reshape(-1), minlength=self.index.num_classes)
         return dict(zip(self.index.keys(), (places * self.samples_per_class).tolist(), strict=True))
 
@@ -581,7 +578,7 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
 
     def _flat(self, epoch: int) -> torch.Tensor:
         picks = draw_epoch(self.plan, self.seed, epoch, replacement=self.replacement)
-        g = generator(self.seed, TAG_STRATIFIED, epoch)
+        g = generator(self.seed, Stream.STRATIFIED, epoch)
         return stratified_order(picks, self.plan.targets(epoch), self.batch_size, g)
 
     def target_counts(self, epoch: int | None = None) -> dict[Any, int]:
@@ -705,7 +702,7 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
 
     def _draw(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(copies per image, positions)``: the epoch is ``repeat(images)[positions]``."""
-        g = generator(self.seed, TAG_REPEAT, epoch)
+        g = generator(self.seed, Stream.REPEAT, epoch)
         if self._fixed is not None:
             copies = self._fixed
         else:

@@ -1,8 +1,9 @@
 """Pure kernels: (labels grouped by class, plan, seed, epoch) -> sample indices.
 
 Nothing here keeps state. Every random choice comes from a ``torch.Generator`` made by
-:func:`generator` from integers (seed, a purpose tag, and the epoch or walk position), so an
-epoch is a pure function of its inputs and the global RNGs are never touched.
+:func:`~torch_balance._rng.generator` from integers (seed, a :class:`~torch_balance._rng.Stream`
+tag, and the epoch or walk position), so an epoch is a pure function of its inputs and the
+global RNGs are never touched.
 
 Without replacement, class c with ``n`` samples asked for ``k`` of them gets every sample
 ``k // n`` times plus ``r = k % n`` *extra* distinct samples. The extras walk through one
@@ -17,36 +18,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from torch_balance._rng import ORDER, Stream, generator
 from torch_balance.labels import LabelIndex
 from torch_balance.strategies import Plan
 
 __all__ = ["draw_epoch", "generator", "shuffle_order", "walk_state"]
-
-_MASK = (1 << 64) - 1
-TAG_EPOCH = 1
-TAG_WALK = 2
-
-
-def _splitmix(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & _MASK
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-    return x ^ (x >> 31)
-
-
-def generator(seed: int, *keys: int) -> torch.Generator:
-    """A CPU generator seeded from ``seed`` and integer ``keys`` (mixed with SplitMix64).
-
-    Example:
-        >>> a = torch.randint(10, (3,), generator=generator(0, 1, 5))
-        >>> b = torch.randint(10, (3,), generator=generator(0, 1, 5))
-        >>> bool((a == b).all())
-        True
-    """
-    state = _splitmix(seed & _MASK)
-    for key in keys:
-        state = _splitmix(state ^ (key & _MASK))
-    return torch.Generator().manual_seed(state & ((1 << 63) - 1))
 
 
 def walk_state(plan: Plan, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -99,7 +75,7 @@ def draw_epoch(plan: Plan, seed: int, epoch: int, *, replacement: bool = False) 
     order = index.order
     pieces: list[torch.Tensor] = []
     if replacement:
-        g = generator(seed, TAG_EPOCH, epoch)
+        g = generator(seed, Stream.EPOCH, epoch)
         for code in range(index.num_classes):
             k = int(targets[code])
             if k == 0:
@@ -120,7 +96,7 @@ def draw_epoch(plan: Plan, seed: int, epoch: int, *, replacement: bool = False) 
             pieces.append(members.repeat(full))
         r = int(extras[code])
         if r:
-            g = generator(seed, TAG_WALK, code, int(cycle[code]))
+            g = generator(seed, Stream.WALK, code, int(cycle[code]))
             perm = torch.randperm(n, generator=g, dtype=order.dtype)
             start = int(position[code])
             stop = start + r
@@ -136,4 +112,6 @@ def draw_epoch(plan: Plan, seed: int, epoch: int, *, replacement: bool = False) 
 def shuffle_order(length: int, seed: int, epoch: int) -> torch.Tensor:
     """A permutation of ``range(length)`` for ``(seed, epoch)``, int32 when it fits."""
     dtype = torch.int32 if length < 2**31 else torch.int64
-    return torch.randperm(length, generator=generator(seed, TAG_EPOCH, epoch, 1), dtype=dtype)
+    return torch.randperm(
+        length, generator=generator(seed, Stream.EPOCH, epoch, ORDER), dtype=dtype
+    )

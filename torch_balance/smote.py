@@ -38,6 +38,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from torch_balance._epoch import SharedEpoch, check_epoch
+from torch_balance._rng import Stream, generator
 from torch_balance._validation import (
     check_bool,
     check_index,
@@ -47,13 +48,11 @@ from torch_balance._validation import (
     fail,
     internal,
 )
-from torch_balance.draws import generator
 from torch_balance.labels import LabelIndex, as_label_array, get_labels
 from torch_balance.strategies import _imblearn_targets
 
 __all__ = ["SMOTE", "SMOTEDataset", "embed"]
 
-TAG_SMOTE = 3
 # Elements of the default score block (query chunk x class size; 64 MiB in float32).
 _SCORES = 1 << 24
 
@@ -763,7 +762,7 @@ class SMOTE:
     ) -> _Draw:
         """The synthetic rows of ``epoch`` (tables: precomputed neighbours, else searched;
         out: where to write the rows, for the native SMOTE)."""
-        g = generator(self.seed, TAG_SMOTE, epoch)
+        g = generator(self.seed, Stream.SMOTE, epoch)
         if self.resampler is not None:
             return self._draw_variant(X, index, g)
         device = self._work_device(X)

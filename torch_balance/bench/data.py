@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from torch_balance._rng import Stream, generator
 from torch_balance._validation import check_int, fail
-from torch_balance.draws import generator
 
 __all__ = [
     "DATASET_NAMES",
@@ -53,10 +53,6 @@ FASHION_FILES = (
 )
 PROFILES = ("longtail", "step")
 
-# Keys for draws.generator(seed, TAG, ...): one stream per random choice of the protocol.
-TAG_TEST = 101
-TAG_CLASSES = 102
-TAG_SUBSET = 103
 
 DIGITS_TEST_PER_CLASS = 50
 VAL_FRACTION = 0.2
@@ -214,7 +210,7 @@ def make_split(
     ``ratio`` around ``n_max`` (the smallest class's pool size), with a random assignment of
     classes to ranks (Buda et al., 2018); a stratified ``val_fraction`` of that imbalanced
     data (at least one image per class) becomes the validation set. Every draw comes from
-    ``draws.generator(seed, ...)``.
+    ``_rng.generator(seed, ...)``.
 
     Args:
         source: The data.
@@ -270,7 +266,7 @@ def make_split(
         test_parts, available = [], []
         for c in range(num_classes):
             members = _members(pool_labels, c)
-            order = members[_permutation(members.size, seed, TAG_TEST, c)]
+            order = members[_permutation(members.size, seed, Stream.BENCH_TEST, c)]
             test_parts.append(order[:per_class])
             available.append(np.sort(order[per_class:]))
         test = np.concatenate(test_parts)
@@ -279,7 +275,7 @@ def make_split(
 
     # 2. The imbalanced training data.
     sizes = np.array([a.size for a in available], dtype=np.int64)
-    ranks = _permutation(num_classes, seed, TAG_CLASSES)  # ranks[i] = class of rank i
+    ranks = _permutation(num_classes, seed, Stream.BENCH_CLASSES)  # ranks[i] = class of rank i
     if ratio is None and source.natural:
         targets = sizes.copy()
         order = np.argsort(-sizes, kind="stable")
@@ -313,7 +309,9 @@ def make_split(
     train_parts, val_parts = [], []
     for c in range(num_classes):
         members = available[c]
-        chosen = members[_permutation(members.size, seed, TAG_SUBSET, c)[: int(targets[c])]]
+        chosen = members[
+            _permutation(members.size, seed, Stream.BENCH_SUBSET, c)[: int(targets[c])]
+        ]
         if source.val_labels is None:
             n_val = min(max(1, round(val_fraction * chosen.size)), chosen.size - 1)
             val_parts.append(np.sort(chosen[:n_val]))

@@ -2,7 +2,7 @@
 
 Every strategy is built from torch_balance's public API; this module adds no sampling logic.
 The model, the order of batches and every random draw come from
-``draws.generator(seed, ...)``, so a run is a pure function of its seed (up to the
+``_rng.generator(seed, ...)``, so a run is a pure function of its seed (up to the
 floating-point non-determinism of the device).
 
 ==================  ===========================================================================
@@ -38,9 +38,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from torch_balance._rng import Stream, generator
 from torch_balance._validation import fail
 from torch_balance.bench.data import Tensors
-from torch_balance.draws import generator
 from torch_balance.samplers import BalancedSampler, RandomOverSampler, RandomUnderSampler
 from torch_balance.strategies import Deferred, Progressive, class_weights
 
@@ -71,9 +71,6 @@ STRATEGIES: dict[str, str] = {
     "logit-adjust": "erm logits minus tau*log(prior), tau on validation",
 }
 HEAD_STRATEGIES = ("crt", "smote-embedding", "logit-adjust")  # built on the erm model
-TAG_INIT = 111
-TAG_SHUFFLE = 112
-TAG_HEAD = 113
 TAUS = tuple(np.round(np.arange(0.0, 2.01, 0.25), 2).tolist())
 
 
@@ -171,7 +168,7 @@ class SmallCNN(nn.Module):
         self.head = head
         self.embedding_size = channels
         self.to_empty(device="cpu")
-        init_weights(self, generator(seed, TAG_INIT))
+        init_weights(self, generator(seed, Stream.BENCH_INIT))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -335,7 +332,7 @@ def run_strategy(
         from torch_balance.datasets import ResampledDataset
 
         subset = ResampledDataset(train_set, "under", seed=seed, labels=y_np)
-        feed = shuffle_feed(subset, B, seed, TAG_SHUFFLE)
+        feed = shuffle_feed(subset, B, seed, Stream.BENCH_SHUFFLE)
         extra["subset_size"] = len(subset)
     elif name in ("sqrt", "class"):
         feed = sampler_feed(train_set, BalancedSampler(y_np, name, seed=seed), B)
@@ -447,7 +444,7 @@ def _retrain_head(
     with torch.device("meta"):
         head = nn.Linear(erm.model.embedding_size, num_classes)
     head.to_empty(device="cpu")
-    init_weights(head, generator(seed, TAG_HEAD))
+    init_weights(head, generator(seed, Stream.BENCH_HEAD))
     steps = budget.head_steps or max(50, budget.steps // 4)
     train(
         head,
