@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from conftest import label_vectors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from label_strategies import label_vectors
 
 from torch_balance import (
     BalancedSampler,

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import binary_vectors, label_vectors, multiclass_vectors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from imblearn.over_sampling import RandomOverSampler as ImbOver
 from imblearn.under_sampling import RandomUnderSampler as ImbUnder
-from label_strategies import binary_vectors, label_vectors, multiclass_vectors
 
 from torch_balance import (
     BalancedSampler,
