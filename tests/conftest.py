@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
 import numpy as np
 from hypothesis import strategies as st
 
@@ -34,3 +37,21 @@ def multiclass_vectors(draw: st.DrawFn) -> np.ndarray:
 def binary_vectors(draw: st.DrawFn) -> np.ndarray:
     """Two-class label vectors, for imbalanced-learn's float sampling_strategy."""
     return draw(label_vectors(min_classes=2, max_classes=2))
+
+
+# short label lists: a few classes of very different sizes
+small_label_lists = st.lists(st.integers(0, 5), min_size=2, max_size=120).filter(
+    lambda y: len(set(y)) >= 2
+)
+
+
+def assert_stratified(batch_labels: list[list[Any]], targets: dict[Any, int], size: int) -> None:
+    """Every batch of ``m`` holds floor or ceil of ``m * k_c / K`` of each class c."""
+    total = sum(targets.values())
+    for labels in batch_labels:
+        m = len(labels)
+        counts = Counter(labels)
+        for cls, k in targets.items():
+            low, high = (m * k) // total, -(-(m * k) // total)
+            assert low <= counts.get(cls, 0) <= high, (cls, counts, m, k, total)
+    assert all(len(b) == size for b in batch_labels[:-1])

@@ -35,7 +35,7 @@ def test_same_plan_and_draw_as_the_sampler() -> None:
     sampler = BalancedSampler(LABELS, "over", seed=3)
     assert len(ds) == sum(sampler.target_counts().values()) == 36
     assert ds.target_counts() == sampler.target_counts()
-    assert sorted(ds.source_indices.tolist()) == sorted(sampler.epoch_indices(0).tolist())
+    assert sorted(ds.epoch_indices().tolist()) == sorted(sampler.epoch_indices(0).tolist())
     assert Counter(ds.labels.tolist()) == {0: 12, 1: 12, 2: 12}
 
 
@@ -49,12 +49,12 @@ def test_each_copy_is_read_afresh() -> None:
 
 def test_set_epoch_redraws_and_shuffle_orders() -> None:
     ds = ResampledDataset(Counting(), "under", seed=0)
-    first = ds.source_indices.tolist()
+    first = ds.epoch_indices().tolist()
     ds.set_epoch(1)
-    assert ds.epoch == 1 and ds.source_indices.tolist() != first
+    assert ds.epoch == 1 and ds.epoch_indices().tolist() != first
     grouped = ResampledDataset(Counting(), "over", seed=0)
     shuffled = ResampledDataset(Counting(), "over", seed=0, shuffle=True)
-    assert sorted(grouped.source_indices.tolist()) == sorted(shuffled.source_indices.tolist())
+    assert sorted(grouped.epoch_indices().tolist()) == sorted(shuffled.epoch_indices().tolist())
     assert grouped.labels.tolist() == sorted(grouped.labels.tolist())
     assert shuffled.labels.tolist() != sorted(shuffled.labels.tolist())
 
@@ -66,7 +66,7 @@ def test_set_epoch_reaches_dataloader_workers(persistent: bool) -> None:
     for epoch in range(3):
         ds.set_epoch(epoch)
         got = [int(i) for idx, _ in loader for i in idx]
-        assert got == ds.source_indices.tolist(), epoch
+        assert got == ds.epoch_indices().tolist(), epoch
 
 
 def test_works_under_random_sampler_with_a_generator() -> None:
@@ -80,7 +80,7 @@ def test_pickle_round_trip() -> None:
     ds = ResampledDataset(Counting(), "over", seed=2)
     ds.set_epoch(4)
     copy = pickle.loads(pickle.dumps(ds))
-    assert copy.epoch == 4 and copy.source_indices.tolist() == ds.source_indices.tolist()
+    assert copy.epoch == 4 and copy.epoch_indices().tolist() == ds.epoch_indices().tolist()
 
 
 def test_bad_input() -> None:
@@ -113,7 +113,7 @@ def test_spawned_workers_get_the_sampler_and_the_shared_epoch() -> None:
     for epoch in (0, 3):
         ds.set_epoch(epoch)
         got = [int(i) for idx, _ in loader for i in idx]
-        assert got == ds.source_indices.tolist()
+        assert got == ds.epoch_indices().tolist()
     spawned = DataLoader(
         Counting(), batch_size=4, sampler=sampler, num_workers=1, multiprocessing_context="spawn"
     )

@@ -465,7 +465,7 @@ def test_generic_labels_attribute_and_target_transform(monkeypatch: pytest.Monke
 def test_resampled_dataset_gives_the_epochs_view(monkeypatch: pytest.MonkeyPatch):
     base = WithTargets(torch.tensor([0, 0, 0, 0, 1, 2]))
     resampled = ResampledDataset(base, "over", seed=4, shuffle=True)
-    expected = base.targets[resampled.source_indices].tolist()
+    expected = base.targets[resampled.epoch_indices()].tolist()
     forbid_getitem(monkeypatch, base, resampled)
     assert read(resampled) == expected
     assert sorted(read(resampled)) == [0] * 4 + [1] * 4 + [2] * 4

@@ -103,7 +103,7 @@ def _check_batched(ranks: list[dict[str, Any]], sampler: Any) -> None:
     """Whole batches: rank r holds batches r, r + R, ... of the global epoch (padded)."""
     previous = None
     for epoch in range(EPOCHS):
-        batches = sampler.epoch_batches(epoch)
+        batches = sampler.epoch_indices(epoch)
         padded = (batches * WORLD)[: -(-len(batches) // WORLD) * WORLD]
         expected = [[i for b in padded[r::WORLD] for i in b] for r in range(WORLD)]
         assert _epoch(ranks, epoch) == expected, epoch
@@ -115,7 +115,7 @@ def _check_dataset(ranks: list[dict[str, Any]], dataset: ResampledDataset, paddi
     draws = []
     for epoch in range(EPOCHS):
         dataset.set_epoch(epoch)
-        planned = dataset.source_indices.tolist()
+        planned = dataset.epoch_indices().tolist()
         _covers_once(_epoch(ranks, epoch), planned, padding)
         assert Counter(LABELS[planned].tolist()) == dataset.target_counts(epoch)
         draws.append(Counter(planned))
@@ -166,7 +166,7 @@ def test_accelerate_prepare(torchrun_runs: dict[str, Any]) -> None:
     )
     batches = StratifiedBatchSampler(LABELS, 8, seed=4)
     for epoch in range(EPOCHS):
-        planned = [i for b in batches.epoch_batches(epoch) for i in b]
+        planned = [i for b in batches.epoch_indices(epoch) for i in b]
         _covers_once(_epoch(torchrun_runs["accelerate-batches"], epoch), planned, WORLD * 8)
 
 

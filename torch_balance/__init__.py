@@ -6,15 +6,16 @@ that never decode an image, and the strategies that decide what one epoch holds.
 
 from __future__ import annotations
 
-from torch_balance.batches import (
-    ClassBalancedBatchSampler,
-    RepeatFactorSampler,
-    StratifiedBatchSampler,
-    repeat_factors,
-)
+from torch_balance.batch_samplers import ClassBalancedBatchSampler, StratifiedBatchSampler
 from torch_balance.datasets import ResampledDataset
 from torch_balance.labels import LabelIndex, get_labels
-from torch_balance.samplers import BalancedSampler, RandomOverSampler, RandomUnderSampler
+from torch_balance.samplers import (
+    BalancedSampler,
+    RandomOverSampler,
+    RandomUnderSampler,
+    RepeatFactorSampler,
+    repeat_factors,
+)
 from torch_balance.smote import SMOTE, SMOTEDataset, embed
 from torch_balance.strategies import (
     Deferred,

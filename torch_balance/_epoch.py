@@ -25,8 +25,8 @@ import torch
 from torch.utils.data import Sampler
 
 from torch_balance._validation import Text, check_bool, check_int, check_seed, fail, internal
-from torch_balance.distributed import check_replicas, current_ranks, shard_length
 from torch_balance.labels import LabelIndex, get_labels
+from torch_balance.sharding import check_replicas, current_ranks, shard_length
 from torch_balance.strategies import Plan, Strategy, make_plan
 
 __all__ = [
@@ -267,7 +267,7 @@ class EpochShell:
     A subclass calls :meth:`_open` in its ``__init__``, sets ``_global_length`` (items, or
     batches, in one global epoch) and says in ``_own_settings`` what else a saved state must
     agree on. ``num_replicas`` and ``rank`` left as None are looked up when each epoch starts
-    (:func:`~torch_balance.distributed.current_ranks`), so where the sampler is built does not
+    (:func:`~torch_balance.sharding.current_ranks`), so where the sampler is built does not
     matter, and a trainer that shards batches itself gets the whole epoch.
     """
 

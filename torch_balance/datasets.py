@@ -24,7 +24,7 @@ __all__ = ["ResampledDataset"]
 
 
 class ResampledDataset(Dataset):
-    """A resampled view of ``dataset``: item ``i`` is ``dataset[source_indices[i]]``.
+    """A resampled view of ``dataset``: item ``i`` is ``dataset[epoch_indices()[i]]``.
 
     Nothing is copied: each access reads the underlying dataset, so its transforms run per
     access and every oversampled copy is augmented afresh. Use it when your trainer builds
@@ -53,7 +53,7 @@ class ResampledDataset(Dataset):
     Example:
         >>> base = [("img0", 0), ("img1", 0), ("img2", 0), ("img3", 1)]
         >>> ds = ResampledDataset(base, "over", labels=[0, 0, 0, 1])
-        >>> len(ds), sorted(ds.source_indices.tolist())
+        >>> len(ds), sorted(ds.epoch_indices().tolist())
         (6, [0, 1, 2, 3, 3, 3])
         >>> ds[5]
         ('img3', 1)
@@ -106,27 +106,31 @@ class ResampledDataset(Dataset):
         """Per-class composition of the epoch (default: the current one)."""
         return self.plan.as_dict(self.epoch if epoch is None else check_epoch(epoch))
 
-    @property
-    def source_indices(self) -> torch.Tensor:
-        """For each item of this epoch, its index in the underlying dataset."""
+    def epoch_indices(self, epoch: int | None = None) -> torch.Tensor:
+        """For each item of ``epoch`` (default the current one), its index in ``dataset``."""
+        if epoch is not None and check_epoch(epoch) != self.epoch:
+            return self._draw(epoch)
         epoch = self.epoch
         if self._source is None or self._drawn_for != epoch:
-            picks = draw_epoch(self.plan, self.seed, epoch, replacement=self.replacement)
-            if self.shuffle:
-                picks = picks.index_select(0, shuffle_order(picks.shape[0], self.seed, epoch))
-            self._source, self._drawn_for = picks, epoch
+            self._source, self._drawn_for = self._draw(epoch), epoch
         return self._source
+
+    def _draw(self, epoch: int) -> torch.Tensor:
+        picks = draw_epoch(self.plan, self.seed, epoch, replacement=self.replacement)
+        if self.shuffle:
+            picks = picks.index_select(0, shuffle_order(picks.shape[0], self.seed, epoch))
+        return picks
 
     @property
     def labels(self) -> np.ndarray:
         """The label of every item of this epoch."""
-        return self.index.labels[self.source_indices.numpy()]
+        return self.index.labels[self.epoch_indices().numpy()]
 
     def __len__(self) -> int:
         return self.plan.length
 
     def __getitem__(self, i: int) -> Any:
-        return self.dataset[int(self.source_indices[check_index(i, self.plan.length)])]
+        return self.dataset[int(self.epoch_indices()[check_index(i, self.plan.length)])]
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

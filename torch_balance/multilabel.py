@@ -3,7 +3,7 @@
 :func:`get_labelsets` reads, for every sample, the sorted tuple of distinct categories it holds
 (an empty tuple for an image with no annotation). :class:`MultiLabelIndex` keeps those sets in
 compressed sparse rows (one flat array of category codes and one array of row offsets), which
-is what :class:`~torch_balance.batches.RepeatFactorSampler` works from: no Python object per
+is what :class:`~torch_balance.samplers.RepeatFactorSampler` works from: no Python object per
 image once the sets are indexed.
 
 Readers that never decode an image:

@@ -2,24 +2,35 @@
 
 Data flows one way: labels -> :class:`~torch_balance.labels.LabelIndex` -> plan
 (:mod:`torch_balance.strategies`) -> draws (:mod:`torch_balance.draws`) -> shard
-(:mod:`torch_balance.distributed`) -> indices.
+(:mod:`torch_balance.sharding`) -> indices.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+import math
+import numbers
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
 from torch_balance._epoch import EpochShell, describe_plan, plan_for
+from torch_balance._rng import Stream, generator
 from torch_balance._validation import check_bool, fail
-from torch_balance.distributed import iter_shard
-from torch_balance.draws import draw_epoch, shuffle_order
+from torch_balance.draws import draw_epoch, repeat_copies, repeat_values, shuffle_order
+from torch_balance.multilabel import MultiLabelIndex, resolve_labelsets
+from torch_balance.sharding import iter_shard
 from torch_balance.strategies import Strategy
 
-__all__ = ["BalancedSampler", "RandomOverSampler", "RandomUnderSampler"]
+__all__ = [
+    "BalancedSampler",
+    "RandomOverSampler",
+    "RandomUnderSampler",
+    "RepeatFactorSampler",
+    "repeat_factors",
+]
 
 
 class BalancedSampler(EpochShell, DistributedSampler[int]):
@@ -166,3 +177,193 @@ class RandomUnderSampler(BalancedSampler):
                 kind=TypeError,
             )
         super().__init__(dataset_or_labels, "under", sampling_strategy=sampling_strategy, **kwargs)
+
+
+def check_threshold(threshold: Any) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        fail("threshold", "a positive number such as 0.001", threshold, kind=TypeError)
+    value = float(threshold)
+    if not math.isfinite(value) or value <= 0:
+        fail(
+            "threshold",
+            "a positive finite number such as 0.001 (LVIS)",
+            threshold,
+            "Categories in fewer than this fraction of images get repeated",
+        )
+    return value
+
+
+def image_factors(index: MultiLabelIndex, threshold: float, sqrt: bool) -> np.ndarray:
+    # t / f(c) with f(c) = count / images, written with one rounding step
+    ratio = threshold * len(index) / index.counts.astype(np.float64)
+    category = np.maximum(1.0, np.sqrt(ratio) if sqrt else ratio)
+    factors = np.ones(len(index), dtype=np.float64)
+    sizes = index.sizes()
+    labelled = sizes > 0
+    if labelled.any():
+        values = category[index.codes]
+        factors[labelled] = np.maximum.reduceat(values, index.offsets[:-1][labelled])
+    return factors
+
+
+def repeat_factors(labelsets: Any, threshold: float = 0.001, *, sqrt: bool = True) -> torch.Tensor:
+    """Per-image repeat factors of LVIS (Gupta et al., CVPR 2019), as detectron2 defines them.
+
+    ``f(c)`` is the fraction of images that contain category ``c``;
+    ``r(c) = max(1, sqrt(threshold / f(c)))`` (or ``threshold / f(c)`` with ``sqrt=False``);
+    an image's factor is the largest ``r(c)`` over its categories, 1 for an image without any.
+
+    Args:
+        labelsets: Per-image category collections (anything
+            :class:`~torch_balance.multilabel.MultiLabelIndex` accepts), a
+            ``MultiLabelIndex``, or a dataset (read with
+            :func:`~torch_balance.multilabel.get_labelsets`).
+        threshold: Categories present in fewer than this fraction of images are repeated.
+        sqrt: Use the square root of ``threshold / f(c)`` (LVIS, detectron2's default).
+
+    Returns:
+        A ``float64`` tensor with one factor (>= 1) per image.
+
+    Raises:
+        TypeError: For a non-numeric threshold or malformed label sets.
+        ValueError: For a threshold that is not positive.
+
+    Example:
+        >>> repeat_factors([(0,), (0,), (0, 1), ()], threshold=0.5)
+        tensor([1.0000, 1.0000, 1.4142, 1.0000], dtype=torch.float64)
+        >>> repeat_factors([(0,), (0,), (0, 1), ()], threshold=0.5, sqrt=False)
+        tensor([1., 1., 2., 1.], dtype=torch.float64)
+    """
+    threshold = check_threshold(threshold)
+    check_bool("sqrt", sqrt)
+    index = resolve_labelsets(labelsets)
+    return torch.from_numpy(image_factors(index, threshold, sqrt))
+
+
+Rounding = Literal["stochastic", "ceil"]
+
+
+class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
+    """Repeat-factor sampling for multi-label and detection data (LVIS; detectron2, mmengine).
+
+    Image ``i`` is repeated ``r_i`` times per epoch on average, with ``r_i`` from
+    :func:`repeat_factors`. ``rounding="stochastic"`` draws ``trunc(r_i) + Bernoulli(frac(r_i))``
+    copies afresh every epoch (detectron2's ``RepeatFactorTrainingSampler``);
+    ``rounding="ceil"`` uses ``ceil(r_i)`` copies every epoch (mmengine's
+    ``ClassBalancedDataset``).
+
+    Fixed epoch length: with stochastic rounding the number of copies drawn changes from epoch
+    to epoch, but DDP needs every rank to yield the same, fixed number of indices. The global
+    epoch therefore always has ``num_samples = round(sum_i r_i)`` indices (``sum_i ceil(r_i)``
+    with ``"ceil"``): the copies drawn are shuffled, then cut to that length or, when fewer
+    were drawn, extended by repeating the start of the shuffled order. It is then sharded with
+    ``DistributedSampler``'s padding and ``drop_last`` rules. :meth:`image_copies` gives the
+    copies drawn before the cut.
+
+    Args:
+        dataset_or_labelsets: A dataset (sets via
+            :func:`~torch_balance.multilabel.get_labelsets`), per-image category collections,
+            a 2-D multi-hot matrix, a vector of single labels, or a ``MultiLabelIndex``.
+        threshold: Categories present in fewer than this fraction of images are repeated.
+        sqrt: ``r(c) = max(1, sqrt(t / f(c)))``; ``False`` for ``max(1, t / f(c))``.
+        rounding: ``"stochastic"`` or ``"ceil"``.
+        seed: Shared seed; must be the same on every rank.
+        num_replicas: Number of ranks; default from ``torch.distributed`` or 1.
+        rank: This rank; default from ``torch.distributed`` or 0.
+        drop_last: Drop the tail so that it divides evenly among ranks, instead of padding.
+        label_fn: ``label_fn(dataset, i) -> iterable of category ids``.
+
+    Attributes:
+        repeat_factors: ``float64`` tensor, one factor per image.
+        num_samples: Length of the global epoch.
+
+    Example:
+        >>> sets = [(0,), (0,), (0,), (0, 1), ()]
+        >>> sampler = RepeatFactorSampler(sets, threshold=0.8, sqrt=False, rounding="ceil")
+        >>> sampler.repeat_factors.tolist()
+        [1.0, 1.0, 1.0, 4.0, 1.0]
+        >>> len(sampler), sorted(sampler)
+        (8, [0, 1, 2, 3, 3, 3, 3, 4])
+    """
+
+    def __init__(
+        self,
+        dataset_or_labelsets: Any,
+        threshold: float = 0.001,
+        *,
+        sqrt: bool = True,
+        rounding: Rounding = "stochastic",
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        drop_last: bool = False,
+        label_fn: Callable[[Any, int], Iterable[Any]] | None = None,
+    ) -> None:
+        self.threshold = check_threshold(threshold)
+        self.sqrt = check_bool("sqrt", sqrt)
+        if rounding not in ("stochastic", "ceil"):
+            fail(
+                "rounding",
+                "'stochastic' (detectron2) or 'ceil' (mmengine)",
+                rounding,
+                kind=ValueError if isinstance(rounding, str) else TypeError,
+            )
+        self.rounding: Rounding = rounding
+        self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
+        self.index = resolve_labelsets(dataset_or_labelsets, label_fn)
+        factors = image_factors(self.index, self.threshold, self.sqrt)
+        self.repeat_factors: torch.Tensor = torch.from_numpy(factors)
+        if rounding == "ceil":
+            self._whole = torch.from_numpy(np.ceil(factors).astype(np.int64))
+            self._fraction: torch.Tensor | None = None
+            self.num_samples = int(self._whole.sum())
+        else:
+            self._whole = torch.from_numpy(np.floor(factors).astype(np.int64))
+            self._fraction = self.repeat_factors - self._whole
+            self.num_samples = max(len(self.index), math.floor(float(factors.sum()) + 0.5))
+        self._global_length = self.num_samples
+        self._ready()
+
+    def _draw(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(copies per image, positions)``: the epoch is ``repeat_values(copies)[positions]``."""
+        g = generator(self.seed, Stream.REPEAT, epoch)
+        return repeat_copies(self._whole, self._fraction, self.num_samples, g)
+
+    def image_copies(self, epoch: int | None = None) -> torch.Tensor:
+        """Copies of each image drawn for ``epoch`` (before the cut to ``num_samples``)."""
+        epoch = self._epoch_arg(epoch)
+        return self._draw(epoch)[0].clone()
+
+    def epoch_indices(self, epoch: int | None = None) -> torch.Tensor:
+        """The global epoch (before sharding) as one tensor, in iteration order."""
+        epoch = self._epoch_arg(epoch)
+        copies, order = self._draw(epoch)
+        return repeat_values(copies).index_select(0, order)
+
+    def category_counts(self, epoch: int | None = None) -> dict[Any, int]:
+        """Occurrences of each category in the global epoch (an image counts once for each of
+        its categories; images without categories are not counted)."""
+        per_image = np.bincount(self.epoch_indices(epoch).numpy(), minlength=len(self.index))
+        weights = np.repeat(per_image, self.index.sizes()).astype(np.float64)
+        counts = np.bincount(self.index.codes, weights, minlength=self.index.num_categories)
+        return dict(zip(self.index.keys(), counts.astype(np.int64).tolist(), strict=True))
+
+    def __iter__(self) -> Iterator[int]:
+        current, world, rank = self._begin()
+        copies, order = self._draw(current.epoch)
+        chunks = iter_shard(repeat_values(copies), order, world, rank, self.drop_last, current.base)
+        return self._state.run(current, chunks)
+
+    def _own_settings(self, epoch: int) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "sqrt": self.sqrt,
+            "rounding": self.rounding,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(threshold={self.threshold}, sqrt={self.sqrt}, "
+            f"rounding={self.rounding!r}, images={len(self.index)}, "
+            f"num_samples={self.num_samples}, {self._where()})"
+        )

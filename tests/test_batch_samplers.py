@@ -10,23 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import assert_stratified, small_label_lists
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torch_balance.batches import (
-    ClassBalancedBatchSampler,
-    StratifiedBatchSampler,
-    class_sequence,
-    stratified_order,
-)
+from torch_balance.batch_samplers import ClassBalancedBatchSampler, StratifiedBatchSampler
 from torch_balance.samplers import BalancedSampler
 from torch_balance.strategies import Power, Progressive
 from torch_balance.testing import conformance_labels
-
-# random label vectors: a few classes of very different sizes
-labels_strategy = st.lists(st.integers(0, 5), min_size=2, max_size=120).filter(
-    lambda y: len(set(y)) >= 2
-)
 
 
 def _flat(batches: list[list[int]]) -> list[int]:
@@ -36,37 +27,9 @@ def _flat(batches: list[list[int]]) -> list[int]:
 # -- StratifiedBatchSampler ---------------------------------------------------------------------
 
 
-def _assert_stratified(batch_labels: list[list[Any]], targets: dict[Any, int], size: int) -> None:
-    """Every batch of ``m`` holds floor or ceil of ``m * k_c / K`` of each class c."""
-    total = sum(targets.values())
-    for labels in batch_labels:
-        m = len(labels)
-        counts = Counter(labels)
-        for cls, k in targets.items():
-            low, high = (m * k) // total, -(-(m * k) // total)
-            assert low <= counts.get(cls, 0) <= high, (cls, counts, m, k, total)
-    assert all(len(b) == size for b in batch_labels[:-1])
-
-
-@settings(max_examples=150, deadline=None)
-@given(
-    st.lists(st.integers(0, 30), min_size=1, max_size=8).filter(lambda k: sum(k) > 0),
-    st.integers(1, 25),
-    st.integers(0, 2**31),
-)
-def test_stratified_order_counts_within_one(targets: list[int], size: int, seed: int) -> None:
-    k = np.array(targets)
-    labels = np.repeat(np.arange(k.shape[0]), k)
-    picks = torch.arange(labels.shape[0]) + 1000
-    out = stratified_order(picks, k, size, torch.Generator().manual_seed(seed))
-    assert sorted(out.tolist()) == picks.tolist()
-    cut = [labels[(out[i : i + size] - 1000).numpy()].tolist() for i in range(0, len(out), size)]
-    _assert_stratified(cut, dict(enumerate(targets)), size)
-
-
 @settings(max_examples=25, deadline=None)
 @given(
-    labels_strategy,
+    small_label_lists,
     st.integers(1, 16),
     st.sampled_from(["over", "under", "sqrt", "class"]),
     st.booleans(),
@@ -88,7 +51,7 @@ def test_stratified_batches_follow_the_plan(
     full, rem = divmod(plan_length, size)
     assert len(batches) == full + (1 if rem and not drop_last else 0)
     planned = sampler.plan.as_dict(epoch)
-    _assert_stratified([y[b].tolist() for b in batches], planned, size)
+    assert_stratified([y[b].tolist() for b in batches], planned, size)
     drawn = Counter(y[_flat(batches)].tolist())
     assert dict(drawn) == {c: n for c, n in sampler.target_counts(epoch).items() if n}
     if not drop_last:
@@ -109,7 +72,7 @@ def test_stratified_schedules_and_powers() -> None:
         sampler = StratifiedBatchSampler(y, 7, strategy, seed=2)
         for epoch in range(3):
             sampler.set_epoch(epoch)
-            _assert_stratified([y[b].tolist() for b in sampler], sampler.plan.as_dict(epoch), 7)
+            assert_stratified([y[b].tolist() for b in sampler], sampler.plan.as_dict(epoch), 7)
 
 
 def test_stratified_bad_arguments() -> None:
@@ -124,32 +87,9 @@ def test_stratified_bad_arguments() -> None:
 # -- ClassBalancedBatchSampler ------------------------------------------------------------------
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.integers(1, 14), st.data())
-def test_class_sequence_distinct_and_even(classes: int, data: st.DataObject) -> None:
-    p = data.draw(st.integers(1, classes))
-    batches = data.draw(st.integers(1, 40))
-    seed = data.draw(st.integers(0, 2**31))
-    groups = class_sequence(classes, p, batches, torch.Generator().manual_seed(seed))
-    assert groups.shape == (batches, p)
-    assert all(len(set(row)) == p for row in groups.tolist())
-    counts = np.bincount(groups.reshape(-1), minlength=classes)
-    assert counts.max() - counts.min() <= 1
-
-
-@pytest.mark.parametrize(("classes", "p"), [(5, 3), (7, 3), (10, 4), (40, 8), (13, 5)])
-def test_class_sequence_both_seam_paths(classes: int, p: int) -> None:
-    # (5, 3), (10, 4), (13, 5): rows too short for the vectorised seam fix; the others use it
-    for seed in range(30):
-        groups = class_sequence(classes, p, 60, torch.Generator().manual_seed(seed))
-        assert all(len(set(row)) == p for row in groups.tolist())
-        counts = np.bincount(groups.reshape(-1), minlength=classes)
-        assert counts.max() - counts.min() <= 1
-
-
 def _check_class_balanced(sampler: ClassBalancedBatchSampler, y: np.ndarray) -> None:
     p, k = sampler.classes_per_batch, sampler.samples_per_class
-    batches = sampler.epoch_batches()
+    batches = sampler.epoch_indices()
     assert len(batches) == sampler.num_batches
     per_class: dict[Any, list[int]] = {}
     places = Counter()
@@ -174,7 +114,7 @@ def _check_class_balanced(sampler: ClassBalancedBatchSampler, y: np.ndarray) -> 
 
 
 @settings(max_examples=60, deadline=None)
-@given(labels_strategy, st.data())
+@given(small_label_lists, st.data())
 def test_class_balanced_batches(labels: list[int], data: st.DataObject) -> None:
     y = np.array(labels)
     classes = len(set(labels))
@@ -188,7 +128,7 @@ def test_class_balanced_batches(labels: list[int], data: st.DataObject) -> None:
     if num_batches is None:
         # the default epoch uses every sample of the largest class
         biggest = Counter(labels).most_common(1)[0][0]
-        seen = {i for batch in sampler.epoch_batches() for i in batch}
+        seen = {i for batch in sampler.epoch_indices() for i in batch}
         assert set(np.flatnonzero(y == biggest).tolist()) <= seen
 
 
@@ -251,7 +191,7 @@ def _samplers(**kw: Any) -> list[Any]:
 def test_ranks_get_whole_batches_and_the_same_number(
     which: int, world: int, drop_last: bool
 ) -> None:
-    whole = _samplers(seed=1)[which].epoch_batches(3)
+    whole = _samplers(seed=1)[which].epoch_indices(3)
     for epoch in (3, 4):
         shards = []
         for rank in range(world):
@@ -285,37 +225,3 @@ def test_resume_mid_epoch_at_batch_granularity(which: int) -> None:
     other_rank = _samplers(seed=2, num_replicas=2, rank=0)[which]
     with pytest.raises(ValueError, match="rank"):
         other_rank.load_state_dict(state)
-
-
-@pytest.mark.parametrize("which", [0, 1])
-@pytest.mark.filterwarnings("ignore:ClassBalancedBatchSampler")
-def test_state_from_other_labels_is_refused(which: int) -> None:
-    state = _samplers(seed=2)[which].state_dict()
-    y = np.concatenate([conformance_labels(), [0, 1]])
-    other = (
-        ClassBalancedBatchSampler(y, 2, 4, num_batches=11)
-        if which == 0
-        else StratifiedBatchSampler(y, 6)
-    )
-    with pytest.raises(ValueError, match="other labels"):
-        other.load_state_dict(state)
-
-
-@pytest.mark.parametrize("which", [0, 1])
-def test_pickled_copy_and_dataloader(which: int) -> None:
-    sampler = _samplers(seed=4)[which]
-    copy = pickle.loads(pickle.dumps(sampler))
-    assert copy.epoch_batches(2) == sampler.epoch_batches(2)
-    dataset = torch.utils.data.TensorDataset(torch.arange(len(conformance_labels())))
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler)
-    sampler.set_epoch(1)
-    got = [batch[0].tolist() for batch in loader]
-    assert got == sampler.epoch_batches(1)
-
-
-def test_epoch_changes_and_seed_matters() -> None:
-    a, b = _samplers(seed=0), _samplers(seed=9)
-    for x, z in zip(a, b, strict=True):
-        assert x.epoch_batches(0) != x.epoch_batches(1)
-        assert x.epoch_batches(0) != z.epoch_batches(0)
-        assert x.epoch_batches(0) == pickle.loads(pickle.dumps(x)).epoch_batches(0)
