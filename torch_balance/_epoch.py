@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import numbers
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,7 +26,15 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from torch_balance._validation import Text, check_bool, check_int, check_seed, fail, internal
+from torch_balance._validation import (
+    Text,
+    check_bool,
+    check_epoch_size,
+    check_int,
+    check_seed,
+    fail,
+    internal,
+)
 from torch_balance.labels import LabelIndex, get_labels
 from torch_balance.sharding import check_replicas, current_ranks, shard_length
 from torch_balance.strategies import Plan, Strategy, make_plan
@@ -40,6 +50,9 @@ __all__ = [
 ]
 
 MAX_EPOCH = 2**62
+# Peak bytes per index while an epoch is drawn: the draws (int64), the shuffled order (int32)
+# and the gather into this rank's chunk.
+EPOCH_BYTES = 20
 
 
 def check_epoch(epoch: Any) -> int:
@@ -96,6 +109,12 @@ def plan_for(
     """Labels -> :class:`LabelIndex` -> :class:`Plan`: the opening of every class-level sampler."""
     index = resolve_labels(dataset_or_labels, label_fn)
     plan = make_plan(index, strategy, sampling_strategy=sampling_strategy, num_samples=num_samples)
+    check_epoch_size(
+        "num_samples" if num_samples is not None else "strategy",
+        plan.length,
+        EPOCH_BYTES,
+        "Ask for a shorter epoch (num_samples), or a strategy that draws fewer samples",
+    )
     return index, plan
 
 
@@ -432,8 +451,48 @@ def _refuse_sampler_input(cls: type, given: Any, kwargs: dict[str, Any]) -> None
     )
 
 
+class _SlotPool:
+    """Shared-memory int64 cells handed out one at a time.
+
+    Each block of cells is one shared-memory segment (one file descriptor), so a thousand
+    dataset wrappers hold one descriptor, not a thousand. A freed cell is handed out again.
+    """
+
+    BLOCK = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._blocks: list[torch.Tensor] = []
+        self._free: list[tuple[int, int]] = []
+
+    def take(self) -> tuple[torch.Tensor, int]:
+        with self._lock:
+            if not self._free:
+                block = torch.zeros(self.BLOCK, dtype=torch.int64).share_memory_()
+                number = len(self._blocks)
+                self._blocks.append(block)
+                self._free = [(number, slot) for slot in range(self.BLOCK - 1, -1, -1)]
+            number, slot = self._free.pop()
+            block = self._blocks[number]
+            block[slot] = 0
+            return block, slot
+
+    def give_back(self, block: torch.Tensor, slot: int) -> None:
+        with self._lock:
+            for number, held in enumerate(self._blocks):
+                if held is block:
+                    self._free.append((number, slot))
+                    return
+
+
+_POOL = _SlotPool()
+
+
 class SharedEpoch:
     """One epoch number in shared memory, read by DataLoader workers at every access.
+
+    The numbers of all wrappers in a process share one shared-memory block, so the number of
+    open file descriptors does not grow with the number of wrappers.
 
     Example:
         >>> cell = SharedEpoch()
@@ -442,13 +501,22 @@ class SharedEpoch:
     """
 
     def __init__(self) -> None:
-        self._cell = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._block, self._slot = _POOL.take()
+        weakref.finalize(self, _POOL.give_back, self._block, self._slot)
 
     def get(self) -> int:
-        return int(self._cell.item())
+        return int(self._block[self._slot])
 
     def set(self, epoch: int) -> None:
-        self._cell.fill_(epoch)
+        self._block[self._slot] = epoch
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Workers get the block itself (shared through torch's multiprocessing pickler); a
+        # plain pickle copies it, and that copy's cell is its own.
+        return {"_block": self._block, "_slot": self._slot}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._block, self._slot = state["_block"], state["_slot"]
 
 
 def describe_plan(plan: Plan, epoch: int) -> dict[str, Any]:

@@ -7,6 +7,7 @@ All messages have one shape: ``<argument>: expected <what>, got <value>[. <fix>]
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any, NoReturn
 
 import torch
@@ -14,6 +15,7 @@ import torch
 __all__ = [
     "Text",
     "check_bool",
+    "check_epoch_size",
     "check_index",
     "check_int",
     "check_map_style",
@@ -62,6 +64,9 @@ def internal(condition: bool, message: str) -> None:
         raise AssertionError(f"torch_balance internal error: {message}. Please report this.")
 
 
+INT64 = 2**63
+
+
 def check_int(
     name: str,
     value: Any,
@@ -87,6 +92,8 @@ def check_int(
         what = "an integer or None" if allow_none else "an integer"
         fail(name, what, value, fix, kind=TypeError)
     value = int(value)
+    if not -INT64 <= value < INT64:
+        fail(name, "an integer that fits in 64 bits", value, fix)
     if minimum is not None and value < minimum:
         bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
         fail(name, f"an integer {bound}", value, fix)
@@ -134,9 +141,57 @@ def check_index(i: Any, length: int) -> int:
         >>> check_index(-1, 4)
         3
     """
-    if isinstance(i, bool) or not isinstance(i, numbers.Integral | torch.Tensor):
+    if isinstance(i, torch.Tensor):
+        if i.dim() != 0 or i.dtype.is_floating_point or i.dtype == torch.bool:
+            fail(
+                "index",
+                "an integer (a 0-d integer tensor at most)",
+                Text(f"a tensor of shape {tuple(i.shape)} and dtype {i.dtype}"),
+                "Index one item at a time, or wrap the dataset in torch.utils.data.Subset",
+                kind=TypeError,
+            )
+        i = int(i)
+    elif isinstance(i, bool) or not isinstance(i, numbers.Integral):
         fail("index", "an integer", i, kind=TypeError)
     i = int(i)
     if not -length <= i < length:
         fail("index", f"an integer in [{-length}, {length})", i, f"This epoch holds {length} items")
     return i + length if i < 0 else i
+
+
+def total_memory() -> int:
+    """Bytes of physical memory on this machine (0 where the platform does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def check_epoch_size(name: str, items: int, bytes_per_item: int, fix: str) -> None:
+    """Refuse, at construction, an epoch that could never be drawn in this machine's memory.
+
+    Example:
+        >>> check_epoch_size("num_samples", 10**6, 16, "Use fewer")
+        >>> check_epoch_size("num_samples", 10**15, 16, "Use fewer")
+        Traceback (most recent call last):
+        ...
+        ValueError: num_samples: expected an epoch that fits in memory ...
+    """
+    need = items * bytes_per_item
+    have = total_memory()
+    if have and need > have:
+        fail(
+            name,
+            f"an epoch that fits in memory ({_size(have)} here)",
+            Text(f"an epoch of {items:,} items, which needs about {_size(need)} to draw"),
+            fix,
+        )
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover

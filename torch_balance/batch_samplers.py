@@ -26,9 +26,16 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from torch_balance._epoch import EpochShell, _EpochHandle, describe_plan, plan_for, resolve_labels
+from torch_balance._epoch import (
+    EPOCH_BYTES,
+    EpochShell,
+    _EpochHandle,
+    describe_plan,
+    plan_for,
+    resolve_labels,
+)
 from torch_balance._rng import Stream, generator
-from torch_balance._validation import check_bool, check_int, fail
+from torch_balance._validation import check_bool, check_epoch_size, check_int, fail
 from torch_balance.draws import class_balanced_grid, class_sequence, draw_epoch, stratified_order
 from torch_balance.sharding import CHUNK, iter_shard
 from torch_balance.strategies import Strategy
@@ -171,11 +178,18 @@ class ClassBalancedBatchSampler(_BatchShell, Sampler[list[int]]):
                 UserWarning,
                 stacklevel=2,
             )
+        sized_by = "num_batches" if num_batches is not None else "samples_per_class"
         if num_batches is None:
             most = int(self.index.counts.max())
             num_batches = -(-classes * -(-most // k) // self.classes_per_batch)
         self.num_batches = check_int("num_batches", num_batches, minimum=1, allow_none=False)
         self.batch_size = self.classes_per_batch * k
+        check_epoch_size(
+            sized_by,
+            self.num_batches * self.batch_size,
+            EPOCH_BYTES,
+            "Ask for fewer batches or a smaller samples_per_class",
+        )
         self._global_length = self.num_batches
         self._ready()
 

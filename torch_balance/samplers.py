@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-from torch_balance._epoch import EpochShell, describe_plan, plan_for
+from torch_balance._epoch import EPOCH_BYTES, EpochShell, describe_plan, plan_for
 from torch_balance._rng import Stream, generator
-from torch_balance._validation import check_bool, fail
+from torch_balance._validation import check_bool, check_epoch_size, fail
 from torch_balance.draws import draw_epoch, repeat_copies, repeat_values, shuffle_order
 from torch_balance.multilabel import MultiLabelIndex, resolve_labelsets
 from torch_balance.sharding import iter_shard
@@ -180,9 +180,13 @@ class RandomUnderSampler(BalancedSampler):
 
 
 def check_threshold(threshold: Any) -> float:
+    """A repeat-factor threshold: a positive finite number."""
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
         fail("threshold", "a positive number such as 0.001", threshold, kind=TypeError)
-    value = float(threshold)
+    try:
+        value = float(threshold)
+    except OverflowError:
+        value = math.inf
     if not math.isfinite(value) or value <= 0:
         fail(
             "threshold",
@@ -321,6 +325,12 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
             self._whole = torch.from_numpy(np.floor(factors).astype(np.int64))
             self._fraction = self.repeat_factors - self._whole
             self.num_samples = max(len(self.index), math.floor(float(factors.sum()) + 0.5))
+        check_epoch_size(
+            "threshold",
+            max(self.num_samples, int(np.ceil(factors).sum())),
+            EPOCH_BYTES,
+            "Use a smaller threshold: the repeat factors ask for more copies than memory holds",
+        )
         self._global_length = self.num_samples
         self._ready()
 
