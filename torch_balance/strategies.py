@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from torch_balance._validation import check_int, fail
+from torch_balance._validation import Text, check_int, fail
 from torch_balance.labels import LabelIndex
 
 __all__ = [
@@ -278,7 +278,13 @@ def _imblearn_targets(
 
 
 def _power_weights(counts: np.ndarray, q: float) -> np.ndarray:
-    return np.power(counts.astype(np.float64), float(q))
+    with np.errstate(over="ignore", under="ignore"):
+        weights = np.power(counts.astype(np.float64), float(q))
+    if np.isfinite(weights).all() and weights.sum() > 0 and np.isfinite(weights.sum()):
+        return weights
+    # n**q overflows (or vanishes) for large |q|: the same proportions, scaled by the largest
+    logs = float(q) * np.log(counts.astype(np.float64))
+    return np.exp(logs - logs.max())
 
 
 class _Fixed:
@@ -311,9 +317,17 @@ class _UserRule:
                 kind=TypeError,
             )
         unknown = [k for k in result if k not in self.counts]
+        shown = self.keys if len(self.keys) <= 10 else [*self.keys[:10], "..."]
         if unknown:
-            shown = self.keys if len(self.keys) <= 10 else [*self.keys[:10], "..."]
             fail(self.name, f"counts only for the classes present ({shown})", unknown[:5])
+        missing = [k for k in self.keys if k not in result]
+        if missing:
+            fail(
+                self.name,
+                f"a count for every class ({shown}) at epoch {epoch}",
+                Text(f"a dict without {missing[:5]}" + (" ..." if len(missing) > 5 else "")),
+                "Give 0 to leave a class out of the epoch",
+            )
         values = []
         for key in self.keys:
             value = result.get(key, 0)
@@ -377,6 +391,14 @@ def _single_stage(
         strategy = Power(powers[strategy])
     if isinstance(strategy, Power):
         return _Fixed(apportion(_power_weights(index.counts, strategy.q), length)), True
+    if isinstance(strategy, type):
+        fail(
+            name,
+            "a strategy, not a class",
+            Text(strategy.__name__),
+            f"Call it with its argument, e.g. {strategy.__name__}(...)",
+            kind=TypeError,
+        )
     if callable(strategy):
         return _UserRule(strategy, index, name, length if scale else None), False
     fail(
@@ -388,7 +410,7 @@ def _single_stage(
 
 
 def make_plan(
-    index: LabelIndex,
+    index: LabelIndex | Any,
     strategy: Strategy = "over",
     *,
     sampling_strategy: Any = "auto",
@@ -397,7 +419,7 @@ def make_plan(
     """Turn a strategy into a :class:`Plan` for the labels in ``index``.
 
     Args:
-        index: The labels, indexed by class.
+        index: The labels, indexed by class (or a label vector, indexed here).
         strategy: See the module table.
         sampling_strategy: imbalanced-learn's ``sampling_strategy``, for ``"over"`` and
             ``"under"`` only (and for those used as a ``Deferred`` stage).
@@ -418,6 +440,8 @@ def make_plan(
         >>> make_plan(index, "under").as_dict(0)
         {0: 1, 1: 1}
     """
+    if not isinstance(index, LabelIndex):
+        index = LabelIndex(index)  # a label vector
     plan = _make_plan(index, strategy, sampling_strategy=sampling_strategy, num_samples=num_samples)
     plan.description = (
         f"strategy={describe(strategy)}, sampling_strategy={describe(sampling_strategy)}, "
@@ -473,10 +497,11 @@ def _make_plan(
             num_samples,
             "Use strategy='class' or Power(q) for a chosen epoch length",
         )
-    if (
-        not (isinstance(strategy, str) and strategy in ("over", "under"))
-        and not isinstance(strategy, Deferred)
-        and not (isinstance(sampling_strategy, str) and sampling_strategy == "auto")
+    imblearn_stages = [strategy]
+    if isinstance(strategy, Deferred):
+        imblearn_stages = [strategy.before, strategy.after]
+    if not any(isinstance(s, str) and s in ("over", "under") for s in imblearn_stages) and not (
+        isinstance(sampling_strategy, str) and sampling_strategy == "auto"
     ):
         fail(
             "sampling_strategy",
