@@ -305,7 +305,7 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
     ) -> None:
         self.threshold = check_threshold(threshold)
         self.sqrt = check_bool("sqrt", sqrt)
-        if rounding not in ("stochastic", "ceil"):
+        if not isinstance(rounding, str) or rounding not in ("stochastic", "ceil"):
             fail(
                 "rounding",
                 "'stochastic' (detectron2) or 'ceil' (mmengine)",

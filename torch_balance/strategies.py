@@ -22,6 +22,7 @@ callable            ``fn(counts: dict, epoch: int) -> dict``: any plan you like
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import numbers
 import random
@@ -32,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from torch_balance._validation import Text, check_int, fail
+from torch_balance._validation import Text, check_epoch_size, check_int, fail
 from torch_balance.labels import LabelIndex
 
 __all__ = [
@@ -297,6 +298,24 @@ class _Fixed:
         return self.targets
 
 
+def _check_signature(name: str, fn: Callable[..., Any]) -> None:
+    """A user's rule must accept ``(counts, epoch)``; say so before it is first called."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have none to show; let the call decide
+        return
+    try:
+        signature.bind({}, 0)
+    except TypeError:
+        fail(
+            name,
+            "a callable fn(counts: dict, epoch: int) -> dict",
+            Text(f"{describe(fn)}{signature}"),
+            "Accept the class counts and the epoch number",
+            kind=TypeError,
+        )
+
+
 class _UserRule:
     """A user's ``fn(counts, epoch) -> {class: count}``, checked and put in class order."""
 
@@ -400,6 +419,7 @@ def _single_stage(
             kind=TypeError,
         )
     if callable(strategy):
+        _check_signature(name, strategy)
         return _UserRule(strategy, index, name, length if scale else None), False
     fail(
         name,
@@ -490,7 +510,7 @@ def _make_plan(
         allow_none=True,
         fix="Leave it as None to use the dataset's length",
     )
-    if strategy in ("over", "under") and num_samples is not None:
+    if isinstance(strategy, str) and strategy in ("over", "under") and num_samples is not None:
         fail(
             "num_samples",
             f"None with strategy={strategy!r} (imbalanced-learn's rules fix the epoch length)",
@@ -595,6 +615,8 @@ def class_weights(
     """
     index = labels if isinstance(labels, LabelIndex) else LabelIndex(labels)
     counts = index.counts.astype(np.float64)
+    if not isinstance(kind, str):
+        fail("kind", "'inverse', 'sqrt' or 'effective'", kind, kind=TypeError)
     if kind == "inverse":
         raw = 1.0 / counts
     elif kind == "sqrt":
@@ -611,6 +633,13 @@ def class_weights(
     classes = index.classes
     if classes.dtype.kind in "iu" and int(classes.min()) >= 0:
         size = int(classes.max()) + 1
+        check_epoch_size(
+            "labels",
+            size,
+            4,
+            "The weights are indexed by label; map the labels to 0..C-1 first "
+            "(LabelIndex(labels).codes)",
+        )
         if num_classes is not None:
             size = check_int(
                 "num_classes",
