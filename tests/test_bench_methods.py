@@ -9,7 +9,7 @@ from torch_balance.bench import methods
 from torch_balance.bench.methods import METHODS, Job, Method, Recipe, check_methods, run_method
 from torch_balance.bench.sources import load_source
 from torch_balance.bench.split import Tensors, make_split, materialize
-from torch_balance.bench.train import Budget
+from torch_balance.bench.train import Budget, Trained
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +18,9 @@ def data() -> Tensors:
     return materialize(source, make_split(source, ratio=10, seed=0))
 
 
-def job(data: Tensors, **changes: object) -> Job:
+def job(data: Tensors, erm: Trained | None = None) -> Job:
     budget = Budget(steps=3, batch_size=32, head_steps=2)
-    return Job(data, 10, seed=0, budget=budget, device=torch.device("cpu"), **changes)  # type: ignore[arg-type]
+    return Job(data, 10, seed=0, budget=budget, device=torch.device("cpu"), erm=erm)
 
 
 def test_unknown_method_lists_the_valid_ones() -> None:

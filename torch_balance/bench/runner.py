@@ -2,8 +2,8 @@
 
 The loop reads top-down: :func:`run_bench` resolves the settings (:func:`resolve_device`,
 :func:`resolve_budget`), orders the methods so that ``erm`` comes before the methods built on
-it (:func:`run_order`), runs each seed (:func:`run_seed`, one :func:`score` per method) and
-writes the results (:func:`write_results`).
+it (:func:`run_order`), runs each seed (``_run_seed``, one ``_score`` per method) and
+writes the results (``_write_results``).
 """
 
 from __future__ import annotations
@@ -47,9 +47,6 @@ __all__ = [
     "resolve_device",
     "run_bench",
     "run_order",
-    "run_seed",
-    "score",
-    "write_results",
 ]
 
 # Per source: default imbalance ratio, step budget and batch size.
@@ -121,7 +118,12 @@ def check_output_dir(out: str | os.PathLike[str]) -> Path:
 
 
 def machine(device: torch.device) -> dict[str, Any]:
-    """Where a result was measured: CPU, cores, device and library versions."""
+    """Where a result was measured: CPU, cores, device and library versions.
+
+    Example:
+        >>> machine(torch.device("cpu"))["device"]
+        'cpu'
+    """
     import imblearn
     import sklearn
     import torchvision
@@ -229,7 +231,7 @@ def progress_bar(total: int, *, enabled: bool = True, file: IO[str] | None = Non
     )
 
 
-def score(data: Tensors, split: Split, result: Trained) -> dict[str, Any]:
+def _score(data: Tensors, split: Split, result: Trained) -> dict[str, Any]:
     """One method's entry in ``results.json``: test metrics, validation balanced accuracy,
     epochs, seconds and the method's notes."""
     counts = split.train_counts
@@ -249,7 +251,7 @@ def score(data: Tensors, split: Split, result: Trained) -> dict[str, Any]:
     }
 
 
-def run_seed(
+def _run_seed(
     source: Source,
     split: Split,
     methods: list[str],
@@ -279,7 +281,7 @@ def run_seed(
         if name == "erm":
             job = replace(job, erm=result)  # the head and post-hoc methods start from it
         if name in methods:
-            run[RESULTS_KEY][name] = score(data, split, result)
+            run[RESULTS_KEY][name] = _score(data, split, result)
     return run
 
 
@@ -295,6 +297,14 @@ def run_bench(config: BenchConfig, *, say: Callable[[str], None] = print) -> dic
 
     Raises:
         ValueError: For bad settings, missing data or an unwritable output directory.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     config = BenchConfig(methods=["erm"], seeds=1, steps=2, out=tmp)
+        ...     document = run_bench(config, say=lambda line: None)
+        >>> sorted(document["runs"][0]["strategies"]), document["config"]["steps"]
+        (['erm'], 2)
     """
     methods = check_methods(config.methods)
     seeds = check_int("--seeds", config.seeds, minimum=1)
@@ -319,12 +329,12 @@ def run_bench(config: BenchConfig, *, say: Callable[[str], None] = print) -> dic
             split = make_split(source, profile=config.profile, ratio=ratio, seed=seed)
             note = say if bar.disable else bar.write
             runs.append(
-                run_seed(source, split, methods, budget=budget, device=device, bar=bar, say=note)
+                _run_seed(source, split, methods, budget=budget, device=device, bar=bar, say=note)
             )
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
-    return write_results(
+    return _write_results(
         out,
         config,
         source,
@@ -349,7 +359,7 @@ def _command(config: BenchConfig, methods: list[str], ratio: float | None, budge
     return command
 
 
-def write_results(
+def _write_results(
     out: Path,
     config: BenchConfig,
     source: Source,

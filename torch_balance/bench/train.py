@@ -181,7 +181,18 @@ def train(
     tick: Callable[[int], None] | None = None,
     parameters: Iterable[nn.Parameter] | None = None,
 ) -> int:
-    """Run ``steps`` SGD steps over the batches of ``feed``; return the epochs started."""
+    """Run ``steps`` SGD steps over the batches of ``feed``; return the epochs started.
+
+    The learning rate drops by 10x at ``decay_at * steps`` (``budget``'s rule, applied to
+    ``steps``, which is the head's step count when training a head).
+
+    Example:
+        >>> x, y = torch.zeros(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+        >>> model = SmallCNN(1, 3, 8, seed=0)
+        >>> train(model, lambda epoch: [(x[:4], y[:4]), (x[4:], y[4:])], steps=3,
+        ...       budget=Budget(steps=3, batch_size=4), device=torch.device("cpu"))
+        2
+    """
     module.to(device).train()
     params = list(module.parameters() if parameters is None else parameters)
     optimizer = torch.optim.SGD(params, lr=budget.lr, momentum=0.9, weight_decay=5e-4)
@@ -207,7 +218,12 @@ def train(
 
 @torch.no_grad()
 def predict(module: nn.Module, x: torch.Tensor, device: torch.device, batch: int = 1024) -> Any:
-    """Logits of ``module`` on ``x`` (eval mode, CPU float tensor)."""
+    """Logits of ``module`` on ``x`` (eval mode, CPU float tensor), ``batch`` rows at a time.
+
+    Example:
+        >>> predict(SmallCNN(1, 3, 8, seed=0), torch.zeros(5, 1, 8, 8), torch.device("cpu")).shape
+        torch.Size([5, 3])
+    """
     module.to(device).eval()
     parts = [module(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)]
     return torch.cat(parts) if parts else torch.empty(0)
