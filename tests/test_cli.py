@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from torch_balance.bench import runner
+from torch_balance.bench.methods import METHODS
 from torch_balance.bench.metrics import METRIC_NAMES
-from torch_balance.bench.protocol import STRATEGIES
-from torch_balance.cli import main
+from torch_balance.cli import build_parser, main
 
 FAST = ["--seeds", "1", "--steps", "12", "--head-steps", "6", "--no-progress"]
 
@@ -34,12 +34,12 @@ def make_image_folder(root: Path, sizes: dict[str, int]) -> Path:
     return root
 
 
-def test_bench_digits_every_strategy_end_to_end(
+def test_bench_digits_every_method_end_to_end(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    names = [s for s in STRATEGIES if s != "smote-embedding"]
+    names = [s for s in METHODS if s != "smote-embedding"]
     out = tmp_path / "out"
-    status = main(["bench", "digits", *FAST, "--strategies", ",".join(names), "--out", str(out)])
+    status = main(["bench", "digits", *FAST, "--methods", ",".join(names), "--out", str(out)])
     assert status == 0
     printed = capsys.readouterr().out
     for path in ("results.md", "results.json", "recall.png"):
@@ -63,7 +63,7 @@ def test_bench_digits_every_strategy_end_to_end(
     assert run["strategies"]["pixel-smote"]["k_neighbors"] <= 5
     # Deterministic: the same seed gives the same numbers.
     again = tmp_path / "again"
-    assert main(["bench", "digits", *FAST, "--strategies", "erm,under", "--out", str(again)]) == 0
+    assert main(["bench", "digits", *FAST, "--methods", "erm,under", "--out", str(again)]) == 0
     second = json.loads((again / "results.json").read_text())["runs"][0]["strategies"]
     assert second["erm"]["per_class_recall"] == run["strategies"]["erm"]["per_class_recall"]
     assert second["under"]["per_class_recall"] == run["strategies"]["under"]["per_class_recall"]
@@ -72,7 +72,7 @@ def test_bench_digits_every_strategy_end_to_end(
 def test_bench_smote_embedding(tmp_path: Path) -> None:
     pytest.importorskip("torch_balance.smote")
     out = tmp_path / "out"
-    status = main(["bench", "digits", *FAST, "--strategies", "smote-embedding", "--out", str(out)])
+    status = main(["bench", "digits", *FAST, "--methods", "smote-embedding", "--out", str(out)])
     assert status == 0
     result = json.loads((out / "results.json").read_text())["runs"][0]["strategies"]
     assert set(result) == {"smote-embedding"}
@@ -85,7 +85,7 @@ def test_bench_on_a_generated_image_folder_clamps_smote_k(
     root = make_image_folder(tmp_path / "imgs", {"big": 24, "mid": 10, "tiny": 6})
     out = tmp_path / "out"
     argv = ["bench", f"imagefolder:{root}", *FAST, "--image-size", "8", "--batch-size", "8"]
-    argv += ["--strategies", "erm,class,pixel-smote,crt", "--out", str(out)]
+    argv += ["--methods", "erm,class,pixel-smote,crt", "--out", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "pixel-smote: k_neighbors clamped to 3 (smallest class has 4)" in printed
@@ -116,7 +116,8 @@ def test_inspect_image_folder_decodes_nothing(
 @pytest.mark.parametrize(
     "argv,needle",
     [
-        (["bench", "--strategies", "erm,bogus"], "erm, over, under, under-static"),
+        (["bench", "--methods", "erm,bogus"], "erm, over, under, under-static"),
+        (["bench", "--strategies", "erm,bogus"], "--methods: expected names from erm, over"),
         (["bench", "svhn"], "digits, fashion-mnist[:DIR], cifar10[:DIR], imagefolder:PATH"),
         (["inspect", "cifar10:/nonexistent/dir"], "download=True"),
         (["bench", "digits", "--seeds", "0"], "--seeds: expected an integer >= 1"),
@@ -152,4 +153,18 @@ def test_python_dash_m_runs_the_command() -> None:
         check=False,
     )
     assert done.returncode == 0
-    assert "smote-embedding" in done.stdout and "--strategies" in done.stdout
+    assert "smote-embedding" in done.stdout and "--methods" in done.stdout
+    assert "--strategies" not in done.stdout  # a hidden alias
+
+
+def test_strategies_is_a_hidden_alias_of_methods(tmp_path: Path) -> None:
+    parser = build_parser()
+    old = parser.parse_args(["bench", "--strategies", "erm,crt"])
+    new = parser.parse_args(["bench", "--methods", "erm,crt"])
+    assert old.methods == new.methods == "erm,crt"
+    assert parser.parse_args(["bench"]).methods == ",".join(METHODS)
+    out = tmp_path / "out"
+    assert main(["bench", "digits", *FAST, "--strategies", "under", "--out", str(out)]) == 0
+    document = json.loads((out / "results.json").read_text())
+    assert document["config"]["strategies"] == ["under"]
+    assert document["command"].endswith("--methods under")

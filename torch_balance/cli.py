@@ -1,4 +1,4 @@
-"""The ``torch-balance`` command: ``inspect`` a dataset's imbalance, ``bench`` the strategies.
+"""The ``torch-balance`` command: ``inspect`` a dataset's imbalance, ``bench`` the methods.
 
 Run ``torch-balance bench --help`` for the options; ``python -m torch_balance`` is the same.
 """
@@ -26,12 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["bench", "--seeds", "1"]).seeds
         1
     """
-    from torch_balance.bench.protocol import STRATEGIES
+    from torch_balance.bench.methods import METHODS
 
-    strategies = "\n".join(f"  {name:<16} {text}" for name, text in STRATEGIES.items())
+    methods = "\n".join(f"  {name:<16} {m.summary}" for name, m in METHODS.items())
     parser = argparse.ArgumentParser(
         prog="torch-balance",
-        description="Class-imbalance tools for PyTorch: inspect a dataset, benchmark strategies.",
+        description="Class-imbalance tools for PyTorch: inspect a dataset, benchmark methods.",
     )
     commands = parser.add_subparsers(dest="command", metavar="{inspect,bench}")
 
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="largest / smallest training class (default 10 on digits, 100 on "
             "Fashion-MNIST and CIFAR-10, an image folder's own counts)",
         )
-        p.add_argument("--steps", type=int, default=None, help="optimizer steps per strategy")
+        p.add_argument("--steps", type=int, default=None, help="optimizer steps per method")
         p.add_argument("--batch-size", type=int, default=None, help="images per step")
         p.add_argument(
             "--image-size", type=int, default=32, help="image-folder images are resized to this"
@@ -59,29 +59,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser(
         "inspect",
-        help="class histogram, imbalance ratio, one epoch of each strategy",
+        help="class histogram, imbalance ratio, one epoch of each method",
         description="Show the training split's class histogram, its imbalance ratio and what "
-        "one epoch of each sampling strategy would hold. Decodes no image.",
+        "one epoch of each method's sampling would hold. Decodes no image.",
     )
     data_options(inspect)
     inspect.add_argument("--seed", type=int, default=0, help="which seed's split (default 0)")
 
     bench = commands.add_parser(
         "bench",
-        help="train a small CNN under each strategy and compare per-class recall",
-        description="Train the same small CNN under each strategy with the same number of "
+        help="train a small CNN under each method and compare per-class recall",
+        description="Train the same small CNN under each method with the same number of "
         "optimizer steps, evaluate on a balanced test set, print a markdown table (mean ± std "
         "over seeds) and write it, a JSON of every number and a PNG plot of per-class recall "
         "against training-class size to --out.",
-        epilog="strategies:\n" + strategies,
+        epilog="methods:\n" + methods,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     data_options(bench)
     bench.add_argument(
-        "--strategies",
-        default=",".join(STRATEGIES),
-        help="comma-separated names (default: all 13, listed below)",
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated names (default: all {len(METHODS)}, listed below)",
     )
+    # The option's name before the benchmark's recipes became "methods": still accepted.
+    bench.add_argument("--strategies", dest="methods", help=argparse.SUPPRESS)
     bench.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     bench.add_argument(
         "--head-steps",
@@ -99,14 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="torch CPU threads (default half the cores, at most 4)",
     )
-    bench.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bench.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (they show only when the output is a terminal anyway)",
+    )
     return parser
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from torch_balance.bench.data import load_source, make_split
     from torch_balance.bench.report import inspect_report
     from torch_balance.bench.runner import defaults_for
+    from torch_balance.bench.sources import load_source
+    from torch_balance.bench.split import make_split
 
     source = load_source(args.data, image_size=args.image_size, progress=False)
     defaults = defaults_for(source)
@@ -124,14 +131,14 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from torch_balance.bench.protocol import check_strategies
+    from torch_balance.bench.methods import check_methods
     from torch_balance.bench.runner import BenchConfig, run_bench
 
     config = BenchConfig(
         data=args.data,
         profile=args.profile,
         ratio=args.ratio,
-        strategies=check_strategies(args.strategies),
+        methods=check_methods(args.methods),
         seeds=args.seeds,
         steps=args.steps,
         batch_size=args.batch_size,
@@ -150,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``torch-balance``; returns the exit status.
 
     Example:
-        >>> main(["bench", "--strategies", "erm,nope"])
+        >>> main(["bench", "--methods", "erm,nope"])
         2
     """
     parser = build_parser()

@@ -1,40 +1,42 @@
 """The recall benchmark behind ``torch-balance bench`` and ``torch-balance inspect``.
 
-``data`` loads a source and builds each seed's split (balanced test, imbalanced training,
-validation from the imbalanced training data); ``protocol`` trains one small CNN under each
-strategy with the same step budget; ``metrics`` scores predictions; ``report`` writes the
-table, the plot and the ``inspect`` text; ``runner`` ties them together.
+Data flows one way through its modules:
+
+- ``sources``: open a data source (digits, Fashion-MNIST, CIFAR-10, an image folder);
+- ``split``: one seed's split (balanced test, imbalanced training, validation from it);
+- ``methods``: the registry of methods (``erm``, ``over``, ``crt``, ``logit-adjust``, ...);
+- ``train``: the small CNN, the step budget and the training loop every method shares;
+- ``metrics``: the scores of one set of predictions;
+- ``report``: the table, the JSON helpers, the plot and the ``inspect`` text;
+- ``runner``: the run loop of ``bench``, every seed and every method.
 """
 
 from __future__ import annotations
 
-from torch_balance.bench.data import (
-    DATASET_NAMES,
-    Source,
-    Split,
-    load_source,
-    long_tail_counts,
-    make_split,
-    step_counts,
-)
+from torch_balance.bench.methods import METHODS, Job, Method, check_methods, run_method
 from torch_balance.bench.metrics import METRIC_NAMES, scores, thirds
-from torch_balance.bench.protocol import STRATEGIES, Budget, SmallCNN, check_strategies
 from torch_balance.bench.runner import BenchConfig, run_bench
+from torch_balance.bench.sources import DATASET_NAMES, Source, load_source
+from torch_balance.bench.split import Split, long_tail_counts, make_split, step_counts
+from torch_balance.bench.train import Budget, SmallCNN
 
 __all__ = [
     "DATASET_NAMES",
+    "METHODS",
     "METRIC_NAMES",
-    "STRATEGIES",
     "BenchConfig",
     "Budget",
+    "Job",
+    "Method",
     "SmallCNN",
     "Source",
     "Split",
-    "check_strategies",
+    "check_methods",
     "load_source",
     "long_tail_counts",
     "make_split",
     "run_bench",
+    "run_method",
     "scores",
     "step_counts",
     "thirds",

@@ -1,4 +1,10 @@
-"""Reports: the markdown table, the per-class recall plot, and the ``inspect`` text."""
+"""Reports: the results table, JSON and plot of ``bench``, and the ``inspect`` text.
+
+The files keep the names they had before the benchmark's recipes were called "methods": the
+table's first column is ``strategy`` and ``results.json`` holds each run's results under
+``"strategies"`` (:data:`RESULTS_KEY`), so earlier results and the scripts that read them stay
+valid.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,24 @@ from typing import Any
 
 import numpy as np
 
-from torch_balance.bench.data import Source, Split
 from torch_balance.bench.metrics import METRIC_NAMES
+from torch_balance.bench.sources import Source
+from torch_balance.bench.split import Split
+from torch_balance.bench.train import Budget
 from torch_balance.strategies import Deferred, Progressive, class_weights, target_counts
 
-__all__ = ["format_table", "histogram", "inspect_report", "summarize", "write_plot"]
+__all__ = [
+    "RESULTS_KEY",
+    "finite",
+    "format_table",
+    "histogram",
+    "inspect_report",
+    "recall_by_size_rank",
+    "summarize",
+    "write_plot",
+]
+
+RESULTS_KEY = "strategies"  # results.json's key for the per-method results (a stable format)
 
 HEADERS = {
     "accuracy": "accuracy",
@@ -52,8 +71,8 @@ def _cell(stats: dict[str, float]) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
-def format_table(summary: dict[str, dict[str, dict[str, float]]], strategies: list[str]) -> str:
-    """A markdown table: one row per strategy, metrics in percent as mean ± std over seeds.
+def format_table(summary: dict[str, dict[str, dict[str, float]]], methods: list[str]) -> str:
+    """A markdown table: one row per method, metrics in percent as mean ± std over seeds.
 
     Example:
         >>> stats = {m: {"mean": 0.5, "std": 0.01} for m in METRIC_NAMES}
@@ -63,7 +82,7 @@ def format_table(summary: dict[str, dict[str, dict[str, float]]], strategies: li
     header = "| strategy | " + " | ".join(HEADERS[m] for m in METRIC_NAMES) + " |"
     rule = "|---|" + "---:|" * len(METRIC_NAMES)
     rows = [header, rule]
-    for name in strategies:
+    for name in methods:
         cells = [_cell(summary[name][m]) for m in METRIC_NAMES]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -81,7 +100,7 @@ def write_plot(
     Args:
         path: The PNG to write.
         sizes: Training images of the class at each size rank (mean over seeds).
-        recalls: Strategy -> recall of the class at each rank (mean over seeds).
+        recalls: Method -> recall of the class at each rank (mean over seeds).
         title: The plot title.
     """
     import matplotlib
@@ -135,7 +154,21 @@ def histogram(counts: np.ndarray, classes: list[str], width: int = 40) -> str:
 
 
 def inspect_report(source: Source, split: Split, *, batch_size: int, steps: int) -> str:
-    """What ``torch-balance inspect`` prints: histogram, ratio and one epoch per strategy."""
+    """What ``torch-balance inspect`` prints: histogram, ratio and one epoch per method.
+
+    The ``progressive`` and ``deferred`` columns use the epochs :class:`Budget` derives from
+    ``steps`` and ``batch_size``, the same ones the benchmark trains with.
+
+    Example:
+        >>> from torch_balance.bench.sources import load_source
+        >>> from torch_balance.bench.split import make_split
+        >>> source = load_source("digits")
+        >>> text = inspect_report(source, make_split(source, ratio=10), batch_size=64, steps=400)
+        >>> print(text.splitlines()[1])
+        training split (longtail, ratio 10, seed 0; classes assigned to ranks at random per seed):
+        >>> "| progr. first | progr. last | deferred e>=" in text
+        True
+    """
     counts = split.train_counts
     labels = np.repeat(np.arange(source.num_classes), counts)
     present = counts[counts > 0]
@@ -155,9 +188,9 @@ def inspect_report(source: Source, split: Split, *, batch_size: int, steps: int)
         f"{int(split.val_counts.sum())}, test {int(split.test_counts.sum())}"
         + (" (balanced)" if len(set(split.test_counts.tolist())) == 1 else "")
     )
-    per_epoch = math.ceil(len(labels) / batch_size)
-    epochs = max(1, math.ceil(steps / per_epoch))
-    start = max(1, round(0.8 * steps) // per_epoch)
+    budget = Budget(steps=steps, batch_size=batch_size)  # the schedule the methods train on
+    epochs = budget.epochs_spanned(len(labels))
+    start = budget.decay_epoch(len(labels))
     columns: dict[str, dict[Any, int]] = {
         "erm": target_counts(labels, "instance"),
         "over": target_counts(labels, "over"),
@@ -191,3 +224,53 @@ def inspect_report(source: Source, split: Split, *, batch_size: int, steps: int)
     ]
     lines += split.notes
     return "\n".join(lines)
+
+
+def recall_by_size_rank(
+    runs: list[dict[str, Any]], methods: list[str]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per-class test recall by training-size rank, averaged over seeds.
+
+    Classes are ranked by training size within each seed (ranks share a size across seeds).
+
+    Returns:
+        The mean training size at each rank, and per method the mean recall at each rank.
+
+    Example:
+        >>> erm = {"per_class_recall": [0.5, 1.0]}
+        >>> runs = [{"train_counts": [1, 9], RESULTS_KEY: {"erm": erm}}]
+        >>> sizes, recall = recall_by_size_rank(runs, ["erm"])
+        >>> sizes.tolist(), recall["erm"].tolist()
+        ([9.0, 1.0], [1.0, 0.5])
+    """
+    ranked = [np.argsort(-np.asarray(run["train_counts"]), kind="stable") for run in runs]
+    sizes = np.mean(
+        [np.asarray(run["train_counts"])[r] for run, r in zip(runs, ranked, strict=True)], axis=0
+    )
+    by_rank = {
+        m: np.nanmean(
+            [
+                np.asarray(run[RESULTS_KEY][m]["per_class_recall"], dtype=np.float64)[r]
+                for run, r in zip(runs, ranked, strict=True)
+            ],
+            axis=0,
+        )
+        for m in methods
+    }
+    return sizes, by_rank
+
+
+def finite(value: Any) -> Any:
+    """JSON has no NaN: ``None`` (``null``) instead, in nested dicts and lists too.
+
+    Example:
+        >>> finite({"a": [1.0, float("nan")]})
+        {'a': [1.0, None]}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value

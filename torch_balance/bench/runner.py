@@ -1,35 +1,53 @@
-"""``run_bench``: every seed, every strategy, then the table, the JSON and the plot."""
+"""``run_bench``: every seed, every method, then the table, the JSON and the plot.
+
+The loop reads top-down: :func:`run_bench` resolves the settings (:func:`resolve_device`,
+:func:`resolve_budget`), orders the methods so that ``erm`` comes before the methods built on
+it (:func:`run_order`), runs each seed (``_run_seed``, one ``_score`` per method) and
+writes the results (``_write_results``).
+"""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
 from torch_balance._validation import check_int, fail
-from torch_balance.bench.data import Source, load_source, make_split, materialize
+from torch_balance.bench.methods import METHODS, Job, check_methods, run_method
 from torch_balance.bench.metrics import METRIC_NAMES, scores, thirds
-from torch_balance.bench.protocol import (
-    HEAD_STRATEGIES,
-    STRATEGIES,
-    Budget,
-    Trained,
-    check_strategies,
-    run_strategy,
+from torch_balance.bench.report import (
+    RESULTS_KEY,
+    finite,
+    format_table,
+    recall_by_size_rank,
+    summarize,
+    write_plot,
 )
-from torch_balance.bench.report import format_table, summarize, write_plot
+from torch_balance.bench.sources import Source, load_source
+from torch_balance.bench.split import Split, Tensors, make_split, materialize
+from torch_balance.bench.train import Budget, Trained
 
-__all__ = ["DEFAULTS", "BenchConfig", "check_output_dir", "defaults_for", "machine", "run_bench"]
+__all__ = [
+    "DEFAULTS",
+    "BenchConfig",
+    "check_output_dir",
+    "defaults_for",
+    "machine",
+    "progress_bar",
+    "resolve_budget",
+    "resolve_device",
+    "run_bench",
+    "run_order",
+]
 
 # Per source: default imbalance ratio, step budget and batch size.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -42,12 +60,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class BenchConfig:
-    """Everything ``torch-balance bench`` takes (``None`` means the source's default)."""
+    """Everything ``torch-balance bench`` takes (``None`` means the source's default).
+
+    ``progress`` allows progress bars; they show only when the output is a terminal.
+    """
 
     data: str = "digits"
     profile: str = "longtail"
     ratio: float | None = None
-    strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
     seeds: int = 3
     steps: int | None = None
     batch_size: int | None = None
@@ -97,7 +118,12 @@ def check_output_dir(out: str | os.PathLike[str]) -> Path:
 
 
 def machine(device: torch.device) -> dict[str, Any]:
-    """Where a result was measured: CPU, cores, device and library versions."""
+    """Where a result was measured: CPU, cores, device and library versions.
+
+    Example:
+        >>> machine(torch.device("cpu"))["device"]
+        'cpu'
+    """
     import imblearn
     import sklearn
     import torchvision
@@ -128,9 +154,135 @@ def machine(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def _slug(text: str) -> str:
-    keep = [ch if ch.isalnum() or ch in "-." else "-" for ch in text]
-    return "".join(keep).strip("-") or "data"
+def resolve_device(name: str | None) -> torch.device:
+    """``--device``: CUDA when available by default, else the named one if this machine has it.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        fail("--device", "cpu or cuda", name)
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        fail("--device", "a device this machine has", name, "Use --device cpu")
+    return torch.device(name)
+
+
+def _set_threads(threads: int | None, device: torch.device) -> None:
+    if threads is not None:
+        torch.set_num_threads(check_int("--threads", threads, minimum=1))
+    elif device.type == "cpu":
+        # This CNN gains little from a second thread, and a busy machine punishes threads
+        # that wait on each other; use half the cores (one on a 2-core machine).
+        torch.set_num_threads(max(1, min(4, (os.cpu_count() or 1) // 2)))
+
+
+def resolve_budget(config: BenchConfig, source: Source) -> tuple[float | None, Budget]:
+    """The imbalance ratio and the step budget: ``config``'s, else the source's defaults.
+
+    Example:
+        >>> ratio, budget = resolve_budget(BenchConfig(steps=40), load_source("digits"))
+        >>> ratio, budget.steps, budget.batch_size, budget.head_steps
+        (10.0, 40, 64, 50)
+    """
+    defaults = defaults_for(source)
+    ratio = config.ratio if config.ratio is not None else defaults["ratio"]
+    steps = check_int("--steps", config.steps or defaults["steps"], minimum=1)
+    batch_size = check_int("--batch-size", config.batch_size or defaults["batch_size"], minimum=1)
+    head_steps = check_int("--head-steps", config.head_steps or max(50, steps // 4), minimum=1)
+    return ratio, Budget(steps=steps, batch_size=batch_size, head_steps=head_steps)
+
+
+def run_order(methods: list[str]) -> list[str]:
+    """The order to run ``methods`` in: ``erm`` first when asked for or needed, then the other
+    backbone methods, then those built on ``erm`` (which is run even if not asked for).
+
+    Example:
+        >>> run_order(["crt", "over"])
+        ['erm', 'over', 'crt']
+    """
+    needs_erm = "erm" in methods or any(METHODS[m].uses_erm for m in methods)
+    backbone = [m for m in methods if m != "erm" and not METHODS[m].uses_erm]
+    on_erm = [m for m in methods if METHODS[m].uses_erm]
+    return (["erm"] if needs_erm else []) + backbone + on_erm
+
+
+def progress_bar(total: int, *, enabled: bool = True, file: IO[str] | None = None) -> Any:
+    """A tqdm bar of ``total`` steps, shown only when ``enabled`` and ``file`` is a terminal.
+
+    ``disable=None`` makes tqdm quiet when its output (``sys.stderr`` by default) is not a
+    terminal, so a log or a pipe gets no carriage-return updates.
+
+    Example:
+        >>> import io
+        >>> progress_bar(10, file=io.StringIO()).disable
+        True
+    """
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        unit="step",
+        disable=None if enabled else True,
+        dynamic_ncols=True,
+        file=file,
+    )
+
+
+def _score(data: Tensors, split: Split, result: Trained) -> dict[str, Any]:
+    """One method's entry in ``results.json``: test metrics, validation balanced accuracy,
+    epochs, seconds and the method's notes."""
+    counts = split.train_counts
+    test = scores(
+        data.y_test.numpy(), result.test_logits.argmax(1).numpy(), counts, minority=split.minority
+    )
+    val = scores(
+        data.y_val.numpy(), result.val_logits.argmax(1).numpy(), counts, minority=split.minority
+    )
+    test.pop("groups")
+    return {
+        **test,
+        "val_balanced_accuracy": val["balanced_accuracy"],
+        "epochs": result.epochs,
+        "seconds": round(result.seconds, 2),
+        **result.extra,
+    }
+
+
+def _run_seed(
+    source: Source,
+    split: Split,
+    methods: list[str],
+    *,
+    budget: Budget,
+    device: torch.device,
+    bar: Any,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Train every method of ``methods`` (and ``erm`` if needed) on one seed's split."""
+    data = materialize(source, split)
+    run: dict[str, Any] = {
+        "seed": split.seed,
+        "train_counts": split.train_counts.tolist(),
+        "val_counts": split.val_counts.tolist(),
+        "test_counts": split.test_counts.tolist(),
+        "groups": dict(
+            zip(("head", "middle", "tail"), thirds(split.train_counts), strict=True),
+            minority=split.minority,
+        ),
+        RESULTS_KEY: {},
+    }
+    job = Job(data, source.num_classes, split.seed, budget, device, tick=bar.update, say=say)
+    for name in run_order(methods):
+        bar.set_description(f"seed {split.seed} {name}")
+        result = run_method(name, job)
+        if name == "erm":
+            job = replace(job, erm=result)  # the head and post-hoc methods start from it
+        if name in methods:
+            run[RESULTS_KEY][name] = _score(data, split, result)
+    return run
 
 
 def run_bench(config: BenchConfig, *, say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -145,157 +297,115 @@ def run_bench(config: BenchConfig, *, say: Callable[[str], None] = print) -> dic
 
     Raises:
         ValueError: For bad settings, missing data or an unwritable output directory.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     config = BenchConfig(methods=["erm"], seeds=1, steps=2, out=tmp)
+        ...     document = run_bench(config, say=lambda line: None)
+        >>> sorted(document["runs"][0]["strategies"]), document["config"]["steps"]
+        (['erm'], 2)
     """
-    from tqdm.auto import tqdm
-
-    strategies = check_strategies(config.strategies)
+    methods = check_methods(config.methods)
     seeds = check_int("--seeds", config.seeds, minimum=1)
-    if config.device is None:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        if config.device not in ("cpu", "cuda") and not config.device.startswith("cuda:"):
-            fail("--device", "cpu or cuda", config.device)
-        if config.device.startswith("cuda") and not torch.cuda.is_available():
-            fail("--device", "a device this machine has", config.device, "Use --device cpu")
-        device = torch.device(config.device)
-    if config.threads is not None:
-        torch.set_num_threads(check_int("--threads", config.threads, minimum=1))
-    elif device.type == "cpu":
-        # This CNN gains little from a second thread, and a busy machine punishes threads
-        # that wait on each other; use half the cores (one on a 2-core machine).
-        torch.set_num_threads(max(1, min(4, (os.cpu_count() or 1) // 2)))
-
-    name_guess = _slug(config.data.split(":", 1)[0])
-    out = check_output_dir(config.out or os.path.join("bench-out", name_guess))
+    device = resolve_device(config.device)
+    _set_threads(config.threads, device)
+    out = check_output_dir(config.out or os.path.join("bench-out", _slug(config.data)))
     source = load_source(config.data, image_size=config.image_size, progress=config.progress)
-    defaults = defaults_for(source)
-    ratio = config.ratio if config.ratio is not None else defaults["ratio"]
-    steps = check_int("--steps", config.steps or defaults["steps"], minimum=1)
-    batch_size = check_int("--batch-size", config.batch_size or defaults["batch_size"], minimum=1)
-    head_steps = check_int("--head-steps", config.head_steps or max(50, steps // 4), minimum=1)
-    budget = Budget(steps=steps, batch_size=batch_size, head_steps=head_steps)
-
-    needs_erm = any(s in HEAD_STRATEGIES for s in strategies)
-    order = (["erm"] if needs_erm or "erm" in strategies else []) + [
-        s for s in strategies if s != "erm" and s not in HEAD_STRATEGIES
-    ]
-    order += [s for s in strategies if s in HEAD_STRATEGIES]
-    trained = [s for s in order if s not in HEAD_STRATEGIES]
-    heads = [s for s in order if s in ("crt", "smote-embedding")]
-    total = seeds * (len(trained) * steps + len(heads) * head_steps)
+    ratio, budget = resolve_budget(config, source)
 
     ratio_text = "natural counts" if ratio is None else f"{config.profile} ratio {ratio:g}"
     say(
-        f"torch-balance bench: {source.description}; {ratio_text}; {len(strategies)} strategies"
-        f" x {seeds} seeds; {steps} steps of {batch_size} per strategy; device {device}"
+        f"torch-balance bench: {source.description}; {ratio_text}; {len(methods)} methods"
+        f" x {seeds} seeds; {budget.steps} steps of {budget.batch_size} per method;"
+        f" device {device}"
     )
+    total = seeds * sum(METHODS[m].steps(budget) for m in run_order(methods))
     runs: list[dict[str, Any]] = []
     started = time.perf_counter()
-    bar = tqdm(total=total, unit="step", disable=not config.progress, dynamic_ncols=True)
+    bar = progress_bar(total, enabled=config.progress)
     try:
         for seed in range(seeds):
             split = make_split(source, profile=config.profile, ratio=ratio, seed=seed)
-            data = materialize(source, split)
-            run: dict[str, Any] = {
-                "seed": seed,
-                "train_counts": split.train_counts.tolist(),
-                "val_counts": split.val_counts.tolist(),
-                "test_counts": split.test_counts.tolist(),
-                "groups": dict(
-                    zip(("head", "middle", "tail"), thirds(split.train_counts), strict=True),
-                    minority=split.minority,
-                ),
-                "strategies": {},
-            }
-            erm: Trained | None = None
-            for name in order:
-                bar.set_description(f"seed {seed} {name}")
-                result = run_strategy(
-                    name,
-                    data,
-                    source.num_classes,
-                    seed=seed,
-                    budget=budget,
-                    device=device,
-                    erm=erm,
-                    tick=bar.update,
-                    say=bar.write if config.progress else say,
-                )
-                if name == "erm":
-                    erm = result
-                if name not in strategies:
-                    continue
-                counts = split.train_counts
-                test = scores(
-                    data.y_test.numpy(),
-                    result.test_logits.argmax(1).numpy(),
-                    counts,
-                    minority=split.minority,
-                )
-                val = scores(
-                    data.y_val.numpy(),
-                    result.val_logits.argmax(1).numpy(),
-                    counts,
-                    minority=split.minority,
-                )
-                test.pop("groups")
-                run["strategies"][name] = {
-                    **test,
-                    "val_balanced_accuracy": val["balanced_accuracy"],
-                    "epochs": result.epochs,
-                    "seconds": round(result.seconds, 2),
-                    **result.extra,
-                }
-            runs.append(run)
+            note = say if bar.disable else bar.write
+            runs.append(
+                _run_seed(source, split, methods, budget=budget, device=device, bar=bar, say=note)
+            )
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
+    return _write_results(
+        out,
+        config,
+        source,
+        methods,
+        runs,
+        ratio=ratio,
+        budget=budget,
+        device=device,
+        elapsed=elapsed,
+        say=say,
+    )
 
-    summary = {s: summarize([run["strategies"][s] for run in runs]) for s in strategies}
-    table = format_table(summary, strategies)
+
+def _command(config: BenchConfig, methods: list[str], ratio: float | None, budget: Budget) -> str:
+    """The command that reproduces a run, as written into the results."""
     command = f"torch-balance bench {config.data} --profile {config.profile}" + (
         f" --ratio {ratio:g}" if ratio is not None else ""
     )
-    command += f" --seeds {seeds} --steps {steps} --batch-size {batch_size}"
-    if config.strategies != list(STRATEGIES):
-        command += " --strategies " + ",".join(strategies)
+    command += f" --seeds {config.seeds} --steps {budget.steps} --batch-size {budget.batch_size}"
+    if config.methods != list(METHODS):
+        command += " --methods " + ",".join(methods)
+    return command
+
+
+def _write_results(
+    out: Path,
+    config: BenchConfig,
+    source: Source,
+    methods: list[str],
+    runs: list[dict[str, Any]],
+    *,
+    ratio: float | None,
+    budget: Budget,
+    device: torch.device,
+    elapsed: float,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Summarise ``runs``; write and print the table, write the JSON and the plot.
+
+    The files keep their format (see :mod:`torch_balance.bench.report`): the table's header
+    says "per strategy" and the JSON's keys are those of earlier results.
+    """
+    seeds = len(runs)
+    summary = {m: summarize([run[RESULTS_KEY][m] for run in runs]) for m in methods}
+    command = _command(config, methods, ratio, budget)
     info = machine(device)
+    ratio_text = "natural counts" if ratio is None else f"{config.profile} ratio {ratio:g}"
     header = (
-        f"{source.description}; {ratio_text}; test balanced; {seeds} seed(s); {steps} SGD steps"
-        f" of {batch_size} images per strategy (crt and smote-embedding: erm's backbone plus"
-        f" {head_steps} head steps); metrics in % as mean ± std over seeds; minority = "
+        f"{source.description}; {ratio_text}; test balanced; {seeds} seed(s); {budget.steps} SGD"
+        f" steps of {budget.batch_size} images per strategy (crt and smote-embedding: erm's"
+        f" backbone plus {budget.head_steps} head steps); metrics in % as mean ± std over seeds;"
+        " minority = "
         + ("the step's minority classes" if config.profile == "step" else "the tail third")
     )
     machine_line = (
         f"Machine: {info['cpu']}, {info['cores']} cores, device {info['device']}; torch"
         f" {info['torch']}; {elapsed:.0f} s in all."
     )
-    markdown = f"{header}\n\n{table}\n\n`{command}`\n\n{machine_line}\n"
-
-    # Per-class recall by size rank, averaged over seeds (ranks share a size across seeds).
-    ranked = [np.argsort(-np.asarray(run["train_counts"]), kind="stable") for run in runs]
-    sizes = np.mean(
-        [np.asarray(run["train_counts"])[r] for run, r in zip(runs, ranked, strict=True)], axis=0
-    )
-    by_rank = {
-        s: np.nanmean(
-            [
-                np.asarray(run["strategies"][s]["per_class_recall"], dtype=np.float64)[r]
-                for run, r in zip(runs, ranked, strict=True)
-            ],
-            axis=0,
-        )
-        for s in strategies
-    }
+    markdown = f"{header}\n\n{format_table(summary, methods)}\n\n`{command}`\n\n{machine_line}\n"
+    sizes, by_rank = recall_by_size_rank(runs, methods)
+    # results.json keeps its keys ("strategies"); see report.RESULTS_KEY.
+    settings = {RESULTS_KEY if k == "methods" else k: v for k, v in asdict(config).items()}
     document: dict[str, Any] = {
         "command": command,
         "config": {
-            **asdict(config),
+            **settings,
             "ratio": ratio,
-            "steps": steps,
-            "batch_size": batch_size,
-            "head_steps": head_steps,
-            "strategies": strategies,
+            "steps": budget.steps,
+            "batch_size": budget.batch_size,
+            "head_steps": budget.head_steps,
+            RESULTS_KEY: methods,
         },
         "data": source.description,
         "classes": source.classes,
@@ -305,13 +415,13 @@ def run_bench(config: BenchConfig, *, say: Callable[[str], None] = print) -> dic
         "summary": summary,
         "recall_by_size_rank": {
             "train_size": [round(float(v), 2) for v in sizes],
-            **{s: [round(float(v), 6) for v in by_rank[s]] for s in strategies},
+            **{m: [round(float(v), 6) for v in by_rank[m]] for m in methods},
         },
         "runs": runs,
     }
     paths = {"table": out / "results.md", "json": out / "results.json", "plot": out / "recall.png"}
     paths["table"].write_text(markdown)
-    paths["json"].write_text(json.dumps(_finite(document), indent=1) + "\n")
+    paths["json"].write_text(json.dumps(finite(document), indent=1) + "\n")
     write_plot(
         paths["plot"],
         sizes,
@@ -326,12 +436,7 @@ def run_bench(config: BenchConfig, *, say: Callable[[str], None] = print) -> dic
     return document
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN: write ``null`` instead."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+def _slug(text: str) -> str:
+    """A directory name from ``DATA``'s source name (the part before any ``:``)."""
+    keep = [ch if ch.isalnum() or ch in "-." else "-" for ch in text.split(":", 1)[0]]
+    return "".join(keep).strip("-") or "data"
