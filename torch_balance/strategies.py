@@ -507,8 +507,10 @@ def _make_plan(
         "num_samples",
         num_samples,
         minimum=1,
+        maximum=2**53,
         allow_none=True,
-        fix="Leave it as None to use the dataset's length",
+        fix="Leave it as None to use the dataset's length (counts are apportioned exactly "
+        "only up to 2**53)",
     )
     if isinstance(strategy, str) and strategy in ("over", "under") and num_samples is not None:
         fail(
