@@ -42,7 +42,7 @@ from torch_balance.batches import (
     RepeatFactorSampler,
     StratifiedBatchSampler,
 )
-from torch_balance.multilabel import MultiLabelIndex
+from torch_balance.labels import MultiLabelIndex
 
 CATEGORIES = 1000
 BATCH = 32

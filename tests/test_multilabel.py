@@ -16,8 +16,7 @@ import torchvision.datasets as tvd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import ConcatDataset, Dataset, Subset
-
-from torch_balance.multilabel import (
+from torch_balance.labels import (
     MultiLabelIndex,
     as_labelsets,
     get_labelsets,

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from torch_balance.batches import RepeatFactorSampler, repeat_factors
-from torch_balance.multilabel import MultiLabelIndex
+from torch_balance.labels import MultiLabelIndex
 from torch_balance.samplers import BalancedSampler, RandomOverSampler
 
 # 10 images; category 0 is everywhere, 1 in two images, 2 in one, image 9 has none

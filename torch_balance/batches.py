@@ -35,8 +35,7 @@ from torch_balance._rng import Stream, generator
 from torch_balance._validation import check_bool, check_int, fail, internal
 from torch_balance.distributed import CHUNK, iter_shard
 from torch_balance.draws import draw_epoch
-from torch_balance.labels import LabelIndex
-from torch_balance.multilabel import MultiLabelIndex, resolve_labelsets
+from torch_balance.labels import LabelIndex, MultiLabelIndex, resolve_labelsets
 from torch_balance.strategies import Strategy
 
 __all__ = [
