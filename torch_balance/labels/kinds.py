@@ -52,6 +52,20 @@ class LabelProblem(Exception):
     the public error by :meth:`throw` once the index is known. Picklable, so a DataLoader
     worker can hand it back to the main process inside a batch (without ``cause``, which
     may not pickle).
+
+    Args:
+        kind: ``TypeError`` or ``ValueError``.
+        expected: What a valid label looks like.
+        got: What was found, without its index.
+        fix: What the user can do instead, if there is something.
+        cause: The exception that made the label unusable (a ``label_fn`` that raised).
+
+    Example:
+        >>> problem = LabelProblem(TypeError, "integer labels", "the float 0.5")
+        >>> problem.throw("label_fn", "at index 2")
+        Traceback (most recent call last):
+        ...
+        TypeError: label_fn: expected integer labels, got the float 0.5 at index 2
     """
 
     def __init__(
@@ -205,7 +219,14 @@ def _labelset_vector(values: Any, name: str) -> np.ndarray:
 
 
 def missing_labels(array: np.ndarray) -> np.ndarray | None:
-    """Mask of the samples without a label (``None``), or None when every sample has one."""
+    """Mask of the samples without a label (``None``), or None when every sample has one.
+
+    Example:
+        >>> missing_labels(np.array([1, None, 2], dtype=object)).tolist()
+        [False, True, False]
+        >>> missing_labels(np.array([1, 2])) is None
+        True
+    """
     if array.dtype != object:
         return None
     mask: np.ndarray = array == None  # noqa: E711 (elementwise comparison)
@@ -249,7 +270,15 @@ def _vector(values: Any, name: str) -> np.ndarray:
 @dataclass(frozen=True)
 class Kind:
     """What one label is and where a dataset keeps it: the only difference between
-    :func:`get_labels` and :func:`get_labelsets`."""
+    :func:`~torch_balance.labels.get_labels` (:data:`SINGLE`) and
+    :func:`~torch_balance.labels.get_labelsets` (:data:`MULTI`).
+
+    Example:
+        >>> SINGLE.vector([3, 1], "labels").tolist(), MULTI.vector([3, 1], "labels").tolist()
+        ([3, 1], [(3,), (1,)])
+        >>> MULTI.of_item((None, {"labels": [2, 5]}))
+        [2, 5]
+    """
 
     function: str
     multilabel: bool
@@ -297,6 +326,10 @@ def transformed(vector: np.ndarray, transform: Callable[[Any], Any], name: str) 
 
     The transform gets each distinct label as a Python value (what torchvision hands it) and
     must return a scalar label; it is assumed to be a pure function of the label.
+
+    Example:
+        >>> transformed(np.array([0, 1, 0]), lambda y: "ab"[y], "target_transform").tolist()
+        ['a', 'b', 'a']
     """
     missing = missing_labels(vector)
     present = vector if missing is None else vector[~missing]

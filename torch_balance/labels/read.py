@@ -40,7 +40,7 @@ from torch_balance.labels.kinds import (
     missing_labels,
     transformed,
 )
-from torch_balance.labels.torchvision import Reader, reader_for
+from torch_balance.labels.torchvision import Reader, attribute_reader, reader_for
 
 __all__ = ["as_labelsets", "get_labels", "get_labelsets", "is_label_data", "resolve_labelsets"]
 
@@ -179,12 +179,10 @@ class _ScanView(Dataset):
         convert: Callable[[Any], Any],
         fn_expected: str | None,
     ) -> None:
-        self.dataset, self.read, self.convert, self.fn_expected = (
-            dataset,
-            read,
-            convert,
-            fn_expected,
-        )
+        self.dataset = dataset
+        self.read = read
+        self.convert = convert
+        self.fn_expected = fn_expected
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -216,7 +214,6 @@ def _scan(
     loader = DataLoader(
         view, batch_size=_SCAN_BATCH_SIZE, shuffle=False, num_workers=num_workers, collate_fn=_keep
     )
-    returned = "at index" if view.fn_expected is None else "returned at index"
     labels: list[Any] = []
     with tqdm(
         total=len(view), desc=f"{kind.function}: {desc}", unit="sample", disable=not progress
@@ -224,8 +221,9 @@ def _scan(
         for batch in loader:
             for value in batch:
                 if isinstance(value, LabelProblem):
-                    raised = value.expected == view.fn_expected  # label_fn itself raised
-                    value.throw(name, f"{'at index' if raised else returned} {len(labels)}")
+                    # a label_fn's value is "returned at index i"; a label_fn that raised is not
+                    returned = view.fn_expected not in (None, value.expected)
+                    value.throw(name, f"{'returned ' if returned else ''}at index {len(labels)}")
                 labels.append(value)
             bar.update(len(batch))
     return kind.vector(labels, name)
@@ -306,7 +304,7 @@ class _Reading:
         for attribute in kind.attributes:
             values = getattr(dataset, attribute, None)
             if values is not None and not callable(values):
-                return self._read_with(dataset, path, _attribute(attribute))
+                return self._read_with(dataset, path, attribute_reader(attribute))
         return None
 
     def _items(self, items: list[Any] | tuple[Any, ...], path: str) -> np.ndarray:
@@ -355,13 +353,6 @@ class _Reading:
         )
         view = _ScanView(dataset, _getitem, self.kind.of_item, None)
         return _scan(view, self.kind, path, self.num_workers, self.progress, "scanning")
-
-
-def _attribute(attribute: str) -> Reader:
-    def read(dataset: Any, path: str, progress: bool) -> tuple[Any, str, bool]:
-        return getattr(dataset, attribute), attribute, True
-
-    return read
 
 
 def _check_options(kind: Kind, label_fn: Any, num_workers: Any, progress: Any) -> int:

@@ -20,14 +20,23 @@ from tqdm.auto import tqdm
 
 from torch_balance._validation import Text, fail
 
-__all__ = ["Reader", "reader_for"]
+__all__ = ["SINGLE_LABEL_READERS", "Reader", "attribute_reader", "reader_for"]
 
 Reader = Callable[[Any, str, bool], tuple[Any, str, bool]]
 """``reader(dataset, path, progress) -> (values, attribute, transformable)``; ``values`` is
 ``None`` where the labels cannot be read without loading the samples."""
 
 
-def _attr(attribute: str) -> Reader:
+def attribute_reader(attribute: str) -> Reader:
+    """The reader of labels kept in ``dataset.<attribute>`` (``target_transform`` applies).
+
+    Example:
+        >>> class Digits:
+        ...     targets = [3, 1]
+        >>> attribute_reader("targets")(Digits(), "dataset", False)
+        ([3, 1], 'targets', True)
+    """
+
     def read(dataset: Any, path: str, progress: bool) -> tuple[Any, str, bool]:
         return getattr(dataset, attribute), attribute, True
 
@@ -138,19 +147,19 @@ def _oxford_pet(dataset: Any, path: str, progress: bool) -> tuple[Any, str, bool
 # EuroSAT, Country211 and every ImageFolder subclass are DatasetFolders.
 SINGLE_LABEL_READERS: tuple[tuple[str, Reader], ...] = (
     ("QMNIST", _qmnist),
-    ("MNIST", _attr("targets")),
-    ("USPS", _attr("targets")),
-    ("SEMEION", _attr("labels")),
-    ("CIFAR10", _attr("targets")),
-    ("SVHN", _attr("labels")),
+    ("MNIST", attribute_reader("targets")),
+    ("USPS", attribute_reader("targets")),
+    ("SEMEION", attribute_reader("labels")),
+    ("CIFAR10", attribute_reader("targets")),
+    ("SVHN", attribute_reader("labels")),
     ("STL10", _stl10),
     ("DatasetFolder", _pairs("samples")),
-    ("Flowers102", _attr("_labels")),
-    ("Food101", _attr("_labels")),
-    ("DTD", _attr("_labels")),
-    ("FGVCAircraft", _attr("_labels")),
-    ("SUN397", _attr("_labels")),
-    ("CLEVRClassification", _attr("_labels")),
+    ("Flowers102", attribute_reader("_labels")),
+    ("Food101", attribute_reader("_labels")),
+    ("DTD", attribute_reader("_labels")),
+    ("FGVCAircraft", attribute_reader("_labels")),
+    ("SUN397", attribute_reader("_labels")),
+    ("CLEVRClassification", attribute_reader("_labels")),
     ("OxfordIIITPet", _oxford_pet),
     ("StanfordCars", _pairs("_samples")),
     ("GTSRB", _pairs("_samples")),
@@ -158,10 +167,10 @@ SINGLE_LABEL_READERS: tuple[tuple[str, Reader], ...] = (
     ("Imagenette", _pairs("_samples")),
     ("RenderedSST2", _pairs("_samples")),
     ("Caltech101", _caltech101),
-    ("Caltech256", _attr("y")),
+    ("Caltech256", attribute_reader("y")),
     ("Places365", _pairs("imgs")),
-    ("LFWPeople", _attr("targets")),
-    ("LFWPairs", _attr("targets")),
+    ("LFWPeople", attribute_reader("targets")),
+    ("LFWPairs", attribute_reader("targets")),
     ("INaturalist", _inaturalist),
     ("Omniglot", _pairs("_flat_character_images")),
 )
