@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from torch_balance.labels import as_labelsets, get_labelsets
+from torch_balance.labels import as_labelsets
 from torch_balance.labels.kinds import LabelProblem
 
 
@@ -52,13 +52,3 @@ def test_label_problem_names_the_index_and_keeps_its_cause() -> None:
         "Fix it",
         None,
     )
-
-
-def test_label_fn_that_raises_in_a_worker_names_the_index() -> None:
-    def broken(dataset: Any, i: int) -> list[int]:
-        if i == 5:
-            raise KeyError("missing")
-        return [1]
-
-    with pytest.raises(ValueError, match=r"label_fn: .*KeyError: 'missing' at index 5"):
-        get_labelsets(np.zeros(8), label_fn=broken, num_workers=2, progress=False)

@@ -370,9 +370,6 @@ def test_fallback_scan_warns_and_reads_targets() -> None:
     assert sets.tolist() == [(1, 3), (), (2,)]
 
 
-# -- validation and the CSR index --------------------------------------------------------------
-
-
 def test_empty_dataset_is_refused() -> None:
     with pytest.raises(ValueError, match="empty"):
         get_labelsets(_Tagged([]))
@@ -427,3 +424,13 @@ def test_resolve_labels_keeps_an_index_and_uses_label_fn() -> None:
     index = LabelIndex([0, 1, 1])
     assert resolve_labels(index) is index
     assert resolve_labels(WithTargets([5, 6]), lambda d, i: i).keys() == [0, 1]
+
+
+def test_label_fn_that_raises_in_a_worker_names_the_index() -> None:
+    def broken(dataset: Any, i: int) -> list[int]:
+        if i == 5:
+            raise KeyError("missing")
+        return [1]
+
+    with pytest.raises(ValueError, match=r"label_fn: .*KeyError: 'missing' at index 5"):
+        get_labelsets(np.zeros(8), label_fn=broken, num_workers=2, progress=False)
