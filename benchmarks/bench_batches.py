@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PeakRSS, describe, drain, long_tailed_labels
 
 from torch_balance.batch_samplers import ClassBalancedBatchSampler, StratifiedBatchSampler
-from torch_balance.multilabel import MultiLabelIndex
+from torch_balance.labels import MultiLabelIndex
 from torch_balance.samplers import RepeatFactorSampler
 
 CATEGORIES = 1000

@@ -1,12 +1,20 @@
-"""Shared test configuration and the hypothesis strategies of the property tests."""
+"""Shared test configuration, the hypothesis strategies of the property tests, and the
+small datasets and helpers the label tests share."""
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pytest
+import torch
 from hypothesis import strategies as st
+from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
+
+from torch_balance.labels import get_labels
 
 # Scripts that tests/test_stacks.py launches in their own processes; not test modules.
 collect_ignore = ["stacks"]
@@ -55,3 +63,103 @@ def assert_stratified(batch_labels: list[list[Any]], targets: dict[Any, int], si
             low, high = (m * k) // total, -(-(m * k) // total)
             assert low <= counts.get(cls, 0) <= high, (cls, counts, m, k, total)
     assert all(len(b) == size for b in batch_labels[:-1])
+
+
+label_sets = st.lists(
+    st.lists(st.integers(-3, 40), max_size=6),
+    min_size=1,
+    max_size=40,
+)
+"""Per-sample lists of category ids, maybe repeated, maybe empty."""
+
+
+def _refuse(self: Any, index: Any) -> Any:
+    raise AssertionError(f"{type(self).__name__}.__getitem__({index!r}) was called")
+
+
+def forbid_getitem(monkeypatch: pytest.MonkeyPatch, *objects: Any) -> None:
+    """Make ``__getitem__`` raise on the class of each object (and on Subset/ConcatDataset)."""
+    for cls in {type(obj) for obj in objects} | {Subset, ConcatDataset}:
+        monkeypatch.setattr(cls, "__getitem__", _refuse)
+
+
+def read(dataset: Any, **kwargs: Any) -> list[Any]:
+    """get_labels as a list, failing on any warning (a warning means a scan happened)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return get_labels(dataset, progress=False, **kwargs).tolist()
+
+
+def truth(dataset: Any) -> list[Any]:
+    """Labels by iterating the dataset: the last element of each item."""
+    return [_plain(dataset[i][-1]) for i in range(len(dataset))]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, torch.Tensor | np.generic) else value
+
+
+class WithTargets(Dataset):
+    """A dataset keeping its labels in ``.targets``; counts ``__getitem__`` calls."""
+
+    def __init__(self, labels: Any) -> None:
+        self.targets = labels
+        self.calls = 0
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[int, Any]:
+        self.calls += 1
+        return i, self.targets[i]
+
+
+class Plain(Dataset):
+    """A dataset with no label attribute: only a scan can read it. Counts calls."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+        self.calls = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Any:
+        self.calls += 1
+        return self.items[i]
+
+
+def _leaves(kind: str) -> st.SearchStrategy[Any]:
+    values = st.integers(-3, 6) if kind == "int" else st.sampled_from(["a", "b", "cc", "d"])
+    vectors = st.lists(values, min_size=0, max_size=12)
+    makers: list[Callable[[list[Any]], Any]] = [
+        WithTargets,
+        lambda labels: Plain([(i, y) for i, y in enumerate(labels)]),
+        lambda labels: [(i, y) for i, y in enumerate(labels)],
+    ]
+    if kind == "int":
+        makers.append(
+            lambda labels: TensorDataset(
+                torch.zeros(len(labels)), torch.tensor(labels, dtype=torch.long)
+            )
+        )
+    return st.tuples(vectors, st.sampled_from(makers)).map(lambda pair: pair[1](pair[0]))
+
+
+def _subset_of(child: Any) -> st.SearchStrategy[Any]:
+    size = len(child)
+    if size == 0:
+        return st.just(Subset(child, []))
+    return st.lists(st.integers(-size, size - 1), max_size=15).map(lambda idx: Subset(child, idx))
+
+
+def dataset_trees(kind: str) -> st.SearchStrategy[Any]:
+    """Random trees of Subset / ConcatDataset over random label vectors (ints or strings)."""
+    return st.recursive(
+        _leaves(kind),
+        lambda children: st.one_of(
+            children.flatmap(_subset_of),
+            st.lists(children, min_size=1, max_size=3).map(ConcatDataset),
+        ),
+        max_leaves=6,
+    )

@@ -23,7 +23,7 @@ from torch_balance import (
     make_plan,
 )
 from torch_balance.draws import draw_epoch, walk_state
-from torch_balance.multilabel import MultiLabelIndex
+from torch_balance.labels import MultiLabelIndex
 from torch_balance.samplers import RepeatFactorSampler, repeat_factors
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch_balance.batch_samplers import ClassBalancedBatchSampler, StratifiedBatchSampler
 from torch_balance.datasets import ResampledDataset
-from torch_balance.labels import LabelIndex, get_labels
+from torch_balance.labels import LabelIndex, MultiLabelIndex, get_labels, get_labelsets
 from torch_balance.samplers import (
     BalancedSampler,
     RandomOverSampler,
@@ -19,6 +19,7 @@ from torch_balance.samplers import (
 from torch_balance.smote import SMOTE, SMOTEDataset, embed
 from torch_balance.strategies import (
     Deferred,
+    Plan,
     Power,
     Progressive,
     class_weights,
@@ -34,6 +35,8 @@ __all__ = [
     "ClassBalancedBatchSampler",
     "Deferred",
     "LabelIndex",
+    "MultiLabelIndex",
+    "Plan",
     "Power",
     "Progressive",
     "RandomOverSampler",
@@ -45,6 +48,7 @@ __all__ = [
     "class_weights",
     "embed",
     "get_labels",
+    "get_labelsets",
     "make_plan",
     "repeat_factors",
     "target_counts",

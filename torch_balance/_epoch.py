@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import numbers
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -35,7 +34,7 @@ from torch_balance._validation import (
     fail,
     internal,
 )
-from torch_balance.labels import LabelIndex, get_labels
+from torch_balance.labels import LabelIndex, get_labels, is_label_data
 from torch_balance.sharding import check_replicas, current_ranks, shard_length
 from torch_balance.strategies import Plan, Strategy, make_plan
 
@@ -73,27 +72,13 @@ def check_epoch(epoch: Any) -> int:
     )
 
 
-def _is_label_vector(data: Any) -> bool:
-    """Arrays and tensors are labels; so is a list whose items are labels or label sets.
-
-    A list of samples such as ``[(image, label), ...]`` is a dataset instead.
-    """
-    if isinstance(data, np.ndarray | torch.Tensor):
-        return True
-    if not isinstance(data, list | tuple):
-        return False
-    if not data or not isinstance(data[0], list | tuple | dict):
-        return True
-    return all(isinstance(v, numbers.Integral | str) for v in data[0])
-
-
 def resolve_labels(
     dataset_or_labels: Any, label_fn: Callable[[Any, int], Any] | None = None
 ) -> LabelIndex:
     """Index the labels of a dataset, or of a label vector given directly."""
     if isinstance(dataset_or_labels, LabelIndex):
         return dataset_or_labels
-    if label_fn is None and _is_label_vector(dataset_or_labels):
+    if label_fn is None and is_label_data(dataset_or_labels):
         return LabelIndex(dataset_or_labels)
     return LabelIndex(get_labels(dataset_or_labels, label_fn=label_fn))
 

@@ -20,7 +20,7 @@ from torch_balance._epoch import EPOCH_BYTES, EpochShell, describe_plan, plan_fo
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import check_bool, check_epoch_size, fail
 from torch_balance.draws import draw_epoch, repeat_copies, repeat_values, shuffle_order
-from torch_balance.multilabel import MultiLabelIndex, resolve_labelsets
+from torch_balance.labels import MultiLabelIndex, resolve_labelsets
 from torch_balance.sharding import iter_shard
 from torch_balance.strategies import Strategy
 
@@ -219,9 +219,9 @@ def repeat_factors(labelsets: Any, threshold: float = 0.001, *, sqrt: bool = Tru
 
     Args:
         labelsets: Per-image category collections (anything
-            :class:`~torch_balance.multilabel.MultiLabelIndex` accepts), a
+            :class:`~torch_balance.labels.MultiLabelIndex` accepts), a
             ``MultiLabelIndex``, or a dataset (read with
-            :func:`~torch_balance.multilabel.get_labelsets`).
+            :func:`~torch_balance.labels.get_labelsets`).
         threshold: Categories present in fewer than this fraction of images are repeated.
         sqrt: Use the square root of ``threshold / f(c)`` (LVIS, detectron2's default).
 
@@ -266,7 +266,7 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
 
     Args:
         dataset_or_labelsets: A dataset (sets via
-            :func:`~torch_balance.multilabel.get_labelsets`), per-image category collections,
+            :func:`~torch_balance.labels.get_labelsets`), per-image category collections,
             a 2-D multi-hot matrix, a vector of single labels, or a ``MultiLabelIndex``.
         threshold: Categories present in fewer than this fraction of images are repeated.
         sqrt: ``r(c) = max(1, sqrt(t / f(c)))``; ``False`` for ``max(1, t / f(c))``.

@@ -1,0 +1,61 @@
+"""LabelIndex and MultiLabelIndex: the one encoder, the one fingerprint, the CSR rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import label_sets, label_vectors
+from hypothesis import given, settings
+
+from torch_balance.labels import LabelIndex, MultiLabelIndex
+
+
+def test_from_csr_sorts_and_merges_rows() -> None:
+    index = MultiLabelIndex.from_csr(np.array([9, 4, 9, 4, 1]), np.array([0, 3, 3, 5]))
+    assert index.labelsets().tolist() == [(4, 9), (), (1, 4)]
+    assert index.counts.tolist() == [1, 2, 1]
+    with pytest.raises(ValueError, match="offsets"):
+        MultiLabelIndex.from_csr([1, 2], [0, 3])
+
+
+def test_fingerprint_tells_label_sets_apart() -> None:
+    a = MultiLabelIndex([(1, 2), (2,)])
+    assert a.fingerprint() == MultiLabelIndex([[2, 1], [2, 2]]).fingerprint()
+    assert a.fingerprint() != MultiLabelIndex([(1,), (1, 2)]).fingerprint()
+
+
+@settings(max_examples=60, deadline=None)
+@given(label_sets)
+def test_index_round_trips_random_sets(sets: list[list[int]]) -> None:
+    index = MultiLabelIndex(sets)
+    expected = [tuple(sorted(set(s))) for s in sets]
+    assert index.labelsets().tolist() == expected
+    present = sorted({c for s in sets for c in s})
+    assert index.categories.tolist() == present
+    assert index.counts.tolist() == [sum(c in set(s) for s in sets) for c in present]
+    flat = [c for s in expected for c in s]
+    offsets = np.cumsum([0] + [len(s) for s in expected])
+    assert MultiLabelIndex.from_csr(
+        np.array(flat, dtype=np.int64), offsets
+    ).labelsets().tolist() == (expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(label_vectors())
+def test_one_encoder_for_both_indexes(labels: np.ndarray) -> None:
+    single, multi = LabelIndex(labels), MultiLabelIndex(labels)
+    assert single.classes.tolist() == multi.categories.tolist() == sorted(set(labels.tolist()))
+    assert single.counts.tolist() == multi.counts.tolist()
+    strings = labels.astype(str)
+    assert LabelIndex(strings).counts.tolist() == MultiLabelIndex(strings).counts.tolist()
+
+
+def test_label_index_groups_and_fingerprints() -> None:
+    index = LabelIndex([5, 3, 5, 9])
+    assert index.classes.tolist() == [3, 5, 9]
+    assert [index.members(c).tolist() for c in range(3)] == [[1], [0, 2], [3]]
+    assert index.count_dict() == {3: 1, 5: 2, 9: 1}
+    assert index.fingerprint() == LabelIndex(np.array([5, 3, 5, 9])).fingerprint()
+    assert index.fingerprint() != LabelIndex([5, 5, 3, 9]).fingerprint()
+    with pytest.raises(TypeError, match="labels: expected values of one sortable kind"):
+        LabelIndex(np.array([1, "a"], dtype=object))

@@ -1,0 +1,30 @@
+"""Labels: read them from a dataset without decoding a sample, and index them by class.
+
+One layer for single- and multi-label data: :mod:`~torch_balance.labels.index`
+(:class:`LabelIndex`, :class:`MultiLabelIndex`), :mod:`~torch_balance.labels.read`
+(:func:`get_labels`, :func:`get_labelsets` and the one reader behind both),
+:mod:`~torch_balance.labels.kinds` (what one label is) and
+:mod:`~torch_balance.labels.torchvision` (the torchvision reader tables).
+"""
+
+from __future__ import annotations
+
+from torch_balance.labels.index import LabelIndex, MultiLabelIndex, as_label_array
+from torch_balance.labels.read import (
+    as_labelsets,
+    get_labels,
+    get_labelsets,
+    is_label_data,
+    resolve_labelsets,
+)
+
+__all__ = [
+    "LabelIndex",
+    "MultiLabelIndex",
+    "as_label_array",
+    "as_labelsets",
+    "get_labels",
+    "get_labelsets",
+    "is_label_data",
+    "resolve_labelsets",
+]

@@ -1,0 +1,508 @@
+"""Labels indexed by class: :class:`LabelIndex` (one label per sample) and
+:class:`MultiLabelIndex` (one set of categories per sample).
+
+Both are built by one encoder (:func:`encode`: sorted distinct values and a code per value)
+and identified by one digest (:func:`fingerprint`), which a saved state is checked against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import numbers
+from collections.abc import Sequence
+from itertools import chain, pairwise
+from typing import Any
+
+import numpy as np
+import torch
+
+from torch_balance._validation import Text, fail
+
+__all__ = ["LabelIndex", "MultiLabelIndex", "as_label_array", "encode", "fingerprint"]
+
+_CONTAINERS = (tuple, list, set, frozenset, range)
+
+
+def encode(
+    values: np.ndarray, name: str = "labels", what: str = "values"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the sorted distinct values, the code of each value and the count of each code.
+
+    Integers spanning a short range are encoded with one ``bincount`` and a lookup table;
+    anything else with ``numpy.unique``. Codes are ``int16`` below 2**15 classes, else ``int32``.
+
+    Args:
+        values: A 1-D numpy array of integers, booleans or sortable objects.
+        name: The argument name used in error messages.
+        what: What the values are, in error messages.
+
+    Returns:
+        ``(classes, codes, counts)``: ``classes[codes]`` equals ``values``.
+
+    Raises:
+        TypeError: For values of kinds that cannot be sorted together.
+
+    Example:
+        >>> classes, codes, counts = encode(np.array([7, 3, 7]))
+        >>> classes.tolist(), codes.tolist(), counts.tolist()
+        ([3, 7], [1, 0, 1], [1, 2])
+    """
+    if values.dtype.kind in "iu" and values.shape[0]:
+        low, high = int(values.min()), int(values.max())
+        span = high - low + 1
+        if span <= max(1 << 20, 4 * values.shape[0]):
+            shifted = values if low == 0 else values - low
+            present_counts = np.bincount(shifted, minlength=span)
+            present = np.flatnonzero(present_counts)
+            code_dtype = np.int16 if present.shape[0] < 2**15 else np.int32
+            lut = np.zeros(span, dtype=code_dtype)
+            lut[present] = np.arange(present.shape[0], dtype=code_dtype)
+            classes = (present + low).astype(values.dtype)
+            return classes, lut[shifted], present_counts[present]
+    try:
+        classes, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    except TypeError as error:
+        fail(
+            name,
+            f"{what} of one sortable kind (all integers or all strings)",
+            Text(f"a mix that cannot be sorted ({error})"),
+            kind=TypeError,
+        )
+    code_dtype = np.int16 if classes.shape[0] < 2**15 else np.int32
+    return classes, inverse.reshape(-1).astype(code_dtype), counts
+
+
+def fingerprint(keys: list[Any], *arrays: np.ndarray) -> str:
+    """A digest of sorted keys and the arrays that group samples by them.
+
+    Example:
+        >>> len(fingerprint([0, 1], np.array([2, 1])))
+        32
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr(keys).encode())
+    for array in arrays:
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def as_label_array(labels: Any, name: str = "labels") -> np.ndarray:
+    """Check a label vector and return it as a 1-D numpy array, without copying when possible.
+
+    Labels may be integers, booleans or strings (any hashable, sortable values). Floats are
+    refused: a float label is almost always a regression target or a forgotten ``.long()``.
+
+    Args:
+        labels: A 1-D numpy array, torch tensor or sequence of labels.
+        name: The argument name used in error messages.
+
+    Returns:
+        A 1-D ``numpy.ndarray`` with one label per sample.
+
+    Raises:
+        TypeError: For float, complex or unsortable labels.
+        ValueError: For an empty vector or one that is not 1-D.
+
+    Example:
+        >>> as_label_array([0, 1, 1]).tolist()
+        [0, 1, 1]
+        >>> as_label_array(torch.tensor([[0], [1]]))
+        Traceback (most recent call last):
+        ...
+        ValueError: labels: expected a 1-D vector with one label per sample, got an array ...
+    """
+    if isinstance(labels, torch.Tensor):
+        array = labels.detach().cpu().numpy()
+    elif isinstance(labels, np.ndarray):
+        array = labels
+    elif isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence):
+        fail(
+            name,
+            "a 1-D numpy array, torch tensor or sequence of labels",
+            type(labels).__name__,
+            kind=TypeError,
+        )
+    else:
+        if len(labels) == 0:
+            fail(name, "at least one label", "an empty sequence")
+        first = labels[0]
+        if isinstance(first, (str, bytes)):
+            array = np.empty(len(labels), dtype=object)
+            array[:] = list(labels)
+        else:
+            try:
+                array = np.asarray(labels)
+            except ValueError:
+                array = np.empty(len(labels), dtype=object)
+                array[:] = list(labels)
+    if array.ndim != 1:
+        fail(
+            name,
+            "a 1-D vector with one label per sample",
+            Text(f"an array of shape {array.shape}"),
+            "Squeeze the extra dimension (labels.reshape(-1)); for one-hot labels use "
+            "labels.argmax(1); for multi-label data use RepeatFactorSampler",
+        )
+    if array.shape[0] == 0:
+        fail(name, "at least one label", "an empty vector")
+    kind = array.dtype.kind
+    if kind in "fc":
+        bad = np.flatnonzero(~np.isfinite(array)) if kind == "f" else np.array([], dtype=int)
+        where = (
+            f"NaN or inf at index {int(bad[0])}"
+            if bad.size
+            else f"{array.dtype} values such as {array[0]!r}"
+        )
+        fail(
+            name,
+            "integer or string class labels",
+            Text(where),
+            "Cast whole-number float labels with .long() / .astype(int); class labels cannot "
+            "be NaN",
+            kind=TypeError,
+        )
+    if kind == "O":
+        for i, value in enumerate(array):
+            if isinstance(value, float) or value is None:
+                fail(
+                    name,
+                    "integer or string class labels",
+                    Text(f"{value!r} at index {i}"),
+                    kind=TypeError,
+                )
+            if isinstance(value, np.ndarray | list | tuple | set | frozenset):
+                fail(
+                    name,
+                    "one label per sample",
+                    Text(f"a {type(value).__name__} at index {i}"),
+                    "For multi-label data use RepeatFactorSampler",
+                )
+        if all(isinstance(v, numbers.Integral) for v in array):
+            array = array.astype(np.int64)
+    if kind in "US":
+        array = array.astype(object)
+    return array
+
+
+class LabelIndex:
+    """Labels indexed by class: the shared input of every sampler and dataset wrapper.
+
+    Classes are sorted; class ``c`` (by position) owns the sample indices
+    ``order[offsets[c]:offsets[c + 1]]``, in increasing order. Memory is ``4 * N`` bytes for
+    ``order`` (``8 * N`` past 2**31 samples) on top of the labels themselves.
+
+    Args:
+        labels: Anything :func:`as_label_array` accepts.
+
+    Example:
+        >>> index = LabelIndex(["cat", "dog", "cat"])
+        >>> index.classes.tolist(), index.counts.tolist()
+        (['cat', 'dog'], [2, 1])
+        >>> index.members(0).tolist()
+        [0, 2]
+    """
+
+    def __init__(self, labels: Any) -> None:
+        array = as_label_array(labels)
+        self.labels: np.ndarray = array
+        classes, codes, counts = encode(array)
+        self.classes: np.ndarray = classes
+        self.counts: np.ndarray = counts.astype(np.int64)
+        self.offsets: np.ndarray = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+        order = np.argsort(codes, kind="stable")
+        del codes
+        if order.shape[0] < 2**31:
+            order = order.astype(np.int32)
+        self.order: torch.Tensor = torch.from_numpy(order)
+        self._fingerprint: str | None = None
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.classes.shape[0])
+
+    def keys(self) -> list[Any]:
+        """The classes as plain Python values (what ``target_counts`` uses as keys)."""
+        return list(self.classes.tolist())
+
+    def count_dict(self) -> dict[Any, int]:
+        """``{class: number of samples}`` in class order."""
+        return dict(zip(self.keys(), self.counts.tolist(), strict=True))
+
+    def members(self, code: int) -> torch.Tensor:
+        """Sample indices of the class at position ``code``."""
+        return self.order[int(self.offsets[code]) : int(self.offsets[code + 1])]
+
+    def fingerprint(self) -> str:
+        """A digest of the labels' grouping, used to refuse a state made for other labels."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.keys(), self.counts, self.order.numpy())
+        return self._fingerprint
+
+
+def _is_scalar_id(value: Any) -> bool:
+    return isinstance(value, str | bytes) or (
+        isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    )
+
+
+def _one_set(value: Any, i: int, name: str) -> tuple[Any, ...]:
+    """Normalise the categories of sample ``i`` to a tuple (unsorted, maybe repeated)."""
+    if _is_scalar_id(value):
+        return (value,)
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        if value.ndim > 1:
+            fail(name, "one collection of category ids per sample", Text(f"an array at {i}"))
+        if value.dtype.kind not in "iuUSO":
+            fail(
+                name,
+                "integer or string category ids",
+                Text(f"{value.dtype} values at index {i}"),
+                "Cast whole-number ids with .astype(int); for a multi-hot row pass the whole "
+                "2-D matrix instead",
+                kind=TypeError,
+            )
+        value = value.tolist() if value.ndim else [value.item()]
+    if not isinstance(value, _CONTAINERS):
+        fail(
+            name,
+            "a collection of category ids (tuple, list, set, array) or one id per sample",
+            Text(f"{type(value).__name__} {value!r:.40} at index {i}"),
+            "Use an empty tuple for an image without annotations",
+            kind=TypeError,
+        )
+    items = tuple(value)
+    for item in items:
+        if not _is_scalar_id(item):
+            fail(
+                name,
+                "integer or string category ids",
+                Text(f"{item!r:.40} in the set at index {i}"),
+                kind=TypeError,
+            )
+    return items
+
+
+def _flatten(values: Sequence[Any] | np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Flat category values and per-sample lengths of a sequence of sets."""
+    n = len(values)
+    kinds = set(map(type, values))
+    if kinds and kinds <= {tuple, list, set, frozenset}:
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
+        flat_list = list(chain.from_iterable(values))
+        item_kinds = set(map(type, flat_list))
+        if item_kinds <= {int} or item_kinds <= {str}:
+            if item_kinds <= {str}:
+                flat = np.empty(len(flat_list), dtype=object)
+                flat[:] = flat_list
+            else:
+                flat = np.asarray(flat_list, dtype=np.int64)
+            return flat, lengths
+    sets = [_one_set(value, i, name) for i, value in enumerate(values)]
+    lengths = np.fromiter(map(len, sets), dtype=np.int64, count=n)
+    flat_list = list(chain.from_iterable(sets))
+    if flat_list and all(isinstance(v, numbers.Integral) for v in flat_list):
+        return np.asarray([int(v) for v in flat_list], dtype=np.int64), lengths
+    flat = np.empty(len(flat_list), dtype=object)
+    flat[:] = flat_list
+    if not flat_list:
+        flat = np.zeros(0, dtype=np.int64)
+    return flat, lengths
+
+
+class MultiLabelIndex:
+    """Per-image category sets in compressed sparse rows: the input of repeat-factor sampling.
+
+    Categories are sorted; image ``i`` holds the category codes
+    ``codes[offsets[i]:offsets[i + 1]]`` (positions into ``categories``), sorted and distinct.
+    Memory is 4 bytes per (image, category) pair plus 8 per image.
+
+    Args:
+        labelsets: A sequence or object array with one collection of category ids per image
+            (an empty one for an image without annotations), a 1-D vector of single labels,
+            or a 2-D multi-hot matrix.
+        name: The argument name used in error messages.
+
+    Attributes:
+        categories: The distinct categories, sorted (``numpy`` array).
+        codes: Flat category codes, ``int32``.
+        offsets: Row offsets, ``int64``, length ``len(self) + 1``.
+        counts: Number of images that contain each category.
+
+    Example:
+        >>> index = MultiLabelIndex([(3, 1), (), [3, 3]])
+        >>> index.categories.tolist(), index.counts.tolist(), len(index)
+        ([1, 3], [1, 2], 3)
+        >>> index.labelsets().tolist()
+        [(1, 3), (), (3,)]
+    """
+
+    categories: np.ndarray
+    codes: np.ndarray
+    offsets: np.ndarray
+    counts: np.ndarray
+    _fingerprint: str | None
+
+    def __init__(self, labelsets: Any, name: str = "labelsets") -> None:
+        if isinstance(labelsets, MultiLabelIndex):
+            self._copy(labelsets)
+            return
+        array = labelsets
+        if isinstance(array, torch.Tensor):
+            array = array.detach().cpu().numpy()
+        if isinstance(array, np.ndarray) and array.ndim == 2:
+            self._from_multi_hot(array, name)
+            return
+        if isinstance(array, np.ndarray) and array.ndim == 1 and array.dtype.kind in "iu":
+            flat = array.astype(np.int64)
+            lengths = np.ones(flat.shape[0], dtype=np.int64)
+        else:
+            if isinstance(array, str | bytes) or not isinstance(array, Sequence | np.ndarray):
+                fail(
+                    name,
+                    "a sequence with one collection of category ids per sample",
+                    type(array).__name__,
+                    kind=TypeError,
+                )
+            if isinstance(array, np.ndarray) and array.ndim != 1:
+                fail(name, "a 1-D sequence of sets or a 2-D multi-hot matrix", array.shape)
+            if isinstance(array, np.ndarray) and array.dtype.kind == "f":
+                fail(
+                    name,
+                    "integer or string category ids",
+                    Text(f"{array.dtype} values"),
+                    "Cast whole-number ids with .astype(int)",
+                    kind=TypeError,
+                )
+            flat, lengths = _flatten(array, name)
+        offsets = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        self._build(flat, offsets, name)
+
+    @classmethod
+    def from_csr(cls, values: Any, offsets: Any) -> MultiLabelIndex:
+        """Build from flat category ids and row offsets (image ``i`` holds
+        ``values[offsets[i]:offsets[i + 1]]``), with no Python object per image.
+
+        Repeated ids within an image are merged and each row is sorted.
+
+        Example:
+            >>> index = MultiLabelIndex.from_csr([5, 2, 5, 7], [0, 3, 3, 4])
+            >>> index.labelsets().tolist()
+            [(2, 5), (), (7,)]
+        """
+        flat = np.asarray(values.numpy() if isinstance(values, torch.Tensor) else values)
+        if flat.ndim != 1 or flat.dtype.kind not in "iuUO":
+            fail("values", "a 1-D array of integer or string category ids", Text(str(flat.dtype)))
+        offs = np.asarray(offsets.numpy() if isinstance(offsets, torch.Tensor) else offsets)
+        if (
+            offs.ndim != 1
+            or offs.dtype.kind not in "iu"
+            or offs.shape[0] < 2
+            or int(offs[0]) != 0
+            or int(offs[-1]) != flat.shape[0]
+            or (np.diff(offs) < 0).any()
+        ):
+            fail(
+                "offsets",
+                "non-decreasing integer row offsets from 0 to len(values), one more than images",
+                Text(f"an array of {offs.shape[0]} offsets"),
+            )
+        index = cls.__new__(cls)
+        if flat.dtype.kind == "U":
+            flat = flat.astype(object)
+        elif flat.dtype.kind in "iu":
+            flat = flat.astype(np.int64)  # categories are int64, whatever the ids' width
+        index._build(flat, offs, "values")
+        return index
+
+    def _copy(self, other: MultiLabelIndex) -> None:
+        self.categories = other.categories
+        self.codes = other.codes
+        self.offsets = other.offsets
+        self.counts = other.counts
+        self._fingerprint = other._fingerprint
+
+    def _from_multi_hot(self, matrix: np.ndarray, name: str) -> None:
+        if matrix.shape[0] == 0:
+            fail(name, "at least one sample", "an empty matrix")
+        if matrix.dtype.kind == "b":
+            hot = matrix
+        else:
+            if matrix.dtype.kind not in "iuf" or not np.isin(matrix, (0, 1)).all():
+                fail(
+                    name,
+                    "a multi-hot matrix of 0s and 1s (samples x categories)",
+                    Text(f"a {matrix.dtype} matrix with other values"),
+                    "For CelebA-style -1/1 attributes pass (attr > 0)",
+                )
+            hot = matrix != 0
+        rows, columns = np.nonzero(hot)
+        offsets = np.zeros(hot.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=hot.shape[0]), out=offsets[1:])
+        self._build(columns.astype(np.int64), offsets, name)
+
+    def _build(self, flat: np.ndarray, offsets: np.ndarray, name: str) -> None:
+        n = offsets.shape[0] - 1
+        if n <= 0:
+            fail(name, "at least one sample", "an empty sequence")
+        categories, codes, _ = encode(flat, name, "category ids")
+        codes = codes.astype(np.int64)
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+        width = max(int(categories.shape[0]), 1)
+        keys = rows * width + codes
+        if keys.shape[0] > 1 and not (np.diff(keys) > 0).all():
+            # rows are already in order, so a stable sort only has short runs to merge
+            keys = np.sort(keys, kind="stable")
+            fresh = np.empty(keys.shape[0], dtype=bool)
+            fresh[0] = True
+            np.not_equal(keys[1:], keys[:-1], out=fresh[1:])
+            keys = keys[fresh]
+            rows = keys // width
+            codes = keys - rows * width
+            offsets = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+        self.categories = categories
+        self.codes = codes.astype(np.int32)
+        self.offsets = offsets.astype(np.int64, copy=False)
+        self.counts = np.bincount(self.codes, minlength=categories.shape[0]).astype(np.int64)
+        self._fingerprint = None
+
+    def __len__(self) -> int:
+        return int(self.offsets.shape[0] - 1)
+
+    @property
+    def num_categories(self) -> int:
+        return int(self.categories.shape[0])
+
+    def sizes(self) -> np.ndarray:
+        """Number of distinct categories of each image."""
+        return np.diff(self.offsets)
+
+    def keys(self) -> list[Any]:
+        """The categories as plain Python values."""
+        return list(self.categories.tolist())
+
+    def labelsets(self) -> np.ndarray:
+        """The sets as a 1-D object array of sorted tuples (one Python object per image)."""
+        values = self.categories[self.codes].tolist()
+        bounds = self.offsets.tolist()
+        out = np.empty(len(self), dtype=object)
+        out[:] = [tuple(values[a:b]) for a, b in pairwise(bounds)]
+        return out
+
+    def fingerprint(self) -> str:
+        """A digest of the sets, used to refuse a state made for other labels."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.keys(), self.codes, self.offsets)
+        return self._fingerprint
+
+    def __repr__(self) -> str:
+        return (
+            f"MultiLabelIndex(images={len(self)}, categories={self.num_categories}, "
+            f"pairs={self.codes.shape[0]})"
+        )
