@@ -91,7 +91,8 @@ def read(dataset: Any, **kwargs: Any) -> list[Any]:
 
 
 def truth(dataset: Any) -> list[Any]:
-    """Labels by iterating the dataset: the last element of each item."""
+    """Labels by iterating the dataset: the target, last in every torchvision item (pair
+    datasets such as LFWPairs return (image, image, target))."""
     return [_plain(dataset[i][-1]) for i in range(len(dataset))]
 
 

@@ -4,6 +4,8 @@ fallback and the errors, for single- and multi-label data alike."""
 from __future__ import annotations
 
 import importlib
+import io
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -169,7 +171,12 @@ def test_label_fn_errors_name_the_index():
 
 SCAN_ITEMS: list[tuple[str, list[Any], list[Any]]] = [
     ("pairs", [(torch.zeros(2), 1), (torch.zeros(2), 0)] * 150, [1, 0] * 150),
-    ("lists", [[0, "x", torch.tensor(4)], [0, "y", torch.tensor(2)]], [4, 2]),
+    ("lists", [[0, torch.tensor(4), "a.png"], [0, torch.tensor(2), "b.png"]], [4, 2]),
+    (
+        "with index",
+        [(torch.zeros(1), 1, 0), (torch.zeros(1), 0, 1), (torch.zeros(1), 1, 2)],
+        [1, 0, 1],
+    ),
     ("dict label", [{"image": 0, "label": "cat"}, {"image": 1, "label": "dog"}], ["cat", "dog"]),
     ("dict target", [{"x": 0, "target": np.int64(3)}], [3]),
     ("scalar tensors", [torch.tensor(1), torch.tensor(5), torch.tensor(1)], [1, 5, 1]),
@@ -192,10 +199,22 @@ def test_scan_reads_only_the_subset_of_a_slow_dataset():
     assert ds.calls == 3
 
 
-def test_scan_progress_bar_runs(capsys: pytest.CaptureFixture[str]):
+def test_scan_progress_bar_only_on_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
     with pytest.warns(UserWarning):
         get_labels(Plain([(0, 1), (0, 2)]), progress=True)
-    assert "get_labels" in capsys.readouterr().err
+    assert "get_labels" not in capsys.readouterr().err  # a log, not a terminal: quiet
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with pytest.warns(UserWarning):
+        get_labels(Plain([(0, 1), (0, 2)]), progress=True)
+    assert "get_labels" in terminal.getvalue()
 
 
 @pytest.mark.parametrize(

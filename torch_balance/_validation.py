@@ -167,7 +167,9 @@ def total_memory() -> int:
         return 0
 
 
-def check_epoch_size(name: str, items: int, bytes_per_item: int, fix: str) -> None:
+def check_epoch_size(
+    name: str, items: int, bytes_per_item: int, fix: str, what: str = "an epoch"
+) -> None:
     """Refuse, at construction, an epoch that could never be drawn in this machine's memory.
 
     Example:
@@ -182,8 +184,8 @@ def check_epoch_size(name: str, items: int, bytes_per_item: int, fix: str) -> No
     if have and need > have:
         fail(
             name,
-            f"an epoch that fits in memory ({_size(have)} here)",
-            Text(f"an epoch of {items:,} items, which needs about {_size(need)} to draw"),
+            f"{what} that fits in memory ({_size(have)} here)",
+            Text(f"{what} of {items:,} items, which needs about {_size(need)}"),
             fix,
         )
 

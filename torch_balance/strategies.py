@@ -641,6 +641,7 @@ def class_weights(
             4,
             "The weights are indexed by label; map the labels to 0..C-1 first "
             "(LabelIndex(labels).codes)",
+            what="a weight vector indexed by label",
         )
         if num_classes is not None:
             size = check_int(

@@ -132,7 +132,10 @@ def as_label_array(labels: Any, name: str = "labels") -> np.ndarray:
         else:
             try:
                 array = np.asarray(labels)
-            except ValueError:
+            except (ValueError, OverflowError):
+                array = np.empty(len(labels), dtype=object)
+                array[:] = list(labels)
+            if array.dtype.kind in "US":  # numbers and text mixed: numpy made them all text
                 array = np.empty(len(labels), dtype=object)
                 array[:] = list(labels)
     if array.ndim != 1:
@@ -177,11 +180,37 @@ def as_label_array(labels: Any, name: str = "labels") -> np.ndarray:
                     Text(f"a {type(value).__name__} at index {i}"),
                     "For multi-label data use RepeatFactorSampler",
                 )
+        _refuse_mixed(name, array)
         if all(isinstance(v, numbers.Integral) for v in array):
-            array = array.astype(np.int64)
+            try:
+                array = array.astype(np.int64)
+            except OverflowError:
+                fail(
+                    name,
+                    "integer labels that fit in 64 bits",
+                    Text(f"an integer of {max(abs(int(v)) for v in array).bit_length()} bits"),
+                    "Map the labels to 0..C-1 (or to strings) first",
+                )
     if kind in "US":
         array = array.astype(object)
     return array
+
+
+def _refuse_mixed(name: str, array: np.ndarray) -> None:
+    """Numbers and strings in one label vector: ``1`` and ``"1"`` must not become one class."""
+    first_text = next((i for i, v in enumerate(array) if isinstance(v, str | bytes)), None)
+    first_number = next((i for i, v in enumerate(array) if isinstance(v, numbers.Number)), None)
+    if first_text is not None and first_number is not None:
+        fail(
+            name,
+            "labels of one kind: all integers or all strings",
+            Text(
+                f"{array[first_number]!r} at index {first_number} and "
+                f"{array[first_text]!r} at index {first_text}"
+            ),
+            "Convert them to one kind first (e.g. str(label) for every label)",
+            kind=TypeError,
+        )
 
 
 class LabelIndex:

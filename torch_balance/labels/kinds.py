@@ -134,7 +134,11 @@ def _scalar_label(value: Any) -> Any:
 
 
 def _item_label(item: Any) -> Any:
-    """The class label of one dataset item: ``(x, y)`` -> ``y``, a dict's label key, a scalar."""
+    """The class label of one dataset item: ``(x, y, ...)`` -> ``y``, a dict's label key, a scalar.
+
+    Element 1 of a tuple, as torchvision's ``(input, target, ...)`` convention has it: items such
+    as ``(image, label, index)`` or ``(image, label, path)`` keep their label in place 1.
+    """
     if isinstance(item, tuple | list):
         if len(item) < 2:
             raise LabelProblem(
@@ -143,7 +147,7 @@ def _item_label(item: Any) -> Any:
                 f"a {type(item).__name__} of length {len(item)}",
                 f"Return (input, label) from __getitem__, or {_AVOID_SCAN}",
             )
-        return _scalar_label(item[-1])
+        return _scalar_label(item[1])
     if isinstance(item, Mapping):
         for key in _ITEM_LABEL_KEYS:
             if key in item:
@@ -286,6 +290,7 @@ class Kind:
     attributes: tuple[str, ...]  # label attributes, in the order they are looked for
     hf_columns: tuple[str, ...]  # Hugging Face label columns, in the order they are looked for
     avoid_scan: str
+    item_rule: str  # which part of a scanned item holds the label, in the scan's warning
     vector: Callable[[Any, str], np.ndarray]  # a part's labels, checked
     final: Callable[[Any, str], np.ndarray]  # the whole dataset's labels, checked
     of_item: Callable[[Any], Any]  # the label inside one item of a scan
@@ -299,6 +304,10 @@ SINGLE = Kind(
     attributes=("targets", "labels"),
     hf_columns=_HF_LABEL_COLUMNS,
     avoid_scan=_AVOID_SCAN,
+    item_rule=(
+        "the label is element 1 of each (input, label, ...) item, or the 'label', 'labels' or "
+        "'target' key of a dict item"
+    ),
     vector=_vector,
     final=as_label_array,
     of_item=_item_label,
@@ -313,6 +322,10 @@ MULTI = Kind(
     avoid_scan=(
         "pass label_fn=lambda dataset, i: <category ids of sample i>, or give the dataset a "
         ".labelsets attribute (a list with one collection of category ids per sample)"
+    ),
+    item_rule=(
+        "the category ids come from element 1 of each (input, target, ...) item: its "
+        "'labels' key, its COCO 'category_id's, its VOC object names, or a multi-hot tensor"
     ),
     vector=_labelset_vector,
     final=as_labelsets,

@@ -211,12 +211,21 @@ def _scan(
     view: _ScanView, kind: Kind, name: str, num_workers: int, progress: bool, desc: str
 ) -> np.ndarray:
     """Load every item of ``view`` once through a DataLoader: the one scan of both kinds."""
+    # A DataLoader draws its workers' base seed from the global RNG unless given a generator.
     loader = DataLoader(
-        view, batch_size=_SCAN_BATCH_SIZE, shuffle=False, num_workers=num_workers, collate_fn=_keep
+        view,
+        batch_size=_SCAN_BATCH_SIZE,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_keep,
+        generator=torch.Generator(),
     )
     labels: list[Any] = []
     with tqdm(
-        total=len(view), desc=f"{kind.function}: {desc}", unit="sample", disable=not progress
+        total=len(view),
+        desc=f"{kind.function}: {desc}",
+        unit="sample",
+        disable=None if progress else True,  # None: quiet when not writing to a terminal
     ) as bar:
         for batch in loader:
             for value in batch:
@@ -346,7 +355,8 @@ class _Reading:
         warnings.warn(
             f"{self.kind.function}: no label attribute known for {type(dataset).__name__} "
             f"({path}), so all {size} samples are read once through a DataLoader "
-            f"(num_workers={self.num_workers}), which loads every sample. To skip this scan, "
+            f"(num_workers={self.num_workers}), which loads every sample; "
+            f"{self.kind.item_rule}. To skip this scan, "
             f"{self.kind.avoid_scan}.",
             UserWarning,
             stacklevel=depth + 2,
