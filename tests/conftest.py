@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from hypothesis import strategies as st
+
+# The class sizes of the SMOTE tests' default data.
+SMOTE_COUNTS = (60, 25, 12)
 
 # Scripts that tests/test_stacks.py launches in their own processes; not test modules.
 collect_ignore = ["stacks"]
@@ -34,3 +39,13 @@ def multiclass_vectors(draw: st.DrawFn) -> np.ndarray:
 def binary_vectors(draw: st.DrawFn) -> np.ndarray:
     """Two-class label vectors, for imbalanced-learn's float sampling_strategy."""
     return draw(label_vectors(min_classes=2, max_classes=2))
+
+
+def make_data(counts: tuple[int, ...] = SMOTE_COUNTS, d: int = 4, seed: int = 0) -> tuple[Any, Any]:
+    """Float32 Gaussian blobs, one per class (class c centred at 1.5 * c), for SMOTE tests."""
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(size=(n, d)) + 1.5 * c for c, n in enumerate(counts)]).astype(
+        np.float32
+    )
+    y = np.repeat(np.arange(len(counts)), counts)
+    return X, y

@@ -434,7 +434,8 @@ def _retrain_head(
         k, smallest = _smallest_k(np.asarray(labels, dtype=np.int64))
         if k < 5:
             say(f"smote-embedding: k_neighbors clamped to {k} (smallest class has {smallest})")
-        x_res, y_res = SMOTE(k_neighbors=k, seed=seed, device=device).fit_resample(emb, labels)
+        smote = SMOTE(k_neighbors=k, random_state=seed, device=device)
+        x_res, y_res = smote.fit_resample(emb, labels)
         x_res = torch.as_tensor(x_res, dtype=torch.float32).cpu()
         y_arr = np.asarray(y_res.cpu() if isinstance(y_res, torch.Tensor) else y_res)
         y_arr = y_arr.astype(np.int64)
