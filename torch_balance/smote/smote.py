@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from torch_balance._epoch import check_epoch
 from torch_balance._imblearn import imblearn_targets, kept_random_state
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import Text, check_int, fail, internal
@@ -456,11 +457,12 @@ class SMOTE(BaseOverSampler):
         """The synthetic rows of ``epoch`` from the data of the last :meth:`fit`.
 
         A pure function of ``(random_state, epoch)``: epoch 0 gives exactly the synthetic
-        rows ``fit_resample`` appends. Sets ``base_indices_``, ``neighbor_indices_`` and
+        rows ``fit_resample`` appends. It uses the parameters as they were at ``fit`` (call
+        ``fit`` again after ``set_params``). Sets ``base_indices_``, ``neighbor_indices_`` and
         ``steps_`` (and, with a resampler, ``sampling_strategy_``).
 
         Args:
-            epoch: A non-negative integer.
+            epoch: An integer in ``[0, 2**62]``.
 
         Returns:
             ``(rows, codes)``: the synthetic rows ``[M, d]`` (``X``'s device and dtype),
@@ -481,7 +483,7 @@ class SMOTE(BaseOverSampler):
             >>> bool(torch.equal(smote.draw(0)[0], X_res[7:]))
             True
         """
-        epoch = check_int("epoch", epoch, minimum=0)
+        epoch = check_epoch(epoch)
         fitted = self._fitted
         if fitted is None:
             fail(
