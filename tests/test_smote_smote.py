@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -264,7 +265,8 @@ def test_importing_torch_balance_keeps_python_random() -> None:
         "torch_balance.SMOTE; assert 'imblearn' in sys.modules; "
         "assert random.getstate() == before, 'importing SMOTE moved random'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    root = Path(__file__).resolve().parents[1]  # this checkout's torch_balance, not another
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300, cwd=root)
 
 
 def test_fit_then_draw_per_epoch() -> None:
