@@ -55,7 +55,7 @@ def make_embeddings(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 
 def run_ours(X: np.ndarray, y: np.ndarray, device: str = "cpu") -> tuple[Any, Any]:
-    out = SMOTE(k_neighbors=5, seed=0, device=device).fit_resample(X, y)
+    out = SMOTE(k_neighbors=5, random_state=0, device=device).fit_resample(X, y)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return out

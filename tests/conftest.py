@@ -16,6 +16,9 @@ from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
 
 from torch_balance.labels import get_labels
 
+# The class sizes of the SMOTE tests' default data.
+SMOTE_COUNTS = (60, 25, 12)
+
 # Scripts that tests/test_stacks.py launches in their own processes; not test modules.
 collect_ignore = ["stacks"]
 
@@ -164,3 +167,13 @@ def dataset_trees(kind: str) -> st.SearchStrategy[Any]:
         ),
         max_leaves=6,
     )
+
+
+def make_data(counts: tuple[int, ...] = SMOTE_COUNTS, d: int = 4, seed: int = 0) -> tuple[Any, Any]:
+    """Float32 Gaussian blobs, one per class (class c centred at 1.5 * c), for SMOTE tests."""
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(size=(n, d)) + 1.5 * c for c, n in enumerate(counts)]).astype(
+        np.float32
+    )
+    y = np.repeat(np.arange(len(counts)), counts)
+    return X, y

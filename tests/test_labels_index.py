@@ -57,5 +57,7 @@ def test_label_index_groups_and_fingerprints() -> None:
     assert index.count_dict() == {3: 1, 5: 2, 9: 1}
     assert index.fingerprint() == LabelIndex(np.array([5, 3, 5, 9])).fingerprint()
     assert index.fingerprint() != LabelIndex([5, 5, 3, 9]).fingerprint()
-    with pytest.raises(TypeError, match="labels: expected labels of one kind: all integers or all strings"):
+    with pytest.raises(
+        TypeError, match="labels: expected labels of one kind: all integers or all strings"
+    ):
         LabelIndex(np.array([1, "a"], dtype=object))

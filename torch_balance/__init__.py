@@ -6,6 +6,8 @@ that never decode an image, and the strategies that decide what one epoch holds.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from torch_balance.batch_samplers import ClassBalancedBatchSampler, StratifiedBatchSampler
 from torch_balance.datasets import ResampledDataset
 from torch_balance.labels import LabelIndex, MultiLabelIndex, get_labels, get_labelsets
@@ -16,7 +18,7 @@ from torch_balance.samplers import (
     RepeatFactorSampler,
     repeat_factors,
 )
-from torch_balance.smote import SMOTE, SMOTEDataset, embed
+from torch_balance.smote import embed
 from torch_balance.strategies import (
     Deferred,
     Plan,
@@ -26,6 +28,9 @@ from torch_balance.strategies import (
     make_plan,
     target_counts,
 )
+
+if TYPE_CHECKING:
+    from torch_balance.smote import SMOTE, SMOTEDataset
 
 __version__ = "0.1.0"
 
@@ -53,3 +58,18 @@ __all__ = [
     "repeat_factors",
     "target_counts",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # SMOTE and SMOTEDataset load on first use: they import imbalanced-learn (seconds).
+    if name in ("SMOTE", "SMOTEDataset"):
+        import torch_balance.smote
+
+        value = getattr(torch_balance.smote, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "SMOTE", "SMOTEDataset"})

@@ -25,7 +25,6 @@ import dataclasses
 import inspect
 import math
 import numbers
-import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -33,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from torch_balance._imblearn import imblearn_targets
 from torch_balance._validation import Text, check_epoch_size, check_int, fail
 from torch_balance.labels import LabelIndex
 
@@ -211,73 +211,6 @@ def apportion(weights: np.ndarray, total: int) -> np.ndarray:
     return parts
 
 
-IMBLEARN_RULES = ("auto", "minority", "majority", "not minority", "not majority", "all")
-
-
-def _checked_strategy(check: Callable[..., Any], strategy: Any, y: np.ndarray, kind: str) -> Any:
-    """imbalanced-learn's own validation, its errors prefixed with the argument's name."""
-    try:
-        return check(strategy, y, kind)
-    except ValueError as error:
-        raise ValueError(f"sampling_strategy: {error}") from error
-
-
-def _check_sampling_strategy() -> Callable[..., Any]:
-    """imbalanced-learn's ``check_sampling_strategy``, imported on first use.
-
-    Importing imbalanced-learn imports scikit-learn's estimator checks, which advance
-    Python's global ``random`` state; the state is put back, so building a sampler never
-    moves a global RNG, not even the first time.
-    """
-    state = random.getstate()
-    try:
-        from imblearn.utils import check_sampling_strategy
-    finally:
-        random.setstate(state)
-    return check_sampling_strategy
-
-
-def _imblearn_targets(
-    index: LabelIndex, kind: Literal["over", "under"], sampling_strategy: Any
-) -> np.ndarray:
-    check_sampling_strategy = _check_sampling_strategy()
-
-    sampling_type = "over-sampling" if kind == "over" else "under-sampling"
-    if isinstance(sampling_strategy, str) and sampling_strategy not in IMBLEARN_RULES:
-        fail(
-            "sampling_strategy",
-            "one of " + ", ".join(repr(r) for r in IMBLEARN_RULES) + ", a float, a dict or a "
-            "callable (imbalanced-learn's rules)",
-            sampling_strategy,
-        )
-    classes = index.keys()
-    position = {c: i for i, c in enumerate(classes)}
-    strategy = sampling_strategy
-    if isinstance(sampling_strategy, Mapping) and all(k in position for k in sampling_strategy):
-        strategy = {position[k]: v for k, v in sampling_strategy.items()}
-    if callable(sampling_strategy) or (
-        strategy is sampling_strategy and isinstance(sampling_strategy, Mapping)
-    ):
-        # A callable sees the real labels; a dict naming an unknown class gets
-        # imbalanced-learn's own error.
-        y: np.ndarray = index.labels
-        result = _checked_strategy(check_sampling_strategy, sampling_strategy, y, sampling_type)
-        by_position = {position[k]: v for k, v in result.items()}
-    else:
-        # Every other rule depends only on the class counts: one small integer per sample
-        # in class order gives imbalanced-learn the same counts at a fraction of the cost.
-        dtype = np.int16 if index.num_classes < 2**15 else np.int32
-        proxy = np.repeat(np.arange(index.num_classes, dtype=dtype), index.counts)
-        by_position = dict(
-            _checked_strategy(check_sampling_strategy, strategy, proxy, sampling_type)
-        )
-    targets = index.counts.copy()
-    for pos, value in by_position.items():
-        pos = int(pos)
-        targets[pos] = targets[pos] + int(value) if kind == "over" else int(value)
-    return targets
-
-
 def _power_weights(counts: np.ndarray, q: float) -> np.ndarray:
     with np.errstate(over="ignore", under="ignore"):
         weights = np.power(counts.astype(np.float64), float(q))
@@ -394,7 +327,7 @@ def _single_stage(
     length = num_samples if num_samples is not None else len(index)
     if isinstance(strategy, str):
         if strategy in ("over", "under"):
-            fixed = _imblearn_targets(index, strategy, sampling_strategy)  # type: ignore[arg-type]
+            fixed = imblearn_targets(index, strategy, sampling_strategy)  # type: ignore[arg-type]
             if scale:
                 fixed = apportion(fixed.astype(np.float64), length)
             return _Fixed(fixed), True

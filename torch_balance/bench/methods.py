@@ -386,7 +386,7 @@ def _smote_embedding(job: Job, encoder: nn.Module) -> HeadRecipe:
     k, smallest = _smallest_k(np.asarray(labels, dtype=np.int64))
     if k < 5:
         job.say(f"smote-embedding: k_neighbors clamped to {k} (smallest class has {smallest})")
-    x_res, y_res = SMOTE(k_neighbors=k, seed=seed, device=device).fit_resample(emb, labels)
+    x_res, y_res = SMOTE(k_neighbors=k, random_state=seed, device=device).fit_resample(emb, labels)
     x_res = torch.as_tensor(x_res, dtype=torch.float32).cpu()
     y_arr = np.asarray(y_res.cpu() if isinstance(y_res, torch.Tensor) else y_res)
     y_arr = y_arr.astype(np.int64)

@@ -1,0 +1,149 @@
+"""The imbalanced-learn bridge: its ``sampling_strategy`` rules, applied to a :class:`LabelIndex`.
+
+imbalanced-learn owns the meaning of ``sampling_strategy`` (``"auto"``, ``"minority"``, a
+float, a dict, a callable, ...). :func:`imblearn_targets` asks it for the per-class targets;
+both the plan (:mod:`torch_balance.strategies`) and :class:`~torch_balance.SMOTE` use it, so
+they always agree with imbalanced-learn and with each other.
+
+Importing imbalanced-learn imports scikit-learn's estimator checks, which advance Python's
+global ``random`` state. Every import of it here goes through :func:`kept_random_state`, which
+puts the state back: using torch_balance never moves a global RNG, not even the first time.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import numpy as np
+
+from torch_balance._validation import fail
+from torch_balance.labels import LabelIndex
+
+__all__ = [
+    "IMBLEARN_RULES",
+    "checked_strategy",
+    "get_check_sampling_strategy",
+    "imblearn_targets",
+    "kept_random_state",
+]
+
+IMBLEARN_RULES = ("auto", "minority", "majority", "not minority", "not majority", "all")
+
+
+@contextmanager
+def kept_random_state() -> Iterator[None]:
+    """Put Python's global ``random`` state back after the block (for imports that move it).
+
+    Example:
+        >>> import random
+        >>> before = random.getstate()
+        >>> with kept_random_state():
+        ...     _ = random.random()
+        >>> random.getstate() == before
+        True
+    """
+    state = random.getstate()
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
+def checked_strategy(check: Callable[..., Any], strategy: Any, y: np.ndarray, kind: str) -> Any:
+    """imbalanced-learn's own validation, its errors prefixed with the argument's name.
+
+    Example:
+        >>> check = get_check_sampling_strategy()
+        >>> result = checked_strategy(check, "auto", np.array([0, 0, 0, 1]), "over-sampling")
+        >>> {int(c): int(n) for c, n in result.items()}
+        {1: 2}
+        >>> checked_strategy(check, "minority", np.array([0, 0]), "over-sampling")
+        Traceback (most recent call last):
+        ...
+        ValueError: sampling_strategy: ...
+    """
+    try:
+        return check(strategy, y, kind)
+    except ValueError as error:
+        raise ValueError(f"sampling_strategy: {error}") from error
+
+
+def get_check_sampling_strategy() -> Callable[..., Any]:
+    """imbalanced-learn's ``check_sampling_strategy``, imported on first use.
+
+    The import happens under :func:`kept_random_state`, so it moves no global RNG.
+
+    Example:
+        >>> get_check_sampling_strategy().__name__
+        'check_sampling_strategy'
+    """
+    with kept_random_state():
+        from imblearn.utils import check_sampling_strategy
+    return check_sampling_strategy
+
+
+def imblearn_targets(
+    index: LabelIndex, kind: Literal["over", "under"], sampling_strategy: Any
+) -> np.ndarray:
+    """Target count per class (class order of ``index``) under imbalanced-learn's rules.
+
+    ``kind="over"`` gives ``RandomOverSampler``'s counts (and SMOTE's), ``kind="under"``
+    ``RandomUnderSampler``'s.
+
+    Args:
+        index: The labels, indexed by class.
+        kind: ``"over"`` or ``"under"``.
+        sampling_strategy: imbalanced-learn's ``sampling_strategy``.
+
+    Returns:
+        An int64 array with one target count per class.
+
+    Raises:
+        ValueError: For a ``sampling_strategy`` imbalanced-learn rejects (same cases, its
+            message prefixed with ``sampling_strategy:``).
+
+    Example:
+        >>> imblearn_targets(LabelIndex([0, 0, 0, 1]), "over", "auto").tolist()
+        [3, 3]
+        >>> imblearn_targets(LabelIndex([0, 0, 0, 1]), "under", "auto").tolist()
+        [1, 1]
+    """
+    check_sampling_strategy = get_check_sampling_strategy()
+
+    sampling_type = "over-sampling" if kind == "over" else "under-sampling"
+    if isinstance(sampling_strategy, str) and sampling_strategy not in IMBLEARN_RULES:
+        fail(
+            "sampling_strategy",
+            "one of " + ", ".join(repr(r) for r in IMBLEARN_RULES) + ", a float, a dict or a "
+            "callable (imbalanced-learn's rules)",
+            sampling_strategy,
+        )
+    classes = index.keys()
+    position = {c: i for i, c in enumerate(classes)}
+    strategy = sampling_strategy
+    if isinstance(sampling_strategy, Mapping) and all(k in position for k in sampling_strategy):
+        strategy = {position[k]: v for k, v in sampling_strategy.items()}
+    if callable(sampling_strategy) or (
+        strategy is sampling_strategy and isinstance(sampling_strategy, Mapping)
+    ):
+        # A callable sees the real labels; a dict naming an unknown class gets
+        # imbalanced-learn's own error.
+        y: np.ndarray = index.labels
+        result = checked_strategy(check_sampling_strategy, sampling_strategy, y, sampling_type)
+        by_position = {position[k]: v for k, v in result.items()}
+    else:
+        # Every other rule depends only on the class counts: one small integer per sample
+        # in class order gives imbalanced-learn the same counts at a fraction of the cost.
+        dtype = np.int16 if index.num_classes < 2**15 else np.int32
+        proxy = np.repeat(np.arange(index.num_classes, dtype=dtype), index.counts)
+        by_position = dict(
+            checked_strategy(check_sampling_strategy, strategy, proxy, sampling_type)
+        )
+    targets = index.counts.copy()
+    for pos, value in by_position.items():
+        pos = int(pos)
+        targets[pos] = targets[pos] + int(value) if kind == "over" else int(value)
+    return targets

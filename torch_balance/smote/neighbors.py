@@ -1,0 +1,252 @@
+"""Exact k nearest neighbours within one class, chunked, on the CPU or a GPU.
+
+The neighbour search, per class of n rows and query chunks of b rows, uses O(b * n) extra
+memory. Candidates come from float32 distances (``||x||^2 - 2 q.x`` by matrix product); they
+are re-ranked with float64 distances computed from the differences, ties broken by the lower
+index. A row is accepted only if a rounding-error bound proves that no sample outside its
+candidates can be nearer; other rows are redone in float64, and rows that still cannot be
+proven (exact duplicates, ties) by an exhaustive float64 scan. The result is the exact
+neighbour list under the order (float64 distance, index), whatever the chunk size or device.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from torch_balance._validation import internal
+
+__all__ = ["class_neighbors"]
+
+# Elements of the default score block (query chunk x class size; 64 MiB in float32).
+_SCORES = 1 << 24
+
+
+def _unit_roundoff(dtype: torch.dtype, device: torch.device) -> float:
+    """Unit roundoff of a matrix product in ``dtype`` under the current precision settings."""
+    if dtype == torch.float64:
+        return 2.0**-53
+    precision = torch.get_float32_matmul_precision()
+    if precision == "medium":
+        return 2.0**-8  # bfloat16 products may be used
+    if precision == "high" or (device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32):
+        return 2.0**-11  # TF32
+    return 2.0**-24
+
+
+def _select(dist: torch.Tensor, idx: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the ``k`` smallest entries under the order (distance, index)."""
+    by_index = idx.argsort(dim=1, stable=True)
+    dist, idx = dist.gather(1, by_index), idx.gather(1, by_index)
+    by_dist = dist.argsort(dim=1, stable=True)[:, :k]
+    return dist.gather(1, by_dist), idx.gather(1, by_dist)
+
+
+def _exact_distances(data: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """float64 squared distances from the differences: ``[len(rows), cols.shape[1]]``."""
+    b, width = cols.shape
+    query = data.index_select(0, rows).double()
+    diff = data.index_select(0, cols.reshape(-1)).double().view(b, width, -1)
+    diff.sub_(query.unsqueeze(1))
+    return diff.mul_(diff).sum(dim=-1)
+
+
+def _temp_elements(device: torch.device) -> int:
+    """Elements per elementwise temporary: moderate on the CPU (fresh large buffers cost page
+    faults; many small operations cost thread synchronisation), large on a GPU."""
+    return 1 << 20 if device.type == "cpu" else 1 << 22
+
+
+_GROUP = 32  # columns per group in the candidate selection
+BIG = 1 << 22  # elements per temporary of the one-pass preparations (32 MiB in float64)
+
+
+class _Centered:
+    """One class's rows centred on their float64 mean, cast to a working dtype, and laid out
+    for the score product: ``[c, |c|^2, 0...]`` rows (padded to a multiple of 8) by columns
+    padded with zeros to a multiple of ``_GROUP``."""
+
+    def __init__(self, data: torch.Tensor, mean: torch.Tensor, dtype: torch.dtype) -> None:
+        n, d = data.shape
+        self.dtype = dtype
+        self.width = (d + 1 + 7) // 8 * 8
+        self.columns = -(-n // _GROUP) * _GROUP
+        self.values = torch.empty(n, d, dtype=dtype, device=data.device)
+        if data.dtype == dtype:
+            # In the data's own precision: subtracting the rounded mean shifts every row by the
+            # same vector (distances unchanged) and rounds each entry relative to itself.
+            torch.sub(data, mean.to(dtype), out=self.values)
+        else:
+            step = max(1, BIG // d)
+            for lo in range(0, n, step):
+                self.values[lo : lo + step] = (data[lo : lo + step].double() - mean).to(dtype)
+        # score = |x|^2 - 2 q.x as one product: [-2q, 1, 0] . [x, |x|^2, 0].
+        self.reference = torch.zeros(self.width, self.columns, dtype=dtype, device=data.device)
+        self.reference[:d, :n] = self.values.T
+        self.reference[d, :n] = (self.values * self.values).sum(dim=1)
+        # Query side, prepared once: [-2c, 1, 0] (scaling by -2 is exact).
+        self.queries = torch.zeros(n, self.width, dtype=dtype, device=data.device)
+        torch.mul(self.values, -2.0, out=self.queries[:, :d])
+        self.queries[:, d] = 1.0
+        self.norms64 = torch.linalg.vector_norm(self.values, dim=1, dtype=torch.float64)
+        self.max_norm = float(self.norms64.max())
+        self.unit = _unit_roundoff(dtype, data.device)
+
+
+def _candidates(scores: torch.Tensor, n: int, kc: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``kc`` smallest scores of each row (ascending) and their columns.
+
+    Rows are cut into groups of ``_GROUP`` columns; the ``kc`` groups with the smallest
+    minima hold the ``kc`` smallest entries (an entry outside them is at least its group's
+    minimum, itself at least ``kc`` distinct entries inside them), so only those groups are
+    searched: a pass of group minima instead of a full per-row selection.
+    """
+    b, columns = scores.shape
+    groups = columns // _GROUP
+    if groups <= kc:
+        values, cols = scores.topk(kc, dim=1, largest=False, sorted=True)
+        return values, cols
+    grouped = scores.view(b, groups, _GROUP)
+    chosen = grouped.amin(dim=2).topk(kc, dim=1, largest=False, sorted=False).indices
+    inside = grouped.gather(1, chosen.unsqueeze(2).expand(b, kc, _GROUP)).view(b, -1)
+    values, where = inside.topk(kc, dim=1, largest=False, sorted=True)
+    cols = torch.add(where % _GROUP, chosen.gather(1, where // _GROUP), alpha=_GROUP)
+    return values, cols
+
+
+def _certified_stage(
+    data: torch.Tensor,
+    centered: _Centered,
+    rows: torch.Tensor,
+    k: int,
+    chunk: int,
+    out: torch.Tensor,
+) -> torch.Tensor:
+    """Candidates by matrix product, proven or re-ranked; returns the rows left unproven.
+
+    With ``E`` a bound on the error of a computed score (plus ``|q|^2``) against the true
+    squared distance: a row whose ``k + 1`` smallest scores are more than ``2E`` apart from
+    each other has its exact neighbour list, in order, straight from the scores. Other rows
+    are re-ranked by float64 distances over ``kc`` candidates and accepted when the k-th of
+    those is below ``(largest candidate score) + |q|^2 - E``, a lower bound for any sample
+    outside the candidates. The per-chunk loop holds only the product and the selection;
+    the rest runs once over all rows (few large operations, not many small ones).
+    """
+    n, d = data.shape
+    device = data.device
+    r = rows.shape[0]
+    kc = min(n - 1, k + max(k, 8))
+    everything = kc == n - 1
+    gaps = k if kc > k else k - 1  # consecutive gaps that fix the order (and membership)
+    slack = (d + 8) * 2.0 * centered.unit
+    buffer = torch.empty(min(chunk, r), centered.columns, dtype=centered.dtype, device=device)
+    values = torch.empty(r, kc, dtype=centered.dtype, device=device)
+    cand = torch.empty(r, kc, dtype=torch.long, device=device)
+    steps = torch.arange(min(chunk, r), device=device)
+    for lo in range(0, r, chunk):
+        block = rows[lo : lo + chunk]
+        b = block.shape[0]
+        scores = buffer[:b]
+        # The |q|^2 term is the same along a row and left out of the score.
+        torch.mm(centered.queries.index_select(0, block), centered.reference, out=scores)
+        scores[:, n:] = float("inf")
+        scores[steps[:b], block] = float("inf")
+        values[lo : lo + b], cand[lo : lo + b] = _candidates(scores, n, kc)
+    del buffer
+    values64 = values.double()
+    q_norm = centered.norms64.index_select(0, rows)
+    error = slack * (q_norm + centered.max_norm) ** 2
+    fast = torch.isfinite(values64[:, kc - 1])
+    if gaps > 0:
+        spacing = values64[:, 1 : gaps + 1] - values64[:, :gaps]
+        fast &= spacing.amin(dim=1) > 2.0 * error
+    out.copy_(cand[:, :k])
+    slow = torch.nonzero(~fast).flatten()
+    pending: list[torch.Tensor] = []
+    sub = max(1, _temp_elements(device) // (kc * d))
+    for s in range(0, slow.shape[0], sub):
+        part = slow[s : s + sub]
+        picked = cand.index_select(0, part)
+        exact = _exact_distances(data, rows.index_select(0, part), picked)
+        dist, best = _select(exact, picked, k)
+        out[part] = best
+        if not everything:
+            floor = values64.index_select(0, part)[:, kc - 1] + q_norm[part] ** 2
+            floor = floor - error[part]
+            proven = torch.isfinite(floor) & (dist[:, -1] < floor)
+            pending.append(part[~proven])
+    if not pending:
+        return torch.empty(0, dtype=torch.long, device=device)
+    return torch.cat(pending)
+
+
+def _exhaustive_stage(data: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
+    """Exact float64 scan of the whole class for ``rows`` (ties, duplicates)."""
+    n, d = data.shape
+    width = max(1, min(n, _temp_elements(data.device) // (4 * d)))
+    group = max(1, _temp_elements(data.device) // (width * d))
+    result = torch.empty(rows.shape[0], k, dtype=torch.long, device=data.device)
+    for lo in range(0, rows.shape[0], group):
+        block = rows[lo : lo + group]
+        b = block.shape[0]
+        best_d = torch.empty(b, 0, dtype=torch.float64, device=data.device)
+        best_i = torch.empty(b, 0, dtype=torch.long, device=data.device)
+        for start in range(0, n, width):
+            cols = torch.arange(start, min(n, start + width), device=data.device)
+            cols = cols.unsqueeze(0).expand(b, -1)
+            dist = _exact_distances(data, block, cols)
+            dist[cols == block.unsqueeze(1)] = float("inf")
+            best_d, best_i = _select(
+                torch.cat([best_d, dist], dim=1), torch.cat([best_i, cols], dim=1), k
+            )
+        result[lo : lo + b] = best_i
+    return result
+
+
+def class_neighbors(
+    data: torch.Tensor, rows: torch.Tensor | None, k: int, chunk_size: int | None
+) -> torch.Tensor:
+    """The ``k`` nearest other rows of ``data`` for each of ``rows`` (default: all).
+
+    Args:
+        data: ``[n, d]`` floating rows of one class, on the device to compute on.
+        rows: Local row indices (any device), or None for every row.
+        k: Neighbours per row, ``1 <= k < n``.
+        chunk_size: Query rows per block; None picks one that keeps a block near 64 MiB.
+
+    Returns:
+        ``[len(rows), k]`` int64 local indices on the CPU, nearest first, ties by index.
+
+    Example:
+        >>> data = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
+        >>> class_neighbors(data, None, 2, None).tolist()
+        [[1, 2], [0, 2], [1, 0], [2, 1]]
+        >>> class_neighbors(data, torch.tensor([3]), 1, 1).tolist()
+        [[2]]
+    """
+    n, d = data.shape
+    internal(1 <= k < n, f"k={k} neighbours asked of a class of {n}")
+    device = data.device
+    rows = torch.arange(n, device=device) if rows is None else rows.to(device)
+    chunk = chunk_size or max(1, min(2048, _SCORES // n))
+    out = torch.full((rows.shape[0], k), -1, dtype=torch.long, device=device)
+    mean = torch.zeros(d, dtype=torch.float64, device=device)
+    step = max(1, BIG // d)
+    for lo in range(0, n, step):
+        mean += data[lo : lo + step].double().sum(dim=0)
+    mean /= n
+    todo = torch.arange(rows.shape[0], device=device)
+    for dtype in (torch.float32, torch.float64):
+        centered = _Centered(data, mean, dtype)
+        part = torch.empty(todo.shape[0], k, dtype=torch.long, device=device)
+        left = _certified_stage(data, centered, rows[todo], k, chunk, part)
+        done = torch.ones(todo.shape[0], dtype=torch.bool, device=device)
+        done[left] = False
+        out[todo[done]] = part[done]
+        todo = todo[left]
+        del centered
+        if todo.numel() == 0:
+            break
+    if todo.numel():
+        out[todo] = _exhaustive_stage(data, rows[todo], k)
+    internal(bool((out >= 0).all()), "a neighbour row was left unfilled")
+    return out.cpu()
