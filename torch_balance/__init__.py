@@ -24,10 +24,10 @@ from torch_balance.strategies import (
     Plan,
     Power,
     Progressive,
-    class_weights,
     make_plan,
     target_counts,
 )
+from torch_balance.weights import class_weights
 
 if TYPE_CHECKING:
     from torch_balance.smote import SMOTE, SMOTEDataset

@@ -335,9 +335,6 @@ def class_balanced_grid(
     return grid.view(num_batches, p * k)
 
 
-# -- the shell -------------------------------------------------------------------------------
-
-
 def repeat_copies(
     whole: torch.Tensor, fraction: torch.Tensor | None, length: int, g: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -60,7 +60,8 @@ from torch_balance.bench.train import (
     train,
 )
 from torch_balance.samplers import BalancedSampler, RandomOverSampler, RandomUnderSampler
-from torch_balance.strategies import Deferred, Progressive, class_weights
+from torch_balance.strategies import Deferred, Progressive
+from torch_balance.weights import class_weights
 
 __all__ = [
     "METHODS",

@@ -18,7 +18,8 @@ from torch_balance.bench.metrics import METRIC_NAMES
 from torch_balance.bench.sources import Source
 from torch_balance.bench.split import Split
 from torch_balance.bench.train import Budget
-from torch_balance.strategies import Deferred, Progressive, class_weights, target_counts
+from torch_balance.strategies import Deferred, Progressive, target_counts
+from torch_balance.weights import class_weights
 
 __all__ = [
     "RESULTS_KEY",
