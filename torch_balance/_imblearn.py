@@ -12,6 +12,7 @@ puts the state back: using torch_balance never moves a global RNG, not even the 
 
 from __future__ import annotations
 
+import numbers
 import random
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from torch_balance.labels import LabelIndex
 
 __all__ = [
     "IMBLEARN_RULES",
+    "check_sampling_strategy_type",
     "checked_strategy",
     "get_check_sampling_strategy",
     "imblearn_targets",
@@ -66,9 +68,74 @@ def checked_strategy(check: Callable[..., Any], strategy: Any, y: np.ndarray, ki
         ValueError: sampling_strategy: ...
     """
     try:
-        return check(strategy, y, kind)
+        result = check(strategy, y, kind)
     except ValueError as error:
         raise ValueError(f"sampling_strategy: {error}") from error
+    except (TypeError, AttributeError, KeyError) as error:  # e.g. a callable returning None
+        raise TypeError(
+            "sampling_strategy: expected what imbalanced-learn accepts (a rule name, a float, "
+            "a dict {class: count} or a callable returning one), got "
+            f"{_shown(strategy)}; imbalanced-learn said: {type(error).__name__}: {error}"
+        ) from error
+    for key, value in result.items():
+        _check_count(f"sampling_strategy[{key!r}]", value)
+    return result
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_count(name: str, value: Any) -> None:
+    """A sample count: a non-negative integer (``8.5`` is refused, never truncated)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        fail(name, "a non-negative integer count", value, kind=TypeError)
+    if not isinstance(value, numbers.Integral):
+        fail(
+            name,
+            "a whole number of samples",
+            value,
+            "Counts are not rounded: give an integer (int(round(value)) if you mean that)",
+            kind=TypeError,
+        )
+
+
+def check_sampling_strategy_type(sampling_strategy: Any) -> None:
+    """Refuse, by name, what imbalanced-learn has no rule for, before asking it.
+
+    Example:
+        >>> check_sampling_strategy_type({1: 8.5})
+        Traceback (most recent call last):
+        ...
+        TypeError: sampling_strategy[1]: expected a whole number of samples, got 8.5. ...
+    """
+    value = sampling_strategy
+    if isinstance(value, str) or callable(value):
+        return
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if not np.isfinite(float(value)):
+            fail("sampling_strategy", "a finite float in (0, 1]", value)
+        return
+    if isinstance(value, Mapping):
+        for key, count in value.items():
+            _check_count(f"sampling_strategy[{key!r}]", count)
+        return
+    if isinstance(value, list | tuple):  # a ValueError there too
+        fail(
+            "sampling_strategy",
+            "a rule name, a float, a dict or a callable",
+            value,
+            "A list of classes is imbalanced-learn's form for cleaning under-samplers only; "
+            "give {class: count} instead",
+        )
+    fail(
+        "sampling_strategy",
+        "a rule name such as 'auto', a float (two classes), a dict {class: count} or a "
+        "callable y -> dict",
+        value,
+        kind=TypeError,
+    )
 
 
 def get_check_sampling_strategy() -> Callable[..., Any]:
@@ -114,6 +181,7 @@ def imblearn_targets(
     check_sampling_strategy = get_check_sampling_strategy()
 
     sampling_type = "over-sampling" if kind == "over" else "under-sampling"
+    check_sampling_strategy_type(sampling_strategy)
     if isinstance(sampling_strategy, str) and sampling_strategy not in IMBLEARN_RULES:
         fail(
             "sampling_strategy",
