@@ -35,6 +35,7 @@ from torch_balance.labels import (
     is_label_data,
     resolve_labelsets,
 )
+from torch_balance.samplers import RandomOverSampler
 
 
 def test_subset_random_split_and_nesting(monkeypatch: pytest.MonkeyPatch):
@@ -261,7 +262,7 @@ class Stream(IterableDataset):
         ("abc", TypeError, "got a str"),
         ({"train": [0, 1]}, TypeError, r"got a dict.*DatasetDict pick one split"),
         (iter([0, 1]), TypeError, "got a list_iterator"),
-        (Stream(), TypeError, r"IterableDataset.*pass its labels directly"),
+        (Stream(), TypeError, r"a stream.*IterableDataset.*pass the labels directly"),
     ],
     ids=lambda v: type(v).__name__ if not isinstance(v, str) else v[:20],
 )
@@ -453,3 +454,23 @@ def test_label_fn_that_raises_in_a_worker_names_the_index() -> None:
 
     with pytest.raises(ValueError, match=r"label_fn: .*KeyError: 'missing' at index 5"):
         get_labelsets(np.zeros(8), label_fn=broken, num_workers=2, progress=False)
+
+
+def test_a_stream_is_refused_before_it_is_read() -> None:
+    """A Hugging Face streaming dataset is told by its type; nothing of it is read."""
+
+    class IterableDataset:  # the shape of datasets.IterableDataset
+        column_names = ("image", "label")
+
+        def __iter__(self) -> Any:
+            raise AssertionError("the stream was read")
+
+        def __getitem__(self, key: Any) -> Any:
+            raise AssertionError("the stream was read")
+
+    IterableDataset.__module__ = "datasets.iterable_dataset"
+    for read_labels in (get_labels, get_labelsets):
+        with pytest.raises(TypeError, match=r"dataset: .*a stream.*streaming=False"):
+            read_labels(IterableDataset())
+    with pytest.raises(TypeError, match="a stream"):
+        RandomOverSampler(IterableDataset())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,3 +103,24 @@ def test_dataset_with_resampler_and_decoder() -> None:
         SMOTEDataset(
             data, torch.nn.Flatten(), k_neighbors=3, decoder=torch.nn.Identity(), progress=False
         )
+
+
+@pytest.mark.parametrize("content", [b"garbage", b"", "dict", "dir"])
+def test_a_bad_cache_file_is_named_with_the_fix(tmp_path: Path, content: Any) -> None:
+    path = tmp_path / "emb.pt"
+    if content == "dir":
+        path.mkdir()
+    elif content == "dict":
+        torch.save({"other": 1}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"cache: .*Delete .* or pass another cache path"):
+        SMOTEDataset(
+            clustered_images(), torch.nn.Flatten(), k_neighbors=3, cache=path, progress=False
+        )
+
+
+def test_internal_loaders_leave_the_global_rng_alone() -> None:
+    state = torch.get_rng_state()
+    SMOTEDataset(clustered_images(), torch.nn.Flatten(), k_neighbors=3, progress=False)
+    assert torch.equal(state, torch.get_rng_state())

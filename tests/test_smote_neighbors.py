@@ -46,3 +46,13 @@ def test_neighbors_exact_when_float32_stage_is_coarse(monkeypatch: pytest.Monkey
     np.testing.assert_array_equal(
         class_neighbors(torch.from_numpy(X), None, 3, 16), brute_neighbors(X, 3)
     )
+
+
+def test_huge_and_tiny_values_give_the_same_neighbours() -> None:
+    """Squared distances of values near 1e19 overflow float32 (and near 1e154 float64);
+    the search rescales by a power of two, so the neighbours are those of the data itself."""
+    X = torch.from_numpy(np.random.default_rng(3).normal(size=(120, 6)).astype(np.float32))
+    expected = class_neighbors(X, None, 5, None)
+    for factor in (2.0**64, 2.0**100, 2.0**-100):
+        assert torch.equal(class_neighbors(X * factor, None, 5, None), expected), factor
+    assert torch.equal(class_neighbors(X.double() * 2.0**600, None, 5, 7), expected)

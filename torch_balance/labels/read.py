@@ -238,6 +238,32 @@ def _scan(
     return kind.vector(labels, name)
 
 
+def _is_stream(dataset: Any) -> bool:
+    """A torch ``IterableDataset`` or a Hugging Face streaming dataset (told by its type alone)."""
+    if isinstance(dataset, IterableDataset):
+        return True
+    cls = type(dataset)
+    return cls.__name__ == "IterableDataset" and cls.__module__.split(".")[0] == "datasets"
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__name__}"
+
+
+def _refuse_stream(dataset: Any, path: str) -> None:
+    """Refuse a stream before touching it: reading its labels would read all of it."""
+    if _is_stream(dataset):
+        fail(
+            path,
+            "a map-style dataset (with __getitem__ and __len__) or a label vector",
+            Text(f"a stream, an IterableDataset ({_qualified(type(dataset))})"),
+            "A sampler indexes samples, which a stream cannot do, and reading a stream's labels "
+            "would read (for a remote one, download) all of it. Load it map-style "
+            "(datasets.load_dataset(..., streaming=False)), or pass the labels directly",
+            kind=TypeError,
+        )
+
+
 def _check_map_style(dataset: Any, path: str) -> None:
     if isinstance(dataset, IterableDataset):
         fail(
@@ -282,6 +308,7 @@ class _Reading:
 
     def _fast(self, dataset: Any, path: str) -> np.ndarray | None:
         kind = self.kind
+        _refuse_stream(dataset, path)
         if isinstance(dataset, list | tuple) and not is_label_data(
             dataset, label_sets=kind.multilabel
         ):
@@ -390,6 +417,7 @@ def _read(
             Text(f"a {type(dataset).__name__}"),
             kind=TypeError,
         )
+    _refuse_stream(dataset, "dataset")
     size = _dataset_length(dataset)
     if size == 0:
         fail("dataset", "at least one sample", Text(f"an empty {type(dataset).__name__}"))

@@ -116,7 +116,14 @@ def _embed(
         fail("dataset", "at least one sample", "an empty dataset")
     labels = _cheap_labels(dataset)
     run_on = device if device is not None else module_device(encoder)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    # A DataLoader draws its workers' base seed from the global RNG unless given a generator.
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        generator=torch.Generator(),
+    )
     out: torch.Tensor | None = None
     input_shape: tuple[int, ...] = ()
     batch_labels: list[Any] = []
@@ -297,6 +304,35 @@ def _fingerprint(
     }
 
 
+_CACHE_KEYS = ("fingerprint", "embeddings", "labels", "input_shape")
+
+
+def _read_cache(path: str) -> dict[str, Any]:
+    """A cache file written by :func:`load_or_embed`, or a ValueError that says what to do."""
+    fix = f"Delete {path!r} to recompute the embeddings, or pass another cache path"
+    try:
+        stored = torch.load(path, weights_only=True)
+    except Exception as error:  # garbage, truncated, a directory, another program's file
+        fail(
+            "cache",
+            "a file of embeddings written by SMOTEDataset",
+            Text(f"{path!r}, which cannot be read ({type(error).__name__})"),
+            fix,
+        )
+    if not isinstance(stored, dict) or any(key not in stored for key in _CACHE_KEYS):
+        fail(
+            "cache",
+            "a file of embeddings written by SMOTEDataset",
+            Text(f"{path!r}, which holds something else"),
+            fix,
+        )
+    if not isinstance(stored["fingerprint"], dict) or not isinstance(
+        stored["embeddings"], torch.Tensor
+    ):
+        fail("cache", "a file of embeddings written by SMOTEDataset", Text(repr(path)), fix)
+    return stored
+
+
 def load_or_embed(
     dataset: Any,
     encoder: torch.nn.Module,
@@ -333,7 +369,7 @@ def load_or_embed(
         return _embed(dataset, encoder, **kwargs)
     path = os.fspath(cache)
     if os.path.exists(path):
-        stored = torch.load(path, weights_only=True)
+        stored = _read_cache(path)
         now = _fingerprint(dataset, encoder, _cheap_labels(dataset))
         for key, value in now.items():
             then = stored["fingerprint"].get(key)

@@ -11,6 +11,8 @@ neighbour list under the order (float64 distance, index), whatever the chunk siz
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from torch_balance._validation import internal
@@ -202,6 +204,22 @@ def _exhaustive_stage(data: torch.Tensor, rows: torch.Tensor, k: int) -> torch.T
     return result
 
 
+def _in_safe_range(data: torch.Tensor) -> torch.Tensor:
+    """``data`` scaled by a power of two into a range where squared distances neither
+    overflow nor vanish (around 1e19 and up they overflow float32, and float64 from 1e154).
+
+    Scaling by a power of two is exact, and every distance scales alike, so the neighbours do
+    not change; data already in range is returned as it is.
+    """
+    peak = float(data.abs().amax()) if data.numel() else 0.0
+    if peak == 0.0 or _SAFE_LOW <= peak <= _SAFE_HIGH:
+        return data
+    return data * (2.0 ** -math.floor(math.log2(peak)))
+
+
+_SAFE_LOW, _SAFE_HIGH = 2.0**-30, 2.0**30
+
+
 def class_neighbors(
     data: torch.Tensor, rows: torch.Tensor | None, k: int, chunk_size: int | None
 ) -> torch.Tensor:
@@ -225,6 +243,7 @@ def class_neighbors(
     """
     n, d = data.shape
     internal(1 <= k < n, f"k={k} neighbours asked of a class of {n}")
+    data = _in_safe_range(data)
     device = data.device
     rows = torch.arange(n, device=device) if rows is None else rows.to(device)
     chunk = chunk_size or max(1, min(2048, _SCORES // n))
