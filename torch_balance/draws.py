@@ -208,7 +208,7 @@ def stratified_order(
         h, f, t = int(head[code]), int(floor_full[code]), int(tokens[code])
         if h:
             parts.append(full * batch_size + int(head_offset[code]) + np.arange(h))
-        if f:  # rank q * full + b goes to place q of the class in batch b
+        if f and full:  # rank q * full + b goes to place q of the class in batch b
             rows = np.arange(full, dtype=np.int64) * batch_size + int(base_offset[code])
             parts.append((rows[None, :] + np.arange(f, dtype=np.int64)[:, None]).reshape(-1))
         if t:

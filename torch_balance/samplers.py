@@ -316,6 +316,12 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
         self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
         self.index = resolve_labelsets(dataset_or_labelsets, label_fn)
         factors = image_factors(self.index, self.threshold, self.sqrt)
+        check_epoch_size(
+            "threshold",
+            int(min(float(np.ceil(factors).sum()), 2.0**80)),
+            EPOCH_BYTES,
+            "Use a smaller threshold: the repeat factors ask for more copies than memory holds",
+        )
         self.repeat_factors: torch.Tensor = torch.from_numpy(factors)
         if rounding == "ceil":
             self._whole = torch.from_numpy(np.ceil(factors).astype(np.int64))
@@ -325,12 +331,6 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
             self._whole = torch.from_numpy(np.floor(factors).astype(np.int64))
             self._fraction = self.repeat_factors - self._whole
             self.num_samples = max(len(self.index), math.floor(float(factors.sum()) + 0.5))
-        check_epoch_size(
-            "threshold",
-            max(self.num_samples, int(np.ceil(factors).sum())),
-            EPOCH_BYTES,
-            "Use a smaller threshold: the repeat factors ask for more copies than memory holds",
-        )
         self._global_length = self.num_samples
         self._ready()
 
