@@ -18,8 +18,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch.utils.data import Sampler, TensorDataset
 
 from torch_balance import (
+    SMOTE,
     BalancedSampler,
     ClassBalancedBatchSampler,
     Deferred,
@@ -29,14 +31,22 @@ from torch_balance import (
     RandomUnderSampler,
     RepeatFactorSampler,
     ResampledDataset,
+    SMOTEDataset,
     StratifiedBatchSampler,
     class_weights,
+    embed,
+    get_labels,
+    get_labelsets,
+    repeat_factors,
     target_counts,
 )
 from torch_balance.integrations import set_epoch
 
 LABELS = np.array([0] * 12 + [1] * 5 + [2] * 2)
 SETS = [(0,), (0, 1), (1,), (), (2,), (0, 2)] * 3
+X = np.random.default_rng(0).normal(size=(19, 3)).astype(np.float32)
+DATA = TensorDataset(torch.from_numpy(X), torch.from_numpy(LABELS))
+IDENTITY = torch.nn.Identity()
 
 
 class Opaque:
@@ -69,7 +79,7 @@ def _use(built: Any) -> None:
         assert len(built) > 0
         built[0]
         return
-    if hasattr(built, "__iter__") and hasattr(built, "__len__"):
+    if isinstance(built, Sampler):
         assert len(built) >= 0
         for item in built:
             flat = item if isinstance(item, list) else [item]
@@ -111,6 +121,63 @@ CASES: list[tuple[str, Callable[[Any], Any]]] = [
     ("num_samples", lambda v: target_counts(LABELS, "sqrt", num_samples=v)),
     ("kind", lambda v: class_weights(LABELS, v)),
     ("beta", lambda v: class_weights(LABELS, "effective", beta=v)),
+    ("num_classes", lambda v: class_weights(LABELS, num_classes=v)),
+    ("threshold", lambda v: repeat_factors(SETS, v)),
+    ("num_workers", lambda v: get_labels(LABELS.tolist(), num_workers=v)),
+    ("progress", lambda v: get_labels(LABELS.tolist(), progress=v)),
+    ("label_fn", lambda v: get_labels(list(range(19)), label_fn=v)),
+    ("k_neighbors", lambda v: SMOTE(k_neighbors=v).fit_resample(X, LABELS)),
+    ("random_state", lambda v: SMOTE(k_neighbors=1, random_state=v).fit_resample(X, LABELS)),
+    ("chunk_size", lambda v: SMOTE(k_neighbors=1, chunk_size=v).fit_resample(X, LABELS)),
+    ("sampling_strategy", lambda v: SMOTE(v, k_neighbors=1).fit_resample(X, LABELS)),
+    ("batch_size", lambda v: embed(DATA, IDENTITY, batch_size=v, progress=False)),
+    ("seed", lambda v: SMOTEDataset(DATA, IDENTITY, k_neighbors=1, seed=v, progress=False)),
+]
+
+
+def _count(value: Any) -> int:
+    """How many rows of X to pair with hostile labels (1 when they have no length)."""
+    try:
+        return len(value)
+    except TypeError:
+        return 1
+
+
+# Hostile label vectors and datasets: the error may name the labels or the dataset.
+LABEL_NAMES = ("labels", "dataset", "dataset_or_labels", "y", "X")
+LABEL_POOL = st.one_of(
+    HOSTILE,
+    st.sampled_from(
+        [
+            [1, "a", 2],
+            ["a", 1],
+            [1.5, 2.5],
+            [None, 1],
+            [[0, 1], 2],
+            np.array([[0, 1], [1, 0]]),
+            np.array([1.0, np.nan]),
+            np.array([2**62, -(2**62)]),
+            [2**70, 1],
+            torch.tensor([[1], [2]]),
+            torch.empty(0),
+            "abc",
+            b"abc",
+            {"a": 1},
+            [{"x": 0}],
+            [(0, 1, 2)],
+            np.array(["a", "b"], dtype=object),
+        ]
+    ),
+    st.lists(st.one_of(st.integers(-3, 3), st.text(max_size=2), st.none()), max_size=8),
+)
+LABEL_CASES: list[Callable[[Any], Any]] = [
+    lambda v: BalancedSampler(v, "over"),
+    lambda v: StratifiedBatchSampler(v, 2),
+    lambda v: RepeatFactorSampler(v, 0.3),
+    lambda v: get_labels(v),
+    lambda v: get_labelsets(v),
+    lambda v: class_weights(v),
+    lambda v: SMOTE(k_neighbors=1).fit_resample(np.zeros((_count(v), 2)), v),
 ]
 
 ALLOWED = (TypeError, ValueError)
@@ -129,6 +196,22 @@ def test_hostile_argument(name: str, call: Callable[[Any], Any], value: Any) -> 
         message = str(error)
         assert name in message.split(":")[0] or name in message, (
             f"{type(error).__name__} for {value!r} does not name {name!r}: {message}"
+        )
+        return
+    _use(built)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("call", LABEL_CASES, ids=[str(i) for i in range(len(LABEL_CASES))])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=LABEL_POOL)
+def test_hostile_labels(call: Callable[[Any], Any], value: Any) -> None:
+    try:
+        built = call(value)
+    except ALLOWED as error:
+        head = str(error).split(":")[0]
+        assert any(name in head for name in LABEL_NAMES) or "sampling_strategy" in head, (
+            f"{type(error).__name__} for {value!r} names none of {LABEL_NAMES}: {error}"
         )
         return
     _use(built)

@@ -67,7 +67,7 @@ def class_weights(
         check_epoch_size(
             "labels",
             size,
-            4,
+            12,
             "The weights are indexed by label; map the labels to 0..C-1 first "
             "(LabelIndex(labels).codes)",
             what="a weight vector indexed by label",
@@ -78,6 +78,13 @@ def class_weights(
                 num_classes,
                 minimum=size,
                 fix="It must cover the largest label",
+            )
+            check_epoch_size(
+                "num_classes",
+                size,
+                12,
+                "Give the number of classes your model outputs",
+                what="a weight vector",
             )
         out = np.zeros(size, dtype=np.float64)
         out[classes.astype(np.int64)] = raw

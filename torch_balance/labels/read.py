@@ -418,6 +418,14 @@ def _read(
             kind=TypeError,
         )
     _refuse_stream(dataset, "dataset")
+    if isinstance(dataset, np.ndarray | torch.Tensor) and dataset.ndim == 0:
+        fail(
+            "dataset",
+            "a dataset or a 1-D label vector",
+            Text(f"a 0-d {type(dataset).__name__} ({dataset.item()!r})"),
+            "Pass one label per sample",
+            kind=TypeError,
+        )
     size = _dataset_length(dataset)
     if size == 0:
         fail("dataset", "at least one sample", Text(f"an empty {type(dataset).__name__}"))
