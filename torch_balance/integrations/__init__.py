@@ -14,11 +14,12 @@ transformers are optional: each callback imports its trainer only when used.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from torch_balance._epoch import EpochShell, check_epoch
 
-__all__ = ["epoch_holders", "set_epoch"]
+__all__ = ["EpochSetter", "epoch_holders", "set_epoch"]
 
 # Attributes through which loaders, wrappers and trainers hold what they iterate: the torch
 # DataLoader, accelerate's DataLoaderShard/BatchSamplerShard, Lightning's CombinedLoader,
@@ -102,3 +103,34 @@ def set_epoch(root: Any, epoch: int) -> list[Any]:
     for holder in holders:
         holder.set_epoch(epoch)
     return holders
+
+
+class EpochSetter:
+    """What both trainer callbacks do: :func:`set_epoch`, with one warning if it finds nothing.
+
+    Example:
+        >>> import warnings
+        >>> setter = EpochSetter(warn_if_unused=True)
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     setter([], 0), setter([], 1)
+        ([], [])
+        >>> len(caught)
+        1
+    """
+
+    def __init__(self, warn_if_unused: bool) -> None:
+        self.warn_if_unused = warn_if_unused
+        self._warned = False
+
+    def __call__(self, root: Any, epoch: int) -> list[Any]:
+        holders = set_epoch(root, epoch)
+        if not holders and self.warn_if_unused and not self._warned:
+            self._warned = True
+            warnings.warn(
+                "SetEpochCallback: the train DataLoader holds no torch_balance sampler or "
+                "dataset, so there is nothing to advance",
+                UserWarning,
+                stacklevel=3,
+            )
+        return holders

@@ -10,10 +10,9 @@ the epoch's iterator) it sets the epoch of every torch_balance object in the tra
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
-from torch_balance.integrations import set_epoch
+from torch_balance.integrations import EpochSetter
 
 try:
     from transformers import TrainerCallback
@@ -36,18 +35,8 @@ class SetEpochCallback(TrainerCallback):
     """
 
     def __init__(self, warn_if_unused: bool = True) -> None:
-        self.warn_if_unused = warn_if_unused
-        self._warned = False
+        self._set = EpochSetter(warn_if_unused)
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         # state.epoch is fractional progress; at an epoch's start it is that epoch's number
-        epoch = math.floor((state.epoch or 0.0) + 1e-6)
-        holders = set_epoch(kwargs.get("train_dataloader"), epoch)
-        if not holders and self.warn_if_unused and not self._warned:
-            self._warned = True
-            warnings.warn(
-                "SetEpochCallback: the train DataLoader holds no torch_balance sampler or "
-                "dataset, so there is nothing to advance",
-                UserWarning,
-                stacklevel=2,
-            )
+        self._set(kwargs.get("train_dataloader"), math.floor((state.epoch or 0.0) + 1e-6))

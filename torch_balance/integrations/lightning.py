@@ -10,10 +10,9 @@ Lightning creates the epoch's iterator. Works with ``lightning`` and ``pytorch_l
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
-from torch_balance.integrations import set_epoch
+from torch_balance.integrations import EpochSetter
 
 try:
     from lightning.pytorch import Callback
@@ -36,16 +35,7 @@ class SetEpochCallback(Callback):
     """
 
     def __init__(self, warn_if_unused: bool = True) -> None:
-        self.warn_if_unused = warn_if_unused
-        self._warned = False
+        self._set = EpochSetter(warn_if_unused)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        holders = set_epoch(trainer.train_dataloader, trainer.current_epoch)
-        if not holders and self.warn_if_unused and not self._warned:
-            self._warned = True
-            warnings.warn(
-                "SetEpochCallback: the train DataLoader holds no torch_balance sampler or "
-                "dataset, so there is nothing to advance",
-                UserWarning,
-                stacklevel=2,
-            )
+        self._set(trainer.train_dataloader, trainer.current_epoch)
