@@ -316,6 +316,19 @@ def _one_set(value: Any, i: int, name: str) -> tuple[Any, ...]:
     return items
 
 
+def _int64_ids(ids: list[int], name: str) -> np.ndarray:
+    try:
+        return np.asarray(ids, dtype=np.int64)
+    except OverflowError:
+        big = max(ids, key=lambda v: abs(v))
+        fail(
+            name,
+            "category ids that fit in 64 bits",
+            Text(f"an id of {abs(big).bit_length()} bits"),
+            "Map the category ids to 0..C-1 (or to strings) first",
+        )
+
+
 def _flatten(values: Sequence[Any] | np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Flat category values and per-sample lengths of a sequence of sets."""
     n = len(values)
@@ -329,13 +342,13 @@ def _flatten(values: Sequence[Any] | np.ndarray, name: str) -> tuple[np.ndarray,
                 flat = np.empty(len(flat_list), dtype=object)
                 flat[:] = flat_list
             else:
-                flat = np.asarray(flat_list, dtype=np.int64)
+                flat = _int64_ids(flat_list, name)
             return flat, lengths
     sets = [_one_set(value, i, name) for i, value in enumerate(values)]
     lengths = np.fromiter(map(len, sets), dtype=np.int64, count=n)
     flat_list = list(chain.from_iterable(sets))
     if flat_list and all(isinstance(v, numbers.Integral) for v in flat_list):
-        return np.asarray([int(v) for v in flat_list], dtype=np.int64), lengths
+        return _int64_ids([int(v) for v in flat_list], name), lengths
     flat = np.empty(len(flat_list), dtype=object)
     flat[:] = flat_list
     if not flat_list:
