@@ -112,8 +112,17 @@ def test_conformance_with_workers(cls: type) -> None:
     check_sampler_dataloader(make, conformance_labels(), workers=2)
 
 
-def test_check_counts_can_be_skipped() -> None:
-    def shifted(y: Any, **kw: Any) -> BalancedSampler:
-        return BalancedSampler(y, "over", **kw)
+class MisreportingSampler(BalancedSampler):
+    """Draws "over" but reports the plan of "under": only the composition check can tell."""
 
-    check_sampler_basics(shifted, conformance_labels(), check_counts=False)
+    def target_counts(self, epoch: int | None = None) -> dict:
+        return BalancedSampler(self.index, "under").target_counts(epoch)
+
+
+def test_check_counts_catches_a_wrong_plan_and_can_be_skipped() -> None:
+    def make(y: Any, **kw: Any) -> BalancedSampler:
+        return MisreportingSampler(y, "over", **kw)
+
+    with pytest.raises(AssertionError, match="plan says"):
+        check_sampler_basics(make, conformance_labels())
+    check_sampler_basics(make, conformance_labels(), check_counts=False)

@@ -330,9 +330,11 @@ class EpochShell:
     def rank(self, value: int | None) -> None:
         self._requested = check_replicas(self._requested[0], value)
 
-    def __len__(self) -> int:
-        world, _ = current_ranks(*self._requested)
+    def _rank_length(self, world: int) -> int:
         return shard_length(self._global_length, world, self.drop_last)
+
+    def __len__(self) -> int:
+        return self._rank_length(current_ranks(*self._requested)[0])
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch of the next pass (trainers call it at the start of every epoch)."""
@@ -344,8 +346,7 @@ class EpochShell:
     def _begin(self) -> tuple[_Pass, int, int]:
         """Start a pass: ``(pass, num_replicas, rank)`` with the ranks of this moment."""
         world, rank = current_ranks(*self._requested)
-        length = shard_length(self._global_length, world, self.drop_last)
-        return self._state.begin(length), world, rank
+        return self._state.begin(self._rank_length(world)), world, rank
 
     def _own_settings(self, epoch: int) -> dict[str, Any]:
         """What else a saved state must agree on (beyond labels, world size, rank, length)."""
@@ -364,7 +365,7 @@ class EpochShell:
             "num_replicas": world,
             "rank": rank,
             "drop_last": self.drop_last,
-            "length": shard_length(self._global_length, world, self.drop_last),
+            "length": self._rank_length(world),
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -385,8 +386,7 @@ class EpochShell:
                 names what differs.
         """
         world, _ = current_ranks(*self._requested)
-        length = shard_length(self._global_length, world, self.drop_last)
-        self._state.load_state_dict(state_dict, self._settings, length)
+        self._state.load_state_dict(state_dict, self._settings, self._rank_length(world))
 
     def _where(self) -> str:
         world, rank = current_ranks(*self._requested)

@@ -102,11 +102,14 @@ def _same_rng(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
 
 
 def _build(
-    make: Factory, labels: Any, seed: int = 3, world: int = 1, rank: int = 0, **kw: Any
+    make: Factory,
+    labels: Any,
+    seed: int = 3,
+    world: int = 1,
+    rank: int = 0,
+    drop_last: bool = False,
 ) -> Any:
-    return make(
-        labels, seed=seed, num_replicas=world, rank=rank, drop_last=kw.get("drop_last", False)
-    )
+    return make(labels, seed=seed, num_replicas=world, rank=rank, drop_last=drop_last)
 
 
 def check_sampler_basics(make: Factory, labels: Any, *, check_counts: bool = True) -> None:
