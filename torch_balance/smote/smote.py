@@ -34,7 +34,7 @@ from torch_balance._rng import Stream, generator
 from torch_balance._validation import Text, check_int, fail, internal
 from torch_balance.labels import LabelIndex
 from torch_balance.smote.embed import check_device
-from torch_balance.smote.neighbors import BIG, class_neighbors
+from torch_balance.smote.neighbors import BIG, Scratch, class_neighbors
 from torch_balance.smote.variants import check_resampler, draw_variant
 
 # imbalanced-learn's import moves Python's global `random` state; it is put back.
@@ -116,6 +116,11 @@ def as_matrix(X: Any) -> torch.Tensor:
         )
     if tensor.shape[0] == 0 or tensor.shape[1] == 0:
         fail("X", "at least one sample and one feature", Text(f"shape {tuple(tensor.shape)}"))
+    # NaN propagates through min/max and inf is an extreme: one pass without a boolean
+    # temporary clears finite data; the row scan runs only to name the bad rows.
+    low, high = torch.aminmax(tensor)
+    if bool(torch.isfinite(low) & torch.isfinite(high)):
+        return tensor
     bad = torch.nonzero(~torch.isfinite(tensor).all(dim=1)).flatten()
     if bad.numel():
         fail(
@@ -174,9 +179,10 @@ def neighbor_tables(
     """
     device = params.device if params.device is not None else X.device
     tables = {}
+    scratch = Scratch()  # one score block for every class
     for code in np.flatnonzero(new > 0).tolist():
         data = X.index_select(0, index.members(code).to(X.device).long()).to(device)
-        tables[code] = class_neighbors(data, None, params.k_neighbors, params.chunk_size)
+        tables[code] = class_neighbors(data, None, params.k_neighbors, params.chunk_size, scratch)
     return tables
 
 
@@ -224,6 +230,7 @@ def synthesize(
         steps = torch.rand(m, generator=g, dtype=torch.float32)
         plans.append((code, base, pick, steps))
     codes, bases, neighbors, all_steps = [], [], [], []
+    scratch = Scratch()  # one score block for every class
     for code, base, pick, steps in plans:
         members = index.members(code).long()
         if tables is not None:
@@ -235,12 +242,13 @@ def synthesize(
             drawn[base] = True
             unique = torch.nonzero(drawn).flatten()
             slot = torch.cumsum(drawn, dim=0).sub_(1)
-            found = class_neighbors(data, unique, k, params.chunk_size)
+            found = class_neighbors(data, unique, k, params.chunk_size, scratch)
             local = found[slot[base], pick]
         codes.append(torch.full((base.shape[0],), code, dtype=torch.long))
         bases.append(members[base])
         neighbors.append(members[local])
         all_steps.append(steps)
+    del scratch  # its block is not needed while the rows are written
     if not plans:
         empty = torch.empty(0, dtype=torch.long)
         return _Draw(
