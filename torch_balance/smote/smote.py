@@ -263,7 +263,11 @@ def synthesize(
         x = X.index_select(0, base_all[lo : lo + step].to(X.device)).to(device, work)
         x_nn = X.index_select(0, nn_all[lo : lo + step].to(X.device)).to(device, work)
         u = steps_all[lo : lo + step].to(device, work).unsqueeze(1)
-        rows[lo : lo + step] = torch.addcmul(x, u, x_nn.sub_(x)).to(rows.device, rows.dtype)
+        target = rows[lo : lo + step]
+        if target.dtype == work and target.device == x.device:
+            torch.addcmul(x, u, x_nn.sub_(x), out=target)  # straight into the output
+        else:
+            target.copy_(torch.addcmul(x, u, x_nn.sub_(x)))
     return _Draw(torch.cat(codes), rows, base_all, nn_all, steps_all)
 
 
