@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -119,6 +122,15 @@ def test_jobs_default_to_the_usable_cores_and_threads_to_one() -> None:
     assert resolve_threads(None) == 1
     with pytest.raises(TypeError, match="--jobs: expected an integer"):
         resolve_jobs(1.5, torch.device("cpu"))  # type: ignore[arg-type]
+
+
+def test_a_run_leaves_the_global_rngs_alone(tmp_path: Path) -> None:
+    states = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    config = BenchConfig(methods=["under-static", "crt"], seeds=1, steps=3, head_steps=2)
+    run_bench(replace(config, out=str(tmp_path), jobs=1), say=lambda line: None)
+    assert torch.equal(states[0], torch.get_rng_state())
+    assert np.array_equal(states[1], np.random.get_state()[1])
+    assert states[2] == random.getstate()
 
 
 def test_the_command_names_threads_but_not_jobs(tmp_path: Path) -> None:
