@@ -5,8 +5,11 @@ budget for every strategy) and writes each run's table, JSON and plot under
 ``benchmarks/results/<data>/``. README quotes the tables this script printed.
 
 Usage:
-    python benchmarks/bench_recall.py                 # both, about 15 min on 2 CPU cores
-    python benchmarks/bench_recall.py --only digits   # about 2 min
+    python benchmarks/bench_recall.py                 # both, about 3.5 min on 2 CPU cores
+    python benchmarks/bench_recall.py --only digits   # about 30 s
+
+The runs train ``--jobs`` at a time (default: the CLI's, one per usable core); the numbers
+are the same for every ``--jobs``.
 
 Fashion-MNIST is read from /usr/share/datasets/fashion-mnist (Debian/Ubuntu:
 ``apt-get install dataset-fashion-mnist``) or ``--fashion-dir DIR``; nothing is downloaded.
@@ -50,6 +53,7 @@ def cli() -> int:
     parser.add_argument("--fashion-dir", default=None, help="directory of the four idx files")
     parser.add_argument("--fashion-steps", type=int, default=None, help="default: the CLI's")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--jobs", type=int, default=None, help="default: the CLI's")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     print(
@@ -57,6 +61,7 @@ def cli() -> int:
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
     )
     common = ["--seeds", str(args.seeds)] + (["--no-progress"] if args.no_progress else [])
+    common += ["--jobs", str(args.jobs)] if args.jobs is not None else []
     status = 0
     if args.only in (None, "digits"):
         out = os.path.join(args.out, "digits")

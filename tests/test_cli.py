@@ -121,6 +121,12 @@ def test_inspect_image_folder_decodes_nothing(
         (["bench", "svhn"], "digits, fashion-mnist[:DIR], cifar10[:DIR], imagefolder:PATH"),
         (["inspect", "cifar10:/nonexistent/dir"], "download=True"),
         (["bench", "digits", "--seeds", "0"], "--seeds: expected an integer >= 1"),
+        (
+            ["bench", "digits", "--jobs", "0"],
+            "--jobs: expected an integer >= 1, got 0. Use --jobs 1",
+        ),
+        (["bench", "digits", "--jobs", "-3"], "--jobs: expected an integer >= 1, got -3"),
+        (["bench", "digits", "--threads", "0"], "--threads: expected an integer >= 1, got 0"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(

@@ -96,10 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=None, help="output directory (default bench-out/<DATA name>)"
     )
     bench.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="training runs (method x seed) at a time, each in its own process (default: the "
+        "usable cores; 1 on CUDA); the results are the same for every value",
+    )
+    bench.add_argument(
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads (default half the cores, at most 4)",
+        help="torch CPU threads of each run (default 1); unlike --jobs, a different count "
+        "can change the last digits of the results",
     )
     bench.add_argument(
         "--no-progress",
@@ -148,6 +156,7 @@ def _bench(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         threads=args.threads,
         progress=not args.no_progress,
+        jobs=args.jobs,
     )
     run_bench(config)
     return 0

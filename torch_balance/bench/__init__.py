@@ -8,6 +8,7 @@ Data flows one way through its modules:
 - ``train``: the small CNN, the step budget and the training loop every method shares;
 - ``metrics``: the scores of one set of predictions;
 - ``report``: the table, the JSON helpers, the plot and the ``inspect`` text;
+- ``workers``: where the runs train: here, or ``--jobs`` spawned single-thread processes;
 - ``runner``: the run loop of ``bench``, every seed and every method.
 """
 

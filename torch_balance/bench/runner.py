@@ -1,9 +1,14 @@
 """``run_bench``: every seed, every method, then the table, the JSON and the plot.
 
 The loop reads top-down: :func:`run_bench` resolves the settings (:func:`resolve_device`,
-:func:`resolve_budget`), orders the methods so that ``erm`` comes before the methods built on
-it (:func:`run_order`), runs each seed (``_run_seed``, one ``_score`` per method) and
-writes the results (``_write_results``).
+:func:`resolve_budget`, :func:`resolve_threads`, :func:`resolve_jobs`), cuts every seed's work
+into runs (``_runs``: one per method and seed, with the methods built on ``erm`` in ``erm``'s
+run, after it, as :func:`run_order` puts them), trains the runs ``--jobs`` at a time
+(``bench.workers``; ``_train``, one ``_score`` per method), gathers each seed's scores in the
+order of :func:`run_order` (``_seed_record``) and writes the results (``_write_results``).
+
+Every run trains on ``--threads`` threads (default 1) whatever ``--jobs`` is, and a run is a
+pure function of its seed, so ``--jobs`` changes the wall time and nothing else.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,6 +40,7 @@ from torch_balance.bench.report import (
 from torch_balance.bench.sources import Source, load_source
 from torch_balance.bench.split import Split, Tensors, make_split, materialize
 from torch_balance.bench.train import Budget, Trained
+from torch_balance.bench.workers import run_tasks, usable_cores
 
 __all__ = [
     "DEFAULTS",
@@ -45,6 +51,8 @@ __all__ = [
     "progress_bar",
     "resolve_budget",
     "resolve_device",
+    "resolve_jobs",
+    "resolve_threads",
     "run_bench",
     "run_order",
 ]
@@ -63,6 +71,8 @@ class BenchConfig:
     """Everything ``torch-balance bench`` takes (``None`` means the source's default).
 
     ``progress`` allows progress bars; they show only when the output is a terminal.
+    ``threads`` is the torch threads of each training run (default 1) and ``jobs`` how many
+    runs train at once, each in its own process (default the usable cores, 1 on CUDA).
     """
 
     data: str = "digits"
@@ -78,6 +88,7 @@ class BenchConfig:
     image_size: int = 32
     threads: int | None = None
     progress: bool = True
+    jobs: int | None = None
 
 
 def defaults_for(source: Source) -> dict[str, Any]:
@@ -170,13 +181,40 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device(name)
 
 
-def _set_threads(threads: int | None, device: torch.device) -> None:
-    if threads is not None:
-        torch.set_num_threads(check_int("--threads", threads, minimum=1))
-    elif device.type == "cpu":
-        # This CNN gains little from a second thread, and a busy machine punishes threads
-        # that wait on each other; use half the cores (one on a 2-core machine).
-        torch.set_num_threads(max(1, min(4, (os.cpu_count() or 1) // 2)))
+def resolve_threads(threads: int | None) -> int:
+    """``--threads``: torch threads of each training run, 1 unless asked otherwise.
+
+    One thread per run keeps the numbers the same whatever ``--jobs`` is (a thread count
+    changes how sums are split, hence their rounding); on a busy machine it is also the
+    fastest way to use several cores: one run per core.
+
+    Example:
+        >>> resolve_threads(None), resolve_threads(2)
+        (1, 2)
+    """
+    if threads is None:
+        return 1
+    return int(check_int("--threads", threads, minimum=1))
+
+
+def resolve_jobs(jobs: int | None, device: torch.device) -> int:
+    """``--jobs``: how many runs train at once, each in its own process.
+
+    Default: the cores this process may use on the CPU; 1 on a CUDA device, which the runs
+    would share (and each worker would hold a CUDA context of its own).
+
+    Example:
+        >>> resolve_jobs(3, torch.device("cpu"))
+        3
+        >>> resolve_jobs(0, torch.device("cpu"))
+        Traceback (most recent call last):
+        ...
+        ValueError: --jobs: expected an integer >= 1, got 0. Use --jobs 1 to train one run at a time
+    """
+    if jobs is None:
+        return 1 if device.type == "cuda" else usable_cores()
+    fix = "Use --jobs 1 to train one run at a time"
+    return int(check_int("--jobs", jobs, minimum=1, fix=fix))
 
 
 def resolve_budget(config: BenchConfig, source: Source) -> tuple[float | None, Budget]:
@@ -231,6 +269,78 @@ def progress_bar(total: int, *, enabled: bool = True, file: IO[str] | None = Non
     )
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One training run: one seed's data and the methods to train on it, in this order.
+
+    The data travel to a worker as NumPy arrays, pickled through its pipe, rather than as
+    tensors in shared memory, which a container's small ``/dev/shm`` can refuse.
+    """
+
+    split: Split
+    names: tuple[str, ...]
+    scored: tuple[str, ...]
+    arrays: dict[str, np.ndarray]
+    num_classes: int
+    budget: Budget
+    device: torch.device
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps of the run (progress units, and the order to start runs in)."""
+        return sum(METHODS[name].steps(self.budget) for name in self.names)
+
+
+@dataclass
+class _Trained:
+    """What a run sends back: each scored method's entry of ``results.json``, and notes."""
+
+    scores: dict[str, dict[str, Any]]
+    notes: list[str]
+
+
+def _runs(
+    data: Tensors,
+    split: Split,
+    methods: list[str],
+    num_classes: int,
+    budget: Budget,
+    device: torch.device,
+) -> list[_Run]:
+    """One seed's runs: one per backbone method, ``erm``'s with the methods built on it."""
+    arrays = {f.name: getattr(data, f.name).numpy() for f in fields(data)}
+    order = run_order(methods)
+    on_erm = tuple(m for m in order if METHODS[m].uses_erm)
+    groups = [(m, *on_erm) if m == "erm" else (m,) for m in order if not METHODS[m].uses_erm]
+    return [
+        _Run(
+            split,
+            names,
+            tuple(m for m in names if m in methods),
+            arrays,
+            num_classes,
+            budget,
+            device,
+        )
+        for names in groups
+    ]
+
+
+def _train(run: _Run) -> _Trained:
+    """Train ``run``'s methods in order and score them (in this process or a worker)."""
+    data = Tensors(**{name: torch.from_numpy(array) for name, array in run.arrays.items()})
+    notes: list[str] = []
+    job = Job(data, run.num_classes, run.split.seed, run.budget, run.device, say=notes.append)
+    scored: dict[str, dict[str, Any]] = {}
+    for name in run.names:
+        result = run_method(name, job)
+        if name == "erm":
+            job = replace(job, erm=result)  # the head and post-hoc methods start from it
+        if name in run.scored:
+            scored[name] = _score(data, run.split, result)
+    return _Trained(scored, notes)
+
+
 def _score(data: Tensors, split: Split, result: Trained) -> dict[str, Any]:
     """One method's entry in ``results.json``: test metrics, validation balanced accuracy,
     epochs, seconds and the method's notes."""
@@ -251,19 +361,12 @@ def _score(data: Tensors, split: Split, result: Trained) -> dict[str, Any]:
     }
 
 
-def _run_seed(
-    source: Source,
-    split: Split,
-    methods: list[str],
-    *,
-    budget: Budget,
-    device: torch.device,
-    bar: Any,
-    say: Callable[[str], None],
+def _seed_record(
+    split: Split, methods: list[str], scored: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
-    """Train every method of ``methods`` (and ``erm`` if needed) on one seed's split."""
-    data = materialize(source, split)
-    run: dict[str, Any] = {
+    """One seed's entry in ``results.json``: its class counts, groups and scores, in the
+    order of :func:`run_order`, whichever run finished first."""
+    return {
         "seed": split.seed,
         "train_counts": split.train_counts.tolist(),
         "val_counts": split.val_counts.tolist(),
@@ -272,17 +375,8 @@ def _run_seed(
             zip(("head", "middle", "tail"), thirds(split.train_counts), strict=True),
             minority=split.minority,
         ),
-        RESULTS_KEY: {},
+        RESULTS_KEY: {name: scored[name] for name in run_order(methods) if name in methods},
     }
-    job = Job(data, source.num_classes, split.seed, budget, device, tick=bar.update, say=say)
-    for name in run_order(methods):
-        bar.set_description(f"seed {split.seed} {name}")
-        result = run_method(name, job)
-        if name == "erm":
-            job = replace(job, erm=result)  # the head and post-hoc methods start from it
-        if name in methods:
-            run[RESULTS_KEY][name] = _score(data, split, result)
-    return run
 
 
 def run_bench(config: BenchConfig, *, say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -309,7 +403,8 @@ def run_bench(config: BenchConfig, *, say: Callable[[str], None] = print) -> dic
     methods = check_methods(config.methods)
     seeds = check_int("--seeds", config.seeds, minimum=1)
     device = resolve_device(config.device)
-    _set_threads(config.threads, device)
+    threads = resolve_threads(config.threads)
+    jobs = resolve_jobs(config.jobs, device)
     out = check_output_dir(config.out or os.path.join("bench-out", _slug(config.data)))
     source = load_source(config.data, image_size=config.image_size, progress=config.progress)
     ratio, budget = resolve_budget(config, source)
@@ -318,21 +413,38 @@ def run_bench(config: BenchConfig, *, say: Callable[[str], None] = print) -> dic
     say(
         f"torch-balance bench: {source.description}; {ratio_text}; {len(methods)} methods"
         f" x {seeds} seeds; {budget.steps} steps of {budget.batch_size} per method;"
-        f" device {device}"
+        f" device {device}; {jobs} job(s) of {threads} thread(s)"
     )
-    total = seeds * sum(METHODS[m].steps(budget) for m in run_order(methods))
-    runs: list[dict[str, Any]] = []
     started = time.perf_counter()
-    bar = progress_bar(total, enabled=config.progress)
+    splits = [
+        make_split(source, profile=config.profile, ratio=ratio, seed=seed) for seed in range(seeds)
+    ]
+    work = [
+        run
+        for split in splits
+        for run in _runs(
+            materialize(source, split), split, methods, source.num_classes, budget, device
+        )
+    ]
+    # Longest first, so that no long run starts last while the other workers sit idle.
+    work.sort(key=lambda run: -run.steps)
+    bar = progress_bar(sum(run.steps for run in work), enabled=config.progress)
+    note = say if bar.disable else bar.write
+    scored: dict[int, dict[str, dict[str, Any]]] = {split.seed: {} for split in splits}
+
+    def finished(index: int, trained: _Trained) -> None:
+        run = work[index]
+        scored[run.split.seed].update(trained.scores)
+        for line in trained.notes:
+            note(f"seed {run.split.seed}: {line}")
+        bar.update(run.steps)
+        bar.set_description(f"seed {run.split.seed} {'+'.join(run.names)} done")
+
     try:
-        for seed in range(seeds):
-            split = make_split(source, profile=config.profile, ratio=ratio, seed=seed)
-            note = say if bar.disable else bar.write
-            runs.append(
-                _run_seed(source, split, methods, budget=budget, device=device, bar=bar, say=note)
-            )
+        run_tasks(_train, work, jobs=jobs, threads=threads, on_result=finished)
     finally:
         bar.close()
+    runs = [_seed_record(split, methods, scored[split.seed]) for split in splits]
     elapsed = time.perf_counter() - started
     return _write_results(
         out,
@@ -344,16 +456,23 @@ def run_bench(config: BenchConfig, *, say: Callable[[str], None] = print) -> dic
         budget=budget,
         device=device,
         elapsed=elapsed,
+        threads=threads,
+        jobs=jobs,
         say=say,
     )
 
 
-def _command(config: BenchConfig, methods: list[str], ratio: float | None, budget: Budget) -> str:
-    """The command that reproduces a run, as written into the results."""
+def _command(
+    config: BenchConfig, methods: list[str], ratio: float | None, budget: Budget, threads: int
+) -> str:
+    """The command that reproduces a run, as written into the results (``--jobs`` changes
+    only the wall time, so it is left out)."""
     command = f"torch-balance bench {config.data} --profile {config.profile}" + (
         f" --ratio {ratio:g}" if ratio is not None else ""
     )
     command += f" --seeds {config.seeds} --steps {budget.steps} --batch-size {budget.batch_size}"
+    if threads != 1:
+        command += f" --threads {threads}"
     if config.methods != list(METHODS):
         command += " --methods " + ",".join(methods)
     return command
@@ -370,6 +489,8 @@ def _write_results(
     budget: Budget,
     device: torch.device,
     elapsed: float,
+    threads: int,
+    jobs: int,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     """Summarise ``runs``; write and print the table, write the JSON and the plot.
@@ -379,8 +500,8 @@ def _write_results(
     """
     seeds = len(runs)
     summary = {m: summarize([run[RESULTS_KEY][m] for run in runs]) for m in methods}
-    command = _command(config, methods, ratio, budget)
-    info = machine(device)
+    command = _command(config, methods, ratio, budget, threads)
+    info = {**machine(device), "torch_threads": threads, "jobs": jobs}
     ratio_text = "natural counts" if ratio is None else f"{config.profile} ratio {ratio:g}"
     header = (
         f"{source.description}; {ratio_text}; test balanced; {seeds} seed(s); {budget.steps} SGD"
@@ -391,7 +512,8 @@ def _write_results(
     )
     machine_line = (
         f"Machine: {info['cpu']}, {info['cores']} cores, device {info['device']}; torch"
-        f" {info['torch']}; {elapsed:.0f} s in all."
+        f" {info['torch']}; {jobs} run(s) at a time on {threads} thread(s) each;"
+        f" {elapsed:.0f} s in all."
     )
     markdown = f"{header}\n\n{format_table(summary, methods)}\n\n`{command}`\n\n{machine_line}\n"
     sizes, by_rank = recall_by_size_rank(runs, methods)
@@ -405,6 +527,8 @@ def _write_results(
             "steps": budget.steps,
             "batch_size": budget.batch_size,
             "head_steps": budget.head_steps,
+            "threads": threads,
+            "jobs": jobs,
             RESULTS_KEY: methods,
         },
         "data": source.description,
