@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import label_sets, label_vectors
 from hypothesis import given, settings
 
+import torch_balance.labels.index as index_module
 from torch_balance.labels import LabelIndex, MultiLabelIndex
 
 
@@ -61,3 +63,25 @@ def test_label_index_groups_and_fingerprints() -> None:
         TypeError, match="labels: expected labels of one kind: all integers or all strings"
     ):
         LabelIndex(np.array([1, "a"], dtype=object))
+
+
+@pytest.mark.parametrize("chunk", [3, 7, 1 << 18])
+@settings(max_examples=40, deadline=None)
+@given(labels=label_vectors(max_classes=8, max_count=30))
+def test_chunked_grouping_is_a_stable_argsort(labels: np.ndarray, chunk: int) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(index_module, "GROUP_CHUNK", chunk)
+        for values in (labels, labels.astype(str), labels + 2**40):
+            index = LabelIndex(values)
+            _, codes = np.unique(values, return_inverse=True)
+            assert index.order.tolist() == np.argsort(codes, kind="stable").tolist()
+
+
+@pytest.mark.parametrize("num_classes", [256, 257, 1500])
+def test_grouping_with_many_classes(num_classes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 256 is the last count with 8-bit codes; past 1024 classes each chunk is scattered at once
+    monkeypatch.setattr(index_module, "GROUP_CHUNK", 1000)
+    labels = np.random.default_rng(num_classes).integers(-7, num_classes - 7, 5000)
+    index = LabelIndex(labels)
+    assert index.order.tolist() == np.argsort(labels, kind="stable").tolist()
+    assert index.order.dtype == torch.int32

@@ -198,14 +198,14 @@ def test_resume_survives_set_epoch_of_the_same_epoch() -> None:
 
 def test_memory_no_list_of_the_epoch() -> None:
     """The sampler hands out indices chunk by chunk; the epoch is never one Python list."""
-    from torch_balance.sharding import CHUNK
+    from torch_balance.sharding import LIST_CHUNK
 
     labels = np.repeat(np.arange(3), [200_000, 50_000, 10_000])
     sampler = RandomOverSampler(labels)
     iterator = iter(sampler)
     next(iterator)
     current = sampler._state._pass
-    assert current is not None and current.size == CHUNK < len(sampler)
+    assert current is not None and current.size == LIST_CHUNK < len(sampler)
     assert sampler.state_dict()["yielded"] == 1
 
 

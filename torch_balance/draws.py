@@ -15,23 +15,31 @@ permutation; the next epoch opens a new cycle with a fresh permutation.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 import torch
 
 from torch_balance._rng import ORDER, Stream, generator
+from torch_balance._threads import Early
 from torch_balance._validation import internal
 from torch_balance.labels import LabelIndex
 from torch_balance.strategies import Plan
 
 __all__ = [
+    "WalkCache",
     "class_balanced_grid",
     "class_sequence",
     "draw_epoch",
     "generator",
+    "pending_walks",
     "repeat_copies",
     "repeat_values",
     "shuffle_order",
+    "shuffled_epoch",
     "stratified_order",
+    "walk_orders",
     "walk_state",
 ]
 
@@ -62,17 +70,173 @@ def walk_state(plan: Plan, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return cycle, position, plan.targets(epoch) % counts
 
 
-def draw_epoch(plan: Plan, seed: int, epoch: int, *, replacement: bool = False) -> torch.Tensor:
+class WalkCache:
+    """Each class's permutation for its current cycle, kept between epochs.
+
+    Without it every epoch draws the permutation of every class it takes extras from, although
+    an epoch that takes ``r`` of ``n`` samples reads only ``r`` of its positions: a
+    ``RandomUnderSampler`` epoch would permute nearly the whole dataset to hand out a small
+    part of it. The cache keeps, per class, the cycle number and the class's sample indices
+    in that cycle's order (4 bytes a sample below 2**31 samples), so each permutation is drawn
+    once per cycle and the epochs are the same as without it.
+
+    It is used only where it pays: when the classes walked hold at least twice as many
+    samples as the epoch hands out (undersampling), not where the epoch is as long as the
+    data (``"class"``, ``"sqrt"``) and the extra memory would buy little. A pickled cache
+    arrives empty, so DataLoader workers and checkpoints do not carry it.
+
+    Example:
+        >>> from torch_balance.strategies import make_plan
+        >>> plan = make_plan(LabelIndex([0] * 50 + [1] * 2), "under")
+        >>> cache = WalkCache()
+        >>> [draw_epoch(plan, 0, e, cache=cache).tolist() == draw_epoch(plan, 0, e).tolist()
+        ...  for e in range(3)]
+        [True, True, True]
+        >>> sorted(cache.walks)
+        [0]
+    """
+
+    def __init__(self) -> None:
+        self.walks: dict[int, tuple[int, torch.Tensor]] = {}
+
+    def holds(self, code: int, cycle: int) -> bool:
+        held = self.walks.get(code)
+        return held is not None and held[0] == cycle
+
+    def walk(
+        self,
+        members: torch.Tensor,
+        code: int,
+        cycle: int,
+        seed: int,
+        order: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The class's samples in the order of its walk for ``cycle`` (``order``, if given, is
+        that walk's permutation, already drawn)."""
+        held = self.walks.get(code)
+        if held is not None and held[0] == cycle:
+            return held[1]
+        if order is None:
+            order = _walk_order(members.shape[0], code, cycle, seed, members.dtype)
+        walked = members.index_select(0, order)
+        self.walks[code] = (cycle, walked)
+        return walked
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"walks": {}}
+
+
+def _walk_order(n: int, code: int, cycle: int, seed: int, dtype: torch.dtype) -> torch.Tensor:
+    """The permutation of a class's ``n`` positions that its walk follows in ``cycle``."""
+    return torch.randperm(n, generator=generator(seed, Stream.WALK, code, cycle), dtype=dtype)
+
+
+def _cache_pays(counts: np.ndarray, extras: np.ndarray, length: int) -> bool:
+    """A :class:`WalkCache` pays when the classes walked hold twice the epoch's length."""
+    return int(counts[extras > 0].sum()) >= 2 * length
+
+
+def pending_walks(
+    plan: Plan, epoch: int, cache: WalkCache | None = None
+) -> list[tuple[int, int, int]]:
+    """``(code, n, cycle)`` of every class whose walk permutation ``epoch`` needs and
+    ``cache`` does not hold, largest class first (for :func:`walk_orders`)."""
+    counts = plan.index.counts
+    cycle, _, extras = walk_state(plan, epoch)
+    if cache is not None and not _cache_pays(counts, extras, plan.length):
+        cache = None
+    tasks = [
+        (code, int(counts[code]), int(cycle[code]))
+        for code in np.flatnonzero(extras).tolist()
+        if cache is None or not cache.holds(code, int(cycle[code]))
+    ]
+    tasks.sort(key=lambda task: -task[1])
+    return tasks
+
+
+def walk_orders(
+    tasks: Iterator[tuple[int, int, int]],
+    seed: int,
+    dtype: torch.dtype,
+    out: dict[int, torch.Tensor],
+) -> None:
+    """Draw the walk permutation of every task ``tasks`` yields into ``out``.
+
+    Two threads may share one ``tasks`` iterator: each permutation has its own generator,
+    so which thread draws it does not change it.
+    """
+    for code, n, cycle in tasks:
+        out[code] = _walk_order(n, code, cycle, seed, dtype)
+
+
+def shuffled_epoch(
+    plan: Plan,
+    seed: int,
+    epoch: int,
+    *,
+    replacement: bool = False,
+    cache: WalkCache | None = None,
+    helper: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One epoch's draws (:func:`draw_epoch`) and its permutation (:func:`shuffle_order`).
+
+    With ``helper``, a helper thread draws the permutation, which needs only the epoch's
+    length, while this thread groups the labels by class (on first use); then both threads
+    share out the classes' walk permutations. The result is the same either way.
+
+    Returns:
+        ``(picks, order)``: the epoch is ``picks[order]``.
+
+    Example:
+        >>> from torch_balance.strategies import make_plan
+        >>> plan = make_plan(LabelIndex([0] * 300 + [1] * 20), "class")
+        >>> a, b = shuffled_epoch(plan, 0, 1), shuffled_epoch(plan, 0, 1, helper=True)
+        >>> torch.equal(a[0][a[1]], b[0][b[1]])
+        True
+    """
+    index = plan.index
+    dtype = index.dtype
+    tasks = iter([] if replacement else pending_walks(plan, epoch, cache))
+    orders: dict[int, torch.Tensor] = {}
+
+    def permutation_then_walks() -> torch.Tensor:
+        order = shuffle_order(plan.length, seed, epoch)
+        walk_orders(tasks, seed, dtype, orders)
+        return order
+
+    early = Early(permutation_then_walks, helper=helper)
+    index.order  # noqa: B018 (the grouping, built on first use)
+    walk_orders(tasks, seed, dtype, orders)
+    order = early.result()
+    picks = draw_epoch(plan, seed, epoch, replacement=replacement, cache=cache, orders=orders)
+    return picks, order
+
+
+def draw_epoch(
+    plan: Plan,
+    seed: int,
+    epoch: int,
+    *,
+    replacement: bool = False,
+    cache: WalkCache | None = None,
+    orders: dict[int, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """The sample indices of one epoch, grouped by class (class order, unshuffled).
+
+    Every class writes its part straight into one buffer of the epoch's length.
 
     Args:
         plan: Target counts per class.
         seed: The shared seed.
         epoch: The epoch number.
         replacement: Draw each class's samples i.i.d. with replacement instead.
+        cache: Keeps each class's permutation for its cycle between calls (see
+            :class:`WalkCache`); the result is the same with or without it.
+        orders: Walk permutations already drawn by :func:`walk_orders`, by class code.
 
     Returns:
-        A 1-D integer tensor of ``plan.length`` dataset indices.
+        A 1-D integer tensor of ``plan.length`` dataset indices, of the dtype of
+        ``plan.index.order``.
 
     Example:
         >>> from torch_balance.strategies import make_plan
@@ -83,41 +247,51 @@ def draw_epoch(plan: Plan, seed: int, epoch: int, *, replacement: bool = False) 
     index: LabelIndex = plan.index
     targets = plan.targets(epoch)
     counts = index.counts
-    order = index.order
-    pieces: list[torch.Tensor] = []
+    out = torch.empty(int(targets.sum()), dtype=index.order.dtype)
+    at = 0
     if replacement:
         g = generator(seed, Stream.EPOCH, epoch)
-        for code in range(index.num_classes):
+        for code in np.flatnonzero(targets).tolist():
             k = int(targets[code])
-            if k == 0:
-                continue
-            picks = torch.randint(int(counts[code]), (k,), generator=g, dtype=order.dtype)
-            pieces.append(index.members(code).index_select(0, picks))
-        return torch.cat(pieces)
+            picks = torch.randint(int(counts[code]), (k,), generator=g, dtype=out.dtype)
+            torch.index_select(index.members(code), 0, picks, out=out[at : at + k])
+            at += k
+        return out
     cycle, position, extras = walk_state(plan, epoch)
-    for code in range(index.num_classes):
+    if cache is not None and not _cache_pays(counts, extras, out.shape[0]):
+        cache.walks.clear()  # free what it holds
+        cache = None
+    orders = orders or {}
+    for code in np.flatnonzero(targets).tolist():
         k, n = int(targets[code]), int(counts[code])
-        if k == 0:
-            continue
         members = index.members(code)
         full = k // n
-        if full == 1:
-            pieces.append(members)
-        elif full > 1:
-            pieces.append(members.repeat(full))
+        if full:
+            out[at : at + full * n].view(full, n).copy_(members)
+            at += full * n
         r = int(extras[code])
         if r:
-            g = generator(seed, Stream.WALK, code, int(cycle[code]))
-            perm = torch.randperm(n, generator=g, dtype=order.dtype)
             start = int(position[code])
-            stop = start + r
-            chosen = perm[start:stop]
-            if stop > n:
-                chosen = torch.cat([chosen, perm[: stop - n]])
-            pieces.append(
-                members[chosen.long()] if chosen.dtype != torch.int64 else members[chosen]
-            )
-    return torch.cat(pieces) if len(pieces) > 1 else pieces[0].clone()
+            stop = min(start + r, n)
+            wrap = start + r - stop  # past the end of the cycle: top up from its start
+            if cache is not None:
+                walk = cache.walk(members, code, int(cycle[code]), seed, orders.get(code))
+                out[at : at + stop - start] = walk[start:stop]
+                out[at + stop - start : at + r] = walk[:wrap]
+            else:  # look up only the r positions this epoch takes
+                drawn = orders.get(code)
+                walk = (
+                    drawn
+                    if drawn is not None
+                    else _walk_order(n, code, int(cycle[code]), seed, out.dtype)
+                )
+                chosen = (
+                    walk[start:stop] if not wrap else torch.cat([walk[start:stop], walk[:wrap]])
+                )
+                torch.index_select(members, 0, chosen, out=out[at : at + r])
+            at += r
+    internal(at == out.shape[0], f"draw_epoch wrote {at} of {out.shape[0]} indices")
+    return out
 
 
 def shuffle_order(length: int, seed: int, epoch: int) -> torch.Tensor:

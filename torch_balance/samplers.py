@@ -18,8 +18,9 @@ from torch.utils.data import DistributedSampler
 
 from torch_balance._epoch import EPOCH_BYTES, EpochShell, describe_plan, plan_for
 from torch_balance._rng import Stream, generator
+from torch_balance._threads import helper_allowed
 from torch_balance._validation import check_bool, check_epoch_size, fail
-from torch_balance.draws import draw_epoch, repeat_copies, repeat_values, shuffle_order
+from torch_balance.draws import WalkCache, repeat_copies, repeat_values, shuffled_epoch
 from torch_balance.labels import MultiLabelIndex, resolve_labelsets
 from torch_balance.sharding import iter_shard
 from torch_balance.strategies import Strategy
@@ -97,6 +98,7 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
         )
         self.strategy = strategy
         self._global_length = self.plan.length
+        self._walks = WalkCache()
         self._ready()
 
     def target_counts(self, epoch: int | None = None) -> dict[Any, int]:
@@ -110,13 +112,22 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
     def epoch_indices(self, epoch: int | None = None) -> torch.Tensor:
         """The global epoch (before sharding) as one tensor, in iteration order."""
         epoch = self._epoch_arg(epoch)
-        picks = draw_epoch(self.plan, self.seed, epoch, replacement=self.replacement)
-        return picks.index_select(0, shuffle_order(picks.shape[0], self.seed, epoch))
+        picks, order = shuffled_epoch(
+            self.plan, self.seed, epoch, replacement=self.replacement, cache=self._walks
+        )
+        return picks.index_select(0, order)
 
     def __iter__(self) -> Iterator[int]:
         current, world, rank = self._begin()
-        picks = draw_epoch(self.plan, self.seed, current.epoch, replacement=self.replacement)
-        order = shuffle_order(picks.shape[0], self.seed, current.epoch)
+        # a helper thread draws the permutation while this one groups and draws
+        picks, order = shuffled_epoch(
+            self.plan,
+            self.seed,
+            current.epoch,
+            replacement=self.replacement,
+            cache=self._walks,
+            helper=helper_allowed(self.plan.length),
+        )
         chunks = iter_shard(picks, order, world, rank, self.drop_last, current.base)
         return self._state.run(current, chunks)
 

@@ -21,11 +21,14 @@ from typing import Any, NoReturn
 import torch
 import torch.distributed as dist
 
+from torch_balance._threads import helper_allowed, run_ahead
 from torch_balance._validation import check_bool, check_int, fail
 
 __all__ = ["batch_sharder", "check_replicas", "current_ranks", "iter_shard", "shard_length"]
 
 CHUNK = 1 << 16
+BLOCK = 1 << 18
+LIST_CHUNK = 1 << 14
 
 
 def check_replicas(num_replicas: Any, rank: Any) -> tuple[int | None, int | None]:
@@ -171,22 +174,50 @@ def iter_shard(
     rank: int,
     drop_last: bool,
     start: int = 0,
+    *,
+    helper: bool | None = None,
 ) -> Iterator[list[int]]:
     """Yield this rank's part of ``values[order]`` as lists of Python ints, from ``start`` on.
 
-    ``order`` is the shuffled global epoch (positions into ``values``). Work and memory are
-    per chunk of ``CHUNK`` positions, so no list of the whole epoch is ever built.
+    ``order`` is the shuffled global epoch (positions into ``values``). The gather runs a
+    block of ``BLOCK`` positions at a time, in a helper thread where one may run (see
+    :mod:`torch_balance._threads`; ``helper`` forces the choice), and every block is handed
+    out as lists of ``LIST_CHUNK`` ints: 16K ints (about 0.6 MB of Python objects) stay in a
+    core's L2 cache while the training loop reads them, where 64K did not. No list of the
+    whole epoch is ever built.
+
+    Example:
+        >>> values, order = torch.tensor([10, 11, 12]), torch.tensor([2, 0, 1])
+        >>> [list(iter_shard(values, order, 2, r, drop_last=False)) for r in (0, 1)]
+        [[[12, 11]], [[10, 12]]]
     """
     length = order.shape[0]
     per_rank = shard_length(length, num_replicas, drop_last)
-    if num_replicas == 1:
-        for begin in range(start, per_rank, CHUNK):
-            stop = min(begin + CHUNK, per_rank)
-            yield values.index_select(0, order[begin:stop]).tolist()
-        return
-    for begin in range(start, per_rank, CHUNK):
-        stop = min(begin + CHUNK, per_rank)
+    if helper is None:
+        helper = helper_allowed(per_rank - start)
+    blocks = run_ahead(_gathered(values, order, num_replicas, rank, per_rank, start), helper=helper)
+    for block in blocks:
+        array = block.numpy()
+        for begin in range(0, array.shape[0], LIST_CHUNK):
+            yield array[begin : begin + LIST_CHUNK].tolist()
+
+
+def _gathered(
+    values: torch.Tensor,
+    order: torch.Tensor,
+    num_replicas: int,
+    rank: int,
+    per_rank: int,
+    start: int,
+) -> Iterator[torch.Tensor]:
+    """This rank's ``values[order[positions]]`` from ``start`` on, a block at a time."""
+    length = order.shape[0]
+    for begin in range(start, per_rank, BLOCK):
+        stop = min(begin + BLOCK, per_rank)
+        if num_replicas == 1:
+            yield values.index_select(0, order[begin:stop])
+            continue
         positions = torch.arange(begin, stop, dtype=torch.int64) * num_replicas + rank
-        if (stop - 1) * num_replicas + rank >= length:
+        if (stop - 1) * num_replicas + rank >= length:  # padding repeats the epoch's start
             positions = positions.remainder_(length)
-        yield values.index_select(0, order.index_select(0, positions)).tolist()
+        yield values.index_select(0, order.index_select(0, positions))

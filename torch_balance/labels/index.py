@@ -16,11 +16,89 @@ from typing import Any
 import numpy as np
 import torch
 
-from torch_balance._validation import Text, fail
+from torch_balance._validation import Text, fail, internal
 
-__all__ = ["LabelIndex", "MultiLabelIndex", "as_label_array", "encode", "fingerprint"]
+__all__ = [
+    "LabelIndex",
+    "MultiLabelIndex",
+    "as_label_array",
+    "encode",
+    "fingerprint",
+    "group_by_class",
+]
 
 _CONTAINERS = (tuple, list, set, frozenset, range)
+
+
+GROUP_CHUNK = 1 << 18
+"""Labels handled at a time when grouping by class: 256K codes (and their argsort) stay in L2."""
+
+
+class _Coder:
+    """The sorted distinct values of a label vector, their counts, and codes for any slice.
+
+    Integers spanning a short range use one ``bincount`` and a lookup table, and code a slice
+    on demand, so no N-long code array is ever held; anything else goes through
+    ``numpy.unique`` once. Codes are ``uint8`` up to 256 classes (numpy's stable argsort is then
+    one radix pass), ``int16`` below 2**15, else ``int32``.
+    """
+
+    def __init__(self, values: np.ndarray, name: str, what: str) -> None:
+        self.values = values
+        self.low = 0
+        self.lut: np.ndarray | None = None
+        self.codes: np.ndarray | None = None
+        if values.dtype.kind in "iu" and values.shape[0]:
+            low, high = int(values.min()), int(values.max())
+            span = high - low + 1
+            if span <= max(1 << 20, 4 * values.shape[0]):
+                counts = self._bincount(values, low, span)
+                present = np.flatnonzero(counts)
+                self.low = low
+                self.classes = (present + low).astype(values.dtype)
+                self.counts = counts[present]
+                self.dtype = _code_dtype(present.shape[0])
+                lut = np.zeros(span, dtype=self.dtype)
+                lut[present] = np.arange(present.shape[0], dtype=self.dtype)
+                self.lut = lut
+                return
+        try:
+            classes, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+        except TypeError as error:
+            fail(
+                name,
+                f"{what} of one sortable kind (all integers or all strings)",
+                Text(f"a mix that cannot be sorted ({error})"),
+                kind=TypeError,
+            )
+        self.classes, self.counts = classes, counts
+        self.dtype = _code_dtype(classes.shape[0])
+        self.codes = inverse.reshape(-1).astype(self.dtype)
+
+    @staticmethod
+    def _bincount(values: np.ndarray, low: int, span: int) -> np.ndarray:
+        if low == 0:
+            return np.bincount(values, minlength=span)
+        if span > GROUP_CHUNK:  # one shifted copy beats many span-long partial counts
+            return np.bincount(values - low, minlength=span)
+        counts = np.zeros(span, dtype=np.int64)
+        for begin in range(0, values.shape[0], GROUP_CHUNK):
+            counts += np.bincount(values[begin : begin + GROUP_CHUNK] - low, minlength=span)
+        return counts
+
+    def code(self, begin: int = 0, stop: int | None = None) -> np.ndarray:
+        """The codes of ``values[begin:stop]``."""
+        if self.codes is not None:
+            return self.codes[begin:stop]
+        part = self.values[begin:stop]
+        internal(self.lut is not None, "_Coder: neither codes nor a lookup table")
+        return self.lut[part - self.low if self.low else part]  # type: ignore[index]
+
+
+def _code_dtype(num_classes: int) -> type[np.integer[Any]]:
+    if num_classes <= 256:
+        return np.uint8
+    return np.int16 if num_classes < 2**15 else np.int32
 
 
 def encode(
@@ -29,7 +107,8 @@ def encode(
     """Return the sorted distinct values, the code of each value and the count of each code.
 
     Integers spanning a short range are encoded with one ``bincount`` and a lookup table;
-    anything else with ``numpy.unique``. Codes are ``int16`` below 2**15 classes, else ``int32``.
+    anything else with ``numpy.unique``. Codes are ``uint8`` up to 256 classes, ``int16`` below
+    2**15, else ``int32``.
 
     Args:
         values: A 1-D numpy array of integers, booleans or sortable objects.
@@ -47,29 +126,47 @@ def encode(
         >>> classes.tolist(), codes.tolist(), counts.tolist()
         ([3, 7], [1, 0, 1], [1, 2])
     """
-    if values.dtype.kind in "iu" and values.shape[0]:
-        low, high = int(values.min()), int(values.max())
-        span = high - low + 1
-        if span <= max(1 << 20, 4 * values.shape[0]):
-            shifted = values if low == 0 else values - low
-            present_counts = np.bincount(shifted, minlength=span)
-            present = np.flatnonzero(present_counts)
-            code_dtype = np.int16 if present.shape[0] < 2**15 else np.int32
-            lut = np.zeros(span, dtype=code_dtype)
-            lut[present] = np.arange(present.shape[0], dtype=code_dtype)
-            classes = (present + low).astype(values.dtype)
-            return classes, lut[shifted], present_counts[present]
-    try:
-        classes, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    except TypeError as error:
-        fail(
-            name,
-            f"{what} of one sortable kind (all integers or all strings)",
-            Text(f"a mix that cannot be sorted ({error})"),
-            kind=TypeError,
-        )
-    code_dtype = np.int16 if classes.shape[0] < 2**15 else np.int32
-    return classes, inverse.reshape(-1).astype(code_dtype), counts
+    coder = _Coder(values, name, what)
+    return coder.classes, coder.code(), coder.counts
+
+
+def group_by_class(coder: _Coder, offsets: np.ndarray) -> np.ndarray:
+    """Sample indices grouped by class code, increasing within each class.
+
+    The same result as a stable argsort of the codes, built a chunk of ``GROUP_CHUNK`` labels
+    at a time: each chunk's stable argsort (a radix sort for 8- and 16-bit codes, in cache) is
+    copied class by class to where that class has got to in the output. Beside the output
+    (``int32`` below 2**31 samples) it holds only one chunk's codes and argsort.
+
+    Example:
+        >>> coder = _Coder(np.array([2, 0, 2, 1, 0]), "labels", "values")
+        >>> group_by_class(coder, np.array([0, 2, 3, 5])).tolist()
+        [1, 4, 3, 0, 2]
+    """
+    n = coder.values.shape[0]
+    num_classes = offsets.shape[0] - 1
+    order = np.empty(n, dtype=np.int32 if n < 2**31 else np.int64)  # LabelIndex.dtype
+    cursor = offsets[:-1].copy()
+    per_class = num_classes <= 1024  # else one vectorised scatter per chunk
+    for begin in range(0, n, GROUP_CHUNK):
+        codes = coder.code(begin, begin + GROUP_CHUNK)
+        ranks = np.argsort(codes, kind="stable")
+        here = np.bincount(codes, minlength=num_classes)
+        if per_class:
+            source = 0
+            for code in np.flatnonzero(here).tolist():
+                k = int(here[code])
+                at = int(cursor[code])
+                np.add(ranks[source : source + k], begin, out=order[at : at + k], casting="unsafe")
+                source += k
+        else:
+            start = np.cumsum(here) - here
+            shift = np.repeat(cursor - start, here)
+            shift += np.arange(ranks.shape[0])
+            order[shift] = ranks + begin
+        cursor += here
+    internal(bool((cursor == offsets[1:]).all()), "group_by_class: counts do not match")
+    return order
 
 
 def fingerprint(keys: list[Any], *arrays: np.ndarray) -> str:
@@ -234,16 +331,31 @@ class LabelIndex:
     def __init__(self, labels: Any) -> None:
         array = as_label_array(labels)
         self.labels: np.ndarray = array
-        classes, codes, counts = encode(array)
-        self.classes: np.ndarray = classes
-        self.counts: np.ndarray = counts.astype(np.int64)
+        coder = _Coder(array, "labels", "values")
+        self.classes: np.ndarray = coder.classes
+        self.counts: np.ndarray = coder.counts.astype(np.int64)
         self.offsets: np.ndarray = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
-        order = np.argsort(codes, kind="stable")
-        del codes
-        if order.shape[0] < 2**31:
-            order = order.astype(np.int32)
-        self.order: torch.Tensor = torch.from_numpy(order)
+        self._coder: _Coder | None = coder
+        self._order: torch.Tensor | None = None
         self._fingerprint: str | None = None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of :attr:`order`: ``int32`` below 2**31 samples, else ``int64``."""
+        return torch.int32 if self.labels.shape[0] < 2**31 else torch.int64
+
+    @property
+    def order(self) -> torch.Tensor:
+        """Sample indices grouped by class (class ``c`` owns ``order[offsets[c]:offsets[c + 1]]``).
+
+        Built on first use, so a sampler's first epoch can build it while a helper thread
+        draws the epoch's permutation (which needs only the counts).
+        """
+        if self._order is None:
+            internal(self._coder is not None, "LabelIndex: no coder to build the grouping")
+            self._order = torch.from_numpy(group_by_class(self._coder, self.offsets))  # type: ignore[arg-type]
+            self._coder = None
+        return self._order
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

@@ -1,0 +1,149 @@
+"""The helper thread: when one may run, a result started early, an iterator run ahead.
+
+An epoch's work is a few long torch calls (a permutation, a gather) that release the GIL,
+and one long Python loop that cannot (turning indices into Python ints). With a second
+usable core, a helper thread runs the torch calls while the main thread does the rest.
+
+Rules, each enforced here:
+
+- a helper runs only where more than one CPU is usable (``os.sched_getaffinity``) and never
+  inside a DataLoader worker process (whose cores belong to the other workers);
+- a helper never outlives what started it: :class:`Early` is joined by ``result()``, and
+  :func:`run_ahead` stops and joins its thread when the iterator finishes, fails or is
+  closed (a generator that is dropped is closed);
+- whatever the helper raises is raised again in the caller's thread.
+
+Results do not depend on whether a helper ran: it computes the same calls, on its own
+generators, that the caller would otherwise compute itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from torch.utils.data import get_worker_info
+
+__all__ = ["Early", "helper_allowed", "run_ahead", "usable_cpus"]
+
+T = TypeVar("T")
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; ``os.cpu_count()`` where unknown).
+
+    Example:
+        >>> usable_cpus() >= 1
+        True
+    """
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+MIN_WORK = 1 << 17
+"""Indices below which a helper thread costs more to start than it saves."""
+
+
+def helper_allowed(work: int = MIN_WORK) -> bool:
+    """Whether a helper thread may run here for ``work`` indices: enough work, two or more
+    usable CPUs, and not a DataLoader worker process."""
+    return work >= MIN_WORK and usable_cpus() > 1 and get_worker_info() is None
+
+
+class Early(Generic[T]):
+    """``fn(*args)`` started now in a helper thread, or run by :meth:`result` if none may run.
+
+    Example:
+        >>> Early(sum, [1, 2, 3]).result()
+        6
+    """
+
+    def __init__(self, fn: Callable[..., T], *args: Any, helper: bool | None = None) -> None:
+        self._fn, self._args = fn, args
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if helper_allowed() if helper is None else helper:
+            self._thread = threading.Thread(target=self._run, name="torch_balance-early")
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn(*self._args)
+        except BaseException as error:  # handed to the caller's thread by result()
+            self._error = error
+
+    def result(self) -> T:
+        """The value (waiting for the helper if it runs); the helper's error is raised here."""
+        if self._thread is None:
+            return self._fn(*self._args)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        value: T = self._value
+        return value
+
+
+class _End:
+    """What the helper puts last: nothing, or the error that stopped it."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+def run_ahead(items: Iterator[T], depth: int = 4, *, helper: bool | None = None) -> Iterator[T]:
+    """Iterate ``items`` in a helper thread, up to ``depth`` items ahead of the consumer.
+
+    Without a helper (one usable CPU, or in a DataLoader worker) this is ``items`` itself.
+    The helper stops, and is joined, when the returned iterator ends, raises or is closed.
+
+    Example:
+        >>> list(run_ahead(iter(range(5)), depth=2, helper=True))
+        [0, 1, 2, 3, 4]
+    """
+    if not (helper_allowed() if helper is None else helper):
+        return items
+    return _ahead(items, depth)
+
+
+def _ahead(items: Iterator[T], depth: int) -> Iterator[T]:
+    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        ready.put(item, timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put(_End())
+        except BaseException as error:
+            ready.put(_End(error))
+
+    thread = threading.Thread(target=produce, name="torch_balance-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if isinstance(item, _End):
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue, then join
+            with contextlib.suppress(queue.Empty):
+                ready.get_nowait()
+            thread.join(timeout=0.01)
