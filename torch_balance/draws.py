@@ -113,9 +113,8 @@ class WalkCache:
     ) -> torch.Tensor:
         """The class's samples in the order of its walk for ``cycle`` (``order``, if given, is
         that walk's permutation, already drawn)."""
-        held = self.walks.get(code)
-        if held is not None and held[0] == cycle:
-            return held[1]
+        if self.holds(code, cycle):
+            return self.walks[code][1]
         if order is None:
             order = _walk_order(members.shape[0], code, cycle, seed, members.dtype)
         walked = members.index_select(0, order)
