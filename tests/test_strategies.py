@@ -19,10 +19,12 @@ from torch_balance import (
     LabelIndex,
     Power,
     Progressive,
+    _imblearn,
     make_plan,
     target_counts,
 )
 
+_SAMPLING_TYPES = ("over-sampling", "under-sampling")
 STRING_RULES = ["minority", "majority", "not minority", "not majority", "all", "auto"]
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -101,6 +103,48 @@ def halve_majority(y: np.ndarray) -> dict[Any, int]:
 def test_callable_rules_match_imblearn(labels: np.ndarray) -> None:
     assert_same_outcome("over", labels, double_minority)
     assert_same_outcome("under", labels, halve_majority)
+
+
+@pytest.mark.parametrize("kind", ["over", "under"])
+@pytest.mark.parametrize("rule", [*STRING_RULES, 0.3, 0.8])
+@pytest.mark.parametrize("proxy_works", [True, False])
+def test_count_rules_agree_with_either_proxy(
+    kind: str, rule: Any, proxy_works: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # proxy_works=False: as if the one-entry-per-class proxy had failed its self-test.
+    monkeypatch.setattr(
+        _imblearn, "_PROXY_WORKS", {} if proxy_works else dict.fromkeys(_SAMPLING_TYPES, False)
+    )
+    counts = [9, 2, 5] if isinstance(rule, str) else [9, 4]
+    assert_same_outcome(kind, np.repeat(np.arange(len(counts)), counts), rule)
+
+
+def test_count_rules_see_one_entry_per_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    check = _imblearn.get_check_sampling_strategy()
+
+    def spy(strategy: Any, y: np.ndarray, kind: str) -> Any:
+        seen.append(len(y))
+        return check(strategy, y, kind)
+
+    monkeypatch.setattr(_imblearn, "get_check_sampling_strategy", lambda: spy)
+    labels = np.repeat(np.arange(3), [500, 40, 7])
+    assert _imblearn.imblearn_targets(LabelIndex(labels), "under", "auto").tolist() == [7, 7, 7]
+    assert seen == [3]
+
+
+def test_count_proxy_self_test_catches_a_broken_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    def plain(self: Any, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        return func(*[np.asarray(a).view(np.ndarray) for a in args], **kwargs)
+
+    monkeypatch.setattr(_imblearn, "_PROXY_WORKS", {})
+    monkeypatch.setattr(_imblearn.CountProxy, "__array_function__", plain)
+    # Without its np.unique answer the proxy counts one sample per class: the self-test
+    # notices, and the rules fall back to a full vector with the right answer.
+    assert not _imblearn._proxy_works("under-sampling")
+    assert _imblearn.class_proxy(np.array([4, 1]), "under-sampling").shape == (5,)
+    labels = np.repeat(np.arange(3), [50, 4, 7])
+    assert ours("under", labels, "auto") == {0: 4, 1: 4, 2: 4}
 
 
 BAD_RULES: list[Any] = [

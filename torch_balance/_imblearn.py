@@ -25,8 +25,10 @@ from torch_balance.labels import LabelIndex
 
 __all__ = [
     "IMBLEARN_RULES",
+    "CountProxy",
     "check_sampling_strategy_type",
     "checked_strategy",
+    "class_proxy",
     "get_check_sampling_strategy",
     "imblearn_targets",
     "kept_random_state",
@@ -138,6 +140,94 @@ def check_sampling_strategy_type(sampling_strategy: Any) -> None:
     )
 
 
+class CountProxy(np.ndarray):
+    """A label vector of one entry per class that reports the real class counts.
+
+    imbalanced-learn reads ``y`` only through ``np.unique`` (classes, their number, their
+    counts) and, for a float ``sampling_strategy``, scikit-learn's ``type_of_target``, which
+    depends on the distinct values alone. This array holds the class positions ``0..C-1``
+    once each and answers ``np.unique(..., return_counts=True)`` with ``counts``, so the
+    string and float rules see ``N`` samples at the cost of ``C``. :func:`class_proxy` checks
+    once per process that it gives imbalanced-learn's answers for a full vector.
+
+    Example:
+        >>> proxy = CountProxy.of(np.array([4, 1]))
+        >>> [a.tolist() for a in np.unique(proxy, return_counts=True)]
+        [[0, 1], [4, 1]]
+        >>> np.unique(proxy).tolist()
+        [0, 1]
+    """
+
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, counts: np.ndarray) -> CountProxy:
+        proxy = np.arange(len(counts), dtype=np.int64).view(cls)
+        proxy.counts = np.asarray(counts, dtype=np.int64)
+        return proxy
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.counts = getattr(obj, "counts", None)  # type: ignore[assignment]
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        plain = [a.view(np.ndarray) if isinstance(a, CountProxy) else a for a in args]
+        if func is np.unique and kwargs.get("return_counts") and isinstance(args[0], CountProxy):
+            others = {k: v for k, v in kwargs.items() if k != "return_counts"}
+            values = np.unique(*plain, **others)
+            values = values if isinstance(values, tuple) else (values,)
+            # The classes are 0..C-1 in order, so every index and inverse is the identity.
+            return (*values, args[0].counts.copy())
+        return func(*plain, **kwargs)
+
+
+_PROXY_WORKS: dict[str, bool] = {}
+
+
+def _proxy_works(sampling_type: str) -> bool:
+    """Whether :class:`CountProxy` gives imbalanced-learn's answers for this sampling type.
+
+    Compared once per process against full label vectors over every string rule and a
+    float, on counts chosen so that each rule picks different classes.
+    """
+    if sampling_type not in _PROXY_WORKS:
+        check = get_check_sampling_strategy()
+        works = True
+        for counts in (np.array([7, 3, 5, 1]), np.array([6, 2]), np.array([2, 6])):
+            full = np.repeat(np.arange(len(counts)), counts)
+            rules: list[Any] = [*IMBLEARN_RULES, 0.5] if len(counts) == 2 else IMBLEARN_RULES
+            for rule in rules:
+                try:
+                    expected = {int(k): int(v) for k, v in check(rule, full, sampling_type).items()}
+                except ValueError:
+                    expected = None
+                try:
+                    got = {
+                        int(k): int(v)
+                        for k, v in check(rule, CountProxy.of(counts), sampling_type).items()
+                    }
+                except Exception:
+                    got = None
+                works = works and got == expected
+        _PROXY_WORKS[sampling_type] = works
+    return _PROXY_WORKS[sampling_type]
+
+
+def class_proxy(counts: np.ndarray, sampling_type: str) -> np.ndarray:
+    """Labels that give imbalanced-learn's count-only rules the class counts ``counts``.
+
+    A :class:`CountProxy` (one entry per class) where it has been checked to work, else a
+    full vector of class positions in class order (one small integer per sample).
+
+    Example:
+        >>> class_proxy(np.array([3, 1]), "over-sampling").shape
+        (2,)
+    """
+    if _proxy_works(sampling_type):
+        return CountProxy.of(counts)
+    dtype = np.int16 if len(counts) < 2**15 else np.int32
+    return np.repeat(np.arange(len(counts), dtype=dtype), counts)
+
+
 def get_check_sampling_strategy() -> Callable[..., Any]:
     """imbalanced-learn's ``check_sampling_strategy``, imported on first use.
 
@@ -203,12 +293,16 @@ def imblearn_targets(
         result = checked_strategy(check_sampling_strategy, sampling_strategy, y, sampling_type)
         by_position = {position[k]: v for k, v in result.items()}
     else:
-        # Every other rule depends only on the class counts: one small integer per sample
-        # in class order gives imbalanced-learn the same counts at a fraction of the cost.
-        dtype = np.int16 if index.num_classes < 2**15 else np.int32
-        proxy = np.repeat(np.arange(index.num_classes, dtype=dtype), index.counts)
+        # Every other rule depends only on the class counts: imbalanced-learn gets them from a
+        # proxy with one entry per class (see CountProxy), or, should its use of ``y`` ever
+        # change, from one small integer per sample in class order.
         by_position = dict(
-            checked_strategy(check_sampling_strategy, strategy, proxy, sampling_type)
+            checked_strategy(
+                check_sampling_strategy,
+                strategy,
+                class_proxy(index.counts, sampling_type),
+                sampling_type,
+            )
         )
     targets = index.counts.copy()
     for pos, value in by_position.items():
