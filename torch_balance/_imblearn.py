@@ -194,7 +194,7 @@ def _proxy_works(sampling_type: str) -> bool:
         works = True
         for counts in (np.array([7, 3, 5, 1]), np.array([6, 2]), np.array([2, 6])):
             full = np.repeat(np.arange(len(counts)), counts)
-            rules: list[Any] = [*IMBLEARN_RULES, 0.5] if len(counts) == 2 else IMBLEARN_RULES
+            rules: list[Any] = [*IMBLEARN_RULES, 0.5] if len(counts) == 2 else [*IMBLEARN_RULES]
             for rule in rules:
                 try:
                     expected = {int(k): int(v) for k, v in check(rule, full, sampling_type).items()}
