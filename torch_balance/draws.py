@@ -44,7 +44,10 @@ __all__ = [
 ]
 
 
-def walk_state(plan: Plan, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+WalkState = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def walk_state(plan: Plan, epoch: int) -> WalkState:
     """Where each class's walk stands at the start of ``epoch``.
 
     Returns:
@@ -136,12 +139,13 @@ def _cache_pays(counts: np.ndarray, extras: np.ndarray, length: int) -> bool:
 
 
 def pending_walks(
-    plan: Plan, epoch: int, cache: WalkCache | None = None
+    plan: Plan, epoch: int, cache: WalkCache | None = None, state: WalkState | None = None
 ) -> list[tuple[int, int, int]]:
     """``(code, n, cycle)`` of every class whose walk permutation ``epoch`` needs and
-    ``cache`` does not hold, largest class first (for :func:`walk_orders`)."""
+    ``cache`` does not hold, largest class first (for :func:`walk_orders`). ``state`` is
+    ``walk_state(plan, epoch)`` where the caller has it already."""
     counts = plan.index.counts
-    cycle, _, extras = walk_state(plan, epoch)
+    cycle, _, extras = state if state is not None else walk_state(plan, epoch)
     if cache is not None and not _cache_pays(counts, extras, plan.length):
         cache = None
     tasks = [
@@ -195,7 +199,8 @@ def shuffled_epoch(
     """
     index = plan.index
     dtype = index.dtype
-    tasks = iter([] if replacement else pending_walks(plan, epoch, cache))
+    state = None if replacement else walk_state(plan, epoch)
+    tasks = iter([] if state is None else pending_walks(plan, epoch, cache, state))
     orders: dict[int, torch.Tensor] = {}
 
     def permutation_then_walks() -> torch.Tensor:
@@ -207,7 +212,9 @@ def shuffled_epoch(
     index.order  # noqa: B018 (the grouping, built on first use)
     walk_orders(tasks, seed, dtype, orders)
     order = early.result()
-    picks = draw_epoch(plan, seed, epoch, replacement=replacement, cache=cache, orders=orders)
+    picks = draw_epoch(
+        plan, seed, epoch, replacement=replacement, cache=cache, orders=orders, state=state
+    )
     return picks, order
 
 
@@ -219,6 +226,7 @@ def draw_epoch(
     replacement: bool = False,
     cache: WalkCache | None = None,
     orders: dict[int, torch.Tensor] | None = None,
+    state: WalkState | None = None,
 ) -> torch.Tensor:
     """The sample indices of one epoch, grouped by class (class order, unshuffled).
 
@@ -232,6 +240,7 @@ def draw_epoch(
         cache: Keeps each class's permutation for its cycle between calls (see
             :class:`WalkCache`); the result is the same with or without it.
         orders: Walk permutations already drawn by :func:`walk_orders`, by class code.
+        state: ``walk_state(plan, epoch)``, where the caller has computed it already.
 
     Returns:
         A 1-D integer tensor of ``plan.length`` dataset indices, of the dtype of
@@ -256,7 +265,7 @@ def draw_epoch(
             torch.index_select(index.members(code), 0, picks, out=out[at : at + k])
             at += k
         return out
-    cycle, position, extras = walk_state(plan, epoch)
+    cycle, position, extras = state if state is not None else walk_state(plan, epoch)
     if cache is not None and not _cache_pays(counts, extras, out.shape[0]):
         cache.walks.clear()  # free what it holds
         cache = None
