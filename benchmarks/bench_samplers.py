@@ -11,23 +11,35 @@ ratio 100), shuffled. Every method is timed in this same run, best of ``--repeat
   ``"sqrt"``, ``RandomUnderSampler`` and ``RandomOverSampler`` (imbalanced-learn's epoch
   lengths).
 
-Then, in a fresh subprocess per row, N = 1e8 for ours with the peak RSS growth over the labels
-themselves (bytes per label), sampled every 2 ms with psutil.
+- ``RandomUnderSampler``, a later epoch: the sampler built and its first epoch drawn, then
+  the best of the next epochs of the same cycle (its walk permutations cached).
 
-Run: ``python benchmarks/bench_samplers.py`` (about 10 minutes on 2 cores);
-``--sizes 1e6 --big 0`` for a quick look.
+Then the same epochs timed stage by stage, one thread, no overlap (where the time goes:
+building the sampler, grouping the labels by class, drawing the epoch, its permutation, the
+gather, handing out Python ints), and the whole table again in a subprocess pinned to one
+CPU (``os.sched_setaffinity``, as ``taskset -c 0``), where no helper thread runs.
+
+Last, in a fresh subprocess per row, N = 1e8 for ours with the peak RSS growth over the labels
+themselves (bytes per label), sampled every 2 ms with psutil, on every usable core and pinned
+to one CPU.
+
+Run: ``python benchmarks/bench_samplers.py`` (about 15 minutes on 2 cores);
+``--sizes 1e6 --big 0 --no-baselines`` for a quick look.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PeakRSS, describe, drain, long_tailed_labels
 
 from torch_balance import BalancedSampler, RandomOverSampler, RandomUnderSampler
+from torch_balance.draws import draw_epoch, shuffle_order
+from torch_balance.sharding import LIST_CHUNK
 
 
 def best_time(fn: Callable[[], int], repeats: int) -> tuple[float, int]:
@@ -74,7 +88,24 @@ OURS: dict[str, Callable[[np.ndarray], object]] = {
 }
 
 
-def run_size(n: int, repeats: int, with_torchsampler: bool) -> list[dict[str, object]]:
+LATER = "RandomUnderSampler, a later epoch"
+
+
+def later_epoch(labels: np.ndarray, repeats: int) -> tuple[float, int]:
+    """The best of ``repeats`` epochs after the first of a built ``RandomUnderSampler``."""
+    sampler = RandomUnderSampler(labels)
+    drain(sampler)
+    epochs = itertools.count(1)
+
+    def next_epoch() -> int:
+        sampler.set_epoch(next(epochs))
+        return drain(sampler)
+
+    return best_time(next_epoch, repeats)
+
+
+def run_size(n: int, repeats: int, baselines: bool) -> list[dict[str, object]]:
+    """The timings at ``n`` labels, each method's epoch against the floor at its length."""
     labels = long_tailed_labels(n)
     rows: list[dict[str, object]] = []
     floors: dict[int, float] = {}
@@ -84,32 +115,104 @@ def run_size(n: int, repeats: int, with_torchsampler: bool) -> list[dict[str, ob
             floors[length] = best_time(lambda: floor(length), repeats)[0]
         return floors[length]
 
-    wrs, _ = best_time(lambda: weighted_random(labels), repeats)
-    rows.append({"N": n, "method": "WeightedRandomSampler", "length": n, "seconds": wrs})
-    if with_torchsampler:
+    if baselines:
+        wrs, _ = best_time(lambda: weighted_random(labels), repeats)
+        rows.append({"N": n, "method": "WeightedRandomSampler", "length": n, "seconds": wrs})
         ts, _ = best_time(lambda: torchsampler_epoch(labels), 1)
         rows.append({"N": n, "method": "torchsampler", "length": n, "seconds": ts})
     for name, make in OURS.items():
         seconds, length = best_time(lambda make=make: drain(make(labels)), repeats)  # type: ignore[misc]
         rows.append({"N": n, "method": name, "length": length, "seconds": seconds})
+    seconds, length = later_epoch(labels, repeats)
+    rows.append({"N": n, "method": LATER, "length": length, "seconds": seconds})
+    rows.insert(0, {"N": n, "method": "shuffle floor", "length": n, "seconds": floor_at(n)})
+    wrs = float(rows[1]["seconds"]) if baselines else float("nan")  # type: ignore[arg-type]
     for row in rows:
         length = int(row["length"])  # type: ignore[call-overload]
         row["floor_seconds"] = floor_at(length)
         row["vs_floor"] = float(row["seconds"]) / floor_at(length)  # type: ignore[arg-type]
         row["wrs_vs_this"] = wrs / float(row["seconds"]) * length / n  # type: ignore[arg-type]
-    rows.insert(
-        0,
-        {
-            "N": n,
-            "method": "shuffle floor",
-            "length": n,
-            "seconds": floor_at(n),
-            "floor_seconds": floor_at(n),
-            "vs_floor": 1.0,
-            "wrs_vs_this": wrs / floor_at(n),
-        },
-    )
     return rows
+
+
+STAGES = ("construct", "grouping", "draw", "permutation", "gather", "hand-out")
+
+
+def handout(values: torch.Tensor) -> int:
+    """Hand out ``values`` as Python ints the way the samplers do (lists of LIST_CHUNK)."""
+    array = values.numpy()
+    lists = (array[i : i + LIST_CHUNK].tolist() for i in range(0, array.shape[0], LIST_CHUNK))
+    return drain(itertools.chain.from_iterable(lists))
+
+
+def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    gc.collect()
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - start
+
+
+def first_epoch_stages(labels: np.ndarray, make: Callable[[np.ndarray], Any]) -> dict[str, Any]:
+    """One first epoch, stage by stage: seconds per stage and the epoch's length."""
+    sampler, construct = timed(make, labels)
+    _, grouping = timed(lambda: sampler.index.order)
+    picks, draw = timed(draw_epoch, sampler.plan, sampler.seed, 0)
+    order, permutation = timed(shuffle_order, picks.shape[0], 0, 0)
+    gathered, gather = timed(picks.index_select, 0, order)
+    _, hand_out = timed(handout, gathered)
+    return {
+        "length": picks.shape[0],
+        "construct": construct,
+        "grouping": grouping,
+        "draw": draw,
+        "permutation": permutation,
+        "gather": gather,
+        "hand-out": hand_out,
+    }
+
+
+def stage_times(n: int, repeats: int) -> list[dict[str, object]]:
+    """Each method's first epoch at ``n`` labels, stage by stage, one thread, best of repeats."""
+    labels = long_tailed_labels(n)
+    rows: list[dict[str, object]] = []
+    for name, make in OURS.items():
+        runs = [first_epoch_stages(labels, make) for _ in range(repeats)]
+        best = {stage: min(run[stage] for run in runs) for stage in STAGES}
+        rows.append({"N": n, "method": name, "length": runs[0]["length"], **best})
+    return rows
+
+
+def pin_to_one_cpu() -> None:
+    """In a child before it starts: one usable CPU, as ``taskset -c 0`` would leave it."""
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
+def one_core_rows(sizes: str, repeats: int) -> list[dict[str, object]]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--table-json", "--sizes", sizes, "--repeats", str(repeats)],
+        check=True,
+        capture_output=True,
+        text=True,
+        preexec_fn=pin_to_one_cpu,
+    )
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def print_table(rows: list[dict[str, object]], with_wrs: bool) -> None:
+    header = "| N | method | epoch length | seconds | x shuffle floor at that length |"
+    rule = "|---|---|---|---|---|"
+    if with_wrs:
+        header += " WeightedRandomSampler time / this, per index |"
+        rule += "---|"
+    print(header + "\n" + rule)
+    for row in rows:
+        line = (
+            f"| {int(row['N']):.0e} | {row['method']} | {row['length']:,} | {row['seconds']:.3f} "  # type: ignore[call-overload]
+            f"| {row['vs_floor']:.2f}x |"
+        )
+        if with_wrs:
+            line += f" {row['wrs_vs_this']:.1f}x |"
+        print(line, flush=True)
 
 
 def big_child(name: str, n: int) -> None:
@@ -152,7 +255,7 @@ def limit_check() -> str:
     )
 
 
-def run_big(n: int, names: list[str]) -> list[dict[str, object]]:
+def run_big(n: int, names: list[str], one_cpu: bool) -> list[dict[str, object]]:
     rows = []
     for name in names:
         out = subprocess.run(
@@ -160,6 +263,7 @@ def run_big(n: int, names: list[str]) -> list[dict[str, object]]:
             check=True,
             capture_output=True,
             text=True,
+            preexec_fn=pin_to_one_cpu if one_cpu else None,
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return rows
@@ -170,12 +274,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="1e6,1e7")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--big", type=float, default=1e8, help="N for the memory run (0: skip)")
-    parser.add_argument("--no-torchsampler", action="store_true")
+    parser.add_argument(
+        "--no-baselines", action="store_true", help="skip WeightedRandomSampler and torchsampler"
+    )
+    parser.add_argument("--no-one-core", action="store_true", help="skip the one-CPU run")
     parser.add_argument(
         "--limit-check", action="store_true", help="only test the 2**24 limit, then stop"
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--table-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         big_child(args.child, args.child_n)
@@ -185,40 +293,61 @@ def main() -> None:
     if args.limit_check:
         print(limit_check())
         return
+    sizes = [int(float(size)) for size in args.sizes.split(",")]
 
-    print(f"Machine: {describe(('torch', 'numpy', 'imbalanced-learn', 'torchsampler'))}\n")
-    print(
-        "| N | method | epoch length | seconds | x shuffle floor at that length "
-        "| WeightedRandomSampler time / this, per index |"
-    )
-    print("|---|---|---|---|---|---|")
-    for size in args.sizes.split(","):
-        n = int(float(size))
-        repeats = args.repeats if n <= 1_000_000 else max(1, args.repeats - 1)
-        for row in run_size(n, repeats, not args.no_torchsampler):
+    def repeats_at(n: int) -> int:
+        return args.repeats if n <= 1_000_000 else max(1, args.repeats - 1)
+
+    if args.table_json:  # the one-CPU child: ours and the floor, as JSON lines
+        for n in sizes:
+            for row in run_size(n, repeats_at(n), baselines=False):
+                print(json.dumps(row), flush=True)
+        return
+
+    packages = ("torch", "numpy", "imbalanced-learn", "torchsampler")
+    print(f"Machine: {describe(packages)}; usable CPUs {len(os.sched_getaffinity(0))}\n")
+    rows = [row for n in sizes for row in run_size(n, repeats_at(n), not args.no_baselines)]
+    print_table(rows, with_wrs=not args.no_baselines)
+
+    print("\nWhere the time goes: each first epoch stage by stage, one thread, no overlap (ms):\n")
+    print("| N | method | " + " | ".join(STAGES) + " | sum | whole epoch, as run |")
+    print("|---|---|" + "---|" * (len(STAGES) + 2))
+    whole = {(row["N"], row["method"]): float(row["seconds"]) for row in rows}  # type: ignore[arg-type]
+    for n in sizes:
+        for row in stage_times(n, repeats_at(n)):
+            parts = [float(row[stage]) for stage in STAGES]  # type: ignore[arg-type]
             print(
-                f"| {n:.0e} | {row['method']} | {row['length']:,} | {row['seconds']:.3f} "
-                f"| {row['vs_floor']:.2f}x | {row['wrs_vs_this']:.1f}x |",
+                f"| {n:.0e} | {row['method']} | "
+                + " | ".join(f"{1e3 * part:.1f}" for part in parts)
+                + f" | {1e3 * sum(parts):.1f} | {1e3 * whole[(n, row['method'])]:.1f} |",
                 flush=True,
             )
+
+    if not args.no_one_core:
+        print("\nThe same, pinned to one CPU (no helper thread; torch threads 1):\n")
+        print_table(one_core_rows(args.sizes, args.repeats), with_wrs=False)
+
     if args.big:
         n = int(args.big)
-        print(f"\nN = {n:.0e}, one epoch in a fresh process; peak RSS growth over the labels:\n")
-        print("| method | epoch length | seconds | peak RSS growth | bytes per label |")
-        print("|---|---|---|---|---|")
         names = [
             "shuffle floor",
             'BalancedSampler("class")',
             'BalancedSampler("sqrt")',
             "RandomUnderSampler",
         ]
-        for row in run_big(n, names):
-            growth = int(row["peak_growth_bytes"])
-            print(
-                f"| {row['method']} | {row['length']:,} | {row['seconds']:.1f} "
-                f"| {growth / 2**30:.2f} GiB | {growth / n:.1f} |",
-                flush=True,
-            )
+        for one_cpu in (False, True):
+            where = "pinned to one CPU" if one_cpu else "every usable CPU"
+            print(f"\nN = {n:.0e}, one epoch in a fresh process, {where}; peak RSS growth over ")
+            print("the labels:\n")
+            print("| method | epoch length | seconds | peak RSS growth | bytes per label |")
+            print("|---|---|---|---|---|")
+            for row in run_big(n, names, one_cpu):
+                growth = int(row["peak_growth_bytes"])  # type: ignore[call-overload]
+                print(
+                    f"| {row['method']} | {row['length']:,} | {row['seconds']:.1f} "
+                    f"| {growth / 2**30:.2f} GiB | {growth / n:.1f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
