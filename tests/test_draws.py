@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +12,7 @@ from conftest import assert_stratified
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from torch_balance import RandomUnderSampler, ResampledDataset, StratifiedBatchSampler
 from torch_balance.draws import class_sequence, stratified_order
 
 
@@ -49,3 +53,25 @@ def test_class_sequence_both_seam_paths(classes: int, p: int) -> None:
         assert all(len(set(row)) == p for row in groups.tolist())
         counts = np.bincount(groups.reshape(-1), minlength=classes)
         assert counts.max() - counts.min() <= 1
+
+
+MAKERS: dict[str, Callable[[np.ndarray], Any]] = {
+    "ResampledDataset": lambda y: ResampledDataset(y, "under", labels=y, shuffle=True),
+    "StratifiedBatchSampler": lambda y: StratifiedBatchSampler(y, 4, "under"),
+    "RandomUnderSampler": lambda y: RandomUnderSampler(y),
+}
+
+
+@pytest.mark.parametrize("name", MAKERS)
+def test_cached_walks_give_the_epochs_of_a_fresh_object(name: str) -> None:
+    # Long undersampled cycles: the object keeps each walk between epochs (WalkCache), and
+    # every epoch must still be what a new object draws for it.
+    make = MAKERS[name]
+    labels = np.repeat(np.arange(3), [300, 3, 5])
+    kept = make(labels)
+    for epoch in [0, 1, 2, 7, 3, 60, 61]:
+        got, want = kept.epoch_indices(epoch), make(labels).epoch_indices(epoch)
+        if isinstance(got, torch.Tensor):
+            got, want = got.tolist(), want.tolist()
+        assert got == want, epoch
+    assert kept._walks.walks, "the undersampled class's walk should have been cached"

@@ -36,7 +36,13 @@ from torch_balance._epoch import (
 )
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import check_bool, check_epoch_size, check_int, fail
-from torch_balance.draws import class_balanced_grid, class_sequence, draw_epoch, stratified_order
+from torch_balance.draws import (
+    WalkCache,
+    class_balanced_grid,
+    class_sequence,
+    draw_epoch,
+    stratified_order,
+)
 from torch_balance.sharding import CHUNK, iter_shard
 from torch_balance.strategies import Strategy
 
@@ -300,10 +306,13 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
                 "Use a smaller batch_size or drop_last=False",
             )
         self._global_length = self.num_batches
+        self._walks = WalkCache()
         self._ready()
 
     def _flat(self, epoch: int) -> torch.Tensor:
-        picks = draw_epoch(self.plan, self.seed, epoch, replacement=self.replacement)
+        picks = draw_epoch(
+            self.plan, self.seed, epoch, replacement=self.replacement, cache=self._walks
+        )
         g = generator(self.seed, Stream.STRATIFIED, epoch)
         return stratified_order(picks, self.plan.targets(epoch), self.batch_size, g)
 

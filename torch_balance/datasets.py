@@ -17,7 +17,7 @@ from torch_balance._validation import (
     check_seed,
     fail,
 )
-from torch_balance.draws import draw_epoch, shuffle_order
+from torch_balance.draws import WalkCache, draw_epoch, shuffle_order
 from torch_balance.strategies import Strategy
 
 __all__ = ["ResampledDataset"]
@@ -93,6 +93,7 @@ class ResampledDataset(Dataset):
         self._epoch = SharedEpoch()
         self._drawn_for = -1
         self._source: torch.Tensor | None = None
+        self._walks = WalkCache()
 
     @property
     def epoch(self) -> int:
@@ -116,7 +117,9 @@ class ResampledDataset(Dataset):
         return self._source
 
     def _draw(self, epoch: int) -> torch.Tensor:
-        picks = draw_epoch(self.plan, self.seed, epoch, replacement=self.replacement)
+        picks = draw_epoch(
+            self.plan, self.seed, epoch, replacement=self.replacement, cache=self._walks
+        )
         if self.shuffle:
             picks = picks.index_select(0, shuffle_order(picks.shape[0], self.seed, epoch))
         return picks

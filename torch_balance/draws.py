@@ -185,7 +185,8 @@ def shuffled_epoch(
 
     With ``helper``, a helper thread draws the permutation, which needs only the epoch's
     length, while this thread groups the labels by class (on first use); then both threads
-    share out the classes' walk permutations. The result is the same either way.
+    share out the classes' walk permutations, drawn ahead of the draw (held together until
+    it ends: 4 bytes per sample of the classes walked). The result is the same either way.
 
     Returns:
         ``(picks, order)``: the epoch is ``picks[order]``.
@@ -200,7 +201,10 @@ def shuffled_epoch(
     index = plan.index
     dtype = index.dtype
     state = None if replacement else walk_state(plan, epoch)
-    tasks = iter([] if state is None else pending_walks(plan, epoch, cache, state))
+    # Without a helper, draw_epoch draws each walk when it reaches its class and drops it
+    # after: drawn ahead, the walks of every class would be held at once (4 bytes a sample).
+    ahead = helper and state is not None
+    tasks = iter(pending_walks(plan, epoch, cache, state) if ahead else [])
     orders: dict[int, torch.Tensor] = {}
 
     def permutation_then_walks() -> torch.Tensor:
@@ -239,7 +243,8 @@ def draw_epoch(
         replacement: Draw each class's samples i.i.d. with replacement instead.
         cache: Keeps each class's permutation for its cycle between calls (see
             :class:`WalkCache`); the result is the same with or without it.
-        orders: Walk permutations already drawn by :func:`walk_orders`, by class code.
+        orders: Walk permutations already drawn by :func:`walk_orders`, by class code;
+            each is removed from the dict once used.
         state: ``walk_state(plan, epoch)``, where the caller has computed it already.
 
     Returns:
@@ -283,11 +288,11 @@ def draw_epoch(
             stop = min(start + r, n)
             wrap = start + r - stop  # past the end of the cycle: top up from its start
             if cache is not None:
-                walk = cache.walk(members, code, int(cycle[code]), seed, orders.get(code))
+                walk = cache.walk(members, code, int(cycle[code]), seed, orders.pop(code, None))
                 out[at : at + stop - start] = walk[start:stop]
                 out[at + stop - start : at + r] = walk[:wrap]
             else:  # look up only the r positions this epoch takes
-                drawn = orders.get(code)
+                drawn = orders.pop(code, None)
                 walk = (
                     drawn
                     if drawn is not None
