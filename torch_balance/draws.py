@@ -184,9 +184,10 @@ def shuffled_epoch(
     """One epoch's draws (:func:`draw_epoch`) and its permutation (:func:`shuffle_order`).
 
     With ``helper``, a helper thread draws the permutation, which needs only the epoch's
-    length, while this thread groups the labels by class (on first use); then both threads
-    share out the classes' walk permutations, drawn ahead of the draw (held together until
-    it ends: 4 bytes per sample of the classes walked). The result is the same either way.
+    length, while this thread groups the labels by class (on first use), takes the classes'
+    walk permutations (the helper shares them once its permutation is done) and draws. The
+    walks are drawn ahead of the draw and held together until it ends (4 bytes per sample
+    of the classes walked). The result is the same either way.
 
     Returns:
         ``(picks, order)``: the epoch is ``picks[order]``.
@@ -215,11 +216,13 @@ def shuffled_epoch(
     early = Early(permutation_then_walks, helper=helper)
     index.order  # noqa: B018 (the grouping, built on first use)
     walk_orders(tasks, seed, dtype, orders)
-    order = early.result()
+    # Once this thread finds no walk left to take, it draws while the helper may still be
+    # on its permutation; a walk the helper is still drawing, draw_epoch draws again itself
+    # (the same permutation, from the same generator).
     picks = draw_epoch(
         plan, seed, epoch, replacement=replacement, cache=cache, orders=orders, state=state
     )
-    return picks, order
+    return picks, early.result()
 
 
 def draw_epoch(
