@@ -19,6 +19,7 @@ __all__ = [
     "check_index",
     "check_int",
     "check_map_style",
+    "check_sample_weights",
     "check_seed",
     "fail",
     "internal",
@@ -121,6 +122,73 @@ def check_seed(value: Any) -> int:
             fix="Use one fixed non-negative integer, the same on every rank",
         )
     )
+
+
+def check_sample_weights(name: str, weights: Any, length: int | None = None) -> torch.Tensor:
+    """Per-sample weights as a contiguous float64 CPU tensor, every entry finite and >= 0.
+
+    Args:
+        name: The argument's name as the user wrote it.
+        weights: A 1-d sequence, numpy array or tensor of real numbers.
+        length: The number of samples the weights must cover, or None for any length >= 1.
+
+    Returns:
+        The weights as float64 (a new tensor; the caller's object is never kept).
+
+    Raises:
+        TypeError: Not a 1-d sequence of real numbers.
+        ValueError: Wrong length, a negative, NaN or infinite entry (named by its index), or
+            every weight zero.
+
+    Example:
+        >>> check_sample_weights("weights", [1, 0.5, 2]).tolist()
+        [1.0, 0.5, 2.0]
+        >>> check_sample_weights("weights", [1.0, -2.0, 3.0])
+        Traceback (most recent call last):
+        ...
+        ValueError: weights: expected finite weights >= 0, got -2.0 at index 1. ...
+    """
+    if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
+        fail(name, "a 1-d sequence, array or tensor of numbers", weights, kind=TypeError)
+    if isinstance(weights, torch.Tensor):
+        if weights.dtype == torch.bool or weights.is_complex():
+            fail(name, "real numbers", Text(f"a tensor of dtype {weights.dtype}"), kind=TypeError)
+        values = weights.detach().to("cpu", torch.float64, copy=True)
+    else:
+        import numpy as np
+
+        array = np.asarray(weights, dtype=object if isinstance(weights, list) else None)
+        if array.dtype == object:
+            for i, w in enumerate(array.reshape(-1)):
+                if isinstance(w, bool) or not isinstance(w, numbers.Real):
+                    fail(name, "real numbers", Text(f"{_show(w)} at index {i}"), kind=TypeError)
+            array = array.astype(np.float64)
+        elif array.dtype.kind not in "iuf":
+            fail(name, "real numbers", Text(f"an array of dtype {array.dtype}"), kind=TypeError)
+        values = torch.from_numpy(np.array(array, dtype=np.float64))  # always a copy
+    if values.dim() != 1:
+        fail(name, "a 1-d sequence of weights", Text(f"shape {tuple(values.shape)}"))
+    if length is not None and values.numel() != length:
+        fail(
+            name,
+            f"one weight per sample ({length})",
+            Text(f"{values.numel()} weights"),
+            "Pass a weight for every sample of the dataset, in its order",
+        )
+    if values.numel() == 0:
+        fail(name, "at least one weight", Text("no weights"))
+    bad = ~torch.isfinite(values) | (values < 0)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        fail(
+            name,
+            "finite weights >= 0",
+            Text(f"{float(values[i])!r} at index {i}"),
+            "Replace NaN, infinite and negative weights (a weight of 0 never draws the sample)",
+        )
+    if not bool((values > 0).any()):
+        fail(name, "at least one weight > 0", Text("every weight 0"), "Nothing could be drawn")
+    return values
 
 
 def check_map_style(name: str, dataset: Any) -> None:

@@ -278,33 +278,39 @@ def draw_epoch(
         cache.walks.clear()  # free what it holds
         cache = None
     orders = orders or {}
+    # Python ints up front: this loop runs once per class, every epoch.
+    wanted, sizes, extra = targets.tolist(), counts.tolist(), extras.tolist()
+    starts, cycles = position.tolist(), cycle.tolist()
     for code in np.flatnonzero(targets).tolist():
-        k, n = int(targets[code]), int(counts[code])
-        members = index.members(code)
+        k, n, r = wanted[code], sizes[code], extra[code]
         full = k // n
         if full:
-            out[at : at + full * n].view(full, n).copy_(members)
+            out[at : at + full * n].view(full, n).copy_(index.members(code))
             at += full * n
-        r = int(extras[code])
         if r:
-            start = int(position[code])
+            start = starts[code]
             stop = min(start + r, n)
             wrap = start + r - stop  # past the end of the cycle: top up from its start
             if cache is not None:
-                walk = cache.walk(members, code, int(cycle[code]), seed, orders.pop(code, None))
+                if cache.holds(code, cycles[code]):
+                    walk = cache.walks[code][1]
+                else:
+                    drawn = orders.pop(code, None)
+                    walk = cache.walk(index.members(code), code, cycles[code], seed, drawn)
                 out[at : at + stop - start] = walk[start:stop]
-                out[at + stop - start : at + r] = walk[:wrap]
+                if wrap:
+                    out[at + stop - start : at + r] = walk[:wrap]
             else:  # look up only the r positions this epoch takes
                 drawn = orders.pop(code, None)
                 walk = (
                     drawn
                     if drawn is not None
-                    else _walk_order(n, code, int(cycle[code]), seed, out.dtype)
+                    else _walk_order(n, code, cycles[code], seed, out.dtype)
                 )
                 chosen = (
                     walk[start:stop] if not wrap else torch.cat([walk[start:stop], walk[:wrap]])
                 )
-                torch.index_select(members, 0, chosen, out=out[at : at + r])
+                torch.index_select(index.members(code), 0, chosen, out=out[at : at + r])
             at += r
     internal(at == out.shape[0], f"draw_epoch wrote {at} of {out.shape[0]} indices")
     return out
