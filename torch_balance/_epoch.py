@@ -30,10 +30,12 @@ from torch_balance._validation import (
     check_bool,
     check_epoch_size,
     check_int,
+    check_sample_weights,
     check_seed,
     fail,
     internal,
 )
+from torch_balance.feedback import feedback_of, plan_state, restoring
 from torch_balance.labels import LabelIndex, get_labels, is_label_data
 from torch_balance.sharding import check_replicas, current_ranks, shard_length
 from torch_balance.strategies import Plan, Strategy, make_plan
@@ -44,6 +46,8 @@ __all__ = [
     "SharedEpoch",
     "check_epoch",
     "describe_plan",
+    "describe_weights",
+    "group_sample_weights",
     "plan_for",
     "resolve_labels",
 ]
@@ -101,6 +105,39 @@ def plan_for(
         "Ask for a shorter epoch (num_samples), or a strategy that draws fewer samples",
     )
     return index, plan
+
+
+def group_sample_weights(index: LabelIndex, plan: Plan, sample_weights: Any) -> torch.Tensor | None:
+    """Per-sample weights checked and put in class order (``index.order``), or None.
+
+    A class the plan's first epoch draws from must hold a positive weight; later epochs of a
+    changing plan are checked when they are drawn
+    (:func:`~torch_balance.draws.draw_within_class`).
+    """
+    if sample_weights is None:
+        return None
+    weights = check_sample_weights("sample_weights", sample_weights, len(index))
+    grouped = weights.index_select(0, index.order.long())
+    totals = np.add.reduceat(grouped.numpy(), index.offsets[:-1]) if len(index) else np.zeros(0)
+    starved = np.flatnonzero((totals <= 0) & (plan.targets(0) > 0))
+    if starved.shape[0]:
+        keys = index.keys()
+        code = int(starved[0])
+        fail(
+            "sample_weights",
+            "a positive weight in every class the plan draws from",
+            Text(
+                f"class {keys[code]!r} ({int(index.counts[code])} samples, "
+                f"{int(plan.targets(0)[code])} asked for) with every weight 0"
+            ),
+            "Give some of its samples a weight > 0, or a strategy that gives it no samples",
+        )
+    return grouped
+
+
+def describe_weights(weights: torch.Tensor | None) -> dict[str, Any]:
+    """What a saved state records of per-sample weights: a digest (nothing without weights)."""
+    return {} if weights is None else {"sample_weights": _digest(weights.numpy())}
 
 
 class _Pass:
@@ -198,6 +235,15 @@ class EpochState:
         )
         self._settle()
 
+    def unstarted(self) -> int:
+        """The first epoch no pass has started drawing: where new feedback takes effect."""
+        self._settle()
+        if self._pass is not None:
+            return self._pass.epoch + 1
+        if self._resume is not None:
+            return self._resume[0] + 1
+        return self._epoch
+
     def position(self) -> tuple[int, int]:
         """``(epoch, items handed out)``: where the next pass starts."""
         self._settle()
@@ -293,6 +339,12 @@ class EpochShell:
     def _ready(self) -> None:
         """End of ``__init__``: fail now on a length that cannot be sharded, where we can."""
         len(self)
+        feedback = feedback_of(getattr(self, "plan", None))
+        if feedback is not None:
+            feedback._attach(self)
+
+    def _unstarted_epoch(self) -> int:
+        return self._state.unstarted()
 
     # Writable, as in DistributedSampler: assigning goes through the same checks.
     @property
@@ -386,7 +438,8 @@ class EpochShell:
                 names what differs.
         """
         world, _ = current_ranks(*self._requested)
-        self._state.load_state_dict(state_dict, self._settings, self._rank_length(world))
+        with restoring(getattr(self, "plan", None), state_dict):  # a Feedback's history
+            self._state.load_state_dict(state_dict, self._settings, self._rank_length(world))
 
     def _where(self) -> str:
         world, rank = current_ranks(*self._requested)
@@ -506,4 +559,8 @@ class SharedEpoch:
 
 def describe_plan(plan: Plan, epoch: int) -> dict[str, Any]:
     """What a saved state records of a plan: its strategy and a digest of the epoch's counts."""
-    return {"strategy": plan.description, "plan": _digest(plan.targets(epoch))}
+    return {
+        "strategy": plan.description,
+        "plan": _digest(plan.targets(epoch)),
+        **plan_state(plan),
+    }

@@ -26,6 +26,7 @@ class Stream(IntEnum):
     STRATIFIED = 11  # StratifiedBatchSampler's arrangement of an epoch into batches
     CLASS_BALANCED = 12  # ClassBalancedBatchSampler's classes and samples per batch
     REPEAT = 13  # RepeatFactorSampler's stochastic rounding and order
+    WITHIN_CLASS = 21  # which members fill each class's target under per-sample weights
     BENCH_TEST = 101  # the benchmark's test split
     BENCH_CLASSES = 102  # which classes the benchmark makes rare
     BENCH_SUBSET = 103  # which samples of each class the benchmark keeps

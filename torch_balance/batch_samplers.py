@@ -31,6 +31,8 @@ from torch_balance._epoch import (
     EpochShell,
     _EpochHandle,
     describe_plan,
+    describe_weights,
+    group_sample_weights,
     plan_for,
     resolve_labels,
 )
@@ -41,6 +43,7 @@ from torch_balance.draws import (
     class_balanced_grid,
     class_sequence,
     draw_epoch,
+    draw_within_class,
     stratified_order,
 )
 from torch_balance.sharding import CHUNK, iter_shard
@@ -262,6 +265,8 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
         num_replicas: Number of ranks; default from ``torch.distributed`` or 1.
         rank: This rank; default from ``torch.distributed`` or 0.
         label_fn: ``label_fn(dataset, i) -> label``, to read labels a cheap way.
+        sample_weights: Per-sample weights that choose the members filling each class's
+            count, as for ``BalancedSampler``; the batches stay stratified.
 
     Example:
         >>> labels = [0] * 12 + [1] * 4
@@ -284,6 +289,7 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
         num_replicas: int | None = None,
         rank: int | None = None,
         label_fn: Callable[[Any, int], Any] | None = None,
+        sample_weights: Any = None,
     ) -> None:
         self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -295,6 +301,7 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
             num_samples=num_samples,
             label_fn=label_fn,
         )
+        self._weights = group_sample_weights(self.index, self.plan, sample_weights)
         self.strategy = strategy
         full, rem = divmod(self.plan.length, self.batch_size)
         self.num_batches = full + (1 if rem and not self.drop_last else 0)
@@ -310,9 +317,14 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
         self._ready()
 
     def _flat(self, epoch: int) -> torch.Tensor:
-        picks = draw_epoch(
-            self.plan, self.seed, epoch, replacement=self.replacement, cache=self._walks
-        )
+        if self._weights is not None:
+            picks = draw_within_class(
+                self.plan, self._weights, self.seed, epoch, replacement=self.replacement
+            )
+        else:
+            picks = draw_epoch(
+                self.plan, self.seed, epoch, replacement=self.replacement, cache=self._walks
+            )
         g = generator(self.seed, Stream.STRATIFIED, epoch)
         return stratified_order(picks, self.plan.targets(epoch), self.batch_size, g)
 
@@ -341,6 +353,7 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
             "batch_size": self.batch_size,
             "replacement": self.replacement,
             **describe_plan(self.plan, epoch),
+            **describe_weights(self._weights),
         }
 
     def __repr__(self) -> str:

@@ -9,15 +9,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from torch_balance._epoch import SharedEpoch, check_epoch, plan_for
+from torch_balance._epoch import SharedEpoch, check_epoch, group_sample_weights, plan_for
 from torch_balance._validation import (
+    Text,
     check_bool,
     check_index,
     check_map_style,
     check_seed,
     fail,
 )
-from torch_balance.draws import WalkCache, draw_epoch, shuffle_order
+from torch_balance.draws import WalkCache, draw_epoch, draw_within_class, shuffle_order
+from torch_balance.feedback import feedback_of
 from torch_balance.strategies import Strategy
 
 __all__ = ["ResampledDataset"]
@@ -49,6 +51,13 @@ class ResampledDataset(Dataset):
             shuffling sampler).
         label_fn: ``label_fn(dataset, i) -> label``, to read labels a cheap way.
         labels: The labels, if you already have them (skips :func:`get_labels`).
+        sample_weights: Per-sample weights that choose the members filling each class's
+            count, as for :class:`~torch_balance.BalancedSampler`.
+
+    A :class:`~torch_balance.Feedback` strategy is refused here: DataLoader workers hold
+    copies of the dataset (persistent ones for the whole run) that would not see its updates.
+    Use it with ``BalancedSampler`` or ``StratifiedBatchSampler``, which stay in the main
+    process.
 
     Example:
         >>> base = [("img0", 0), ("img1", 0), ("img2", 0), ("img3", 1)]
@@ -71,6 +80,7 @@ class ResampledDataset(Dataset):
         shuffle: bool = False,
         label_fn: Callable[[Any, int], Any] | None = None,
         labels: Any = None,
+        sample_weights: Any = None,
     ) -> None:
         check_map_style("dataset", dataset)
         self.dataset = dataset
@@ -90,6 +100,15 @@ class ResampledDataset(Dataset):
                 f"one label per sample of the dataset ({len(dataset)})",
                 f"{len(self.index)} labels",
             )
+        if feedback_of(self.plan) is not None:
+            fail(
+                "strategy",
+                "a strategy whose targets are fixed at construction",
+                Text("a Feedback"),
+                "DataLoader workers' copies of a dataset would not see its updates: use "
+                "BalancedSampler(..., Feedback(...)) or StratifiedBatchSampler instead",
+            )
+        self._weights = group_sample_weights(self.index, self.plan, sample_weights)
         self._epoch = SharedEpoch()
         self._drawn_for = -1
         self._source: torch.Tensor | None = None
@@ -117,9 +136,14 @@ class ResampledDataset(Dataset):
         return self._source
 
     def _draw(self, epoch: int) -> torch.Tensor:
-        picks = draw_epoch(
-            self.plan, self.seed, epoch, replacement=self.replacement, cache=self._walks
-        )
+        if self._weights is not None:
+            picks = draw_within_class(
+                self.plan, self._weights, self.seed, epoch, replacement=self.replacement
+            )
+        else:
+            picks = draw_epoch(
+                self.plan, self.seed, epoch, replacement=self.replacement, cache=self._walks
+            )
         if self.shuffle:
             picks = picks.index_select(0, shuffle_order(picks.shape[0], self.seed, epoch))
         return picks

@@ -16,11 +16,25 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-from torch_balance._epoch import EPOCH_BYTES, EpochShell, describe_plan, plan_for
+from torch_balance._epoch import (
+    EPOCH_BYTES,
+    EpochShell,
+    describe_plan,
+    describe_weights,
+    group_sample_weights,
+    plan_for,
+)
 from torch_balance._rng import Stream, generator
 from torch_balance._threads import helper_allowed
 from torch_balance._validation import check_bool, check_epoch_size, fail
-from torch_balance.draws import WalkCache, repeat_copies, repeat_values, shuffled_epoch
+from torch_balance.draws import (
+    WalkCache,
+    draw_within_class,
+    repeat_copies,
+    repeat_values,
+    shuffle_order,
+    shuffled_epoch,
+)
 from torch_balance.labels import MultiLabelIndex, resolve_labelsets
 from torch_balance.sharding import iter_shard
 from torch_balance.strategies import Strategy
@@ -47,7 +61,7 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
         dataset_or_labels: A dataset (labels are read with :func:`get_labels`) or a 1-D array,
             tensor or sequence of labels.
         strategy: ``"over"``, ``"under"``, ``"instance"``, ``"sqrt"``, ``"class"``,
-            ``Power(q)``, ``Progressive(T)``, ``Deferred(E)`` or a callable
+            ``Power(q)``, ``Progressive(T)``, ``Deferred(E)``, ``Feedback(base)`` or a callable
             ``(counts, epoch) -> dict``; see :mod:`torch_balance.strategies`.
         sampling_strategy: imbalanced-learn's ``sampling_strategy`` for ``"over"`` and
             ``"under"``, with exactly its meaning.
@@ -60,6 +74,13 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
         drop_last: Drop the tail of the epoch so that it divides evenly among ranks, instead of
             padding it.
         label_fn: ``label_fn(dataset, i) -> label``, to read labels a cheap way.
+        sample_weights: One weight ``>= 0`` per sample (fixed at construction). The plan
+            still fixes how many samples each class gets; within a class, member ``j`` fills
+            them in proportion to ``w_j`` (i.i.d. with ``replacement=True``, otherwise
+            ``floor`` or ``ceil`` of its share, see
+            :func:`~torch_balance.draws.draw_within_class`); weight 0 is never drawn.
+            ``state_dict()`` holds a digest of the weights, so a state saved for other
+            weights is refused.
 
     Raises:
         TypeError: For arguments of the wrong type.
@@ -71,6 +92,9 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
         (8, {0: 4, 1: 4})
         >>> sorted(sampler)
         [0, 1, 2, 3, 4, 4, 4, 4]
+        >>> weighted = BalancedSampler([0, 0, 0, 0, 1], "over", sample_weights=[3, 1, 0, 0, 1])
+        >>> sorted(weighted)
+        [0, 0, 0, 1, 4, 4, 4, 4]
     """
 
     def __init__(
@@ -86,6 +110,7 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
         rank: int | None = None,
         drop_last: bool = False,
         label_fn: Callable[[Any, int], Any] | None = None,
+        sample_weights: Any = None,
     ) -> None:
         self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
         self.replacement = check_bool("replacement", replacement)
@@ -96,6 +121,7 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
             num_samples=num_samples,
             label_fn=label_fn,
         )
+        self._weights = group_sample_weights(self.index, self.plan, sample_weights)
         self.strategy = strategy
         self._global_length = self.plan.length
         self._walks = WalkCache()
@@ -112,27 +138,38 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
     def epoch_indices(self, epoch: int | None = None) -> torch.Tensor:
         """The global epoch (before sharding) as one tensor, in iteration order."""
         epoch = self._epoch_arg(epoch)
-        picks, order = shuffled_epoch(
-            self.plan, self.seed, epoch, replacement=self.replacement, cache=self._walks
-        )
+        picks, order = self._draw(epoch, helper=False)
         return picks.index_select(0, order)
+
+    def _draw(self, epoch: int, *, helper: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(picks, order)``: the epoch is ``picks[order]``."""
+        if self._weights is not None:  # a separate path: the plain epochs stay as they are
+            picks = draw_within_class(
+                self.plan, self._weights, self.seed, epoch, replacement=self.replacement
+            )
+            return picks, shuffle_order(self.plan.length, self.seed, epoch)
+        # a helper thread draws the permutation while this one groups and draws
+        return shuffled_epoch(
+            self.plan,
+            self.seed,
+            epoch,
+            replacement=self.replacement,
+            cache=self._walks,
+            helper=helper,
+        )
 
     def __iter__(self) -> Iterator[int]:
         current, world, rank = self._begin()
-        # a helper thread draws the permutation while this one groups and draws
-        picks, order = shuffled_epoch(
-            self.plan,
-            self.seed,
-            current.epoch,
-            replacement=self.replacement,
-            cache=self._walks,
-            helper=helper_allowed(self.plan.length),
-        )
+        picks, order = self._draw(current.epoch, helper=helper_allowed(self.plan.length))
         chunks = iter_shard(picks, order, world, rank, self.drop_last, current.base)
         return self._state.run(current, chunks)
 
     def _own_settings(self, epoch: int) -> dict[str, Any]:
-        return {"replacement": self.replacement, **describe_plan(self.plan, epoch)}
+        return {
+            "replacement": self.replacement,
+            **describe_plan(self.plan, epoch),
+            **describe_weights(self._weights),
+        }
 
     def __repr__(self) -> str:
         return (

@@ -15,6 +15,7 @@ strategy            one epoch holds, per class c with n_c samples
 ``Power(q)``        ``num_samples * n_c**q / sum_i n_i**q`` (Kang et al., ICLR 2020)
 ``Progressive(T)``  instance-balanced at epoch 0, class-balanced from epoch T-1 on, linear between
 ``Deferred(E)``     one strategy before epoch E, another from E on (DRS, Cao et al., NeurIPS 2019)
+``Feedback(base)``  ``base``, blended with per-class difficulty fed each epoch (Sinha et al.)
 callable            ``fn(counts: dict, epoch: int) -> dict``: any plan you like
 ==================  ===========================================================================
 """
@@ -27,13 +28,16 @@ import math
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from torch_balance._imblearn import imblearn_targets
 from torch_balance._validation import Text, check_int, fail
 from torch_balance.labels import LabelIndex
+
+if TYPE_CHECKING:
+    from torch_balance.feedback import Feedback
 
 __all__ = [
     "Deferred",
@@ -119,7 +123,7 @@ class Deferred:
                 )
 
 
-Strategy = str | Power | Progressive | Deferred | Callable[[dict, int], Mapping]
+Strategy = Union[str, Power, Progressive, Deferred, "Feedback", Callable[[dict, int], Mapping]]
 
 
 class Plan:
@@ -144,6 +148,8 @@ class Plan:
         self.constant = constant
         self.description = "custom rule"
         self._cache: dict[int, np.ndarray] = {}
+        # A rule whose targets can change (Feedback) has a stamp; a new stamp empties the cache.
+        self._stamp = getattr(rule, "stamp", None)
         first = self._checked(0)
         self._first = first
         self.length = int(first.sum())
@@ -159,6 +165,10 @@ class Plan:
     def targets(self, epoch: int) -> np.ndarray:
         """Target count per class (in ``index.classes`` order) for ``epoch``."""
         epoch = check_int("epoch", epoch, minimum=0)
+        if self._stamp is not None and self._stamp != self._rule.stamp:  # type: ignore[attr-defined]
+            self._stamp = self._rule.stamp  # type: ignore[attr-defined]
+            self._cache.clear()
+            self._first = self._checked(0)
         if self.constant or epoch == 0:
             return self._first.copy()
         cached = self._cache.get(epoch)
@@ -435,6 +445,14 @@ def _make_plan(
         fix="Leave it as None to use the dataset's length (counts are apportioned exactly "
         "only up to 2**53)",
     )
+    from torch_balance.feedback import Feedback, FeedbackRule
+
+    if isinstance(strategy, Feedback):  # the base plan, blended with the fed values
+        base = _make_plan(
+            index, strategy.base, sampling_strategy=sampling_strategy, num_samples=num_samples
+        )
+        strategy._bind(index)
+        return Plan(index, FeedbackRule(strategy, base.targets, base.length), constant=False)
     if isinstance(strategy, str) and strategy in ("over", "under") and num_samples is not None:
         fail(
             "num_samples",
