@@ -8,6 +8,7 @@ EXPECTED = {
     "BalancedSampler",
     "ClassBalancedBatchSampler",
     "Deferred",
+    "Feedback",
     "LabelIndex",
     "MultiLabelIndex",
     "Plan",
@@ -25,6 +26,8 @@ EXPECTED = {
     "get_labels",
     "get_labelsets",
     "make_plan",
+    "per_class_mean",
+    "per_class_recall",
     "repeat_factors",
     "target_counts",
 }

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch_balance.batch_samplers import ClassBalancedBatchSampler, StratifiedBatchSampler
 from torch_balance.datasets import ResampledDataset
+from torch_balance.feedback import Feedback, per_class_mean, per_class_recall
 from torch_balance.labels import LabelIndex, MultiLabelIndex, get_labels, get_labelsets
 from torch_balance.samplers import (
     BalancedSampler,
@@ -39,6 +40,7 @@ __all__ = [
     "BalancedSampler",
     "ClassBalancedBatchSampler",
     "Deferred",
+    "Feedback",
     "LabelIndex",
     "MultiLabelIndex",
     "Plan",
@@ -55,6 +57,8 @@ __all__ = [
     "get_labels",
     "get_labelsets",
     "make_plan",
+    "per_class_mean",
+    "per_class_recall",
     "repeat_factors",
     "target_counts",
 ]

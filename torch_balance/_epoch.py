@@ -136,8 +136,9 @@ def group_sample_weights(index: LabelIndex, plan: Plan, sample_weights: Any) -> 
 
 
 def describe_weights(weights: torch.Tensor | None) -> dict[str, Any]:
-    """What a saved state records of per-sample weights: a digest (nothing without weights)."""
-    return {} if weights is None else {"sample_weights": _digest(weights.numpy())}
+    """What a saved state records of per-sample weights: a digest, or None without weights
+    (a state saved before weights existed has no entry, which reads as None)."""
+    return {"sample_weights": None if weights is None else _digest(weights.numpy())}
 
 
 class _Pass:

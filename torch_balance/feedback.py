@@ -188,13 +188,18 @@ class Feedback:
         bad = ~np.isfinite(array)
         if kind == "recall":
             bad |= (array < 0) | (array > 1)
-            expected, fix = "recalls in [0, 1]", "Pass recall as a fraction, not a percentage"
+            expected = "recalls in [0, 1]"
+            fix = (
+                "Pass recall as a fraction, not a percentage; a class without validation "
+                "samples has no recall (NaN): fill in a value for it"
+            )
         else:
             bad |= array < 0
-            expected, fix = "finite losses >= 0", "Pass each class's mean loss"
+            expected = "finite losses >= 0"
+            fix = "Pass each class's mean loss; fill in a value for a class without samples"
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            fail(name, expected, Text(f"{array[i]!r} at class {i}"), fix)
+            fail(name, expected, Text(f"{float(array[i])!r} at class {i}"), fix)
         return array
 
     # -- the plan ------------------------------------------------------------------------------
