@@ -80,3 +80,15 @@ def test_steps_per_stage() -> None:
         "head": 6,
         "post-hoc": 0,
     }
+
+
+def test_feedback_feeds_validation_recall_every_epoch(data: Tensors) -> None:
+    n_train = len(data.y_train)
+    budget = Budget(steps=3 * -(-n_train // 64), batch_size=64)  # three epochs
+    run = Job(data, 10, seed=0, budget=budget, device=torch.device("cpu"))
+    result = run_method("feedback", run)
+    fed = result.extra["recall_fed"]
+    assert result.epochs == 3 and len(fed) == 2  # measured before epochs 1 and 2
+    assert all(len(values) == 10 and all(0 <= r <= 1 for r in values) for values in fed)
+    again = run_method("feedback", run)
+    assert again.extra["recall_fed"] == fed and torch.equal(again.test_logits, result.test_logits)

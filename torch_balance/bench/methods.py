@@ -24,6 +24,8 @@ method              what trains the model
 ``progressive``     ``BalancedSampler(y, Progressive(T))``, T = the epochs the budget spans
 ``deferred``        ``BalancedSampler(y, Deferred(E))``: instance- then class-balanced from the
                     epoch E of the learning-rate decay (DRS, Cao et al., 2019)
+``feedback``        ``BalancedSampler(y, Feedback("sqrt", tau=1, mix=0.5))``, fed each epoch the
+                    per-class recall on the validation split (Sinha et al., 2020)
 ``reweight``        plain shuffle, loss weighted by ``class_weights(y, "effective")``
 ``crt``             ``erm``'s features frozen, head retrained with ``BalancedSampler(.., "class")``
 ``smote-embedding`` ``erm``'s features frozen, head retrained on ``SMOTE`` of the embeddings
@@ -121,6 +123,8 @@ class Recipe:
     feed: Feed
     weight: torch.Tensor | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # called with the fresh model before training, for a feed that measures it (feedback)
+    watch: Callable[[nn.Module], None] | None = None
 
 
 @dataclass
@@ -230,6 +234,8 @@ def _train_backbone(job: Job, recipe: Recipe, start: float, *, keep_model: bool)
     """A fresh SmallCNN trained for the step budget on ``recipe``'s batches."""
     _, channels, size, _ = job.data.x_train.shape
     model = SmallCNN(channels, job.num_classes, size, seed=job.seed)
+    if recipe.watch is not None:
+        recipe.watch(model)
     epochs = train(
         model,
         recipe.feed,
@@ -343,6 +349,33 @@ def _deferred(job: Job) -> Recipe:
     return recipe
 
 
+def _feedback(job: Job) -> Recipe:
+    """Square-root sampling blended with (1 - validation recall) per class, fed each epoch."""
+    from torch_balance.feedback import Feedback, per_class_recall
+
+    strategy = Feedback("sqrt", tau=1.0, mix=0.5)
+    sampler = BalancedSampler(job.labels, strategy, seed=job.seed)
+    feed = sampler_feed(job.train_set, sampler, job.budget.batch_size)
+    classes = torch.as_tensor(sampler.index.classes.astype(np.int64))
+    watched: list[nn.Module] = []
+    fed: list[list[float]] = []
+
+    def measured(epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        if epoch > 0 and watched:
+            model = watched[0]
+            logits = predict(model, job.data.x_val, job.device)
+            model.train()  # predict() leaves it in eval mode
+            recall = per_class_recall(logits, job.data.y_val, job.num_classes)[classes]
+            # a class without validation images has no recall: count it as average
+            recall = torch.nan_to_num(recall, nan=float(recall.nanmean().nan_to_num(0.5)))
+            strategy.update(recall, kind="recall")
+            fed.append([round(float(r), 4) for r in recall])
+        return feed(epoch)
+
+    extra: dict[str, Any] = {"tau": 1.0, "mix": 0.5, "base": "sqrt", "recall_fed": fed}
+    return Recipe(measured, extra=extra, watch=watched.append)
+
+
 def _reweight(job: Job) -> Recipe:
     weight = class_weights(job.labels, "effective", beta=0.9999, num_classes=job.num_classes)
     recipe = _sampled("instance")(job)
@@ -431,6 +464,9 @@ METHODS: dict[str, Method] = {
     "progressive": Method("instance- to class-balanced over the run", "backbone", _progressive),
     "deferred": Method(
         "instance-balanced, class-balanced in the last stage (DRS)", "backbone", _deferred
+    ),
+    "feedback": Method(
+        "sqrt sampling blended with validation difficulty, fed each epoch", "backbone", _feedback
     ),
     "reweight": Method("effective-number class weights in the loss", "backbone", _reweight),
     "crt": Method("erm features, head retrained class-balanced", "head", _crt),
