@@ -288,3 +288,61 @@ def test_recall_is_combined_across_two_gloo_ranks() -> None:
     reference = BalancedSampler(LABELS, Feedback("class", mix=1.0), seed=2)
     reference.plan._rule.feedback.update(recall_0, epoch=1)  # type: ignore[attr-defined]
     assert merged == reference.epoch_indices(1).tolist()
+
+
+def test_inside_a_lightning_trainer() -> None:
+    """Feedback from on_validation_epoch_end shapes the next training epoch's draws."""
+    pl = pytest.importorskip("lightning.pytorch")
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x = torch.arange(80, dtype=torch.float32).reshape(80, 1)
+    data = TensorDataset(x, torch.as_tensor(LABELS))
+    strategy = Feedback("class", tau=1.0, mix=1.0)
+    sampler = BalancedSampler(LABELS, strategy, seed=0)
+    fed = [[1.0, 1.0, 0.5, 0.5], [0.5, 1.0, 1.0, 0.5], [1.0, 0.0, 1.0, 1.0]]
+
+    class Module(pl.LightningModule):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(1, 4)
+            self.seen: list[list[int]] = []
+
+        def on_train_epoch_start(self) -> None:
+            self.seen.append([])
+
+        def training_step(self, batch: Any, _: int) -> torch.Tensor:
+            self.seen[-1].extend(batch[0].reshape(-1).long().tolist())
+            return self.layer(batch[0]).sum()
+
+        def validation_step(self, batch: Any, _: int) -> None:
+            pass
+
+        def on_validation_epoch_end(self) -> None:
+            if not self.trainer.sanity_checking:
+                strategy.update(fed[self.current_epoch], kind="recall")
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    module = Module()
+    trainer = pl.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(
+        module,
+        DataLoader(data, batch_size=16, sampler=sampler),
+        DataLoader(data, batch_size=40),
+    )
+    assert [h["epoch"] for h in strategy.history] == [1, 2, 3]
+    composition = [dict(Counter(LABELS[seen].tolist())) for seen in module.seen]
+    assert composition == [
+        {0: 20, 1: 20, 2: 20, 3: 20},
+        {2: 40, 3: 40},  # difficulty 0, 0, .5, .5
+        {0: 40, 3: 40},
+    ]
