@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from torch.utils.data import Sampler
 
@@ -18,6 +19,7 @@ from torch_balance import (
     RandomUnderSampler,
     RepeatFactorSampler,
     StratifiedBatchSampler,
+    WeightedSampler,
 )
 from torch_balance.testing import (
     CHECKS,
@@ -25,6 +27,14 @@ from torch_balance.testing import (
     check_sampler_dataloader,
     conformance_labels,
 )
+
+
+def inverse_frequency(labels: Any) -> Any:
+    """Per-sample weights 1 / (size of the sample's class), from int or str labels."""
+    _, codes, counts = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)
+    weights = 1.0 / counts[codes]
+    weights[::9] = 0.0  # some samples never drawn
+    return weights
 
 
 def alternating_plan(counts: dict, epoch: int) -> dict:
@@ -65,6 +75,20 @@ CASES: dict[type, list[tuple[str, Any]]] = {
     StratifiedBatchSampler: [
         ("over", lambda y, **kw: StratifiedBatchSampler(y, 8, **kw)),
         ("under", lambda y, **kw: StratifiedBatchSampler(y, 4, "under", **kw)),
+    ],
+    WeightedSampler: [
+        ("iid", lambda y, **kw: WeightedSampler(inverse_frequency(y), **kw)),
+        (
+            "without-replacement-n40",
+            lambda y, **kw: WeightedSampler(inverse_frequency(y), 40, replacement=False, **kw),
+        ),
+        ("exact", lambda y, **kw: WeightedSampler(inverse_frequency(y), 50, exact=True, **kw)),
+        (
+            "exact-at-most-once",
+            lambda y, **kw: WeightedSampler(
+                inverse_frequency(y) ** 0.25, 30, exact=True, replacement=False, **kw
+            ),
+        ),
     ],
     RepeatFactorSampler: [
         ("stochastic", lambda y, **kw: RepeatFactorSampler(y, 0.3, **kw)),

@@ -21,6 +21,7 @@ EXPECTED = {
     "SMOTE",
     "SMOTEDataset",
     "StratifiedBatchSampler",
+    "WeightedSampler",
     "class_weights",
     "embed",
     "get_labels",

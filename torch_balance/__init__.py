@@ -28,6 +28,7 @@ from torch_balance.strategies import (
     make_plan,
     target_counts,
 )
+from torch_balance.weighted import WeightedSampler
 from torch_balance.weights import class_weights
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ __all__ = [
     "ResampledDataset",
     "SMOTEDataset",
     "StratifiedBatchSampler",
+    "WeightedSampler",
     "class_weights",
     "embed",
     "get_labels",

@@ -27,6 +27,9 @@ class Stream(IntEnum):
     CLASS_BALANCED = 12  # ClassBalancedBatchSampler's classes and samples per batch
     REPEAT = 13  # RepeatFactorSampler's stochastic rounding and order
     WITHIN_CLASS = 21  # which members fill each class's target under per-sample weights
+    WEIGHTED = 31  # WeightedSampler: i.i.d. draws (with replacement) and the epoch's order
+    WEIGHTED_KEYS = 32  # WeightedSampler without replacement: the exponential keys
+    WEIGHTED_EXACT = 33  # WeightedSampler, exact mode: the layout and the offset of the run
     BENCH_TEST = 101  # the benchmark's test split
     BENCH_CLASSES = 102  # which classes the benchmark makes rare
     BENCH_SUBSET = 103  # which samples of each class the benchmark keeps

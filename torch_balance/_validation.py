@@ -6,6 +6,7 @@ All messages have one shape: ``<argument>: expected <what>, got <value>[. <fix>]
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 from typing import Any, NoReturn
@@ -177,8 +178,9 @@ def check_sample_weights(name: str, weights: Any, length: int | None = None) -> 
         )
     if values.numel() == 0:
         fail(name, "at least one weight", Text("no weights"))
-    bad = ~torch.isfinite(values) | (values < 0)
-    if bool(bad.any()):
+    low, high = (float(v) for v in torch.aminmax(values))  # one pass; NaN fails both tests
+    if not (low >= 0 and high < math.inf):
+        bad = ~torch.isfinite(values) | (values < 0)
         i = int(bad.nonzero()[0])
         fail(
             name,
@@ -186,7 +188,7 @@ def check_sample_weights(name: str, weights: Any, length: int | None = None) -> 
             Text(f"{float(values[i])!r} at index {i}"),
             "Replace NaN, infinite and negative weights (a weight of 0 never draws the sample)",
         )
-    if not bool((values > 0).any()):
+    if not high > 0:
         fail(name, "at least one weight > 0", Text("every weight 0"), "Nothing could be drawn")
     return values
 

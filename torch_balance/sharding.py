@@ -13,8 +13,9 @@ shards once the group is up.
 
 from __future__ import annotations
 
+import itertools
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -24,7 +25,14 @@ import torch.distributed as dist
 from torch_balance._threads import helper_allowed, run_ahead
 from torch_balance._validation import check_bool, check_int, fail
 
-__all__ = ["batch_sharder", "check_replicas", "current_ranks", "iter_shard", "shard_length"]
+__all__ = [
+    "batch_sharder",
+    "check_replicas",
+    "current_ranks",
+    "iter_shard",
+    "iter_shard_chunks",
+    "shard_length",
+]
 
 CHUNK = 1 << 16
 BLOCK = 1 << 18
@@ -221,3 +229,83 @@ def _gathered(
         if (stop - 1) * num_replicas + rank >= length:  # padding repeats the epoch's start
             positions = positions.remainder_(length)
         yield values.index_select(0, order.index_select(0, positions))
+
+
+def iter_shard_chunks(
+    chunk: Callable[[int], torch.Tensor],
+    chunk_size: int,
+    length: int,
+    num_replicas: int,
+    rank: int,
+    drop_last: bool,
+    start: int = 0,
+    *,
+    helper: bool | None = None,
+) -> Iterator[list[int]]:
+    """:func:`iter_shard` for an epoch made of chunks drawn one at a time.
+
+    ``chunk(c)`` returns positions ``[c * chunk_size, (c + 1) * chunk_size)`` of the global
+    epoch (the last chunk may be shorter). The rank keeps positions ``rank, rank + R, ...``
+    with the same padding and ``drop_last`` rules; chunks are drawn in a helper thread where
+    one may run, ahead of the lists handed out, so the epoch is never held whole.
+
+    Example:
+        >>> epoch = torch.arange(10, 20)
+        >>> def chunk(c): return epoch[c * 4 : (c + 1) * 4]
+        >>> [sum(iter_shard_chunks(chunk, 4, 10, 3, r, drop_last=False), []) for r in range(3)]
+        [[10, 13, 16, 19], [11, 14, 17, 10], [12, 15, 18, 11]]
+    """
+    per_rank = shard_length(length, num_replicas, drop_last)
+    if helper is None:
+        helper = helper_allowed(per_rank - start)
+    blocks = run_ahead(
+        _chunk_blocks(chunk, chunk_size, length, num_replicas, rank, per_rank, start),
+        helper=helper,
+    )
+    for block in blocks:
+        array = block.numpy()
+        for begin in range(0, array.shape[0], LIST_CHUNK):
+            yield array[begin : begin + LIST_CHUNK].tolist()
+
+
+def _chunk_blocks(
+    chunk: Callable[[int], torch.Tensor],
+    size: int,
+    length: int,
+    num_replicas: int,
+    rank: int,
+    per_rank: int,
+    start: int,
+) -> Iterator[torch.Tensor]:
+    """This rank's items from ``start`` on, a block at a time, each chunk drawn once (the
+    first chunk again for the padding)."""
+    held: tuple[int, torch.Tensor] | None = None
+
+    def get(c: int) -> torch.Tensor:
+        nonlocal held
+        if held is None or held[0] != c:
+            held = (c, chunk(c))
+        return held[1]
+
+    for begin in range(start, per_rank, BLOCK):
+        stop = min(begin + BLOCK, per_rank)
+        if num_replicas == 1:  # consecutive positions: slices of one or two chunks
+            parts = []
+            at = begin
+            while at < stop:
+                c = at // size
+                upto = min(stop, (c + 1) * size)
+                parts.append(get(c)[at - c * size : upto - c * size])
+                at = upto
+            yield parts[0].clone() if len(parts) == 1 else torch.cat(parts)
+            continue
+        positions = torch.arange(begin, stop, dtype=torch.int64) * num_replicas + rank
+        if (stop - 1) * num_replicas + rank >= length:  # padding repeats the epoch's start
+            positions = positions.remainder_(length)
+        ids = torch.div(positions, size, rounding_mode="floor")
+        cuts = [0, *(torch.nonzero(ids[1:] != ids[:-1]).reshape(-1) + 1).tolist(), len(ids)]
+        pieces = []
+        for a, b in itertools.pairwise(cuts):
+            c = int(ids[a])
+            pieces.append(get(c).index_select(0, positions[a:b] - c * size))
+        yield torch.cat(pieces)

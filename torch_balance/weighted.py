@@ -1,0 +1,821 @@
+"""Per-sample weights: :class:`WeightedSampler`, the distributed weighted sampler.
+
+One weight per sample (difficulty, domain, source quality, a running loss) instead of a plan
+per class. Every rank draws the same global epoch from ``(seed, epoch)`` and the weights, and
+keeps its share with ``DistributedSampler``'s rules, so a rank can draw a sample held by
+any other, unlike sharding first and weighting within each shard.
+
+The functional core comes first: three pure kernels of ``(weights, num_samples,
+generator)``.
+
+* :func:`iid_draws`: i.i.d. draws with ``P(i) = w_i / sum(w)``, sorted (the caller shuffles).
+  ``K`` sorted uniforms are the normalised partial sums of ``K + 1`` exponentials (the
+  order statistics of uniforms, Devroye, *Non-Uniform Random Variate Generation*, 1986,
+  V.2), looked up in the float64 cumulative sum of the weights by one ``searchsorted`` of
+  sorted queries, which reads the table nearly in order. No limit on the number of samples.
+* :func:`successive_draws`: ``K`` draws without replacement with the distribution of
+  ``torch.multinomial(replacement=False)`` (successive sampling: each draw picks among the
+  samples not yet drawn in proportion to their weights), by exponential keys: the ``K``
+  smallest ``E_i / w_i`` in increasing order (Efraimidis and Spirakis, "Weighted random
+  sampling with a reservoir", Information Processing Letters 97(5), 2006).
+* :class:`ExactLayout`: the exact mode. Sample ``i`` is due ``s_i = K w_i / sum(w)`` copies
+  per epoch; it gets ``floor(s_i)`` and one more when a point of a unit-spaced comb falls in
+  its segment of length ``s_i - floor(s_i)`` on a circle where the segments lie in a random
+  order fixed for the run (systematic sampling, Madow 1949). The comb turns by the golden
+  ratio each epoch, a low-discrepancy sequence, so each sample's running count stays within
+  a few copies of its share (the error grows at most like ``log(epochs)``) and its mean
+  converges to ``s_i``. Every epoch has exactly ``K`` indices and every count is the floor or
+  the ceiling of the share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import numbers
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler
+
+from torch_balance._epoch import EpochShell
+from torch_balance._rng import ORDER, Stream, generator
+from torch_balance._threads import Early, helper_allowed
+from torch_balance._validation import (
+    Text,
+    check_bool,
+    check_epoch_size,
+    check_int,
+    check_sample_weights,
+    fail,
+    internal,
+)
+from torch_balance.draws import repeat_values
+from torch_balance.sharding import iter_shard, iter_shard_chunks
+
+__all__ = [
+    "ExactLayout",
+    "WeightedSampler",
+    "chunk_size",
+    "iid_draws",
+    "successive_draws",
+    "weights_digest",
+]
+
+# Peak bytes per index of the epoch while it is drawn: uniforms (float64), the draws and the
+# order (int32 or int64).
+WEIGHTED_EPOCH_BYTES = 24
+GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+def _index_dtype(n: int) -> torch.dtype:
+    return torch.int32 if n < 2**31 else torch.int64
+
+
+def weights_digest(weights: torch.Tensor) -> str:
+    """A short digest of float64 weights: what a saved state and the rank check compare.
+
+    Example:
+        >>> a = weights_digest(torch.tensor([1.0, 2.0], dtype=torch.float64))
+        >>> a == weights_digest(torch.tensor([1.0, 2.0], dtype=torch.float64)), len(a)
+        (True, 32)
+    """
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(weights.shape[0]).encode() + b"\x00")
+    h.update(weights.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _exponentials(count: int, g: torch.Generator) -> torch.Tensor:
+    """``count`` standard exponentials, float64: ``-log(1 - U)``."""
+    e = torch.rand(count, generator=g, dtype=torch.float64)
+    return e.neg_().log1p_().neg_()
+
+
+def iid_draws(weights: torch.Tensor, count: int, g: torch.Generator) -> torch.Tensor:
+    """``count`` i.i.d. draws with ``P(i) = w_i / sum(w)``, in random order.
+
+    Sorted draws (see the module's notes), then shuffled: a uniformly random order of an
+    i.i.d. sample is an i.i.d. sequence. Zero-weight samples are never drawn.
+
+    Args:
+        weights: float64 weights, finite, ``>= 0``, not all zero.
+        count: How many draws.
+        g: The generator.
+
+    Returns:
+        A 1-D tensor of sample indices (int32 below 2**31 samples, else int64).
+
+    Example:
+        >>> w = torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64)
+        >>> picks = iid_draws(w, 10_000, torch.Generator().manual_seed(0))
+        >>> torch.bincount(picks, minlength=3)[0].item(), 7_000 < int((picks == 2).sum()) < 8_000
+        (0, True)
+    """
+    return _iid_chunk(_Lookup(weights), count, g)
+
+
+class _Lookup:
+    """The float64 cumulative sum of the weights and the last positive weight's index."""
+
+    def __init__(self, weights: torch.Tensor) -> None:
+        self.cdf = torch.cumsum(weights, 0)
+        # the first place where the cumulative sum reaches the total
+        self.last = int(torch.searchsorted(self.cdf, self.cdf[-1:]))
+        self.dtype = _index_dtype(weights.shape[0])
+
+
+def _iid_chunk(lookup: _Lookup, count: int, g: torch.Generator) -> torch.Tensor:
+    """``count`` i.i.d. draws in random order: sorted uniforms looked up, then shuffled."""
+    cdf = lookup.cdf
+    sums = _exponentials(count + 1, g).cumsum_(0)
+    queries = sums[:count].mul_(float(cdf[-1]) / float(sums[-1]))
+    picks = torch.searchsorted(cdf, queries, right=True, out_int32=lookup.dtype == torch.int32)
+    del sums, queries
+    # a query that rounds up to the total would land past the end: the last positive weight
+    picks.clamp_(max=lookup.last)
+    order = torch.randperm(count, generator=g, dtype=_index_dtype(count))
+    return picks.index_select(0, order)
+
+
+# The i.i.d. epoch is drawn in chunks of its positions, each an independent i.i.d. sample
+# with its own generator: shuffling a chunk that stays in cache is faster than shuffling the
+# epoch, the chunks are drawn in a helper thread while earlier ones are handed out, and a
+# rank resuming mid-epoch draws from the chunk it stopped in.
+MIN_CHUNK = 1 << 20
+CHUNKS = 8
+_CHUNK_KEY = 2  # generator(seed, WEIGHTED, epoch, _CHUNK_KEY, c) draws chunk c
+
+
+def chunk_size(count: int) -> int:
+    """Positions per i.i.d. chunk for an epoch of ``count``: an eighth, at least 2**20.
+
+    Example:
+        >>> chunk_size(10), chunk_size(10**7)
+        (1048576, 1250000)
+    """
+    return max(MIN_CHUNK, -(-count // CHUNKS))
+
+
+def successive_draws(weights: torch.Tensor, count: int, g: torch.Generator) -> torch.Tensor:
+    """``count`` draws without replacement, in draw order, as ``torch.multinomial`` draws them.
+
+    The keys are ``log E_i - log w_i`` (``E_i`` exponential); the ``count`` smallest, in
+    increasing order, are a successive-sampling sequence (Efraimidis and Spirakis, 2006).
+    Zero weights get the key ``+inf`` and are never drawn.
+
+    Args:
+        weights: float64 weights with at least ``count`` of them positive.
+        count: How many draws.
+        g: The generator.
+
+    Returns:
+        A 1-D tensor of distinct sample indices in draw order.
+
+    Example:
+        >>> w = torch.tensor([0.0, 1.0, 1.0, 5.0], dtype=torch.float64)
+        >>> sorted(successive_draws(w, 3, torch.Generator().manual_seed(0)).tolist())
+        [1, 2, 3]
+    """
+    n = weights.shape[0]
+    keys = _exponentials(n, g).log_()
+    keys.sub_(torch.log(weights))
+    if 4 * count >= n:
+        order = torch.sort(keys).indices[:count]
+    else:
+        order = torch.topk(keys, count, largest=False, sorted=True).indices
+    return order.to(_index_dtype(n))
+
+
+class ExactLayout:
+    """The exact mode's arrangement of one set of weights: floors, layout, comb.
+
+    Sample ``i`` is due ``s_i = K w_i / sum(w)`` copies per epoch. It gets ``floor(s_i)``
+    plus ``x_i(e)`` in ``{0, 1}``: the remainders ``r_i = s_i - floor(s_i)``, which sum to an
+    integer ``R``, lie end to end on a circle of length ``R`` in an order drawn once from the
+    seed, and epoch ``e`` takes the samples whose segment holds a point of the comb
+    ``u_e + j`` (``j = 0 .. R-1``), with ``u_e = u_0 + e * golden ratio`` modulo 1. Exactly
+    ``R`` segments are hit, so every epoch has ``K`` indices, and each sample's running count
+    tracks ``e * s_i`` with the discrepancy of the golden-ratio sequence (logarithmic in the
+    number of epochs). Positions are integers in units of ``2**-bits``, so the epoch's length
+    is exact whatever the rounding of the float weights.
+
+    Args:
+        weights: float64 weights.
+        count: ``K``, the epoch length.
+        seed: The sampler's seed (the layout and ``u_0`` come from it).
+        at_most_one: Cap every share at one copy (draws without replacement).
+
+    Example:
+        >>> layout = ExactLayout(torch.tensor([1.0, 2.0, 0.0, 5.0], dtype=torch.float64), 12, 0)
+        >>> layout.shares.tolist()
+        [1.5, 3.0, 0.0, 7.5]
+        >>> [layout.copies(e).tolist() for e in range(3)]
+        [[2, 3, 0, 7], [2, 3, 0, 7], [1, 3, 0, 8]]
+        >>> sum(layout.copies(e) for e in range(100)).tolist()   # 100 epochs: 150, 300, 0, 750
+        [151, 300, 0, 749]
+    """
+
+    def __init__(
+        self, weights: torch.Tensor, count: int, seed: int, *, at_most_one: bool = False
+    ) -> None:
+        n = weights.shape[0]
+        shares = weights * (count / float(weights.sum()))
+        if at_most_one:
+            shares.clamp_(max=1.0)
+        self.shares = shares
+        floors = torch.floor(shares).to(torch.int64)
+        spare = count - int(floors.sum())
+        if spare < 0:  # rounding pushed a few shares just past an integer: take them back
+            over = torch.nonzero(floors > 0).reshape(-1)[:-spare]
+            floors[over] -= 1
+            spare = 0
+        remainders = (shares - floors).clamp_(0.0, 1.0)
+        self.floors = floors
+        self.spare = spare
+        self.bits = bits = max(8, min(52, 61 - max(spare, 1).bit_length()))
+        g = generator(seed, Stream.WEIGHTED_EXACT)
+        self.layout = torch.randperm(n, generator=g, dtype=_index_dtype(n))
+        self.start = int(torch.randint(0, 2**52, (1,), generator=g)) >> (52 - bits)
+        self.step = round(GOLDEN * 2**bits) | 1
+        scaled = torch.floor(remainders.index_select(0, self.layout) * 2.0**bits)
+        units = scaled.to(torch.int64)
+        # Make the circle exactly spare * 2**bits long: spread the rounding over the samples
+        # with a remainder, a unit or so each (segments stay within [0, 2**bits]).
+        missing = (spare << bits) - int(units.sum())
+        if missing:
+            eligible = torch.nonzero(units > 0).reshape(-1)
+            internal(eligible.numel() > 0, "exact mode: no remainder to adjust")
+            each, rest = divmod(abs(missing), eligible.numel())
+            delta = torch.full((eligible.numel(),), each, dtype=torch.int64)
+            delta[:rest] += 1
+            units.index_add_(0, eligible, delta if missing > 0 else -delta)
+            units.clamp_(0, 2**bits)
+        self.ends = torch.cumsum(units, 0)
+        internal(
+            self.ends.numel() == 0 or int(self.ends[-1]) == spare << bits,
+            "exact mode: the remainders do not add up to the spare copies",
+        )
+
+    def offset(self, epoch: int) -> int:
+        """Where the comb stands in ``epoch``, in units of ``2**-bits``."""
+        return (self.start + epoch * self.step) % (1 << self.bits)
+
+    def copies(self, epoch: int) -> torch.Tensor:
+        """Copies of every sample in ``epoch`` (int64, summing to ``K``)."""
+        u = self.offset(epoch)
+        past = torch.bitwise_right_shift(self.ends - u, self.bits)
+        before = torch.empty_like(past)
+        before[0] = (0 - u) >> self.bits
+        before[1:] = past[:-1]
+        hits = past - before
+        out = self.floors.clone()
+        out.index_add_(0, self.layout.to(torch.int64), hits)
+        return out
+
+
+Reduce = Literal["mean", "sum", "max", "min"]
+_REDUCE = ("mean", "sum", "max", "min")
+
+
+def _collective_device() -> torch.device:
+    """Where tensors for a collective must live: CUDA for NCCL, the CPU otherwise."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_gather_varying(tensor: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+    """Every rank's 1-D ``tensor`` (lengths ``sizes``, already exchanged), padded to the
+    longest for ``all_gather`` and cut back."""
+    device = _collective_device()
+    longest = max(max(sizes), 1)
+    padded = torch.zeros(longest, dtype=tensor.dtype, device=device)
+    padded[: tensor.shape[0]] = tensor.to(device)
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return [part[:size].cpu() for part, size in zip(parts, sizes, strict=True)]
+
+
+def _all_gather_int(value: torch.Tensor) -> list[torch.Tensor]:
+    """A small int64 tensor from every rank."""
+    device = _collective_device()
+    parts = [torch.empty_like(value, device=device) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, value.to(device))
+    return [part.cpu() for part in parts]
+
+
+def _as_float64(name: str, values: Any) -> torch.Tensor:
+    """A 1-D float64 CPU copy of ``values`` (a tensor, array or sequence of real numbers)."""
+    if isinstance(values, torch.Tensor):
+        if values.dtype == torch.bool or values.is_complex():
+            fail(name, "real numbers", Text(f"a tensor of dtype {values.dtype}"), kind=TypeError)
+        return values.detach().to("cpu", torch.float64, copy=True).reshape(-1)
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        fail(name, "a 1-d sequence, array or tensor of numbers", values, kind=TypeError)
+    for i, v in enumerate(values if isinstance(values, list) else ()):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            fail(name, "real numbers", Text(f"{v!r} at index {i}"), kind=TypeError)
+    array = np.asarray(values)
+    if array.dtype.kind not in "iuf" and array.size:
+        fail(name, "real numbers", Text(f"an array of dtype {array.dtype}"), kind=TypeError)
+    return torch.from_numpy(np.array(array, dtype=np.float64).reshape(-1))
+
+
+def _check_update(n: int, indices: Any, values: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(indices, values)`` of :meth:`WeightedSampler.update_weights` as int64 and float64."""
+    if isinstance(indices, torch.Tensor):
+        if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
+            fail(
+                "indices", "integer sample indices", Text(f"dtype {indices.dtype}"), kind=TypeError
+            )
+        index = indices.detach().to("cpu", torch.int64)
+    else:
+        if isinstance(indices, (str, bytes)) or not hasattr(indices, "__len__"):
+            fail("indices", "a 1-d sequence of sample indices", indices, kind=TypeError)
+        array = np.asarray(indices)
+        if array.size and (array.dtype.kind not in "iu"):
+            fail("indices", "integer sample indices", Text(f"dtype {array.dtype}"), kind=TypeError)
+        index = torch.from_numpy(array.astype(np.int64).reshape(array.shape))
+    if index.dim() != 1:
+        fail("indices", "a 1-d sequence of sample indices", Text(f"shape {tuple(index.shape)}"))
+    bad = (index < 0) | (index >= n)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        fail(
+            "indices",
+            f"sample indices in [0, {n})",
+            Text(f"{int(index[i])} at position {i}"),
+            "Report the dataset indices the loader handed out",
+        )
+    if isinstance(values, numbers.Real) and not isinstance(values, bool):
+        value = torch.full((index.shape[0],), float(values), dtype=torch.float64)
+    else:
+        value = _as_float64("values", values)
+    if value.shape[0] != index.shape[0]:
+        fail(
+            "values",
+            f"one value per index ({index.shape[0]})",
+            Text(f"{value.shape[0]} values"),
+        )
+    bad = ~torch.isfinite(value) | (value < 0)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        fail("values", "finite values >= 0", Text(f"{float(value[i])!r} at index {i}"))
+    return index, value
+
+
+def _combine(index: torch.Tensor, value: torch.Tensor, reduce: str) -> tuple[Any, Any]:
+    """One value per reported sample: ``(unique indices, combined values)`` as numpy arrays,
+    computed in one fixed order (the same bits on every rank)."""
+    idx, val = index.numpy(), value.numpy()
+    order = np.argsort(idx, kind="stable")
+    idx, val = idx[order], val[order]
+    unique, starts, counts = np.unique(idx, return_index=True, return_counts=True)
+    if unique.shape[0] == 0:
+        return unique, val
+    if reduce == "max":
+        return unique, np.maximum.reduceat(val, starts)
+    if reduce == "min":
+        return unique, np.minimum.reduceat(val, starts)
+    sums = np.add.reduceat(val, starts)
+    return unique, sums if reduce == "sum" else sums / counts
+
+
+class WeightedSampler(EpochShell, DistributedSampler[int]):
+    """Draw samples in proportion to per-sample weights, one global draw per epoch, sharded.
+
+    ``torch.utils.data.WeightedRandomSampler``'s meaning, for DDP: every rank draws the same
+    global epoch (the seed and the weights must be the same on every rank, and are checked)
+    and keeps positions ``rank, rank + R, ...`` with ``DistributedSampler``'s padding and
+    ``drop_last`` rules, so any rank can draw any sample. No 2**24 limit.
+
+    Three ways to draw an epoch of ``K = num_samples`` indices:
+
+    * ``replacement=True`` (default): i.i.d. draws, ``P(i) = w_i / sum(w)``, as
+      ``WeightedRandomSampler`` (the same distribution, another random stream).
+    * ``replacement=False``: no sample twice, in the sense of
+      ``torch.multinomial(replacement=False)`` (successive sampling); needs at least ``K``
+      positive weights.
+    * ``exact=True``: sample ``i`` gets ``floor(s_i)`` or ``ceil(s_i)`` copies of its share
+      ``s_i = K w_i / sum(w)``, the low-variance choice: the remainders are spread over the
+      epochs so that each sample's running count stays within a few copies of
+      ``epochs * s_i`` (see :class:`ExactLayout`). ``exact`` is a separate flag because it
+      changes how counts are drawn, not whether a sample may repeat: with
+      ``replacement=False`` it needs every share ``<= 1`` (at most one copy each).
+
+    Weights that change during training: :meth:`set_weights` (the same weights on every
+    rank) or :meth:`update_weights` (each rank reports what it measured; the library combines
+    the reports across ranks). New weights are used from the next epoch on; an epoch partly
+    handed out keeps the weights it was drawn with. When ``torch.distributed`` is initialised
+    with more than one rank, :meth:`set_epoch` all-gathers a digest of the weights and raises
+    if the ranks differ (a collective: every rank calls ``set_epoch``, as every trainer does).
+
+    Checkpoints: :meth:`state_dict` holds the epoch, the position and a digest of the weights
+    the epoch is drawn with, never the weights themselves (a ``StatefulDataLoader`` saves it at
+    every checkpoint). Save :meth:`weights_state_dict` next to it when weights change during
+    training and restore it with :meth:`load_weights_state_dict` before
+    :meth:`load_state_dict`, which refuses a state saved for other weights.
+
+    Args:
+        weights: One finite weight ``>= 0`` per sample (sequence, numpy array or tensor),
+            not all zero. Copied; later changes to your object do not reach the sampler.
+        num_samples: Indices per global epoch ``K``; default ``len(weights)`` (with
+            ``replacement=False``, the number of positive weights). Fixed for the run.
+        replacement: Allow a sample more than once per epoch.
+        exact: Floor-or-ceiling counts of the shares instead of random draws.
+        seed: Shared seed; must be the same on every rank.
+        num_replicas: Number of ranks; default from ``torch.distributed`` when each epoch
+            starts (1 without a process group).
+        rank: This rank; default likewise (0 without a process group).
+        drop_last: Drop the tail so that it divides evenly among ranks, instead of padding.
+
+    Raises:
+        TypeError: For arguments of the wrong type.
+        ValueError: For negative, NaN, infinite or all-zero weights (naming the index), a
+            ``num_samples`` that cannot be drawn, and other invalid values.
+
+    Example:
+        >>> sampler = WeightedSampler([1.0, 0.0, 3.0], num_samples=8, exact=True, seed=0)
+        >>> len(sampler), sorted(sampler)
+        (8, [0, 0, 2, 2, 2, 2, 2, 2])
+        >>> sampler.set_weights([1.0, 1.0, 0.0])           # used from the next epoch on
+        >>> sorted(sampler)
+        [0, 0, 0, 0, 1, 1, 1, 1]
+    """
+
+    def __init__(
+        self,
+        weights: Any,
+        num_samples: int | None = None,
+        *,
+        replacement: bool = True,
+        exact: bool = False,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
+        self.replacement = check_bool("replacement", replacement)
+        self.exact = check_bool("exact", exact)
+        values = check_sample_weights("weights", weights)
+        self.num_weights = values.shape[0]
+        if num_samples is None:
+            num_samples = self.num_weights if replacement else int((values > 0).sum())
+        self.num_samples: int = check_int(
+            "num_samples", num_samples, minimum=1, fix="Ask for at least one index per epoch"
+        )
+        check_epoch_size(
+            "num_samples",
+            self.num_samples,
+            WEIGHTED_EPOCH_BYTES,
+            "Ask for a shorter epoch (num_samples)",
+        )
+        self._global_length = self.num_samples
+        self._check_drawable("weights", values)
+        self._weights = values
+        self._digest: str | None = None  # computed when first needed (a pass over the weights)
+        self._next: torch.Tensor | None = None
+        self._next_digest: str | None = None
+        self._layout: ExactLayout | None = None
+        self._ready()
+
+    # -- weights ---------------------------------------------------------------------------
+
+    def _check_drawable(self, name: str, values: torch.Tensor) -> None:
+        """Refuse weights this sampler's ``num_samples`` cannot be drawn from."""
+        if self.replacement:
+            return
+        k = self.num_samples
+        positive = int((values > 0).sum())
+        if not self.exact and k > positive:
+            fail(
+                name,
+                f"at least num_samples={k} positive weights to draw without replacement",
+                Text(f"{positive} positive weights"),
+                "Use replacement=True, a smaller num_samples, or give more samples a weight",
+            )
+        if self.exact:
+            top = int(torch.argmax(values))
+            share = k * float(values[top]) / float(values.sum())
+            most = float(values.sum()) / float(values[top])
+            if share > 1 + 1e-9:
+                fail(
+                    name,
+                    "every share num_samples * w_i / sum(w) <= 1 with exact=True and "
+                    "replacement=False",
+                    Text(f"a share of {share:.4g} copies at index {top}"),
+                    f"Use replacement=True, or num_samples <= {most:.6g}",
+                )
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """The weights the next pass draws with (or the pass under way); do not modify it in
+        place: pass new weights to :meth:`set_weights`."""
+        self._promote()
+        return self._weights
+
+    def _mid_epoch(self) -> bool:
+        """An epoch is partly handed out, or its pass has started."""
+        return self._state.position()[1] > 0 or self._state._pass is not None
+
+    def _promote(self) -> None:
+        """At an epoch's start, weights set while the previous epoch was under way apply."""
+        if self._next is not None and not self._mid_epoch():
+            self._weights, self._digest = self._next, self._next_digest
+            self._next = self._next_digest = None
+            self._layout = None
+
+    def _current_digest(self) -> str:
+        if self._digest is None:
+            self._digest = weights_digest(self._weights)
+        return self._digest
+
+    def _latest_digest(self) -> str:
+        if self._next is None:
+            return self._current_digest()
+        if self._next_digest is None:
+            self._next_digest = weights_digest(self._next)
+        return self._next_digest
+
+    def set_weights(self, weights: Any) -> None:
+        """New weights, used from the next epoch on (an epoch under way keeps its weights).
+
+        Call it with the same weights on every rank (:meth:`update_weights` does that for
+        you); :meth:`set_epoch` checks.
+
+        Args:
+            weights: One finite weight ``>= 0`` per sample, not all zero.
+
+        Raises:
+            TypeError, ValueError: As for the constructor's ``weights``, and for weights
+                that ``num_samples`` cannot be drawn from without replacement.
+        """
+        values = check_sample_weights("weights", weights, self.num_weights)
+        self._install(values)
+
+    def _install(self, values: torch.Tensor) -> None:
+        self._check_drawable("weights", values)
+        self._next, self._next_digest = values, None
+        self._promote()
+
+    def update_weights(
+        self, indices: Any, values: Any, *, reduce: Reduce = "mean", momentum: float = 1.0
+    ) -> torch.Tensor:
+        """Combine what every rank measured into new weights, the same on every rank.
+
+        Each rank reports ``values[j]`` for sample ``indices[j]`` (a per-sample loss, say) for
+        the samples it saw. With ``torch.distributed`` initialised on more than one rank the
+        reports are all-gathered (sizes first, then padded tensors; on the GPU for NCCL), so
+        this is a collective: every rank must call it, each with its own reports (possibly
+        none). Without a process group it uses this process's reports.
+
+        A sample reported more than once (by two ranks, or twice by one: padding repeats
+        samples) gets one value by ``reduce``; then ``w_i <- (1 - momentum) * w_i +
+        momentum * value`` (``momentum=1``: the value replaces the weight). Samples nobody
+        reported keep their weight. The result goes through :meth:`set_weights`: used from
+        the next epoch on.
+
+        Args:
+            indices: Sample indices (1-D integers in ``[0, len(weights))``).
+            values: One finite value ``>= 0`` per index, or one number for all of them.
+            reduce: ``"mean"``, ``"sum"``, ``"max"`` or ``"min"`` of repeated reports.
+            momentum: In ``(0, 1]``: how far each reported weight moves to its value.
+
+        Returns:
+            The new weights (float64).
+
+        Raises:
+            TypeError, ValueError: For malformed reports (on every rank, naming the rank
+                whose reports were refused), or if the new weights are all zero.
+
+        Example:
+            >>> sampler = WeightedSampler([1.0, 1.0, 1.0, 1.0], seed=0)
+            >>> sampler.update_weights([0, 2, 2], [4.0, 1.0, 3.0]).tolist()
+            [4.0, 1.0, 2.0, 1.0]
+            >>> sampler.update_weights([1], [3.0], momentum=0.5).tolist()
+            [4.0, 2.0, 2.0, 1.0]
+        """
+        if not isinstance(reduce, str) or reduce not in _REDUCE:
+            fail("reduce", "'mean', 'sum', 'max' or 'min'", reduce)
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
+            fail("momentum", "a number in (0, 1]", momentum, kind=TypeError)
+        if not 0.0 < float(momentum) <= 1.0:
+            fail("momentum", "a number in (0, 1]", momentum, "1 replaces the weight")
+        error: Exception | None = None
+        try:
+            index, value = _check_update(self.num_weights, indices, values)
+        except (TypeError, ValueError) as raised:
+            error = raised
+            index = torch.zeros(0, dtype=torch.int64)
+            value = torch.zeros(0, dtype=torch.float64)
+        if _distributed():
+            # -1: this rank's reports were refused; every rank raises instead of hanging
+            size = torch.tensor([index.shape[0] if error is None else -1], dtype=torch.int64)
+            sizes = [int(s) for s in _all_gather_int(size)]
+            refused = [r for r, s in enumerate(sizes) if s < 0]
+            if refused and error is None:
+                fail(
+                    "update_weights",
+                    "valid reports from every rank",
+                    Text(f"reports refused on rank(s) {refused}"),
+                    "See the error raised on those ranks",
+                )
+            if error is None:
+                index = torch.cat(_all_gather_varying(index, sizes))
+                value = torch.cat(_all_gather_varying(value, sizes))
+        if error is not None:
+            raise error
+        unique, combined = _combine(index, value, reduce)
+        new = self._latest().clone()
+        if unique.shape[0]:
+            at = torch.from_numpy(unique)
+            old = new.index_select(0, at)
+            mixed = torch.from_numpy(np.ascontiguousarray(combined, dtype=np.float64))
+            if momentum != 1.0:
+                mixed = old * (1.0 - float(momentum)) + mixed * float(momentum)
+            new.index_copy_(0, at, mixed)
+        values_checked = check_sample_weights("weights after update_weights", new)
+        self._install(values_checked)
+        return values_checked
+
+    def _latest(self) -> torch.Tensor:
+        """The newest weights (those waiting for the next epoch, if any)."""
+        return self._next if self._next is not None else self._weights
+
+    def _check_ranks_agree(self) -> None:
+        """All-gather the digest of the newest weights and refuse a mismatch."""
+        if not _distributed():
+            return
+        digest = self._latest_digest()
+        mine = torch.tensor(
+            np.frombuffer(bytes.fromhex(digest), dtype=np.int64).copy(), dtype=torch.int64
+        )
+        parts = _all_gather_int(mine)
+        differ = [r for r, part in enumerate(parts) if not torch.equal(part, parts[0])]
+        if differ:
+            fail(
+                "weights",
+                "the same weights on every rank",
+                Text(f"weights on rank(s) {differ} that differ from rank 0's (digests differ)"),
+                "Change weights with update_weights (every rank calls it with its own "
+                "reports) or call set_weights with the same tensor on every rank",
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch of the next pass; with a process group, check that every rank
+        holds the same weights (a collective)."""
+        self._state.set_epoch(epoch)
+        self._promote()
+        self._check_ranks_agree()
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def weights_state_dict(self) -> dict[str, Any]:
+        """The weights a checkpoint needs, to save next to :meth:`state_dict`.
+
+        ``"weights"`` are those the epoch the state describes is drawn with; ``"next"`` the
+        newer weights set while it was under way (None if none).
+        """
+        self._promote()
+        return {
+            "weights": self._weights.clone(),
+            "next": None if self._next is None else self._next.clone(),
+        }
+
+    def load_weights_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`weights_state_dict` (call it before :meth:`load_state_dict`)."""
+        if not isinstance(state, dict) or "weights" not in state:
+            fail(
+                "state",
+                "a dict from weights_state_dict()",
+                Text(type(state).__name__),
+                kind=TypeError,
+            )
+        values = check_sample_weights("state['weights']", state["weights"], self.num_weights)
+        self._check_drawable("state['weights']", values)
+        self._weights, self._digest, self._layout = values, None, None
+        self._next = self._next_digest = None
+        if state.get("next") is not None:
+            later = check_sample_weights("state['next']", state["next"], self.num_weights)
+            self._check_drawable("state['next']", later)
+            self._next = later
+
+    def _fingerprint(self) -> str:
+        return f"{self.num_weights} samples"
+
+    def _own_settings(self, epoch: int) -> dict[str, Any]:
+        return {
+            "weights": self._current_digest(),
+            "num_samples": self.num_samples,
+            "replacement": self.replacement,
+            "exact": self.exact,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this rank stands: epoch, items handed out, and the digest of the weights that
+        epoch is drawn with (the weights themselves: :meth:`weights_state_dict`)."""
+        self._promote()
+        return super().state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`.
+
+        Raises:
+            ValueError: If the state was saved for other weights (restore them first with
+                :meth:`load_weights_state_dict` or :meth:`set_weights`), another seed,
+                ``num_samples``, mode, world size or rank.
+        """
+        if isinstance(state_dict, dict) and state_dict.get("kind") == type(self).__name__:
+            saved = state_dict.get("weights")
+            if saved != self._current_digest():
+                fail(
+                    "state_dict['weights']",
+                    "a state saved for this sampler's weights",
+                    Text(f"a state saved for other weights (digest {saved})"),
+                    "Restore the weights saved with the checkpoint first: "
+                    "load_weights_state_dict(...) or set_weights(...)",
+                )
+        super().load_state_dict(state_dict)
+        self._promote()
+
+    # -- drawing ---------------------------------------------------------------------------
+
+    def _exact_layout(self) -> ExactLayout:
+        if self._layout is None:
+            self._layout = ExactLayout(
+                self._weights, self.num_samples, self.seed, at_most_one=not self.replacement
+            )
+        return self._layout
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        g = generator(self.seed, Stream.WEIGHTED, epoch, ORDER)
+        return torch.randperm(self.num_samples, generator=g, dtype=_index_dtype(self.num_samples))
+
+    def _draw(self, epoch: int, helper: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(values, order)`` without replacement or in exact mode: the epoch is
+        ``values[order]``."""
+        k = self.num_samples
+        if not self.exact:
+            g = generator(self.seed, Stream.WEIGHTED_KEYS, epoch)
+            drawn = successive_draws(self._weights, k, g)
+            return drawn, torch.arange(k, dtype=_index_dtype(k))
+        order = Early(self._permutation, epoch, helper=helper)
+        values = repeat_values(self._exact_layout().copies(epoch))
+        return values, order.result()
+
+    def _iid(self, epoch: int) -> tuple[Callable[[int], torch.Tensor], int]:
+        """``(chunk, size)``: chunk ``c`` of the i.i.d. epoch is ``chunk(c)``."""
+        k = self.num_samples
+        size = chunk_size(k)
+        lookup = _Lookup(self._weights)
+        seed = self.seed
+
+        def chunk(c: int) -> torch.Tensor:
+            g = generator(seed, Stream.WEIGHTED, epoch, _CHUNK_KEY, c)
+            return _iid_chunk(lookup, min(size, k - c * size), g)
+
+        return chunk, size
+
+    def epoch_indices(self, epoch: int | None = None) -> torch.Tensor:
+        """The global epoch (before sharding) as one tensor, in iteration order."""
+        self._promote()
+        epoch = self._epoch_arg(epoch)
+        if self.replacement and not self.exact:
+            chunk, size = self._iid(epoch)
+            return torch.cat([chunk(c) for c in range(-(-self.num_samples // size))])
+        values, order = self._draw(epoch)
+        return values.index_select(0, order)
+
+    def sample_counts(self, epoch: int | None = None) -> torch.Tensor:
+        """How many times each sample appears in the global epoch (before padding)."""
+        return torch.bincount(self.epoch_indices(epoch).long(), minlength=self.num_weights)
+
+    def __iter__(self) -> Iterator[int]:
+        self._promote()
+        current, world, rank = self._begin()
+        if self.replacement and not self.exact:
+            chunk, size = self._iid(current.epoch)
+            chunks = iter_shard_chunks(
+                chunk, size, self.num_samples, world, rank, self.drop_last, current.base
+            )
+        else:
+            values, order = self._draw(current.epoch, helper=helper_allowed(self.num_samples))
+            chunks = iter_shard(values, order, world, rank, self.drop_last, current.base)
+        return self._state.run(current, chunks)
+
+    def __repr__(self) -> str:
+        mode = "exact" if self.exact else "i.i.d." if self.replacement else "successive"
+        return (
+            f"{type(self).__name__}(num_weights={self.num_weights}, "
+            f"num_samples={self.num_samples}, replacement={self.replacement}, "
+            f"mode={mode!r}, {self._where()})"
+        )
