@@ -23,6 +23,7 @@ from torch_balance import (
     RandomOverSampler,
     ResampledDataset,
     StratifiedBatchSampler,
+    WeightedSampler,
 )
 
 pytest.importorskip("lightning")
@@ -31,7 +32,7 @@ pytest.importorskip("transformers")
 
 STACKS = Path(__file__).parent / "stacks"
 sys.path.insert(0, str(STACKS))
-from _common import EPOCHS, LABELS, Indexed  # noqa: E402
+from _common import EPOCHS, LABELS, Indexed, feedback_values  # noqa: E402
 
 WORLD = 2
 
@@ -95,6 +96,25 @@ def _check_sampled(ranks: list[dict[str, Any]], reference: Any, *, interleaved: 
     assert epochs[0] != epochs[1] != epochs[2]
 
 
+def _check_weighted(ranks: list[dict[str, Any]], seed: int, *, interleaved: bool) -> None:
+    """Every epoch is the reference sampler's global epoch under the weights that the reports
+    of the previous epochs (from both ranks) produced: the ranks agreed on the weights."""
+    reference = WeightedSampler([1.0] * len(LABELS), seed=seed)
+    epochs = []
+    for epoch in range(EPOCHS):
+        planned = reference.epoch_indices(epoch).tolist()
+        shares = _epoch(ranks, epoch)
+        if interleaved:
+            assert shares == [planned[r::WORLD] for r in range(WORLD)], epoch
+        else:
+            _covers_once(shares, planned, padding=WORLD * 8)
+        seen = [i for share in shares for i in share]
+        reference.update_weights(seen, feedback_values(seen, epoch))
+        epochs.append(planned)
+    assert epochs[0] != epochs[1] != epochs[2]
+    assert len(set(reference.weights.tolist())) > 1, "the reports never changed the weights"
+
+
 def _batches(shares: list[list[int]], size: int = 8) -> list[list[list[int]]]:
     return [[share[i : i + size] for i in range(0, len(share), size)] for share in shares]
 
@@ -142,6 +162,10 @@ def test_lightning_batch_samplers(lightning_runs: dict[str, Any]) -> None:
     _check_batched(lightning_runs["pk-manual"], ClassBalancedBatchSampler(LABELS, 2, 4, seed=11))
 
 
+def test_lightning_weighted_sampler_fed_back_across_ranks(lightning_runs: dict[str, Any]) -> None:
+    _check_weighted(lightning_runs["weighted-feedback"], 12, interleaved=True)
+
+
 def test_lightning_default_flag_refuses_batch_sampler_by_name(
     lightning_runs: dict[str, Any],
 ) -> None:
@@ -170,6 +194,10 @@ def test_accelerate_prepare(torchrun_runs: dict[str, Any]) -> None:
         _covers_once(_epoch(torchrun_runs["accelerate-batches"], epoch), planned, WORLD * 8)
 
 
+def test_accelerate_weighted_sampler_fed_back(torchrun_runs: dict[str, Any]) -> None:
+    _check_weighted(torchrun_runs["accelerate-weighted"], 13, interleaved=False)
+
+
 def test_accelerate_dispatch_batches(torchrun_runs: dict[str, Any]) -> None:
     reference = RandomOverSampler(LABELS, seed=7)
     for epoch in range(EPOCHS):
@@ -191,3 +219,7 @@ def test_hf_trainer_sampler(torchrun_runs: dict[str, Any]) -> None:
 def test_hf_trainer_dataset_wrapper_redraws(torchrun_runs: dict[str, Any]) -> None:
     dataset = ResampledDataset(Indexed(), "under", labels=LABELS, seed=6)
     _check_dataset(torchrun_runs["hf-dataset-under"], dataset, padding=WORLD * 8)
+
+
+def test_hf_trainer_weighted_sampler_fed_back(torchrun_runs: dict[str, Any]) -> None:
+    _check_weighted(torchrun_runs["hf-weighted"], 14, interleaved=False)

@@ -12,7 +12,7 @@ import warnings
 
 import lightning.pytorch as pl
 import torch
-from _common import EPOCHS, LABELS, Indexed, Record, rank_from_env
+from _common import EPOCHS, LABELS, Indexed, Record, feedback_values, rank_from_env
 from torch.utils.data import DataLoader
 
 from torch_balance import (
@@ -20,6 +20,7 @@ from torch_balance import (
     RandomOverSampler,
     ResampledDataset,
     StratifiedBatchSampler,
+    WeightedSampler,
 )
 from torch_balance.integrations.lightning import SetEpochCallback
 
@@ -46,7 +47,33 @@ class Model(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def fit(scenario: str, record: Record, make_loader: object, **trainer_kwargs: object) -> None:
+class FeedbackModel(Model):
+    """Reports a value for every sample its rank saw to ``update_weights`` at each epoch's end
+    (a collective), so the next epoch draws with weights combined over both ranks."""
+
+    def __init__(self, scenario: str, record: Record, sampler: WeightedSampler) -> None:
+        super().__init__(
+            scenario, record, lambda: DataLoader(Indexed(), sampler=sampler, batch_size=8)
+        )
+        self.sampler = sampler
+        self.seen: list[int] = []
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], step: int) -> torch.Tensor:
+        self.seen.extend(batch[2].tolist())
+        return super().training_step(batch, step)
+
+    def on_train_epoch_end(self) -> None:
+        self.sampler.update_weights(self.seen, feedback_values(self.seen, self.current_epoch))
+        self.seen = []
+
+
+def fit(
+    scenario: str,
+    record: Record,
+    make_loader: object,
+    model: Model | None = None,
+    **trainer_kwargs: object,
+) -> None:
     trainer = pl.Trainer(
         accelerator="cpu",
         strategy="ddp",
@@ -59,7 +86,7 @@ def fit(scenario: str, record: Record, make_loader: object, **trainer_kwargs: ob
         num_sanity_val_steps=0,
         **trainer_kwargs,  # type: ignore[arg-type]
     )
-    trainer.fit(Model(scenario, record, make_loader))
+    trainer.fit(model or Model(scenario, record, make_loader))
 
 
 def main(out: str) -> None:
@@ -106,6 +133,8 @@ def main(out: str) -> None:
         lambda: DataLoader(data, batch_sampler=ClassBalancedBatchSampler(LABELS, 2, 4, seed=11)),
         use_distributed_sampler=False,
     )
+    weighted = WeightedSampler([1.0] * len(LABELS), seed=12)
+    fit("weighted-feedback", record, None, FeedbackModel("weighted-feedback", record, weighted))
     try:
         fit(
             "pk-default",

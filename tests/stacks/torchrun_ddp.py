@@ -15,11 +15,16 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from _common import EPOCHS, LABELS, Indexed, Record
+from _common import EPOCHS, LABELS, Indexed, Record, feedback_values
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from torch_balance import RandomOverSampler, ResampledDataset, StratifiedBatchSampler
+from torch_balance import (
+    RandomOverSampler,
+    ResampledDataset,
+    StratifiedBatchSampler,
+    WeightedSampler,
+)
 
 warnings.filterwarnings("ignore")
 
@@ -75,6 +80,15 @@ def with_accelerate(record: Record) -> None:
     for epoch in range(EPOCHS):
         for _, _, index in prepared:
             record.add("accelerate-dispatch", epoch, index)
+    # per-sample weights fed back after every epoch: each rank reports what it saw
+    weighted = WeightedSampler([1.0] * len(LABELS), seed=13)
+    prepared = accelerator.prepare(DataLoader(data, sampler=weighted, batch_size=8))
+    for epoch in range(EPOCHS):
+        seen: list[int] = []
+        for _, _, index in prepared:
+            record.add("accelerate-weighted", epoch, index)
+            seen.extend(index.tolist())
+        weighted.update_weights(seen, feedback_values(seen, epoch))
     explicit = RandomOverSampler(LABELS, num_replicas=2, rank=dist.get_rank())
     prepared = accelerator.prepare(DataLoader(data, sampler=explicit, batch_size=8))
     try:
@@ -103,9 +117,11 @@ class Recorder(torch.nn.Module):
         self.layer = torch.nn.Linear(1, 4)
         self.record, self.scenario = record, scenario
         self.epoch = 0
+        self.seen: list[int] = []
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> Any:
         self.record.add(self.scenario, self.epoch, index)
+        self.seen.extend(index.tolist())
         return {"loss": torch.nn.functional.cross_entropy(self.layer(x), labels)}
 
 
@@ -125,6 +141,25 @@ def with_hf_trainer(record: Record) -> None:
         def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.model.epoch = round(state.epoch or 0)
 
+    class WeightedTrainer(Trainer):
+        def __init__(self, sampler: WeightedSampler, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.weighted = sampler
+
+        def _get_train_sampler(self, *args: Any, **kwargs: Any) -> Any:
+            return self.weighted
+
+    class Feedback(TrainerCallback):
+        """Each rank reports what it saw at the epoch's end (update_weights is a collective)."""
+
+        def __init__(self, model: Recorder, sampler: WeightedSampler) -> None:
+            self.model, self.sampler = model, sampler
+
+        def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            seen = self.model.seen
+            self.sampler.update_weights(seen, feedback_values(seen, self.model.epoch))
+            self.model.seen = []
+
     out = tempfile.mkdtemp()
     args = TrainingArguments(
         output_dir=out,
@@ -142,6 +177,15 @@ def with_hf_trainer(record: Record) -> None:
     model = Recorder(record, "hf-sampler")
     BalancedTrainer(
         model=model, args=args, train_dataset=data, callbacks=[EpochOfModel(model)]
+    ).train()
+    model = Recorder(record, "hf-weighted")
+    weighted = WeightedSampler([1.0] * len(LABELS), seed=14)
+    WeightedTrainer(
+        weighted,
+        model=model,
+        args=args,
+        train_dataset=data,
+        callbacks=[EpochOfModel(model), Feedback(model, weighted)],
     ).train()
     model = Recorder(record, "hf-dataset-under")
     under = ResampledDataset(data, "under", labels=LABELS, seed=6)
