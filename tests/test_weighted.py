@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections import Counter
 from itertools import chain
 from pathlib import Path
@@ -565,10 +566,17 @@ def test_iter_shard_chunks_agrees_with_iter_shard(
             def chunk(c: int, size: int = size) -> torch.Tensor:
                 return epoch[c * size : (c + 1) * size]
 
-            ours = [*chain(*iter_shard_chunks(chunk, size, length, world, rank, drop_last, start))]
             order = torch.arange(length)
             ref = [*chain(*iter_shard(epoch, order, world, rank, drop_last, start))]
-            assert ours == ref, (size, rank)
+            for helper in (False, True):  # chunks prefetched on threads or drawn in line
+                ours = [
+                    *chain(
+                        *iter_shard_chunks(
+                            chunk, size, length, world, rank, drop_last, start, helper=helper
+                        )
+                    )
+                ]
+                assert ours == ref, (size, rank, helper)
 
 
 def test_multi_chunk_epoch_shards_and_resumes() -> None:
@@ -595,3 +603,41 @@ def test_multi_chunk_epoch_shards_and_resumes() -> None:
     assert (
         stats.chisquare(counts[positive], w.numpy()[positive] / float(w.sum()) * k).pvalue > P_MIN
     )
+
+
+def _prefetch_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("torch_balance")]
+
+
+def test_chunk_threads_are_joined_when_the_iterator_is_closed_or_fails() -> None:
+    from torch_balance.sharding import iter_shard_chunks
+
+    epoch = torch.arange(1000)
+
+    def chunk(c: int) -> torch.Tensor:
+        return epoch[c * 10 : (c + 1) * 10]
+
+    items = iter_shard_chunks(chunk, 10, 1000, 1, 0, False, helper=True)
+    next(items)
+    assert _prefetch_threads(), "no helper threads ran: this test would prove nothing"
+    items.close()
+    assert _prefetch_threads() == []
+
+    def broken(c: int) -> torch.Tensor:
+        if c == 5:
+            raise RuntimeError("chunk 5 failed")
+        return chunk(c)
+
+    with pytest.raises(RuntimeError, match="chunk 5 failed"):
+        list(iter_shard_chunks(broken, 10, 1000, 1, 0, False, helper=True))
+    assert _prefetch_threads() == []
+
+
+def test_prefetch_returns_fn_of_each_item_in_any_order() -> None:
+    from torch_balance._threads import Prefetch
+
+    with Prefetch(lambda i: i * 10, 8, helper=True) as ahead:
+        assert [ahead(i) for i in (0, 1, 5, 2, 7, 0, 3)] == [0, 10, 50, 20, 70, 0, 30]
+    assert _prefetch_threads() == []
+    line = Prefetch(lambda i: i + 1, 3, helper=False)
+    assert [line(2), line(0)] == [3, 1] and _prefetch_threads() == []

@@ -8,9 +8,10 @@ Rules, each enforced here:
 
 - a helper runs only where more than one CPU is usable (``os.sched_getaffinity``) and never
   inside a DataLoader worker process (whose cores belong to the other workers);
-- a helper never outlives what started it: :class:`Early` is joined by ``result()``, and
+- a helper never outlives what started it: :class:`Early` is joined by ``result()``,
   :func:`run_ahead` stops and joins its thread when the iterator finishes, fails or is
-  closed (a generator that is dropped is closed);
+  closed (a generator that is dropped is closed), and :class:`Prefetch` is closed by its
+  owner, which cancels what it has not started and joins its threads;
 - whatever the helper raises is raised again in the caller's thread.
 
 Results do not depend on whether a helper ran: it computes the same calls, on its own
@@ -24,11 +25,12 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 from torch.utils.data import get_worker_info
 
-__all__ = ["Early", "helper_allowed", "run_ahead", "usable_cpus"]
+__all__ = ["Early", "Prefetch", "helper_allowed", "run_ahead", "usable_cpus"]
 
 T = TypeVar("T")
 
@@ -88,6 +90,63 @@ class Early(Generic[T]):
             raise self._error
         value: T = self._value
         return value
+
+
+class Prefetch(Generic[T]):
+    """``fn(i)`` for ``i`` in ``range(count)``, drawn up to ``depth`` items ahead of the one
+    asked for on ``workers`` threads, where helpers may run; ``fn`` itself otherwise.
+
+    For independent pieces of one result (each with its own generator), asked for mostly in
+    increasing order by one thread: asking for ``i`` starts ``i + 1 .. i + depth - 1`` too.
+    An item asked for again (or never started) is computed on demand; the value is ``fn(i)``
+    either way. :meth:`close` cancels what has not started and joins the threads.
+
+    Example:
+        >>> with Prefetch(lambda i: i * i, 5, helper=True) as squares:
+        ...     [squares(i) for i in range(5)]
+        [0, 1, 4, 9, 16]
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[int], T],
+        count: int,
+        *,
+        depth: int = 3,
+        workers: int = 2,
+        helper: bool | None = None,
+    ) -> None:
+        self._fn, self._count, self._depth = fn, count, depth
+        self._futures: dict[int, Future[T]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        if count > 1 and (helper_allowed() if helper is None else helper):
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="torch_balance-prefetch")
+
+    def __call__(self, i: int) -> T:
+        pool = self._pool
+        if pool is None:
+            return self._fn(i)
+        for j in range(i, min(i + self._depth, self._count)):
+            if j not in self._futures:
+                self._futures[j] = pool.submit(self._fn, j)
+        for j in [j for j in self._futures if j < i]:  # passed over: not needed any more
+            self._futures.pop(j).cancel()
+        return self._futures.pop(i).result()
+
+    def close(self) -> None:
+        """Cancel what has not started, wait for what has, and join the threads."""
+        if self._pool is not None:
+            for future in self._futures.values():
+                future.cancel()
+            self._futures.clear()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Prefetch[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class _End:

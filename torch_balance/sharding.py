@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import torch
 import torch.distributed as dist
 
-from torch_balance._threads import helper_allowed, run_ahead
+from torch_balance._threads import Prefetch, helper_allowed, run_ahead
 from torch_balance._validation import check_bool, check_int, fail
 
 __all__ = [
@@ -246,8 +246,10 @@ def iter_shard_chunks(
 
     ``chunk(c)`` returns positions ``[c * chunk_size, (c + 1) * chunk_size)`` of the global
     epoch (the last chunk may be shorter). The rank keeps positions ``rank, rank + R, ...``
-    with the same padding and ``drop_last`` rules; chunks are drawn in a helper thread where
-    one may run, ahead of the lists handed out, so the epoch is never held whole.
+    with the same padding and ``drop_last`` rules. Where helpers may run, chunks are drawn up
+    to three ahead on two threads and cut into blocks on a third, ahead of the lists handed
+    out; the epoch is never held whole, and every thread is joined when the iterator ends,
+    fails or is closed.
 
     Example:
         >>> epoch = torch.arange(10, 20)
@@ -258,14 +260,23 @@ def iter_shard_chunks(
     per_rank = shard_length(length, num_replicas, drop_last)
     if helper is None:
         helper = helper_allowed(per_rank - start)
+    # Chunks are drawn up to 3 ahead on two threads, blocks cut from them on a third: the
+    # chunks are most of the work, and each has its own generator.
+    chunks = Prefetch(chunk, -(-length // chunk_size), helper=helper)
     blocks = run_ahead(
-        _chunk_blocks(chunk, chunk_size, length, num_replicas, rank, per_rank, start),
+        _chunk_blocks(chunks, chunk_size, length, num_replicas, rank, per_rank, start),
         helper=helper,
     )
-    for block in blocks:
-        array = block.numpy()
-        for begin in range(0, array.shape[0], LIST_CHUNK):
-            yield array[begin : begin + LIST_CHUNK].tolist()
+    try:
+        for block in blocks:
+            array = block.numpy()
+            for begin in range(0, array.shape[0], LIST_CHUNK):
+                yield array[begin : begin + LIST_CHUNK].tolist()
+    finally:
+        close = getattr(blocks, "close", None)
+        if close is not None:  # stops and joins the block thread before the chunk threads
+            close()
+        chunks.close()
 
 
 def _chunk_blocks(
