@@ -33,6 +33,11 @@ class Stream(IntEnum):
     BENCH_INIT = 111  # model initialisation in the benchmark
     BENCH_SHUFFLE = 112  # the benchmark's plain shuffles
     BENCH_HEAD = 113  # classifier-head initialisation in the benchmark
+    # balanced streams (torch_balance.streams)
+    STREAM_SHARDS = 41  # a stream's shard order for one epoch
+    STREAM_BUFFER = 42  # a stream's shuffle buffer and padding copies, per epoch and reader
+    STREAM_ONLINE = 43  # the rounding of copies where labels are seen as the stream flows
+    STREAM_MIX = 44  # BalancedMix's class sequence for one epoch
 
 
 # The order of an epoch is sub-stream 1 of the epoch's stream: generator(seed, EPOCH, e, ORDER).

@@ -38,8 +38,9 @@ _DEPTH = 8
 def _holds_epoch(obj: Any) -> bool:
     from torch_balance.datasets import ResampledDataset
     from torch_balance.smote import SMOTEDataset
+    from torch_balance.streams._shell import StreamShell
 
-    return isinstance(obj, EpochShell | ResampledDataset | SMOTEDataset)
+    return isinstance(obj, EpochShell | ResampledDataset | SMOTEDataset | StreamShell)
 
 
 def epoch_holders(root: Any) -> list[Any]:
