@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tarfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,8 +25,6 @@ __all__ = ["Manifest", "expand_shards", "label_value"]
 
 _BRACE = re.compile(r"\{([^{}]*)\}")
 _RANGE = re.compile(r"^(\d+)\.\.(\d+)$")
-# webdataset's split of a member name into the sample key and the field (its extension)
-_KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
 
 
 def expand_shards(pattern: str | Sequence[str]) -> list[str]:
@@ -232,7 +229,8 @@ class Manifest:
 
         Samples are grouped as webdataset groups them (consecutive members sharing the key
         before the first dot of the file name); only the ``.<label_key>`` member of each is
-        read, every other member (the image) is skipped over without being read or decoded.
+        read, every other member (the image) is seeked over, neither read nor decoded
+        (:func:`~torch_balance.streams.tar.tar_samples`).
 
         Args:
             paths: A shard pattern (``"train-{000..009}.tar"``) or a list of local paths.
@@ -242,7 +240,7 @@ class Manifest:
             ValueError: If a sample has no label member, or a shard cannot be read.
 
         Example:
-            >>> import io, tempfile
+            >>> import io, tarfile, tempfile
             >>> path = tempfile.mkdtemp() + "/s-000.tar"
             >>> with tarfile.open(path, "w") as tar:
             ...     for key, label in [("a", b"1"), ("b", b"0")]:
@@ -288,32 +286,17 @@ def _names_digest(names: list[str], sizes: np.ndarray) -> str:
 
 
 def _scan_one(path: str, label_key: str) -> list[Any]:
+    from torch_balance.streams.tar import tar_samples
+
     labels: list[Any] = []
-    current: str | None = None
-    found = True
     try:
-        with tarfile.open(path, "r:*") as tar:
-            for member in tar:
-                name = member.name
-                base = os.path.basename(name)
-                if not member.isreg() or (base.startswith("__") and base.endswith("__")):
-                    continue
-                match = _KEY_EXT.match(name)
-                if match is None:
-                    continue
-                key, ext = match.group(1), match.group(2).lower()
-                if key != current:
-                    if not found:
-                        _no_label(path, current, label_key)
-                    current, found = key, False
-                if ext == label_key and not found:
-                    handle = tar.extractfile(member)
-                    labels.append(label_value(handle.read() if handle is not None else b""))
-                    found = True
-    except (OSError, tarfile.TarError) as error:
+        for sample in tar_samples(path, {label_key}):
+            value = sample.get(label_key)
+            if value is None:
+                _no_label(path, sample["__key__"], label_key)
+            labels.append(label_value(value))
+    except OSError as error:
         fail("paths", "readable tar shards", Text(f"{path!r} ({error})"))
-    if not found:
-        _no_label(path, current, label_key)
     return labels
 
 

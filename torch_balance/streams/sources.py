@@ -9,6 +9,8 @@ one shard from its start. :class:`Shards` is that view; :func:`as_source` builds
   shuffle are not used: this module does that part);
 * a Hugging Face ``datasets.IterableDataset``: shard ``i`` is ``dataset.shard(num_shards, i)``;
 * :class:`Shards` built by you: names and ``open(name) -> iterable of samples``;
+* a shard pattern such as ``"train-{000..099}.tar"``: read with
+  :func:`~torch_balance.streams.tar.tar_samples` (dicts of bytes, no webdataset needed);
 * any other iterable (a torch ``IterableDataset`` yielding ``(x, y)`` or dicts): one shard.
 
 Splitting among readers follows webdataset and ``torch.utils.data.get_worker_info``: the
@@ -111,6 +113,11 @@ class Shards:
     def __len__(self) -> int:
         return len(self.names)
 
+    def __iter__(self) -> Iterator[Any]:
+        """Every shard's samples, in shard order (one unbalanced pass)."""
+        for shard in range(len(self.names)):
+            yield from self.open(shard)
+
 
 class _WebDatasetShards(Shards):
     def __init__(self, pipeline: Any) -> None:
@@ -181,11 +188,15 @@ def as_source(source: Any) -> Shards:
     """
     if isinstance(source, Shards):
         return source
+    if isinstance(source, str):  # a shard pattern: read with the built-in tar reader
+        from torch_balance.streams.tar import tar_samples
+
+        return Shards(source, tar_samples)
     if type(source).__module__.startswith("webdataset") and hasattr(source, "pipeline"):
         return _WebDatasetShards(source)
     if type(source).__module__.startswith("datasets") and hasattr(source, "num_shards"):
         return _HuggingFaceShards(source)
-    if isinstance(source, str | bytes) or not isinstance(source, Iterable):
+    if isinstance(source, bytes) or not isinstance(source, Iterable):
         fail(
             "source",
             "a webdataset pipeline, a Hugging Face IterableDataset, Shards, or an iterable of "
