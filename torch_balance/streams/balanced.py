@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from torch_balance._epoch import check_epoch
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import Text, check_bool, check_int, fail
 from torch_balance.draws import WalkCache, draw_epoch
@@ -283,7 +284,8 @@ class BalancedIterableDataset(StreamShell):
             self.priors = _check_priors(priors)
             self.plan = None
             # a strategy or sampling_strategy that cannot work fails here, not in a worker
-            _ratios(self.priors or {0: 2, 1: 1}, strategy, sampling_strategy, 0)
+            if self.priors is not None or isinstance(sampling_strategy, str):
+                _ratios(self.priors or {0: 2, 1: 1}, strategy, sampling_strategy, 0)
         if self.plan is not None and feedback_of(self.plan) is not None:
             fail(
                 "strategy",
@@ -299,10 +301,7 @@ class BalancedIterableDataset(StreamShell):
 
     def _check_shards(self, manifest: Manifest) -> None:
         names = self.source.names
-        if len(names) != manifest.num_shards or (
-            (type(self.source) is Shards or type(self.source).__name__ == "_WebDatasetShards")
-            and names != manifest.names
-        ):
+        if len(names) != manifest.num_shards or (self.source.named and names != manifest.names):
             fail(
                 "manifest",
                 f"the source's {len(names)} shards, in its order ({names[:3]}...)",
@@ -317,7 +316,7 @@ class BalancedIterableDataset(StreamShell):
         Raises:
             ValueError: In mode 2 without priors (no plan exists before the stream is read).
         """
-        epoch = self.epoch if epoch is None else check_int("epoch", epoch, minimum=0)
+        epoch = self.epoch if epoch is None else check_epoch(epoch)
         if self.plan is not None:
             return self.plan.as_dict(epoch)
         if self.priors is None:
@@ -333,7 +332,7 @@ class BalancedIterableDataset(StreamShell):
         """Mode 1: copies of each sample (manifest order) in the global epoch, before cut or pad."""
         if self.plan is None:
             fail("epoch_copies", "a mode 1 stream (with a manifest)", Text("mode 2"))
-        epoch = self.epoch if epoch is None else check_int("epoch", epoch, minimum=0)
+        epoch = self.epoch if epoch is None else check_epoch(epoch)
         if self._copies is None or self._copies[0] != epoch:
             copies = epoch_copies(
                 self.plan, self.seed, epoch, replacement=self.replacement, cache=self._walks
@@ -378,8 +377,8 @@ class BalancedIterableDataset(StreamShell):
         return settings
 
     def _emit(self, epoch: int, slot: Slot) -> Iterator[Any]:
-        if self.manifest is not None:
-            return self._emit_planned(epoch, slot)
+        if self.manifest is not None and self.plan is not None:
+            return self._emit_planned(self.manifest, self.plan, epoch, slot)
         if self.epoch_length is None and slot.num_replicas > 1:
             fail(
                 "epoch_length",
@@ -391,16 +390,15 @@ class BalancedIterableDataset(StreamShell):
 
     # ---- mode 1 ---------------------------------------------------------------------------
 
-    def _emit_planned(self, epoch: int, slot: Slot) -> Iterator[Any]:
-        manifest = self.manifest
-        if manifest is None or self.plan is None:  # pragma: no cover - mode 1 only
-            raise AssertionError("torch_balance internal error: mode 1 without a plan")
+    def _emit_planned(
+        self, manifest: Manifest, plan: Plan, epoch: int, slot: Slot
+    ) -> Iterator[Any]:
         copies = self.epoch_copies(epoch)
         order = shard_order(manifest.num_shards, self.seed, epoch, shuffle=self.shuffle_shards)
         planned = [
             int(copies[slot_samples(manifest.offsets, order, s)].sum()) for s in slot.siblings()
         ]
-        length = shard_length(self.plan.length, slot.num_replicas, self.drop_last)
+        length = shard_length(plan.length, slot.num_replicas, self.drop_last)
         if sum(planned) == 0:
             fail(
                 "manifest",
@@ -421,15 +419,12 @@ class BalancedIterableDataset(StreamShell):
             wanted = _pad(wanted, quota - int(wanted.sum()), g)
         lookup = np.zeros(len(manifest), dtype=np.int64)
         lookup[mine] = wanted
-        stream = self._planned_stream(epoch, slot, order, lookup)
+        stream = self._planned_stream(manifest, epoch, slot, order, lookup)
         return itertools.islice(stream, quota)
 
     def _planned_stream(
-        self, epoch: int, slot: Slot, order: list[int], lookup: np.ndarray
+        self, manifest: Manifest, epoch: int, slot: Slot, order: list[int], lookup: np.ndarray
     ) -> Iterator[Any]:
-        manifest = self.manifest
-        if manifest is None:  # pragma: no cover - mode 1 only
-            raise AssertionError("torch_balance internal error: mode 1 without a manifest")
         offsets = manifest.offsets.tolist()
         labels = manifest.labels
         check = self._label_fn is not None

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from torch_balance._epoch import check_epoch
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import Text, check_bool, check_int, fail
 from torch_balance.feedback import feedback_of
@@ -134,7 +135,7 @@ class BalancedMix(StreamShell):
 
     def target_counts(self, epoch: int | None = None) -> dict[Any, int]:
         """Per-class counts of one global epoch (all ranks together, before padding)."""
-        epoch = self.epoch if epoch is None else check_int("epoch", epoch, minimum=0)
+        epoch = self.epoch if epoch is None else check_epoch(epoch)
         return self.plan.as_dict(epoch)
 
     def __len__(self) -> int:

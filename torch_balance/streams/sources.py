@@ -92,6 +92,8 @@ class Shards:
         (['a', 'b'], [('x2', 0)])
     """
 
+    named = True  # names are urls or paths (a manifest's names must match them)
+
     def __init__(self, names: str | Sequence[str], open_fn: Callable[[str], Iterable[Any]]) -> None:
         self.names = expand_shards(names)
         if not callable(open_fn):
@@ -148,6 +150,8 @@ class _WebDatasetShards(Shards):
 
 
 class _HuggingFaceShards(Shards):
+    named = False
+
     def __init__(self, dataset: Any) -> None:
         self._dataset = dataset
         self.names = [f"shard-{i}" for i in range(int(dataset.num_shards))]
@@ -168,6 +172,8 @@ class _HuggingFaceShards(Shards):
 
 
 class _IterableShards(Shards):
+    named = False
+
     def __init__(self, iterable: Any) -> None:
         self._iterable = iterable
         self.names = [type(iterable).__name__]
@@ -273,28 +279,20 @@ def read_slot(
     """
     if by_shard(len(order), slot):
         for shard in slot_part(list(order), slot):
-            yield from _read_shard(shards, shard, sizes)
+            for position, sample in _read_shard(shards, shard, sizes):
+                yield shard, position, sample
         return
     # fewer shards than readers: all read everything, each keeps its part of the samples
     k = 0
     step, stride = slot.num_replicas, slot.num_workers
     for shard in order:
-        for position, sample in _read_shard_plain(shards, shard, sizes):
+        for position, sample in _read_shard(shards, shard, sizes):
             if k % step == slot.rank and (k // step) % stride == slot.worker:
                 yield shard, position, sample
             k += 1
 
 
-def _read_shard(
-    shards: Shards, shard: int, sizes: np.ndarray | None
-) -> Iterator[tuple[int, int, Any]]:
-    for position, sample in _read_shard_plain(shards, shard, sizes):
-        yield shard, position, sample
-
-
-def _read_shard_plain(
-    shards: Shards, shard: int, sizes: np.ndarray | None
-) -> Iterator[tuple[int, Any]]:
+def _read_shard(shards: Shards, shard: int, sizes: np.ndarray | None) -> Iterator[tuple[int, Any]]:
     expected = None if sizes is None else int(sizes[shard])
     position = -1
     for position, sample in enumerate(shards.open(shard)):
