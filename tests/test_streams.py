@@ -23,6 +23,7 @@ from torch_balance import (
     BalancedIterableDataset,
     BalancedMix,
     BalancedSampler,
+    Feedback,
     Manifest,
     Power,
     Progressive,
@@ -262,6 +263,9 @@ def test_drop_last_and_bad_mode1_input(shards: str) -> None:
         BalancedIterableDataset(42, manifest=manifest)
     with pytest.raises(ValueError, match="strategy: expected one of"):
         BalancedIterableDataset(pipeline(shards), "most", manifest=manifest)
+    for make in (BalancedIterableDataset, BalancedMix):
+        with pytest.raises(ValueError, match="strategy: expected a strategy whose targets are"):
+            make({0: [1], 1: [2]}, Feedback("class"))
 
 
 def test_mode1_refuses_a_manifest_that_disagrees(shards: str) -> None:

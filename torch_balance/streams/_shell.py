@@ -22,11 +22,26 @@ from typing import Any
 from torch.utils.data import IterableDataset
 
 from torch_balance._epoch import SharedEpoch, check_epoch
-from torch_balance._validation import check_bool, check_int, check_seed, fail
+from torch_balance._validation import Text, check_bool, check_int, check_seed, fail
 from torch_balance.sharding import check_replicas
 from torch_balance.streams.sources import Slot, current_slot
 
-__all__ = ["StreamShell"]
+__all__ = ["StreamShell", "refuse_feedback"]
+
+
+def refuse_feedback(strategy: Any) -> None:
+    """A stream's plan must be fixed when it is built: DataLoader workers hold copies of the
+    stream that would never see a :class:`~torch_balance.Feedback`'s updates."""
+    from torch_balance.feedback import Feedback
+
+    if isinstance(strategy, Feedback):
+        fail(
+            "strategy",
+            "a strategy whose targets are fixed at construction",
+            Text("a Feedback"),
+            "DataLoader workers hold copies of a stream that would not see its updates: use "
+            "BalancedSampler(..., Feedback(...)) with a map-style dataset",
+        )
 
 
 class StreamShell(IterableDataset):

@@ -38,11 +38,10 @@ from torch_balance._epoch import check_epoch
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import Text, check_bool, check_int, fail
 from torch_balance.draws import WalkCache, draw_epoch
-from torch_balance.feedback import feedback_of
 from torch_balance.labels import LabelIndex
 from torch_balance.sharding import current_ranks, shard_length
 from torch_balance.strategies import Plan, Strategy, apportion, describe, make_plan
-from torch_balance.streams._shell import StreamShell
+from torch_balance.streams._shell import StreamShell, refuse_feedback
 from torch_balance.streams.manifest import Manifest
 from torch_balance.streams.sources import (
     Shards,
@@ -242,6 +241,7 @@ class BalancedIterableDataset(StreamShell):
         epoch_length: int | None = None,
     ) -> None:
         self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
+        refuse_feedback(strategy)
         self.source: Shards = as_source(source)
         self.strategy = strategy
         self.sampling_strategy = sampling_strategy
@@ -286,13 +286,6 @@ class BalancedIterableDataset(StreamShell):
             # a strategy or sampling_strategy that cannot work fails here, not in a worker
             if self.priors is not None or isinstance(sampling_strategy, str):
                 _ratios(self.priors or {0: 2, 1: 1}, strategy, sampling_strategy, 0)
-        if self.plan is not None and feedback_of(self.plan) is not None:
-            fail(
-                "strategy",
-                "a strategy whose targets are fixed at construction",
-                Text("a Feedback"),
-                "DataLoader workers hold copies of a stream that would not see its updates",
-            )
 
     @property
     def mode(self) -> int:

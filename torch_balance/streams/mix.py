@@ -27,11 +27,10 @@ import torch
 from torch_balance._epoch import check_epoch
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import Text, check_bool, check_int, fail
-from torch_balance.feedback import feedback_of
 from torch_balance.labels import LabelIndex
 from torch_balance.sharding import current_ranks, shard_length
 from torch_balance.strategies import Strategy, describe, make_plan
-from torch_balance.streams._shell import StreamShell
+from torch_balance.streams._shell import StreamShell, refuse_feedback
 from torch_balance.streams.balanced import shard_order
 from torch_balance.streams.sources import Shards, Slot, as_source, read_slot
 
@@ -105,6 +104,7 @@ class BalancedMix(StreamShell):
         shuffle_shards: bool = True,
     ) -> None:
         self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
+        refuse_feedback(strategy)
         if not isinstance(sources_by_class, Mapping) or not sources_by_class:
             fail(
                 "sources_by_class",
@@ -125,13 +125,6 @@ class BalancedMix(StreamShell):
         self.plan = make_plan(
             index, strategy, sampling_strategy=sampling_strategy, num_samples=num_samples
         )
-        if feedback_of(self.plan) is not None:
-            fail(
-                "strategy",
-                "a strategy whose targets are fixed at construction",
-                Text("a Feedback"),
-                "DataLoader workers hold copies of a stream that would not see its updates",
-            )
 
     def target_counts(self, epoch: int | None = None) -> dict[Any, int]:
         """Per-class counts of one global epoch (all ranks together, before padding)."""

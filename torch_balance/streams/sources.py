@@ -112,9 +112,6 @@ class Shards:
         """The same shards, read as cheaply as the format allows for labels alone."""
         return self
 
-    def __len__(self) -> int:
-        return len(self.names)
-
     def __iter__(self) -> Iterator[Any]:
         """Every shard's samples, in shard order (one unbalanced pass)."""
         for shard in range(len(self.names)):
