@@ -388,9 +388,8 @@ class BalancedIterableDataset(StreamShell):
     ) -> Iterator[Any]:
         copies = self.epoch_copies(epoch)
         order = shard_order(manifest.num_shards, self.seed, epoch, shuffle=self.shuffle_shards)
-        planned = [
-            int(copies[slot_samples(manifest.offsets, order, s)].sum()) for s in slot.siblings()
-        ]
+        read = [slot_samples(manifest.offsets, order, s) for s in slot.siblings()]
+        planned = [int(copies[ids].sum()) for ids in read]
         length = shard_length(plan.length, slot.num_replicas, self.drop_last)
         if sum(planned) == 0:
             fail(
@@ -405,7 +404,7 @@ class BalancedIterableDataset(StreamShell):
             else apportion(np.array(planned, dtype=np.float64), length).tolist()
         )
         quota = int(quotas[slot.worker])
-        mine = slot_samples(manifest.offsets, order, slot)
+        mine = read[slot.worker]
         wanted = copies[mine]
         if quota > int(wanted.sum()):
             g = generator(self.seed, Stream.STREAM_BUFFER, epoch, slot.rank, slot.worker, 1)

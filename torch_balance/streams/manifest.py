@@ -20,6 +20,7 @@ import numpy as np
 
 from torch_balance._validation import Text, fail
 from torch_balance.labels import LabelIndex, as_label_array
+from torch_balance.labels.index import fingerprint
 
 __all__ = ["Manifest", "expand_shards", "label_value"]
 
@@ -186,7 +187,7 @@ class Manifest:
 
     def fingerprint(self) -> str:
         """A digest of the names, sizes and labels (a saved stream state is checked against it)."""
-        return f"{self.index.fingerprint()}:{_names_digest(self.names, self.sizes)}"
+        return f"{self.index.fingerprint()}:{fingerprint(self.names, self.sizes)}"
 
     def __repr__(self) -> str:
         classes = self.index.num_classes
@@ -274,15 +275,6 @@ class Manifest:
         return cls(
             [(name, [read(s) for s in shards.open(i)]) for i, name in enumerate(shards.names)]
         )
-
-
-def _names_digest(names: list[str], sizes: np.ndarray) -> str:
-    import hashlib
-
-    h = hashlib.blake2b(digest_size=8)
-    for name, size in zip(names, sizes.tolist(), strict=True):
-        h.update(f"{name}\x00{size}\x00".encode())
-    return h.hexdigest()
 
 
 def _scan_one(path: str, label_key: str) -> list[Any]:

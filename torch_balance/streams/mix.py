@@ -28,7 +28,7 @@ from torch_balance._epoch import check_epoch
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import Text, check_bool, check_int, fail
 from torch_balance.labels import LabelIndex
-from torch_balance.sharding import current_ranks, shard_length
+from torch_balance.sharding import current_ranks, iter_shard, shard_length
 from torch_balance.strategies import Strategy, describe, make_plan
 from torch_balance.streams._shell import StreamShell, refuse_feedback
 from torch_balance.streams.balanced import shard_order
@@ -39,22 +39,19 @@ __all__ = ["BalancedMix", "class_sequence"]
 
 def class_sequence(
     targets: np.ndarray, seed: int, epoch: int, slot: Slot, drop_last: bool
-) -> np.ndarray:
+) -> list[int]:
     """The class codes ``slot`` emits in ``epoch``: the epoch's shuffled class sequence
-    (``targets[c]`` of class c), sharded by rank like ``DistributedSampler``, then every
-    ``num_workers``-th for the worker.
+    (``targets[c]`` of class c), sharded by rank as ``DistributedSampler`` shards indices
+    (:func:`~torch_balance.sharding.iter_shard`), then every ``num_workers``-th for the worker.
 
     Example:
-        >>> seq = class_sequence(np.array([3, 1]), 0, 0, Slot(), drop_last=False)
-        >>> sorted(seq.tolist())
+        >>> sorted(class_sequence(np.array([3, 1]), 0, 0, Slot(), drop_last=False))
         [0, 0, 0, 1]
     """
-    codes = np.repeat(np.arange(targets.shape[0]), targets)
-    total = codes.shape[0]
-    order = torch.randperm(total, generator=generator(seed, Stream.STREAM_MIX, epoch)).numpy()
-    per_rank = shard_length(total, slot.num_replicas, drop_last)
-    positions = (np.arange(per_rank, dtype=np.int64) * slot.num_replicas + slot.rank) % total
-    return codes[order[positions]][slot.worker :: slot.num_workers]
+    codes = torch.from_numpy(np.repeat(np.arange(targets.shape[0]), targets))
+    order = torch.randperm(codes.shape[0], generator=generator(seed, Stream.STREAM_MIX, epoch))
+    chunks = iter_shard(codes, order, slot.num_replicas, slot.rank, drop_last, helper=False)
+    return list(itertools.chain.from_iterable(chunks))[slot.worker :: slot.num_workers]
 
 
 class BalancedMix(StreamShell):
@@ -153,7 +150,7 @@ class BalancedMix(StreamShell):
             )
         sequence = class_sequence(self.plan.targets(epoch), self.seed, epoch, slot, self.drop_last)
         streams: dict[int, Iterator[Any]] = {}
-        for code in sequence.tolist():
+        for code in sequence:
             stream = streams.get(code)
             if stream is None:
                 stream = streams[code] = self._class_stream(code, epoch, slot)
