@@ -71,7 +71,10 @@ class CopyBuffer:
     of a held sample chosen uniformly at random (the sample leaves once its last copy is
     out); ``drain`` empties it the same way. At most ``size`` samples are ever held, however
     many copies they carry, and each copy is emitted at a random later point, so the copies
-    of one sample are spread out, not emitted in a row.
+    of one sample are spread out, not emitted in a row. A sample with ``c`` copies stays about
+    ``c * size`` emissions, so oversampled samples fill much of the buffer, and the drain at
+    the end of a pass (about ``size`` times the mean copies held) leans towards them: the
+    epoch's counts are exact, its last stretch is less mixed.
 
     Example:
         >>> buffer = CopyBuffer(2, torch.Generator().manual_seed(0))
