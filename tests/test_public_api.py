@@ -5,11 +5,14 @@ from __future__ import annotations
 import torch_balance
 
 EXPECTED = {
+    "BalancedIterableDataset",
+    "BalancedMix",
     "BalancedSampler",
     "ClassBalancedBatchSampler",
     "Deferred",
     "Feedback",
     "LabelIndex",
+    "Manifest",
     "MultiLabelIndex",
     "Plan",
     "Power",

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from torch_balance import (
+    BalancedIterableDataset,
     ClassBalancedBatchSampler,
     RandomOverSampler,
     ResampledDataset,
@@ -32,7 +33,7 @@ pytest.importorskip("transformers")
 
 STACKS = Path(__file__).parent / "stacks"
 sys.path.insert(0, str(STACKS))
-from _common import EPOCHS, LABELS, Indexed, feedback_values  # noqa: E402
+from _common import EPOCHS, LABELS, Indexed, feedback_values, stream_shards  # noqa: E402
 
 WORLD = 2
 
@@ -164,6 +165,38 @@ def test_lightning_batch_samplers(lightning_runs: dict[str, Any]) -> None:
 
 def test_lightning_weighted_sampler_fed_back_across_ranks(lightning_runs: dict[str, Any]) -> None:
     _check_weighted(lightning_runs["weighted-feedback"], 12, interleaved=True)
+
+
+def test_lightning_balanced_stream_by_rank_and_epoch(lightning_runs: dict[str, Any]) -> None:
+    """Each rank reads what the stream built for that rank explicitly emits, epoch by epoch:
+    the same number of samples on both ranks, the plan's mix, a new draw each epoch."""
+    from torch_balance.streams import Shards
+
+    shards = stream_shards()
+    manifest = {name: [y for _, y, _ in items] for name, items in shards.items()}
+    ranks = lightning_runs["stream-over"]
+    epochs = []
+    for epoch in range(EPOCHS):
+        expected = []
+        for rank in range(WORLD):
+            own = BalancedIterableDataset(
+                Shards(list(shards), shards.__getitem__),
+                "over",
+                manifest=manifest,
+                seed=15,
+                num_replicas=WORLD,
+                rank=rank,
+            )
+            own.set_epoch(epoch)
+            expected.append([index for _, _, index in own])
+        shares = _epoch(ranks, epoch)
+        assert shares == expected, epoch
+        assert len(shares[0]) == len(shares[1]) == len(own)
+        # the plan's 37 of each class, give or take what each rank cut or padded to 74
+        together = Counter(int(LABELS[i]) for share in shares for i in share)
+        assert all(abs(together[c] - 37) <= 8 for c in range(4)), together
+        epochs.append(shares)
+    assert epochs[0] != epochs[1] != epochs[2]
 
 
 def test_lightning_default_flag_refuses_batch_sampler_by_name(

@@ -28,6 +28,7 @@ from torch_balance.strategies import (
     make_plan,
     target_counts,
 )
+from torch_balance.streams import BalancedIterableDataset, BalancedMix, Manifest
 from torch_balance.weighted import WeightedSampler
 from torch_balance.weights import class_weights
 
@@ -38,11 +39,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SMOTE",
+    "BalancedIterableDataset",
+    "BalancedMix",
     "BalancedSampler",
     "ClassBalancedBatchSampler",
     "Deferred",
     "Feedback",
     "LabelIndex",
+    "Manifest",
     "MultiLabelIndex",
     "Plan",
     "Power",

@@ -30,6 +30,10 @@ class Stream(IntEnum):
     WEIGHTED = 31  # WeightedSampler: i.i.d. draws (with replacement) and the epoch's order
     WEIGHTED_KEYS = 32  # WeightedSampler without replacement: the exponential keys
     WEIGHTED_EXACT = 33  # WeightedSampler, exact mode: the layout and the offset of the run
+    STREAM_SHARDS = 41  # a stream's shard order for one epoch
+    STREAM_BUFFER = 42  # a stream's shuffle buffer and padding copies, per epoch and reader
+    STREAM_ONLINE = 43  # the rounding of copies where labels are seen as the stream flows
+    STREAM_MIX = 44  # BalancedMix's class sequence for one epoch
     BENCH_TEST = 101  # the benchmark's test split
     BENCH_CLASSES = 102  # which classes the benchmark makes rare
     BENCH_SUBSET = 103  # which samples of each class the benchmark keeps

@@ -61,10 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
         "inspect",
         help="class histogram, imbalance ratio, one epoch of each method",
         description="Show the training split's class histogram, its imbalance ratio and what "
-        "one epoch of each method's sampling would hold. Decodes no image.",
+        "one epoch of each method's sampling would hold. Decodes no image. DATA may also be "
+        "WebDataset tar shards (a pattern such as shards/train-{000..003}.tar): their class "
+        "histogram is read from the label members alone.",
     )
     data_options(inspect)
     inspect.add_argument("--seed", type=int, default=0, help="which seed's split (default 0)")
+    inspect.add_argument(
+        "--label-key",
+        default="cls",
+        help="for WebDataset shards (DATA such as shards/train-{000..003}.tar): the extension "
+        "of the label member (default cls); only those members are read",
+    )
 
     bench = commands.add_parser(
         "bench",
@@ -117,7 +125,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def is_shard_pattern(data: str) -> bool:
+    """Whether ``inspect``'s DATA names WebDataset tar shards rather than a benchmark dataset.
+
+    Example:
+        >>> is_shard_pattern("shards/train-{000..003}.tar"), is_shard_pattern("digits")
+        (True, False)
+    """
+    return data.endswith((".tar", ".tar.gz", ".tgz")) or ".tar::" in data
+
+
+def shard_report(pattern: str, label_key: str = "cls") -> str:
+    """What ``torch-balance inspect PATTERN`` prints for tar shards: the class histogram (read
+    from the label members alone) and one epoch of each strategy."""
+    import numpy as np
+
+    from torch_balance.bench.report import histogram
+    from torch_balance.strategies import target_counts
+    from torch_balance.streams import Manifest
+
+    manifest = Manifest.scan_tar(pattern, label_key=label_key)
+    counts = manifest.counts()
+    classes = [str(c) for c in counts]
+    values = np.array(list(counts.values()), dtype=np.int64)
+    lines = [
+        f"{pattern}: {len(manifest)} samples in {manifest.num_shards} shards, {len(counts)} "
+        f"classes, imbalance ratio {values.max() / values.min():.1f} (largest / smallest)",
+        "",
+        histogram(values, classes),
+        "",
+        "one epoch under each strategy (samples per class):",
+        "",
+    ]
+    names = ("over", "under", "sqrt", "class")
+    columns = [target_counts(manifest.index, name) for name in names]
+    lines.append("| class | samples | " + " | ".join(names) + " |")
+    lines.append("|---|" + "---:|" * (len(names) + 1))
+    for key, n in counts.items():
+        lines.append(f"| {key} | {n} | " + " | ".join(str(c[key]) for c in columns) + " |")
+    return "\n".join(lines)
+
+
 def _inspect(args: argparse.Namespace) -> int:
+    if is_shard_pattern(args.data):
+        print(shard_report(args.data, args.label_key))
+        return 0
     from torch_balance.bench.report import inspect_report
     from torch_balance.bench.runner import defaults_for
     from torch_balance.bench.sources import load_source

@@ -30,6 +30,12 @@ class Indexed(Dataset):
         return torch.tensor([float(self.labels[i])]), int(self.labels[i]), i
 
 
+def stream_shards() -> dict[str, list[tuple[torch.Tensor, int, int]]]:
+    """The dataset as 4 named shards (sample i in shard i % 4), for the balanced streams."""
+    data = Indexed()
+    return {f"shard-{s}": [data[i] for i in range(s, len(LABELS), 4)] for s in range(4)}
+
+
 def feedback_values(indices: list[int], epoch: int) -> list[float]:
     """What a rank reports to ``WeightedSampler.update_weights`` for the samples it saw: a
     stand-in for a per-sample loss that the test can recompute."""

@@ -12,10 +12,19 @@ import warnings
 
 import lightning.pytorch as pl
 import torch
-from _common import EPOCHS, LABELS, Indexed, Record, feedback_values, rank_from_env
+from _common import (
+    EPOCHS,
+    LABELS,
+    Indexed,
+    Record,
+    feedback_values,
+    rank_from_env,
+    stream_shards,
+)
 from torch.utils.data import DataLoader
 
 from torch_balance import (
+    BalancedIterableDataset,
     ClassBalancedBatchSampler,
     RandomOverSampler,
     ResampledDataset,
@@ -23,6 +32,7 @@ from torch_balance import (
     WeightedSampler,
 )
 from torch_balance.integrations.lightning import SetEpochCallback
+from torch_balance.streams import Shards
 
 warnings.filterwarnings("ignore")
 
@@ -132,6 +142,20 @@ def main(out: str) -> None:
         record,
         lambda: DataLoader(data, batch_sampler=ClassBalancedBatchSampler(LABELS, 2, 4, seed=11)),
         use_distributed_sampler=False,
+    )
+    # a balanced stream: ranks from the process group, epochs from SetEpochCallback
+    shards = stream_shards()
+    stream = BalancedIterableDataset(
+        Shards(list(shards), shards.__getitem__),
+        "over",
+        manifest={name: [y for _, y, _ in items] for name, items in shards.items()},
+        seed=15,
+    )
+    fit(
+        "stream-over",
+        record,
+        lambda: DataLoader(stream, batch_size=8),
+        callbacks=[SetEpochCallback()],
     )
     weighted = WeightedSampler([1.0] * len(LABELS), seed=12)
     fit("weighted-feedback", record, None, FeedbackModel("weighted-feedback", record, weighted))

@@ -1,8 +1,9 @@
 """Trainer integrations: keep every torch_balance object on the trainer's epoch.
 
 Trainers call ``set_epoch`` on the sampler they iterate, never on the dataset, so a
-:class:`~torch_balance.ResampledDataset` or :class:`~torch_balance.SMOTEDataset` under
-Lightning or the Hugging Face ``Trainer`` would serve the same draw every epoch. The callbacks
+:class:`~torch_balance.ResampledDataset`, a :class:`~torch_balance.SMOTEDataset` or a balanced
+stream (:class:`~torch_balance.BalancedIterableDataset`, :class:`~torch_balance.BalancedMix`)
+under Lightning or the Hugging Face ``Trainer`` would serve the same draw every epoch. The callbacks
 here fix that:
 
 * :class:`torch_balance.integrations.lightning.SetEpochCallback` (Lightning),
@@ -38,8 +39,9 @@ _DEPTH = 8
 def _holds_epoch(obj: Any) -> bool:
     from torch_balance.datasets import ResampledDataset
     from torch_balance.smote import SMOTEDataset
+    from torch_balance.streams._shell import StreamShell
 
-    return isinstance(obj, EpochShell | ResampledDataset | SMOTEDataset)
+    return isinstance(obj, EpochShell | ResampledDataset | SMOTEDataset | StreamShell)
 
 
 def epoch_holders(root: Any) -> list[Any]:

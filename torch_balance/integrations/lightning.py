@@ -2,7 +2,8 @@
 
 Lightning calls ``set_epoch`` on the sampler of the train DataLoader (for torch_balance
 samplers and batch samplers that is enough), but never on the dataset. With a
-:class:`~torch_balance.ResampledDataset` or :class:`~torch_balance.SMOTEDataset` add
+:class:`~torch_balance.ResampledDataset`, :class:`~torch_balance.SMOTEDataset` or a balanced
+stream add
 ``SetEpochCallback()`` to ``Trainer(callbacks=[...])``; it sets the epoch of every
 torch_balance object in the train DataLoader at the start of each training epoch, before
 Lightning creates the epoch's iterator. Works with ``lightning`` and ``pytorch_lightning``.

@@ -1,0 +1,545 @@
+"""Balanced streams: manifests, the three modes, ranks and workers, resume, real formats."""
+
+from __future__ import annotations
+
+import io
+import random
+import tarfile
+import warnings
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch.utils.data import DataLoader
+
+from tests.conftest import label_vectors
+from torch_balance import (
+    BalancedIterableDataset,
+    BalancedMix,
+    BalancedSampler,
+    Feedback,
+    Manifest,
+    Power,
+    Progressive,
+    target_counts,
+)
+from torch_balance.streams import Shards, expand_shards
+from torch_balance.streams import sources as sources_module
+
+wds = pytest.importorskip("webdataset")
+
+COUNTS = [48, 12, 4]  # class sizes of the tar shards
+NUM_SHARDS = 4
+
+
+def shard_labels() -> np.ndarray:
+    labels = np.repeat(np.arange(len(COUNTS)), COUNTS)
+    np.random.default_rng(0).shuffle(labels)
+    return labels
+
+
+def write_shards(folder: Path, labels: np.ndarray, num_shards: int) -> str:
+    """Tar shards of tiny .npy images and .cls labels; sample i is key k{i:05d}."""
+    per = -(-labels.shape[0] // num_shards)
+    for s in range(num_shards):
+        with tarfile.open(folder / f"train-{s:03d}.tar", "w") as tar:
+            for i in range(s * per, min((s + 1) * per, labels.shape[0])):
+                image = io.BytesIO()
+                np.save(image, np.full((2, 2), i, dtype=np.uint8))
+                for ext, data in (("npy", image.getvalue()), ("cls", str(labels[i]).encode())):
+                    info = tarfile.TarInfo(f"k{i:05d}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    return str(folder / f"train-{{000..{num_shards - 1:03d}}}.tar")
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_shards(tmp_path_factory.mktemp("shards"), shard_labels(), NUM_SHARDS)
+
+
+def pipeline(pattern: str) -> Any:
+    """A webdataset pipeline as users write one: decode, then a tuple (key, image, label)."""
+    return wds.WebDataset(pattern, shardshuffle=False).decode().to_tuple("__key__", "npy", "cls")
+
+
+def sample_id(sample: Any) -> int:
+    return int(sample[0][1:])
+
+
+def run_slots(make: Any, world: int, workers: int) -> dict[tuple[int, int], list[Any]]:
+    """Every (rank, worker) reader's pass, workers simulated in this process."""
+    out = {}
+    for rank in range(world):
+        stream = make(num_replicas=world, rank=rank)
+        for worker in range(workers):
+            info = SimpleNamespace(id=worker, num_workers=workers)
+            original = sources_module.get_worker_info
+            sources_module.get_worker_info = lambda info=info: info  # type: ignore[assignment]
+            try:
+                out[rank, worker] = list(stream)
+            finally:
+                sources_module.get_worker_info = original
+    return out
+
+
+def memory_shards(labels: np.ndarray, num_shards: int) -> tuple[Shards, Manifest]:
+    """In-memory shards of (id, label) samples and their manifest."""
+    parts = np.array_split(np.arange(labels.shape[0]), num_shards)
+    data = {f"s{k}": [(int(i), labels[i].item()) for i in part] for k, part in enumerate(parts)}
+    manifest = Manifest({name: [y for _, y in rows] for name, rows in data.items()})
+    return Shards(list(data), data.__getitem__), manifest
+
+
+# ---- manifest ---------------------------------------------------------------------------------
+
+
+def test_expand_shards_like_webdataset() -> None:
+    assert expand_shards("d-{08..11}.tar") == ["d-08.tar", "d-09.tar", "d-10.tar", "d-11.tar"]
+    assert expand_shards("{a,b}-{0..1}") == ["a-0", "a-1", "b-0", "b-1"]
+    from webdataset.shardlists import expand_urls
+
+    assert expand_shards("x-{000..012}.tar::y.tar") == expand_urls("x-{000..012}.tar::y.tar")
+    with pytest.raises(ValueError, match="pattern: expected a range"):
+        expand_shards("d-{3..1}.tar")
+
+
+def test_scan_tar_reads_labels_only(shards: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch_balance.streams import tar
+
+    skipped: list[int] = []
+    original = tar._skip
+    monkeypatch.setattr(tar, "_skip", lambda *a: skipped.append(1) or original(*a))
+    manifest = Manifest.scan_tar(shards)
+    assert manifest.num_shards == NUM_SHARDS and len(manifest) == sum(COUNTS)
+    assert manifest.labels.tolist() == shard_labels().tolist()
+    assert len(skipped) == sum(COUNTS)  # every image member seeked over, none read
+    assert Manifest.scan_tar(shards).fingerprint() == manifest.fingerprint()
+
+
+def test_tar_reader_agrees_with_webdataset(shards: str) -> None:
+    from torch_balance.streams.tar import tar_samples
+
+    ours = [s for path in expand_shards(shards) for s in tar_samples(path)]
+    theirs = list(wds.WebDataset(shards, shardshuffle=False))
+    assert [(s["__key__"], s["npy"], s["cls"]) for s in ours] == [
+        (s["__key__"], s["npy"], s["cls"]) for s in theirs
+    ]
+
+
+def test_manifest_file_round_trip_and_bad_input(tmp_path: Path) -> None:
+    manifest = Manifest({"a.tar": [0, 1, 1], "b.tar": [2]})
+    manifest.save(tmp_path / "index.json")
+    again = Manifest.from_file(tmp_path / "index.json")
+    assert again.to_dict() == manifest.to_dict() and again.fingerprint() == manifest.fingerprint()
+    with pytest.raises(ValueError, match="shards: expected at least one shard"):
+        Manifest({})
+    with pytest.raises(TypeError, match="shards: expected string shard names"):
+        Manifest([(3, [0])])
+    with pytest.raises(TypeError, match="integer or string class labels"):
+        Manifest({"a": [0.5]})
+
+
+def test_scan_tar_refuses_a_sample_without_label(tmp_path: Path) -> None:
+    with tarfile.open(tmp_path / "bad.tar", "w") as tar:
+        for name in ("a.npy", "a.cls", "b.npy"):
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"1"))
+    with pytest.raises(ValueError, match=r"a \.cls member in every sample.*'b'"):
+        Manifest.scan_tar(str(tmp_path / "bad.tar"))
+
+
+# ---- mode 1: the exact plan -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["over", "under", "sqrt"])
+def test_mode1_webdataset_epoch_is_the_samplers(shards: str, strategy: str) -> None:
+    manifest = Manifest.scan_tar(shards)
+    stream = BalancedIterableDataset(
+        pipeline(shards), strategy, manifest=manifest, label_fn=lambda s: s[2], seed=3
+    )
+    out = list(stream)
+    sampler = BalancedSampler(shard_labels(), strategy, seed=3)
+    assert len(out) == len(stream) == len(sampler)
+    assert Counter(int(s[2]) for s in out) == stream.target_counts() == sampler.target_counts()
+    assert Counter(map(sample_id, out)) == Counter(sampler.epoch_indices(0).tolist())
+    assert all(int(s[1][0, 0]) == sample_id(s) for s in out)  # the image is the sample's own
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    labels=label_vectors(min_classes=2, max_classes=4, max_count=25),
+    strategy=st.sampled_from(["over", "under", "class", Power(-0.5), Progressive(3)]),
+    num_shards=st.integers(1, 6),
+    workers=st.integers(1, 3),
+    epoch=st.integers(0, 3),
+)
+def test_mode1_equals_the_map_style_plan(
+    labels: np.ndarray, strategy: Any, num_shards: int, workers: int, epoch: int
+) -> None:
+    """On one rank, any workers and shards: per-sample copies and per-class counts of the
+    epoch are exactly BalancedSampler's."""
+    source, manifest = memory_shards(labels, num_shards)
+
+    def make(**kw: Any) -> BalancedIterableDataset:
+        stream = BalancedIterableDataset(source, strategy, manifest=manifest, buffer_size=7, **kw)
+        stream.set_epoch(epoch)
+        return stream
+
+    out = [s for part in run_slots(make, 1, workers).values() for s in part]
+    sampler = BalancedSampler(labels, strategy)
+    assert Counter(i for i, _ in out) == Counter(sampler.epoch_indices(epoch).tolist())
+    assert Counter(y for _, y in out) == {
+        k: v for k, v in sampler.target_counts(epoch).items() if v
+    }
+
+
+def test_two_ranks_two_workers_fixed_length_and_own_shards(shards: str) -> None:
+    manifest = Manifest.scan_tar(shards)
+    lengths, seen = [], []
+    for rank in range(2):
+        stream = BalancedIterableDataset(
+            pipeline(shards), "over", manifest=manifest, num_replicas=2, rank=rank, seed=1
+        )
+        loader = DataLoader(stream, batch_size=None, num_workers=2)
+        out = list(loader)
+        lengths.append(len(out))
+        seen.append({sample_id(s) for s in out})
+        assert len(out) == len(stream) == -(-len(BalancedSampler(shard_labels(), "over")) // 2)
+    assert lengths[0] == lengths[1]
+    assert not seen[0] & seen[1]  # each rank reads only its shards
+
+
+def test_two_ranks_two_workers_cover_every_planned_sample() -> None:
+    labels = np.repeat([0, 1, 2], [40, 10, 6])
+    np.random.default_rng(1).shuffle(labels)
+    for num_shards in (8, 3):  # split by shard, and by sample (fewer shards than readers)
+        source, manifest = memory_shards(labels, num_shards)
+
+        def make(source: Shards = source, manifest: Manifest = manifest, **kw: Any) -> Any:
+            return BalancedIterableDataset(source, "over", manifest=manifest, **kw)
+
+        parts = run_slots(make, 2, 2)
+        per_rank = [sum(len(parts[r, w]) for w in range(2)) for r in range(2)]
+        assert per_rank == [len(make(num_replicas=2, rank=0))] * 2
+        planned = make().epoch_copies(0)
+        ids = {r: {i for w in range(2) for i, _ in parts[r, w]} for r in range(2)}
+        assert not ids[0] & ids[1]
+        # a rank whose shards plan more than its length cuts the rest (the other pads)
+        rank_planned = sum(int(planned[i]) for w in range(2) for i, _ in parts[0, w])
+        missing = set(np.flatnonzero(planned).tolist()) - (ids[0] | ids[1])
+        assert ids[0] | ids[1] <= set(np.flatnonzero(planned).tolist())
+        assert len(missing) <= abs(int(planned.sum()) - 2 * per_rank[0]) + abs(
+            rank_planned - per_rank[0]
+        )
+
+
+def test_drop_last_and_bad_mode1_input(shards: str) -> None:
+    manifest = Manifest.scan_tar(shards)
+    stream = BalancedIterableDataset(
+        pipeline(shards), "over", manifest=manifest, num_replicas=4, rank=3, drop_last=True
+    )
+    assert len(stream) == len(list(stream)) == 144 // 4
+    with pytest.raises(ValueError, match="manifest: expected the source's 4 shards"):
+        BalancedIterableDataset(pipeline(shards), manifest={"a.tar": [0, 1]})
+    with pytest.raises(ValueError, match="epoch_length: expected None with a manifest"):
+        BalancedIterableDataset(pipeline(shards), manifest=manifest, epoch_length=10)
+    with pytest.raises(TypeError, match="manifest: expected a Manifest"):
+        BalancedIterableDataset(pipeline(shards), manifest=[1, 2])
+    with pytest.raises(ValueError, match="buffer_size: expected an integer >= 1"):
+        BalancedIterableDataset(pipeline(shards), manifest=manifest, buffer_size=0)
+    with pytest.raises(ValueError, match="seed: expected"):
+        BalancedIterableDataset(pipeline(shards), manifest=manifest, seed=-1)
+    with pytest.raises(ValueError, match="rank: expected an integer in"):
+        BalancedIterableDataset(pipeline(shards), manifest=manifest, num_replicas=2, rank=2)
+    with pytest.raises(TypeError, match="source: expected a webdataset pipeline"):
+        BalancedIterableDataset(42, manifest=manifest)
+    with pytest.raises(ValueError, match="strategy: expected one of"):
+        BalancedIterableDataset(pipeline(shards), "most", manifest=manifest)
+    for make in (BalancedIterableDataset, BalancedMix):
+        with pytest.raises(ValueError, match="strategy: expected a strategy whose targets are"):
+            make({0: [1], 1: [2]}, Feedback("class"))
+
+
+def test_mode1_refuses_a_manifest_that_disagrees(shards: str) -> None:
+    manifest = Manifest.scan_tar(shards)
+    wrong = Manifest(
+        {n: [(int(y) + 1) % 3 for y in labels] for n, labels in manifest.to_dict().items()}
+    )
+    stream = BalancedIterableDataset(pipeline(shards), manifest=wrong, label_fn=lambda s: s[2])
+    with pytest.raises(ValueError, match="manifest: expected label"):
+        list(stream)
+    short = Manifest({n: labels[:-1] for n, labels in manifest.to_dict().items()})
+    with pytest.raises(ValueError, match="manifest: expected the samples the source reads"):
+        list(BalancedIterableDataset(pipeline(shards), "under", manifest=short))
+
+
+def test_deterministic_and_epochs_differ(shards: str) -> None:
+    manifest = Manifest.scan_tar(shards)
+
+    def keys(epoch: int, seed: int = 0) -> list[str]:
+        stream = BalancedIterableDataset(pipeline(shards), "under", manifest=manifest, seed=seed)
+        stream.set_epoch(epoch)
+        return [s[0] for s in stream]
+
+    assert keys(1) == keys(1)
+    assert keys(1) != keys(2) and keys(1) != keys(1, seed=5)
+    assert Counter(k for k in keys(1)) != Counter(keys(2))  # the walk moves on: other samples
+
+
+def test_copies_are_spread_by_the_buffer() -> None:
+    labels = np.array([0] * 200 + [1] * 2)
+    source, manifest = memory_shards(labels, 1)
+    out = [i for i, _ in BalancedIterableDataset(source, manifest=manifest, buffer_size=50)]
+    where = [k for k, i in enumerate(out) if i == 200]
+    assert len(where) == 100
+    assert max(np.diff(where)) > 1 and len(set(out[:10])) > 1  # not emitted in a row
+
+
+# ---- Hugging Face streaming -------------------------------------------------------------------
+
+
+def test_hugging_face_iterable_dataset_modes_1_and_2() -> None:
+    datasets = pytest.importorskip("datasets")
+    labels = shard_labels()
+    table = datasets.Dataset.from_dict({"x": list(range(len(labels))), "label": labels.tolist()})
+    stream_data = table.to_iterable_dataset(num_shards=4)
+    manifest = Manifest.from_source(stream_data)
+    assert manifest.num_shards == 4 and manifest.labels.tolist() == labels.tolist()
+    exact = BalancedIterableDataset(stream_data, "over", manifest=manifest, label_fn=None)
+    out = list(DataLoader(exact, batch_size=None, num_workers=2))
+    assert Counter(int(s["label"]) for s in out) == exact.target_counts()
+    reference = BalancedSampler(labels, "over").epoch_indices(0).tolist()
+    assert Counter(int(s["x"]) for s in out) == Counter(reference)
+    online = BalancedIterableDataset(stream_data, "over")
+    emitted = list(online)
+    assert online.stats()["read"] == len(labels) and len(emitted) == online.stats()["emitted"]
+
+
+# ---- mode 2: labels as they flow ---------------------------------------------------------------
+
+
+def long_tail(n: int, classes: int = 5, ratio: float = 100.0, seed: int = 0) -> np.ndarray:
+    weights = ratio ** (-np.arange(classes) / (classes - 1))
+    rng = np.random.default_rng(seed)
+    return rng.choice(classes, size=n, p=weights / weights.sum())
+
+
+@pytest.mark.parametrize("strategy", ["over", "under", "sqrt"])
+def test_mode2_converges_to_the_target_mix(strategy: str) -> None:
+    labels = long_tail(20_000)
+    data = [(i, int(y)) for i, y in enumerate(labels)]
+    stream = BalancedIterableDataset(data, strategy, buffer_size=256)
+    out = Counter(y for _, y in stream)
+    target = target_counts(labels, strategy)
+    total, want = sum(out.values()), sum(target.values())
+    tv = 0.5 * sum(abs(out[c] / total - target[c] / want) for c in target)
+    assert tv < 0.02
+    stats = stream.stats()
+    assert stats["total_variation"] < 0.02 and stats["read"] == len(labels)
+    assert stats["read_per_emitted"] == pytest.approx(len(labels) / total)
+    assert abs(total - want) / want < 0.05  # and about the plan's volume
+
+
+def test_mode2_priors_epoch_length_and_ranks() -> None:
+    labels = long_tail(3000)
+    data = [(i, int(y)) for i, y in enumerate(labels)]
+    priors = dict(Counter(labels.tolist()))
+    stream = BalancedIterableDataset(data, "over", priors=priors, epoch_length=5000)
+    assert stream.target_counts() == target_counts(labels, "over")
+    assert len(stream) == len(list(stream)) == 5000  # cycles its source to reach the length
+    with pytest.raises(ValueError, match="epoch_length: expected a fixed number"):
+        list(BalancedIterableDataset(data, "over", num_replicas=2, rank=0))
+
+    def make(**kw: Any) -> BalancedIterableDataset:
+        return BalancedIterableDataset(data, "over", epoch_length=1001, **kw)
+
+    parts = run_slots(make, 2, 2)
+    assert [len(parts[r, 0]) + len(parts[r, 1]) for r in range(2)] == [1001, 1001]
+    assert not {i for i, _ in parts[0, 0]} & {i for i, _ in parts[1, 1]}
+    with pytest.raises(ValueError, match="target_counts: expected a manifest or priors"):
+        BalancedIterableDataset(data).target_counts()
+    with pytest.raises(ValueError, match="num_samples: expected their defaults"):
+        BalancedIterableDataset(data, "class", num_samples=10)
+    with pytest.raises(TypeError, match="label_fn: expected a label_fn"):
+        list(BalancedIterableDataset([1, 2, 3]))
+
+
+# ---- mode 3: one stream per class ---------------------------------------------------------------
+
+
+def test_mode3_exact_counts_and_proportions() -> None:
+    by_class = {c: [(f"{c}-{i}", c) for i in range(n)] for c, n in enumerate(COUNTS)}
+    for strategy in ("over", "sqrt", Power(0)):
+        mix = BalancedMix(by_class, strategy, seed=2)
+        out = list(mix)
+        assert len(out) == len(mix) and Counter(y for _, y in out) == mix.target_counts()
+        assert mix.target_counts() == target_counts(shard_labels(), strategy)
+    stopped = list(BalancedMix(by_class, "over", exhausted="stop"))
+    assert Counter(y for _, y in stopped)[2] == COUNTS[2]  # the epoch ends when class 2 runs out
+
+    def make(**kw: Any) -> BalancedMix:
+        return BalancedMix(by_class, "over", **kw)
+
+    parts = run_slots(make, 2, 2)
+    per_rank = [len(parts[r, 0]) + len(parts[r, 1]) for r in range(2)]
+    assert per_rank == [len(make(num_replicas=2, rank=0))] * 2 == [72, 72]
+    assert Counter(y for part in parts.values() for _, y in part) == make().target_counts()
+
+
+def test_mode3_webdataset_sources_and_bad_input(tmp_path: Path) -> None:
+    patterns = {}
+    for c, n in enumerate(COUNTS):
+        (tmp_path / f"c{c}").mkdir()
+        patterns[c] = write_shards(tmp_path / f"c{c}", np.full(n, c), 2)
+    sources = {c: pipeline(p) for c, p in patterns.items()}
+    mix = BalancedMix(sources, "over", counts=dict(enumerate(COUNTS)))
+    out = list(mix)
+    assert Counter(int(s[2]) for s in out) == {0: 48, 1: 48, 2: 48}
+    with pytest.raises(ValueError, match="counts: expected"):
+        BalancedMix({c: pipeline(p) for c, p in patterns.items()})
+    with pytest.raises(ValueError, match="exhausted: expected 'cycle' or 'stop'"):
+        BalancedMix({0: [1], 1: [2]}, exhausted="never")
+    with pytest.raises(TypeError, match="sources_by_class: expected a dict"):
+        BalancedMix([[1], [2]])
+    with pytest.raises(ValueError, match="exhausted: expected 'cycle' when num_replicas > 1"):
+        list(BalancedMix({0: [1], 1: [2]}, exhausted="stop", num_replicas=2, rank=0))
+
+
+# ---- resume through StatefulDataLoader ------------------------------------------------------
+
+
+def makers(shards: str) -> dict[str, Any]:
+    manifest = Manifest.scan_tar(shards)
+    by_class = {c: [(f"{c}-{i}", "", c) for i in range(n)] for c, n in enumerate(COUNTS)}
+    return {
+        "mode1": lambda: BalancedIterableDataset(
+            pipeline(shards), "over", manifest=manifest, buffer_size=16, seed=4
+        ),
+        "mode2": lambda: BalancedIterableDataset(
+            pipeline(shards), "over", label_fn=lambda s: s[2], buffer_size=16, seed=4
+        ),
+        "mode3": lambda: BalancedMix(by_class, "over", seed=4),
+    }
+
+
+@pytest.mark.parametrize("mode", ["mode1", "mode2", "mode3"])
+def test_resume_mid_epoch_through_stateful_dataloader(shards: str, mode: str) -> None:
+    sdl = pytest.importorskip("torchdata.stateful_dataloader")
+    make = makers(shards)[mode]
+
+    def loader(stream: Any) -> Any:
+        return sdl.StatefulDataLoader(
+            stream, batch_size=5, num_workers=2, collate_fn=lambda b: [s[0] for s in b]
+        )
+
+    whole = [key for batch in loader(make()) for key in batch]
+    rng = random.Random(mode)
+    for stop in sorted(rng.sample(range(1, len(whole) // 5), 2)):
+        first = loader(make())
+        got: list[str] = []
+        it = iter(first)
+        for _ in range(stop):
+            got.extend(next(it))
+        state = first.state_dict()
+        second = loader(make())
+        second.load_state_dict(state)
+        got.extend(key for batch in second for key in batch)
+        assert got == whole, f"resumed after {stop} batches"
+
+
+def test_state_dict_in_process_and_refusals(shards: str) -> None:
+    make = makers(shards)["mode1"]
+    stream = make()
+    it = iter(stream)
+    head = [next(it)[0] for _ in range(17)]
+    state = stream.state_dict()
+    assert state["emitted"] == 17 and state["epoch"] == 0
+    again = make()
+    again.load_state_dict(state)
+    assert head + [s[0] for s in again] == [s[0] for s in make()]
+    other = BalancedIterableDataset(
+        pipeline(shards), "under", manifest=Manifest.scan_tar(shards), buffer_size=16, seed=4
+    )
+    with pytest.raises(ValueError, match=r"state_dict\['strategy'\]"):
+        other.load_state_dict(state)
+    with pytest.raises(ValueError, match=r"state_dict\['seed'\]"):
+        BalancedIterableDataset(
+            pipeline(shards), "over", manifest=Manifest.scan_tar(shards), buffer_size=16
+        ).load_state_dict(state)
+    with pytest.raises(TypeError, match="state_dict: expected a dict"):
+        stream.load_state_dict([1])
+
+
+def test_set_epoch_reaches_persistent_workers(shards: str) -> None:
+    stream = makers(shards)["mode1"]()
+    loader = DataLoader(stream, batch_size=None, num_workers=2, persistent_workers=True)
+    epochs = []
+    for epoch in range(2):
+        stream.set_epoch(epoch)
+        epochs.append([s[0] for s in loader])
+    assert epochs[0] != epochs[1] and len(epochs[0]) == len(epochs[1])
+
+
+# ---- trainers and the command line ---------------------------------------------------------------
+
+
+def test_inside_a_lightning_trainer(shards: str) -> None:
+    """SetEpochCallback moves the stream to the trainer's epoch; every epoch is the plan's."""
+    pl = pytest.importorskip("lightning.pytorch")
+    from torch_balance.integrations.lightning import SetEpochCallback
+
+    manifest = Manifest.scan_tar(shards)
+    stream = BalancedIterableDataset(pipeline(shards), "under", manifest=manifest, seed=0)
+
+    class Module(pl.LightningModule):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(1, 1)
+            self.seen: list[list[str]] = []
+
+        def on_train_epoch_start(self) -> None:
+            self.seen.append([])
+
+        def training_step(self, batch: Any, _: int) -> torch.Tensor:
+            self.seen[-1].extend(batch[0])
+            return self.layer(batch[1].float().reshape(-1, 4)[:, :1]).sum()
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    module = Module()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = pl.Trainer(
+            max_epochs=2,
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[SetEpochCallback()],
+        )
+        trainer.fit(module, DataLoader(stream, batch_size=4, num_workers=2))
+    assert stream.epoch == 1 and len(module.seen) == 2
+    for epoch, keys in enumerate(module.seen):
+        expected = BalancedSampler(shard_labels(), "under").epoch_indices(epoch).tolist()
+        assert Counter(int(k[1:]) for k in keys) == Counter(expected)
+    assert module.seen[0] != module.seen[1]
+
+
+def test_cli_inspect_shard_pattern(shards: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from torch_balance.cli import main
+
+    assert main(["inspect", shards]) == 0
+    text = capsys.readouterr().out
+    assert "64 samples in 4 shards, 3 classes, imbalance ratio 12.0" in text
+    assert "| 2 | 4 | 48 | 4 |" in text.replace("  ", " ")

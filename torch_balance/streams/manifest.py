@@ -1,0 +1,301 @@
+"""The manifest: per shard, its name and the labels of its samples, in order.
+
+A manifest is what makes a stream's epoch plannable: with every label known up front,
+:class:`~torch_balance.streams.BalancedIterableDataset` draws the same epoch as
+:class:`~torch_balance.BalancedSampler` before a byte of image data is read. Build one from a
+dict, from a JSON index file, by scanning tar shards for their label members only
+(:meth:`Manifest.scan_tar`), or by reading the labels of any source once
+(:meth:`Manifest.from_source`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from torch_balance._validation import Text, fail
+from torch_balance.labels import LabelIndex, as_label_array
+from torch_balance.labels.index import fingerprint
+
+__all__ = ["Manifest", "expand_shards", "label_value"]
+
+_BRACE = re.compile(r"\{([^{}]*)\}")
+_RANGE = re.compile(r"^(\d+)\.\.(\d+)$")
+
+
+def expand_shards(pattern: str | Sequence[str]) -> list[str]:
+    """Expand shard patterns the way webdataset does: ``{000..009}`` ranges (zero-padded to the
+    width of the first bound), ``{a,b}`` alternatives, and ``::`` between patterns.
+
+    Args:
+        pattern: A pattern, or a list of patterns and names.
+
+    Returns:
+        The shard names, in order.
+
+    Raises:
+        TypeError: If ``pattern`` is not a string or a list of strings.
+        ValueError: For a range that runs backwards or a pattern that expands to nothing.
+
+    Example:
+        >>> expand_shards("data-{000..002}.tar")
+        ['data-000.tar', 'data-001.tar', 'data-002.tar']
+        >>> expand_shards("a-{x,y}.tar::b.tar")
+        ['a-x.tar', 'a-y.tar', 'b.tar']
+    """
+    if isinstance(pattern, str):
+        parts = pattern.split("::")
+    elif isinstance(pattern, Sequence) and all(isinstance(p, str) for p in pattern):
+        parts = list(pattern)
+    else:
+        fail("pattern", "a shard pattern or a list of shard names", pattern, kind=TypeError)
+    names: list[str] = []
+    for part in parts:
+        names.extend(_expand(part))
+    if not names:
+        fail("pattern", "a pattern that names at least one shard", pattern)
+    return names
+
+
+def _expand(pattern: str) -> list[str]:
+    match = _BRACE.search(pattern)
+    if match is None:
+        return [pattern] if pattern else []
+    head, body, tail = pattern[: match.start()], match.group(1), pattern[match.end() :]
+    bounds = _RANGE.match(body)
+    if bounds is not None:
+        low, high = bounds.groups()
+        if int(high) < int(low):
+            fail("pattern", "a range {low..high} with low <= high", Text("{" + body + "}"))
+        choices = [str(i).zfill(len(low)) for i in range(int(low), int(high) + 1)]
+    else:
+        choices = body.split(",")
+    return [name for choice in choices for name in _expand(head + choice + tail)]
+
+
+def label_value(value: Any) -> Any:
+    """One label as a plain Python value: bytes of a ``.cls`` member become an ``int`` (or a
+    ``str``), numpy and 0-d torch scalars their Python value.
+
+    Example:
+        >>> label_value(b"7\\n"), label_value(b"cat"), label_value(np.int64(3))
+        (7, 'cat', 3)
+    """
+    if isinstance(value, bytes | bytearray):
+        text = bytes(value).decode("utf-8").strip()
+        return int(text) if re.fullmatch(r"-?\d+", text) else text
+    item = getattr(value, "item", None)
+    if item is not None and getattr(value, "ndim", 0) == 0:
+        return item()
+    return value
+
+
+class Manifest:
+    """Per shard, its name (url or path) and the labels of its samples, in stream order.
+
+    Sample ``j`` of shard ``s`` is sample ``offsets[s] + j`` of the whole collection; the
+    labels of the collection, in that order, are what the epoch plan is drawn for.
+
+    Args:
+        shards: A dict ``{shard name: labels in order}`` or a sequence of ``(name, labels)``.
+
+    Raises:
+        TypeError: For names that are not strings or labels of the wrong kind.
+        ValueError: For no shards, repeated names or no samples at all.
+
+    Example:
+        >>> m = Manifest({"a.tar": [0, 0, 1], "b.tar": [0, 2]})
+        >>> len(m), m.num_shards, m.counts()
+        (5, 2, {0: 3, 1: 1, 2: 1})
+        >>> m.offsets.tolist()
+        [0, 3, 5]
+    """
+
+    names: list[str]
+
+    def __init__(self, shards: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
+        if isinstance(shards, Mapping):
+            pairs = list(shards.items())
+        elif isinstance(shards, Iterable) and not isinstance(shards, str | bytes):
+            pairs = list(shards)
+        else:
+            fail(
+                "shards",
+                "a dict {shard name: labels} or a list of (name, labels)",
+                shards,
+                kind=TypeError,
+            )
+        if not pairs:
+            fail("shards", "at least one shard", shards)
+        names: list[str] = []
+        sizes: list[int] = []
+        values: list[Any] = []
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, tuple | list) or len(pair) != 2:
+                fail("shards", "(name, labels) pairs", Text(f"{pair!r} at position {i}"))
+            name, labels = pair
+            if not isinstance(name, str):
+                fail(
+                    "shards",
+                    "string shard names",
+                    Text(f"{name!r} at position {i}"),
+                    kind=TypeError,
+                )
+            if isinstance(labels, str | bytes) or not hasattr(labels, "__len__"):
+                fail(f"shards[{name!r}]", "a sequence of labels", labels, kind=TypeError)
+            part = labels.tolist() if hasattr(labels, "tolist") else list(labels)
+            values.extend(label_value(v) for v in part)
+            names.append(name)
+            sizes.append(len(part))
+        if len(set(names)) != len(names):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            fail("shards", "distinct shard names", Text(f"{repeated[:3]} more than once"))
+        if not values:
+            fail("shards", "at least one sample", Text("shards without samples"))
+        self.names = names
+        self.sizes = np.array(sizes, dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+        self.labels = as_label_array(values, "shards")
+        self._index: LabelIndex | None = None
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.names)
+
+    @property
+    def index(self) -> LabelIndex:
+        """The labels of the whole collection, indexed by class (built on first use)."""
+        if self._index is None:
+            self._index = LabelIndex(self.labels)
+        return self._index
+
+    def counts(self) -> dict[Any, int]:
+        """``{class: number of samples}``, classes sorted."""
+        return self.index.count_dict()
+
+    def shard_labels(self) -> list[np.ndarray]:
+        """The labels of each shard, in shard order."""
+        return [self.labels[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
+
+    def fingerprint(self) -> str:
+        """A digest of the names, sizes and labels (a saved stream state is checked against it)."""
+        return f"{self.index.fingerprint()}:{fingerprint(self.names, self.sizes)}"
+
+    def __repr__(self) -> str:
+        classes = self.index.num_classes
+        return f"Manifest({self.num_shards} shards, {len(self)} samples, {classes} classes)"
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        """``{shard name: labels}`` (Python values), the form :meth:`save` writes."""
+        return {
+            n: [label_value(v) for v in part.tolist()]
+            for n, part in zip(self.names, self.shard_labels(), strict=True)
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the manifest as a JSON index: ``{"shards": [{"url": ..., "labels": [...]}]}``."""
+        entries = [{"url": n, "labels": labels} for n, labels in self.to_dict().items()]
+        with open(path, "w", encoding="utf-8") as stream:
+            json.dump({"shards": entries}, stream)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Manifest:
+        """Read a JSON index file written by :meth:`save` (or a plain ``{name: labels}`` dict).
+
+        Raises:
+            ValueError: If the file is not such an index.
+        """
+        with open(path, encoding="utf-8") as stream:
+            data = json.load(stream)
+        if isinstance(data, dict) and isinstance(data.get("shards"), list):
+            try:
+                return cls([(e["url"], e["labels"]) for e in data["shards"]])
+            except (KeyError, TypeError):
+                fail("path", 'a JSON index {"shards": [{"url": ..., "labels": [...]}]}', str(path))
+        if isinstance(data, dict):
+            return cls(data)
+        fail("path", 'a JSON index {"shards": [{"url": ..., "labels": [...]}]}', str(path))
+
+    @classmethod
+    def scan_tar(cls, paths: str | Sequence[str], label_key: str = "cls") -> Manifest:
+        """Read the labels of WebDataset tar shards from their label members alone.
+
+        Samples are grouped as webdataset groups them (consecutive members sharing the key
+        before the first dot of the file name); only the ``.<label_key>`` member of each is
+        read, every other member (the image) is seeked over, neither read nor decoded
+        (:func:`~torch_balance.streams.tar.tar_samples`).
+
+        Args:
+            paths: A shard pattern (``"train-{000..009}.tar"``) or a list of local paths.
+            label_key: The extension of the label member (``"cls"``: ``000017.cls``).
+
+        Raises:
+            ValueError: If a sample has no label member, or a shard cannot be read.
+
+        Example:
+            >>> import io, tarfile, tempfile
+            >>> path = tempfile.mkdtemp() + "/s-000.tar"
+            >>> with tarfile.open(path, "w") as tar:
+            ...     for key, label in [("a", b"1"), ("b", b"0")]:
+            ...         for ext, data in [("png", b"..."), ("cls", label)]:
+            ...             info = tarfile.TarInfo(f"{key}.{ext}"); info.size = len(data)
+            ...             tar.addfile(info, io.BytesIO(data))
+            >>> Manifest.scan_tar(path).to_dict()[path]
+            [1, 0]
+        """
+        if not isinstance(label_key, str) or not label_key:
+            fail("label_key", "a member extension such as 'cls'", label_key, kind=TypeError)
+        names = expand_shards(paths)
+        return cls([(name, _scan_one(name, label_key.lower())) for name in names])
+
+    @classmethod
+    def from_source(cls, source: Any, label_fn: Callable[[Any], Any] | None = None) -> Manifest:
+        """Read every sample's label from a source once (all its shards, in order).
+
+        For a Hugging Face dataset only the label column is read; for other sources every
+        sample is read, so prefer :meth:`scan_tar` or an index file for large tar shards.
+
+        Args:
+            source: Anything :func:`~torch_balance.streams.sources.as_source` accepts.
+            label_fn: ``label_fn(sample) -> label``; default: the second item of a tuple, or
+                the ``"label"``/``"cls"``/``"target"`` entry of a dict.
+        """
+        from torch_balance.streams.sources import as_source, label_reader
+
+        shards = as_source(source).labels_only(label_fn)
+        read = label_reader(label_fn)
+        return cls(
+            [(name, [read(s) for s in shards.open(i)]) for i, name in enumerate(shards.names)]
+        )
+
+
+def _scan_one(path: str, label_key: str) -> list[Any]:
+    from torch_balance.streams.tar import tar_samples
+
+    labels: list[Any] = []
+    try:
+        for sample in tar_samples(path, {label_key}):
+            value = sample.get(label_key)
+            if value is None:
+                _no_label(path, sample["__key__"], label_key)
+            labels.append(label_value(value))
+    except OSError as error:
+        fail("paths", "readable tar shards", Text(f"{path!r} ({error})"))
+    return labels
+
+
+def _no_label(path: str, key: str | None, label_key: str) -> None:
+    fail(
+        "paths",
+        f"a .{label_key} member in every sample",
+        Text(f"sample {key!r} of {path!r} without one"),
+        "Pass label_key= the extension your shards store labels under",
+    )

@@ -1,0 +1,309 @@
+"""Sources: every streaming format seen as named shards, each opened on its own.
+
+A balanced stream needs two things from its source: the list of shards, and a way to read
+one shard from its start. :class:`Shards` is that view; :func:`as_source` builds it for
+
+* a webdataset pipeline (``webdataset.WebDataset(urls)`` with any later stages such as
+  ``.decode()`` and ``.to_tuple()``): one shard is read by running the pipeline's stages from
+  its opener on, for that one url (its own shard list, node and worker splitters and shard
+  shuffle are not used: this module does that part);
+* a Hugging Face ``datasets.IterableDataset``: shard ``i`` is ``dataset.shard(num_shards, i)``;
+* :class:`Shards` built by you: names and ``open(name) -> iterable of samples``;
+* a shard pattern such as ``"train-{000..099}.tar"``: read with
+  :func:`~torch_balance.streams.tar.tar_samples` (dicts of bytes, no webdataset needed);
+* any other iterable (a torch ``IterableDataset`` yielding ``(x, y)`` or dicts): one shard.
+
+Splitting among readers follows webdataset and ``torch.utils.data.get_worker_info``: the
+epoch's shard order is split by rank (``order[rank::num_replicas]``), then by DataLoader worker
+(``[worker::num_workers]``). With fewer shards than readers, every reader reads every shard
+and keeps the samples that the same rule gives it, counting samples instead of shards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch.utils.data import get_worker_info
+
+from torch_balance._validation import Text, fail
+from torch_balance.sharding import current_ranks
+from torch_balance.streams.manifest import expand_shards, label_value
+
+__all__ = [
+    "Shards",
+    "Slot",
+    "as_source",
+    "current_slot",
+    "label_reader",
+    "read_slot",
+    "slot_part",
+]
+
+_LABEL_KEYS = ("label", "cls", "target", "labels")
+
+
+def label_reader(label_fn: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """``sample -> label``: ``label_fn`` if given, else the second item of a tuple or list, or
+    the ``"label"``, ``"cls"``, ``"target"`` or ``"labels"`` entry of a dict. Bytes (a raw
+    ``.cls`` member) become an int or str.
+
+    Example:
+        >>> read = label_reader(None)
+        >>> read(("x", 3)), read({"jpg": b"...", "cls": b"2"})
+        (3, 2)
+    """
+    if label_fn is not None:
+        if not callable(label_fn):
+            fail("label_fn", "a callable label_fn(sample) -> label", label_fn, kind=TypeError)
+        return lambda sample: label_value(label_fn(sample))
+
+    def read(sample: Any) -> Any:
+        if isinstance(sample, tuple | list) and len(sample) >= 2:
+            return label_value(sample[1])
+        if isinstance(sample, dict):
+            for key in _LABEL_KEYS:
+                if key in sample:
+                    return label_value(sample[key])
+        fail(
+            "label_fn",
+            "a label_fn for samples that are neither (x, y) nor dicts with a 'label' or 'cls'",
+            Text(f"a sample of type {type(sample).__name__}"),
+            "Pass label_fn=lambda sample: ... that returns the class",
+            kind=TypeError,
+        )
+
+    return read
+
+
+class Shards:
+    """A source as named shards: ``names`` and ``open(i)``, which reads shard ``i`` from its start.
+
+    Args:
+        names: The shard names (urls or paths), or a webdataset-style pattern.
+        open_fn: ``open_fn(name) -> iterable of samples``, in the same order every time.
+
+    Example:
+        >>> data = {"a": [("x0", 0), ("x1", 1)], "b": [("x2", 0)]}
+        >>> shards = Shards(["a", "b"], data.__getitem__)
+        >>> shards.names, list(shards.open(1))
+        (['a', 'b'], [('x2', 0)])
+    """
+
+    named = True  # names are urls or paths (a manifest's names must match them)
+
+    def __init__(self, names: str | Sequence[str], open_fn: Callable[[str], Iterable[Any]]) -> None:
+        self.names = expand_shards(names)
+        if not callable(open_fn):
+            fail(
+                "open_fn",
+                "a callable open_fn(name) -> iterable of samples",
+                open_fn,
+                kind=TypeError,
+            )
+        self._open_fn = open_fn
+
+    def open(self, shard: int) -> Iterator[Any]:
+        return iter(self._open_fn(self.names[shard]))
+
+    def labels_only(self, label_fn: Callable[[Any], Any] | None) -> Shards:
+        """The same shards, read as cheaply as the format allows for labels alone."""
+        return self
+
+    def __iter__(self) -> Iterator[Any]:
+        """Every shard's samples, in shard order (one unbalanced pass)."""
+        for shard in range(len(self.names)):
+            yield from self.open(shard)
+
+
+class _WebDatasetShards(Shards):
+    def __init__(self, pipeline: Any) -> None:
+        from webdataset import cache
+
+        stages = list(pipeline.pipeline)
+        openers = (cache.StreamingOpen, cache.FileCache)
+        at = next((i for i, s in enumerate(stages) if isinstance(s, openers)), None)
+        urls = getattr(stages[0], "urls", None) if stages else None
+        if at is None or not isinstance(urls, list):
+            fail(
+                "source",
+                "a webdataset.WebDataset(urls) pipeline over a list of shards",
+                Text(f"a {type(pipeline).__name__} without a shard list and opener"),
+                "Build it with webdataset.WebDataset(urls) (not resampled), or wrap your "
+                "reader in torch_balance.streams.Shards(names, open_fn)",
+                kind=TypeError,
+            )
+        self.names = list(urls)
+        self._pipeline = pipeline
+        self._stages = stages[at:]
+
+    def open(self, shard: int) -> Iterator[Any]:
+        source: Any = iter([{"url": self.names[shard]}])
+        for stage in self._stages:
+            source = self._pipeline.invoke(stage, source)
+        return iter(source)
+
+
+class _HuggingFaceShards(Shards):
+    named = False
+
+    def __init__(self, dataset: Any) -> None:
+        self._dataset = dataset
+        self.names = [f"shard-{i}" for i in range(int(dataset.num_shards))]
+
+    def open(self, shard: int) -> Iterator[Any]:
+        part = self._dataset.shard(num_shards=len(self.names), index=shard, contiguous=True)
+        # iter(batch_size=1), not iter(part): inside a DataLoader worker, datasets would split
+        # this one shard among the workers again and leave all but one with nothing.
+        for batch in part.iter(batch_size=1):
+            yield {key: value[0] for key, value in batch.items()}
+
+    def labels_only(self, label_fn: Callable[[Any], Any] | None) -> Shards:
+        columns = list(self._dataset.column_names or [])
+        key = next((k for k in _LABEL_KEYS if k in columns), None)
+        if label_fn is not None or key is None:
+            return self
+        return _HuggingFaceShards(self._dataset.select_columns([key]))
+
+
+class _IterableShards(Shards):
+    named = False
+
+    def __init__(self, iterable: Any) -> None:
+        self._iterable = iterable
+        self.names = [type(iterable).__name__]
+
+    def open(self, shard: int) -> Iterator[Any]:
+        return iter(self._iterable)
+
+
+def as_source(source: Any) -> Shards:
+    """View ``source`` as :class:`Shards` (see the module text for what is accepted).
+
+    Raises:
+        TypeError: If ``source`` cannot be iterated.
+
+    Example:
+        >>> as_source([("x", 0), ("y", 1)]).names
+        ['list']
+    """
+    if isinstance(source, Shards):
+        return source
+    if isinstance(source, str):  # a shard pattern: read with the built-in tar reader
+        from torch_balance.streams.tar import tar_samples
+
+        return Shards(source, tar_samples)
+    if type(source).__module__.startswith("webdataset") and hasattr(source, "pipeline"):
+        return _WebDatasetShards(source)
+    if type(source).__module__.startswith("datasets") and hasattr(source, "num_shards"):
+        return _HuggingFaceShards(source)
+    if isinstance(source, bytes) or not isinstance(source, Iterable):
+        fail(
+            "source",
+            "a webdataset pipeline, a Hugging Face IterableDataset, Shards, or an iterable of "
+            "samples",
+            Text(f"a {type(source).__name__}"),
+            kind=TypeError,
+        )
+    return _IterableShards(source)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One reader of a stream: a DataLoader worker of a rank."""
+
+    rank: int = 0
+    num_replicas: int = 1
+    worker: int = 0
+    num_workers: int = 1
+
+    @property
+    def count(self) -> int:
+        """Readers in all: ranks times workers."""
+        return self.num_replicas * self.num_workers
+
+    def siblings(self) -> list[Slot]:
+        """The readers of this rank (this one included), in worker order."""
+        return [
+            Slot(self.rank, self.num_replicas, w, self.num_workers) for w in range(self.num_workers)
+        ]
+
+
+def current_slot(requested: tuple[int | None, int | None]) -> Slot:
+    """The reader this process is: ranks as :func:`~torch_balance.sharding.current_ranks` finds
+    them, the worker from ``torch.utils.data.get_worker_info``."""
+    world, rank = current_ranks(*requested)
+    info = get_worker_info()
+    if info is None:
+        return Slot(rank, world)
+    return Slot(rank, world, int(info.id), int(info.num_workers))
+
+
+def slot_part(items: Any, slot: Slot) -> Any:
+    """What ``slot`` takes of ``items`` (a list or array): ``[rank::R][worker::W]``.
+
+    Example:
+        >>> slot_part(list(range(10)), Slot(rank=1, num_replicas=2, worker=1, num_workers=2))
+        [3, 7]
+    """
+    return items[slot.rank :: slot.num_replicas][slot.worker :: slot.num_workers]
+
+
+def by_shard(num_shards: int, slot: Slot) -> bool:
+    """Whether readers split shards (enough for all of them) rather than samples."""
+    return num_shards >= slot.count
+
+
+def read_slot(
+    shards: Shards,
+    order: Sequence[int],
+    slot: Slot,
+    sizes: np.ndarray | None = None,
+) -> Iterator[tuple[int, int, Any]]:
+    """Read this reader's samples: ``(shard, position in the shard, sample)``.
+
+    Args:
+        shards: The source.
+        order: The epoch's shard order.
+        slot: Which reader.
+        sizes: Samples per shard, where a manifest says; a shard that holds another number
+            is refused (the manifest and the source disagree).
+
+    Raises:
+        ValueError: If a shard holds more or fewer samples than ``sizes`` says.
+    """
+    if by_shard(len(order), slot):
+        for shard in slot_part(list(order), slot):
+            for position, sample in _read_shard(shards, shard, sizes):
+                yield shard, position, sample
+        return
+    # fewer shards than readers: all read everything, each keeps its part of the samples
+    k = 0
+    step, stride = slot.num_replicas, slot.num_workers
+    for shard in order:
+        for position, sample in _read_shard(shards, shard, sizes):
+            if k % step == slot.rank and (k // step) % stride == slot.worker:
+                yield shard, position, sample
+            k += 1
+
+
+def _read_shard(shards: Shards, shard: int, sizes: np.ndarray | None) -> Iterator[tuple[int, Any]]:
+    expected = None if sizes is None else int(sizes[shard])
+    position = -1
+    for position, sample in enumerate(shards.open(shard)):
+        if expected is not None and position >= expected:
+            _disagree(shards.names[shard], expected, "more")
+        yield position, sample
+    if expected is not None and position + 1 != expected:
+        _disagree(shards.names[shard], expected, f"{position + 1}")
+
+
+def _disagree(name: str, expected: int, got: str) -> None:
+    fail(
+        "manifest",
+        f"the samples the source reads from shard {name!r} ({expected})",
+        Text(f"{got} samples read"),
+        "Rebuild the manifest from these shards (Manifest.scan_tar), with the same filtering",
+    )
