@@ -256,3 +256,45 @@ def test_hf_trainer_dataset_wrapper_redraws(torchrun_runs: dict[str, Any]) -> No
 
 def test_hf_trainer_weighted_sampler_fed_back(torchrun_runs: dict[str, Any]) -> None:
     _check_weighted(torchrun_runs["hf-weighted"], 14, interleaved=False)
+
+
+def _check_stream(ranks: list[dict[str, Any]], seed: int, padding: int, slack: int) -> None:
+    """The ranks together hold the stream's global epoch (what one process reading every shard
+    emits): equal shares, nothing lost beyond ``slack`` (the copies DataLoader workers cut or
+    pad between them), repeats only as padding, a new draw each epoch."""
+    from torchrun_ddp import stream
+
+    epochs = []
+    for epoch in range(EPOCHS):
+        whole = stream(seed)
+        whole.set_epoch(epoch)
+        planned = Counter(index for _, _, index in whole)
+        shares = _epoch(ranks, epoch)
+        assert len({len(share) for share in shares}) == 1, [len(share) for share in shares]
+        seen = Counter(i for share in shares for i in share)
+        assert sum((planned - seen).values()) <= slack, f"never seen: {dict(planned - seen)}"
+        assert sum((seen - planned).values()) <= padding + slack, dict(seen - planned)
+        epochs.append(shares)
+    assert epochs[0] != epochs[1] != epochs[2]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "seed", "slack"),
+    [
+        ("accelerate-stream-dispatch", 16, 0),
+        ("accelerate-stream-dispatch-workers", 17, 4),
+        ("accelerate-stream-shards", 18, 0),
+        ("accelerate-stream-shards-workers", 19, 4),
+    ],
+)
+def test_accelerate_balanced_stream(
+    torchrun_runs: dict[str, Any], scenario: str, seed: int, slack: int
+) -> None:
+    """Dispatched from rank 0 (accelerate's default for an IterableDataset) or read on every
+    rank through IterableDatasetShard: the stream emits the global epoch, accelerate splits it."""
+    assert "note" not in torchrun_runs[scenario][0], torchrun_runs[scenario][0].get("note")
+    _check_stream(torchrun_runs[scenario], seed, padding=WORLD * 8, slack=slack)
+
+
+def test_hf_trainer_balanced_stream(torchrun_runs: dict[str, Any]) -> None:
+    _check_stream(torchrun_runs["hf-stream"], 20, padding=WORLD * 8, slack=0)

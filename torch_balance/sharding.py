@@ -71,7 +71,7 @@ def _accelerate_codes() -> dict[Any, str]:
     if cached is not None:
         return cached
     codes: dict[Any, str] = {}
-    for name in ("BatchSamplerShard", "DataLoaderDispatcher"):
+    for name in ("BatchSamplerShard", "DataLoaderDispatcher", "IterableDatasetShard"):
         cls = getattr(module, name, None)
         for value in vars(cls).values() if cls is not None else ():
             code = getattr(value, "__code__", None)
@@ -89,7 +89,8 @@ def batch_sharder() -> str | None:
 
     accelerate's ``prepare()`` (and so the Hugging Face ``Trainer``) wraps a DataLoader's batch
     sampler in a ``BatchSamplerShard`` (or rank 0 reads every batch in a
-    ``DataLoaderDispatcher``) and hands rank ``r`` every R-th batch. A sampler that shards as
+    ``DataLoaderDispatcher``; an ``IterableDataset`` is wrapped in an ``IterableDatasetShard``
+    when batches are not dispatched) and hands rank ``r`` every R-th batch. A sampler that shards as
     well leaves each rank 1/R² of the epoch. No public flag says whether a DataLoader has been
     prepared, so this looks at who is calling: when a sharder's method is on the call stack of
     ``len()`` or ``iter()``, the sampler hands out the global epoch and lets it shard.

@@ -15,11 +15,12 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from _common import EPOCHS, LABELS, Indexed, Record, feedback_values
+from _common import EPOCHS, LABELS, Indexed, Record, feedback_values, stream_shards
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from torch_balance import (
+    BalancedIterableDataset,
     RandomOverSampler,
     ResampledDataset,
     StratifiedBatchSampler,
@@ -95,6 +96,57 @@ def with_accelerate(record: Record) -> None:
         next(iter(prepared))
     except ValueError as error:
         record.note("accelerate-explicit-ranks", str(error))
+
+
+def stream(seed: int, as_dicts: bool = False) -> BalancedIterableDataset:
+    """The dataset as 4 shards, balanced with "over" from its manifest (mode 1); items as
+    dicts for the Trainer's collator."""
+    from torch_balance.streams import Shards
+
+    shards = stream_shards()
+    if as_dicts:
+        shards = {
+            name: [{"x": x, "labels": y, "index": i} for x, y, i in items]
+            for name, items in shards.items()
+        }
+    return BalancedIterableDataset(
+        Shards(list(shards), shards.__getitem__),
+        "over",
+        manifest={name: LABELS[int(name[-1]) :: 4].tolist() for name in shards},
+        label_fn=_dict_label if as_dicts else None,
+        seed=seed,
+    )
+
+
+def _dict_label(item: dict[str, Any]) -> int:
+    return int(item["labels"])
+
+
+def streams_with_accelerate(record: Record) -> None:
+    """A balanced stream prepared by accelerate: batches dispatched from rank 0 (its default
+    for an IterableDataset), with and without DataLoader workers, or every rank reading and
+    keeping its batches (dispatch_batches=False)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
+
+    runs = [
+        ("accelerate-stream-dispatch", None, 0, 16),
+        ("accelerate-stream-dispatch-workers", None, 2, 17),
+        ("accelerate-stream-shards", False, 0, 18),
+        ("accelerate-stream-shards-workers", False, 2, 19),
+    ]
+    for scenario, dispatch, workers, seed in runs:
+        accelerator = Accelerator(
+            cpu=True, dataloader_config=DataLoaderConfiguration(dispatch_batches=dispatch)
+        )
+        prepared = accelerator.prepare(DataLoader(stream(seed), batch_size=8, num_workers=workers))
+        try:
+            for epoch in range(EPOCHS):
+                prepared.set_epoch(epoch)
+                for _, _, index in prepared:
+                    record.add(scenario, epoch, index)
+        except Exception as error:  # recorded for the test to show
+            record.note(scenario, f"{type(error).__name__}: {error}")
 
 
 class AsDicts(Dataset):
@@ -187,6 +239,13 @@ def with_hf_trainer(record: Record) -> None:
         train_dataset=data,
         callbacks=[EpochOfModel(model), Feedback(model, weighted)],
     ).train()
+    model = Recorder(record, "hf-stream")
+    Trainer(
+        model=model,
+        args=args,
+        train_dataset=stream(20, as_dicts=True),
+        callbacks=[EpochOfModel(model)],
+    ).train()
     model = Recorder(record, "hf-dataset-under")
     under = ResampledDataset(data, "under", labels=LABELS, seed=6)
     Trainer(
@@ -202,6 +261,7 @@ def main(out: str) -> None:
     try:
         plain_ddp(record)
         with_accelerate(record)
+        streams_with_accelerate(record)
         with_hf_trainer(record)
     finally:
         record.save()
