@@ -47,21 +47,11 @@ import torch
 from torch.utils.data import WeightedRandomSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PeakRSS, describe, drain, long_tailed_labels
+from _common import PeakRSS, best_time, describe, drain, long_tailed_labels
 
 from torch_balance import BalancedSampler, RandomOverSampler, RandomUnderSampler
 from torch_balance.draws import draw_epoch, shuffle_order
 from torch_balance.sharding import LIST_CHUNK
-
-
-def best_time(fn: Callable[[], int], repeats: int) -> tuple[float, int]:
-    best, length = float("inf"), 0
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        length = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, length
 
 
 def floor(length: int) -> int:

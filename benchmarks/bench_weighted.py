@@ -22,7 +22,6 @@ Run: ``python benchmarks/bench_weighted.py`` (about 3 minutes on 2 cores);
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import subprocess
@@ -35,7 +34,7 @@ import torch
 from torch.utils.data import WeightedRandomSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PeakRSS, describe, drain
+from _common import PeakRSS, best_time, describe, drain
 
 from torch_balance import WeightedSampler
 
@@ -43,16 +42,6 @@ from torch_balance import WeightedSampler
 def lognormal_weights(n: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, generator=g, dtype=torch.float64).exp_()
-
-
-def best_time(fn: Callable[[], int], repeats: int) -> tuple[float, int]:
-    best, length = float("inf"), 0
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        length = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, length
 
 
 METHODS: dict[str, Callable[[torch.Tensor], int]] = {
