@@ -543,3 +543,24 @@ def test_cli_inspect_shard_pattern(shards: str, capsys: pytest.CaptureFixture[st
     text = capsys.readouterr().out
     assert "64 samples in 4 shards, 3 classes, imbalance ratio 12.0" in text
     assert "| 2 | 4 | 48 | 4 |" in text.replace("  ", " ")
+
+
+def test_mode2_plans_from_counts_alone() -> None:
+    """The online ratios come from the counts, never a label vector of them: 10**12 samples
+    read cost nothing, and small counts give what target_counts gives for their labels."""
+    from torch_balance.streams.balanced import _targets
+
+    huge = {0: 10**12, 1: 10**9, 2: 7}
+    assert _targets(huge, "under", "auto", 0) == {0: 7, 1: 7, 2: 7}
+    assert _targets(huge, "over", "auto", 0) == dict.fromkeys(huge, 10**12)
+    small = {"b": 50, "a": 7, "c": 3}
+    labels = [k for k, n in small.items() for _ in range(n)]
+    for strategy, rule in [
+        ("under", "auto"),
+        ("over", "minority"),
+        ("sqrt", "auto"),
+        ("over", {"c": 10}),
+        ("under", lambda y: {"a": 5, "b": 5, "c": 3}),  # a callable sees the labels
+    ]:
+        expected = target_counts(labels, strategy, sampling_strategy=rule)
+        assert _targets(small, strategy, rule, 0) == expected, strategy

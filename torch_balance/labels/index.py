@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import chain, pairwise
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 from torch_balance._validation import Text, fail, internal
 
 __all__ = [
+    "CountIndex",
     "LabelIndex",
     "MultiLabelIndex",
     "as_label_array",
@@ -381,6 +382,55 @@ class LabelIndex:
         if self._fingerprint is None:
             self._fingerprint = fingerprint(self.keys(), self.counts, self.order.numpy())
         return self._fingerprint
+
+
+class CountIndex(LabelIndex):
+    """Classes and how many samples each has, without the samples: all a plan reads.
+
+    For labels known only as running counts (a stream read so far), where a label vector of
+    the same counts could run to billions of entries. Strategies read the counts; a callable
+    ``sampling_strategy``, which imbalanced-learn hands the labels, gets a label vector made
+    on first use. There is no grouping (``order``): nothing can be drawn from it.
+
+    Args:
+        counts: ``{class: number of samples}``, counts ``>= 1``.
+
+    Example:
+        >>> index = CountIndex({"dog": 2, "cat": 5})
+        >>> index.keys(), index.counts.tolist(), len(index)
+        (['cat', 'dog'], [5, 2], 7)
+    """
+
+    def __init__(self, counts: Mapping[Any, int]) -> None:
+        keys = list(counts)
+        classes = as_label_array(keys, "counts")
+        ranked = np.argsort(classes, kind="stable")
+        self.classes = classes[ranked]
+        self.counts = np.array([int(counts[keys[i]]) for i in ranked], dtype=np.int64)
+        internal(bool((self.counts > 0).all()), "CountIndex: every count must be >= 1")
+        self.offsets = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+        self._coder = None
+        self._order = None
+        self._fingerprint = None
+        self._length = int(self.offsets[-1])
+        self._labels: np.ndarray | None = None
+
+    @property
+    def labels(self) -> np.ndarray:
+        if self._labels is None:
+            self._labels = np.repeat(self.classes, self.counts)
+        return self._labels
+
+    @labels.setter
+    def labels(self, value: np.ndarray) -> None:
+        self._labels = value
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.int32 if self._length < 2**31 else torch.int64
+
+    def __len__(self) -> int:
+        return self._length
 
 
 def _is_scalar_id(value: Any) -> bool:

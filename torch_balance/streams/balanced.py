@@ -38,7 +38,7 @@ from torch_balance._epoch import check_epoch
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import Text, check_bool, check_int, fail
 from torch_balance.draws import WalkCache, draw_epoch
-from torch_balance.labels import LabelIndex
+from torch_balance.labels.index import CountIndex
 from torch_balance.sharding import current_ranks, shard_length
 from torch_balance.strategies import Plan, Strategy, apportion, describe, make_plan
 from torch_balance.streams._shell import StreamShell, refuse_feedback
@@ -556,9 +556,8 @@ class _Online:
 def _targets(
     counts: Mapping[Any, int], strategy: Any, sampling_strategy: Any, epoch: int
 ) -> dict[Any, int]:
-    keys = list(counts)
-    labels = np.repeat(np.array(keys), [int(counts[k]) for k in keys])
-    plan = make_plan(LabelIndex(labels), strategy, sampling_strategy=sampling_strategy)
+    # the counts alone: a label vector of the counts read so far could be billions long
+    plan = make_plan(CountIndex(counts), strategy, sampling_strategy=sampling_strategy)
     return plan.as_dict(epoch)
 
 
