@@ -21,13 +21,16 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from torch.utils.data import Sampler, TensorDataset
+from torch.utils.data import IterableDataset, Sampler, TensorDataset
 
 from torch_balance import (
     SMOTE,
+    BalancedIterableDataset,
+    BalancedMix,
     BalancedSampler,
     ClassBalancedBatchSampler,
     Deferred,
+    Manifest,
     Power,
     Progressive,
     RandomOverSampler,
@@ -36,6 +39,7 @@ from torch_balance import (
     ResampledDataset,
     SMOTEDataset,
     StratifiedBatchSampler,
+    WeightedSampler,
     class_weights,
     embed,
     get_labels,
@@ -78,6 +82,9 @@ HOSTILE = st.one_of(
 
 def _use(built: Any) -> None:
     """Prove an accepted object works: it has a length and hands out valid items."""
+    if isinstance(built, IterableDataset):
+        next(iter(built))
+        return
     if isinstance(built, ResampledDataset):
         assert len(built) > 0
         built[0]
@@ -90,8 +97,47 @@ def _use(built: Any) -> None:
             break
 
 
+WEIGHTS = [1.0, 0.5, 0.0, 2.0, 1.0, 3.0]
+STREAM = [(f"x{i}", int(y)) for i, y in enumerate(LABELS)]
+SHARDS = {"only": LABELS.tolist()}
+
+
+def _weighted_update(**kwargs: Any) -> WeightedSampler:
+    sampler = WeightedSampler(WEIGHTS, seed=0)
+    args = {"indices": [0, 3], "values": [1.0, 2.0], **kwargs}
+    sampler.update_weights(args.pop("indices"), args.pop("values"), **args)
+    return sampler
+
+
 # (argument name, how to call with the value); the name must appear in any error message
 CASES: list[tuple[str, Callable[[Any], Any]]] = [
+    ("weights", lambda v: WeightedSampler(v)),
+    ("num_samples", lambda v: WeightedSampler(WEIGHTS, v)),
+    ("num_samples", lambda v: WeightedSampler(WEIGHTS, v, replacement=False)),
+    ("replacement", lambda v: WeightedSampler(WEIGHTS, replacement=v)),
+    ("exact", lambda v: WeightedSampler(WEIGHTS, exact=v)),
+    ("seed", lambda v: WeightedSampler(WEIGHTS, seed=v)),
+    ("num_replicas", lambda v: WeightedSampler(WEIGHTS, num_replicas=v)),
+    ("rank", lambda v: WeightedSampler(WEIGHTS, num_replicas=2, rank=v)),
+    ("drop_last", lambda v: WeightedSampler(WEIGHTS, drop_last=v)),
+    ("weights", lambda v: WeightedSampler(WEIGHTS).set_weights(v)),
+    ("indices", lambda v: _weighted_update(indices=v, values=1.0)),
+    ("values", lambda v: _weighted_update(values=v)),
+    ("reduce", lambda v: _weighted_update(reduce=v)),
+    ("momentum", lambda v: _weighted_update(momentum=v)),
+    ("strategy", lambda v: BalancedIterableDataset(STREAM, v, manifest=SHARDS)),
+    ("manifest", lambda v: BalancedIterableDataset(STREAM, manifest=v)),
+    ("buffer_size", lambda v: BalancedIterableDataset(STREAM, manifest=SHARDS, buffer_size=v)),
+    ("seed", lambda v: BalancedIterableDataset(STREAM, manifest=SHARDS, seed=v)),
+    ("drop_last", lambda v: BalancedIterableDataset(STREAM, manifest=SHARDS, drop_last=v)),
+    ("num_replicas", lambda v: BalancedIterableDataset(STREAM, manifest=SHARDS, num_replicas=v)),
+    ("priors", lambda v: BalancedIterableDataset(STREAM, priors=v)),
+    ("epoch_length", lambda v: BalancedIterableDataset(STREAM, epoch_length=v)),
+    ("shuffle_shards", lambda v: BalancedIterableDataset(STREAM, shuffle_shards=v)),
+    ("sources_by_class", lambda v: BalancedMix(v)),
+    ("exhausted", lambda v: BalancedMix({0: ["a", "b"], 1: ["c"]}, exhausted=v)),
+    ("counts", lambda v: BalancedMix({0: ["a", "b"], 1: ["c"]}, counts=v)),
+    ("shards", lambda v: Manifest(v)),
     ("num_samples", lambda v: BalancedSampler(LABELS, "class", num_samples=v)),
     ("seed", lambda v: BalancedSampler(LABELS, seed=v)),
     ("num_replicas", lambda v: BalancedSampler(LABELS, num_replicas=v)),

@@ -586,10 +586,11 @@ def _check_priors(priors: Any) -> dict[Any, int] | None:
 def _as_manifest(manifest: Any) -> Manifest | None:
     if manifest is None or isinstance(manifest, Manifest):
         return manifest
-    if isinstance(manifest, str):
-        return Manifest.from_file(manifest)
-    if isinstance(manifest, Mapping):
-        return Manifest(manifest)
+    if isinstance(manifest, str | Mapping):
+        try:
+            return Manifest.from_file(manifest) if isinstance(manifest, str) else Manifest(manifest)
+        except (TypeError, ValueError) as error:  # name the argument the user passed
+            fail("manifest", "a valid manifest", Text(str(error)), kind=type(error))
     fail(
         "manifest",
         "a Manifest, a dict {shard: labels} or the path of a JSON index file",

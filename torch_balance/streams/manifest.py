@@ -121,7 +121,11 @@ class Manifest:
     def __init__(self, shards: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
         if isinstance(shards, Mapping):
             pairs = list(shards.items())
-        elif isinstance(shards, Iterable) and not isinstance(shards, str | bytes):
+        elif (
+            isinstance(shards, Iterable)
+            and not isinstance(shards, str | bytes)
+            and getattr(shards, "ndim", None) != 0  # a 0-d array or tensor cannot be iterated
+        ):
             pairs = list(shards)
         else:
             fail(
@@ -211,10 +215,20 @@ class Manifest:
         """Read a JSON index file written by :meth:`save` (or a plain ``{name: labels}`` dict).
 
         Raises:
-            ValueError: If the file is not such an index.
+            ValueError: If there is no such file, or it is not such an index.
         """
+        if not os.path.isfile(path):
+            fail(
+                "path",
+                "an existing JSON index file",
+                str(path),
+                "Write one with Manifest.scan_tar(urls).save(path)",
+            )
         with open(path, encoding="utf-8") as stream:
-            data = json.load(stream)
+            try:
+                data = json.load(stream)
+            except json.JSONDecodeError as error:
+                fail("path", "a JSON index file", Text(f"{str(path)!r}: {error}"))
         if isinstance(data, dict) and isinstance(data.get("shards"), list):
             try:
                 return cls([(e["url"], e["labels"]) for e in data["shards"]])

@@ -115,10 +115,14 @@ class BalancedMix(StreamShell):
         self.shuffle_shards = check_bool("shuffle_shards", shuffle_shards)
         self.strategy = strategy
         self.sampling_strategy = sampling_strategy
+        for key, source in sources_by_class.items():  # refused by name before counting
+            as_source(source, f"sources_by_class[{key!r}]")
         self.counts = _class_counts(sources_by_class, counts)
         index = LabelIndex(np.repeat(np.array(list(self.counts)), list(self.counts.values())))
         self.classes = index.keys()
-        self.sources: list[Shards] = [as_source(sources_by_class[k]) for k in self.classes]
+        self.sources: list[Shards] = [
+            as_source(sources_by_class[k], f"sources_by_class[{k!r}]") for k in self.classes
+        ]
         self.plan = make_plan(
             index, strategy, sampling_strategy=sampling_strategy, num_samples=num_samples
         )

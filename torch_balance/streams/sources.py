@@ -179,8 +179,14 @@ class _IterableShards(Shards):
         return iter(self._iterable)
 
 
-def as_source(source: Any) -> Shards:
-    """View ``source`` as :class:`Shards` (see the module text for what is accepted).
+def _zero_dim(value: Any) -> bool:
+    """A 0-d array or tensor: iterable by type, but iterating it raises."""
+    return getattr(value, "ndim", None) == 0
+
+
+def as_source(source: Any, name: str = "source") -> Shards:
+    """View ``source`` as :class:`Shards` (see the module text for what is accepted);
+    ``name`` is the argument an error names.
 
     Raises:
         TypeError: If ``source`` cannot be iterated.
@@ -199,9 +205,9 @@ def as_source(source: Any) -> Shards:
         return _WebDatasetShards(source)
     if type(source).__module__.startswith("datasets") and hasattr(source, "num_shards"):
         return _HuggingFaceShards(source)
-    if isinstance(source, bytes) or not isinstance(source, Iterable):
+    if isinstance(source, bytes) or not isinstance(source, Iterable) or _zero_dim(source):
         fail(
-            "source",
+            name,
             "a webdataset pipeline, a Hugging Face IterableDataset, Shards, or an iterable of "
             "samples",
             Text(f"a {type(source).__name__}"),
