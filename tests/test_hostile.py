@@ -193,7 +193,16 @@ def _count(value: Any) -> int:
 
 
 # Hostile label vectors and datasets: the error may name the labels or the dataset.
-LABEL_NAMES = ("labels", "dataset", "dataset_or_labels", "y", "X", "k_neighbors")
+LABEL_NAMES = (
+    "labels",
+    "dataset",
+    "dataset_or_labels",
+    "y",
+    "X",
+    "k_neighbors",
+    "source",
+    "shards",
+)
 LABEL_POOL = st.one_of(
     HOSTILE,
     st.sampled_from(
@@ -219,7 +228,17 @@ LABEL_POOL = st.one_of(
     ),
     st.lists(st.one_of(st.integers(-3, 3), st.text(max_size=2), st.none()), max_size=8),
 )
+
+
+def _stream_labels(v: Any) -> Any:
+    """A mode 2 stream whose samples carry the hostile labels (each one a label), drained."""
+    labels = list(v) if isinstance(v, list | tuple) else [v, 0]
+    return list(BalancedIterableDataset([(f"x{i}", y) for i, y in enumerate(labels)], "over"))
+
+
 LABEL_CASES: list[Callable[[Any], Any]] = [
+    _stream_labels,
+    lambda v: Manifest({"shard": v}),
     lambda v: BalancedSampler(v, "over"),
     lambda v: StratifiedBatchSampler(v, 2),
     lambda v: RepeatFactorSampler(v, 0.3),

@@ -503,7 +503,12 @@ class _Online:
             for _, _, sample in read_slot(owner.source, order, slot):
                 label = read_label(sample)
                 self.read += 1
-                seen = self.seen.get(label, 0) + 1
+                try:
+                    seen = self.seen.get(label, 0) + 1
+                except TypeError:  # unhashable: a list or an array of labels
+                    seen = 0
+                if seen <= 1:  # a class seen for the first time (or no class at all)
+                    self._check_label(label)
                 self.seen[label] = seen
                 if label not in self.ratios or self.read >= self.next_refresh:
                     self._refresh()
@@ -532,6 +537,31 @@ class _Online:
         for kept, item in buffer.drain():
             out[kept] = out.get(kept, 0) + 1
             yield item
+
+    def _check_label(self, label: Any) -> None:
+        """Refuse, naming where it came from, a label that is not an integer or a string, or
+        of another kind than the labels before it."""
+        where = "label_fn" if self.owner._label_fn is not None else "source"
+        kind: type | None = int if isinstance(label, int) else None  # bool too, as map-style
+        if kind is int and not -(2**63) <= label < 2**63:
+            kind = None  # beyond int64, as map-style labels
+        kind = str if isinstance(label, str) else kind
+        if kind is None:
+            fail(
+                where,
+                "integer or string class labels",
+                Text(f"{label!r} in sample {self.read - 1} read by this reader"),
+                "Give a label_fn that returns the class (cast whole-number floats with int())",
+                kind=TypeError,
+            )
+        first = next(iter(self.seen), None)
+        if first is not None and not isinstance(first, kind):
+            fail(
+                where,
+                "labels of one kind: all integers or all strings",
+                Text(f"{first!r}, then {label!r} in sample {self.read - 1}"),
+                kind=TypeError,
+            )
 
     def _publish(self) -> None:
         emitted = sum(self.out.values())

@@ -150,7 +150,11 @@ class Manifest:
                     Text(f"{name!r} at position {i}"),
                     kind=TypeError,
                 )
-            if isinstance(labels, str | bytes) or not hasattr(labels, "__len__"):
+            if (
+                isinstance(labels, str | bytes)
+                or not hasattr(labels, "__len__")
+                or getattr(labels, "ndim", None) == 0
+            ):
                 fail(f"shards[{name!r}]", "a sequence of labels", labels, kind=TypeError)
             part = labels.tolist() if hasattr(labels, "tolist") else list(labels)
             values.extend(label_value(v) for v in part)
