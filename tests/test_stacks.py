@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from torch_balance import (
-    BalancedIterableDataset,
     ClassBalancedBatchSampler,
     RandomOverSampler,
     ResampledDataset,
@@ -33,7 +32,7 @@ pytest.importorskip("transformers")
 
 STACKS = Path(__file__).parent / "stacks"
 sys.path.insert(0, str(STACKS))
-from _common import EPOCHS, LABELS, Indexed, feedback_values, stream_shards  # noqa: E402
+from _common import EPOCHS, LABELS, Indexed, feedback_values, stream  # noqa: E402
 
 WORLD = 2
 
@@ -170,23 +169,12 @@ def test_lightning_weighted_sampler_fed_back_across_ranks(lightning_runs: dict[s
 def test_lightning_balanced_stream_by_rank_and_epoch(lightning_runs: dict[str, Any]) -> None:
     """Each rank reads what the stream built for that rank explicitly emits, epoch by epoch:
     the same number of samples on both ranks, the plan's mix, a new draw each epoch."""
-    from torch_balance.streams import Shards
-
-    shards = stream_shards()
-    manifest = {name: [y for _, y, _ in items] for name, items in shards.items()}
     ranks = lightning_runs["stream-over"]
     epochs = []
     for epoch in range(EPOCHS):
         expected = []
         for rank in range(WORLD):
-            own = BalancedIterableDataset(
-                Shards(list(shards), shards.__getitem__),
-                "over",
-                manifest=manifest,
-                seed=15,
-                num_replicas=WORLD,
-                rank=rank,
-            )
+            own = stream(15, num_replicas=WORLD, rank=rank)
             own.set_epoch(epoch)
             expected.append([index for _, _, index in own])
         shares = _epoch(ranks, epoch)
@@ -262,8 +250,6 @@ def _check_stream(ranks: list[dict[str, Any]], seed: int, padding: int, slack: i
     """The ranks together hold the stream's global epoch (what one process reading every shard
     emits): equal shares, nothing lost beyond ``slack`` (the copies DataLoader workers cut or
     pad between them), repeats only as padding, a new draw each epoch."""
-    from torchrun_ddp import stream
-
     epochs = []
     for epoch in range(EPOCHS):
         whole = stream(seed)

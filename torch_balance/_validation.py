@@ -24,6 +24,7 @@ __all__ = [
     "check_seed",
     "fail",
     "internal",
+    "real_values",
 ]
 
 
@@ -125,6 +126,36 @@ def check_seed(value: Any) -> int:
     )
 
 
+def real_values(name: str, values: Any) -> torch.Tensor:
+    """A float64 CPU copy of ``values``, a sequence, numpy array or tensor of real numbers (any
+    shape; the caller checks it).
+
+    Raises:
+        TypeError: A string, a scalar, booleans, complex numbers or anything not a number.
+
+    Example:
+        >>> real_values("values", (1, 2.5)).tolist()
+        [1.0, 2.5]
+    """
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        fail(name, "a 1-d sequence, array or tensor of numbers", values, kind=TypeError)
+    if isinstance(values, torch.Tensor):
+        if values.dtype == torch.bool or values.is_complex():
+            fail(name, "real numbers", Text(f"a tensor of dtype {values.dtype}"), kind=TypeError)
+        return values.detach().to("cpu", torch.float64, copy=True)
+    import numpy as np
+
+    array = np.asarray(values, dtype=object if isinstance(values, list) else None)
+    if array.dtype == object:
+        for i, v in enumerate(array.reshape(-1)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                fail(name, "real numbers", Text(f"{_show(v)} at index {i}"), kind=TypeError)
+        array = array.astype(np.float64)
+    elif array.dtype.kind not in "iuf":
+        fail(name, "real numbers", Text(f"an array of dtype {array.dtype}"), kind=TypeError)
+    return torch.from_numpy(np.array(array, dtype=np.float64))  # always a copy
+
+
 def check_sample_weights(name: str, weights: Any, length: int | None = None) -> torch.Tensor:
     """Per-sample weights as a contiguous float64 CPU tensor, every entry finite and >= 0.
 
@@ -149,24 +180,7 @@ def check_sample_weights(name: str, weights: Any, length: int | None = None) -> 
         ...
         ValueError: weights: expected finite weights >= 0, got -2.0 at index 1. ...
     """
-    if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
-        fail(name, "a 1-d sequence, array or tensor of numbers", weights, kind=TypeError)
-    if isinstance(weights, torch.Tensor):
-        if weights.dtype == torch.bool or weights.is_complex():
-            fail(name, "real numbers", Text(f"a tensor of dtype {weights.dtype}"), kind=TypeError)
-        values = weights.detach().to("cpu", torch.float64, copy=True)
-    else:
-        import numpy as np
-
-        array = np.asarray(weights, dtype=object if isinstance(weights, list) else None)
-        if array.dtype == object:
-            for i, w in enumerate(array.reshape(-1)):
-                if isinstance(w, bool) or not isinstance(w, numbers.Real):
-                    fail(name, "real numbers", Text(f"{_show(w)} at index {i}"), kind=TypeError)
-            array = array.astype(np.float64)
-        elif array.dtype.kind not in "iuf":
-            fail(name, "real numbers", Text(f"an array of dtype {array.dtype}"), kind=TypeError)
-        values = torch.from_numpy(np.array(array, dtype=np.float64))  # always a copy
+    values = real_values(name, weights)
     if values.dim() != 1:
         fail(name, "a 1-d sequence of weights", Text(f"shape {tuple(values.shape)}"))
     if length is not None and values.numel() != length:

@@ -52,6 +52,7 @@ from torch_balance._validation import (
     check_sample_weights,
     fail,
     internal,
+    real_values,
 )
 from torch_balance.draws import repeat_values
 from torch_balance.sharding import iter_shard, iter_shard_chunks
@@ -312,23 +313,6 @@ def _all_gather_int(value: torch.Tensor) -> list[torch.Tensor]:
     return [part.cpu() for part in parts]
 
 
-def _as_float64(name: str, values: Any) -> torch.Tensor:
-    """A 1-D float64 CPU copy of ``values`` (a tensor, array or sequence of real numbers)."""
-    if isinstance(values, torch.Tensor):
-        if values.dtype == torch.bool or values.is_complex():
-            fail(name, "real numbers", Text(f"a tensor of dtype {values.dtype}"), kind=TypeError)
-        return values.detach().to("cpu", torch.float64, copy=True).reshape(-1)
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
-        fail(name, "a 1-d sequence, array or tensor of numbers", values, kind=TypeError)
-    for i, v in enumerate(values if isinstance(values, list) else ()):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            fail(name, "real numbers", Text(f"{v!r} at index {i}"), kind=TypeError)
-    array = np.asarray(values)
-    if array.dtype.kind not in "iuf" and array.size:
-        fail(name, "real numbers", Text(f"an array of dtype {array.dtype}"), kind=TypeError)
-    return torch.from_numpy(np.array(array, dtype=np.float64).reshape(-1))
-
-
 def _check_update(n: int, indices: Any, values: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """``(indices, values)`` of :meth:`WeightedSampler.update_weights` as int64 and float64."""
     if isinstance(indices, torch.Tensor):
@@ -358,7 +342,7 @@ def _check_update(n: int, indices: Any, values: Any) -> tuple[torch.Tensor, torc
     if isinstance(values, numbers.Real) and not isinstance(values, bool):
         value = torch.full((index.shape[0],), float(values), dtype=torch.float64)
     else:
-        value = _as_float64("values", values)
+        value = real_values("values", values).reshape(-1)
     if value.shape[0] != index.shape[0]:
         fail(
             "values",

@@ -36,6 +36,32 @@ def stream_shards() -> dict[str, list[tuple[torch.Tensor, int, int]]]:
     return {f"shard-{s}": [data[i] for i in range(s, len(LABELS), 4)] for s in range(4)}
 
 
+def stream(seed: int, *, as_dicts: bool = False, **kwargs: Any) -> Any:
+    """The dataset as 4 shards, balanced with "over" from its manifest (mode 1); items as
+    dicts for the Trainer's collator; ``kwargs`` go to ``BalancedIterableDataset``."""
+    from torch_balance import BalancedIterableDataset
+    from torch_balance.streams import Shards
+
+    shards: dict[str, list[Any]] = dict(stream_shards())
+    if as_dicts:
+        shards = {
+            name: [{"x": x, "labels": y, "index": i} for x, y, i in items]
+            for name, items in shards.items()
+        }
+    return BalancedIterableDataset(
+        Shards(list(shards), shards.__getitem__),
+        "over",
+        manifest={name: LABELS[int(name[-1]) :: 4].tolist() for name in shards},
+        label_fn=_dict_label if as_dicts else None,
+        seed=seed,
+        **kwargs,
+    )
+
+
+def _dict_label(item: dict[str, Any]) -> int:
+    return int(item["labels"])
+
+
 def feedback_values(indices: list[int], epoch: int) -> list[float]:
     """What a rank reports to ``WeightedSampler.update_weights`` for the samples it saw: a
     stand-in for a per-sample loss that the test can recompute."""

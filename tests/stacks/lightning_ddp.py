@@ -19,12 +19,11 @@ from _common import (
     Record,
     feedback_values,
     rank_from_env,
-    stream_shards,
+    stream,
 )
 from torch.utils.data import DataLoader
 
 from torch_balance import (
-    BalancedIterableDataset,
     ClassBalancedBatchSampler,
     RandomOverSampler,
     ResampledDataset,
@@ -32,7 +31,6 @@ from torch_balance import (
     WeightedSampler,
 )
 from torch_balance.integrations.lightning import SetEpochCallback
-from torch_balance.streams import Shards
 
 warnings.filterwarnings("ignore")
 
@@ -144,17 +142,11 @@ def main(out: str) -> None:
         use_distributed_sampler=False,
     )
     # a balanced stream: ranks from the process group, epochs from SetEpochCallback
-    shards = stream_shards()
-    stream = BalancedIterableDataset(
-        Shards(list(shards), shards.__getitem__),
-        "over",
-        manifest={name: [y for _, y, _ in items] for name, items in shards.items()},
-        seed=15,
-    )
+    balanced = stream(15)
     fit(
         "stream-over",
         record,
-        lambda: DataLoader(stream, batch_size=8),
+        lambda: DataLoader(balanced, batch_size=8),
         callbacks=[SetEpochCallback()],
     )
     weighted = WeightedSampler([1.0] * len(LABELS), seed=12)

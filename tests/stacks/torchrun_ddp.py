@@ -15,12 +15,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from _common import EPOCHS, LABELS, Indexed, Record, feedback_values, stream_shards
+from _common import EPOCHS, LABELS, Indexed, Record, feedback_values, stream
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from torch_balance import (
-    BalancedIterableDataset,
     RandomOverSampler,
     ResampledDataset,
     StratifiedBatchSampler,
@@ -96,30 +95,6 @@ def with_accelerate(record: Record) -> None:
         next(iter(prepared))
     except ValueError as error:
         record.note("accelerate-explicit-ranks", str(error))
-
-
-def stream(seed: int, as_dicts: bool = False) -> BalancedIterableDataset:
-    """The dataset as 4 shards, balanced with "over" from its manifest (mode 1); items as
-    dicts for the Trainer's collator."""
-    from torch_balance.streams import Shards
-
-    shards = stream_shards()
-    if as_dicts:
-        shards = {
-            name: [{"x": x, "labels": y, "index": i} for x, y, i in items]
-            for name, items in shards.items()
-        }
-    return BalancedIterableDataset(
-        Shards(list(shards), shards.__getitem__),
-        "over",
-        manifest={name: LABELS[int(name[-1]) :: 4].tolist() for name in shards},
-        label_fn=_dict_label if as_dicts else None,
-        seed=seed,
-    )
-
-
-def _dict_label(item: dict[str, Any]) -> int:
-    return int(item["labels"])
 
 
 def streams_with_accelerate(record: Record) -> None:

@@ -39,6 +39,7 @@ from torch_balance._rng import Stream, generator
 from torch_balance._validation import Text, check_bool, check_int, fail
 from torch_balance.draws import WalkCache, draw_epoch
 from torch_balance.labels.index import CountIndex
+from torch_balance.labels.kinds import SINGLE, LabelProblem
 from torch_balance.sharding import current_ranks, shard_length
 from torch_balance.strategies import Plan, Strategy, apportion, describe, make_plan
 from torch_balance.streams._shell import StreamShell, refuse_feedback
@@ -539,27 +540,22 @@ class _Online:
             yield item
 
     def _check_label(self, label: Any) -> None:
-        """Refuse, naming where it came from, a label that is not an integer or a string, or
-        of another kind than the labels before it."""
+        """Refuse, naming where it came from, a label that is not one class label (the rules
+        of ``get_labels``), beyond int64, or of another kind than the labels before it."""
         where = "label_fn" if self.owner._label_fn is not None else "source"
-        kind: type | None = int if isinstance(label, int) else None  # bool too, as map-style
-        if kind is int and not -(2**63) <= label < 2**63:
-            kind = None  # beyond int64, as map-style labels
-        kind = str if isinstance(label, str) else kind
-        if kind is None:
-            fail(
-                where,
-                "integer or string class labels",
-                Text(f"{label!r} in sample {self.read - 1} read by this reader"),
-                "Give a label_fn that returns the class (cast whole-number floats with int())",
-                kind=TypeError,
-            )
+        sample = f"in sample {self.read - 1} read by this reader"
+        try:
+            value = SINGLE.of_value(label)
+        except LabelProblem as problem:
+            problem.throw(where, sample)
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            fail(where, "integer labels within int64", Text(f"{value} {sample}"))
         first = next(iter(self.seen), None)
-        if first is not None and not isinstance(first, kind):
+        if first is not None and isinstance(first, str) != isinstance(value, str):
             fail(
                 where,
                 "labels of one kind: all integers or all strings",
-                Text(f"{first!r}, then {label!r} in sample {self.read - 1}"),
+                Text(f"{first!r}, then {label!r} {sample}"),
                 kind=TypeError,
             )
 
