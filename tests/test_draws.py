@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from torch_balance import RandomUnderSampler, ResampledDataset, StratifiedBatchSampler
-from torch_balance.draws import class_sequence, stratified_order
+from torch_balance.draws import WalkCache, class_sequence, draw_epoch, stratified_order
+from torch_balance.labels import LabelIndex
+from torch_balance.strategies import make_plan
 
 
 @settings(max_examples=150, deadline=None)
@@ -53,6 +55,31 @@ def test_class_sequence_both_seam_paths(classes: int, p: int) -> None:
         assert all(len(set(row)) == p for row in groups.tolist())
         counts = np.bincount(groups.reshape(-1), minlength=classes)
         assert counts.max() - counts.min() <= 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(1, 60), min_size=1, max_size=6),
+    st.data(),
+    st.lists(st.integers(0, 40), min_size=1, max_size=8),
+    st.integers(0, 2**31),
+)
+def test_cached_draw_equals_the_uncached_one(
+    counts: list[int], data: st.DataObject, epochs: list[int], seed: int
+) -> None:
+    # One gather out of the cache's buffer must reproduce the per-class draw sample for
+    # sample: classes copied whole next to classes walked, walks that wrap past the end of
+    # a cycle, classes given nothing, epochs visited out of order.
+    targets = {c: data.draw(st.integers(0, 3 * n)) for c, n in enumerate(counts)}
+    if not sum(targets.values()):
+        targets[0] = 1
+    index = LabelIndex(np.repeat(np.arange(len(counts)), counts))
+    plan = make_plan(index, lambda _counts, _epoch: targets, num_samples=sum(targets.values()))
+    assert plan.as_dict(0) == targets
+    cache = WalkCache()
+    for epoch in epochs:
+        cached = draw_epoch(plan, seed, epoch, cache=cache)
+        assert cached.tolist() == draw_epoch(plan, seed, epoch).tolist(), epoch
 
 
 MAKERS: dict[str, Callable[[np.ndarray], Any]] = {

@@ -15,6 +15,7 @@ permutation; the next epoch opens a new cycle with a fresh permutation.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -80,14 +81,18 @@ class WalkCache:
     Without it every epoch draws the permutation of every class it takes extras from, although
     an epoch that takes ``r`` of ``n`` samples reads only ``r`` of its positions: a
     ``RandomUnderSampler`` epoch would permute nearly the whole dataset to hand out a small
-    part of it. The cache keeps, per class, the cycle number and the class's sample indices
-    in that cycle's order (4 bytes a sample below 2**31 samples), so each permutation is drawn
-    once per cycle and the epochs are the same as without it.
+    part of it. The cache keeps one buffer laid out as the grouping (class ``c``'s samples in
+    the order of its walk at ``offsets[c]:offsets[c + 1]``, 4 bytes a sample below 2**31
+    samples) and the cycle each class holds, so each permutation is drawn once per cycle, an
+    epoch takes every class's extras with one gather, and the epochs are the same as
+    without it.
 
     It is used only where it pays: when the classes walked hold at least twice as many
     samples as the epoch hands out (undersampling), not where the epoch is as long as the
     data (``"class"``, ``"sqrt"``) and the extra memory would buy little. A pickled cache
-    arrives empty, so DataLoader workers and checkpoints do not carry it.
+    arrives empty, so DataLoader workers and checkpoints do not carry it. A lock guards it,
+    so a helper thread may draw the next epoch's walks (:func:`prefetch_walks`) while the
+    current epoch is handed out.
 
     Example:
         >>> from torch_balance.strategies import make_plan
@@ -96,37 +101,62 @@ class WalkCache:
         >>> [draw_epoch(plan, 0, e, cache=cache).tolist() == draw_epoch(plan, 0, e).tolist()
         ...  for e in range(3)]
         [True, True, True]
-        >>> sorted(cache.walks)
-        [0]
+        >>> cache.walks
+        {0: 0}
     """
 
     def __init__(self) -> None:
-        self.walks: dict[int, tuple[int, torch.Tensor]] = {}
+        self.lock = threading.Lock()
+        self.buffer: torch.Tensor | None = None
+        self.cycles = np.empty(0, dtype=np.int64)  # the cycle held per class, -1: none
+
+    @property
+    def walks(self) -> dict[int, int]:
+        """``{class code: cycle}`` of the walks held."""
+        held = np.flatnonzero(self.cycles >= 0).tolist()
+        return {code: int(self.cycles[code]) for code in held}
 
     def holds(self, code: int, cycle: int) -> bool:
-        held = self.walks.get(code)
-        return held is not None and held[0] == cycle
+        return code < self.cycles.shape[0] and int(self.cycles[code]) == cycle
 
-    def walk(
+    def clear(self) -> None:
+        """Drop every walk (and the buffer's memory)."""
+        self.buffer = None
+        self.cycles = np.empty(0, dtype=np.int64)
+
+    def _ready(self, index: LabelIndex) -> torch.Tensor:
+        order = index.order
+        if self.buffer is None or self.buffer.shape[0] != order.shape[0]:
+            self.buffer = torch.empty_like(order)
+            self.cycles = np.full(index.num_classes, -1, dtype=np.int64)
+        return self.buffer
+
+    def _fill(
         self,
-        members: torch.Tensor,
-        code: int,
-        cycle: int,
+        index: LabelIndex,
+        needed: list[tuple[int, int]],
         seed: int,
-        order: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """The class's samples in the order of its walk for ``cycle`` (``order``, if given, is
-        that walk's permutation, already drawn)."""
-        if self.holds(code, cycle):
-            return self.walks[code][1]
-        if order is None:
-            order = _walk_order(members.shape[0], code, cycle, seed, members.dtype)
-        walked = members.index_select(0, order)
-        self.walks[code] = (cycle, walked)
-        return walked
+        orders: dict[int, torch.Tensor],
+    ) -> None:
+        """Draw the walk of each ``(code, cycle)`` into the buffer (``orders[code]``, where
+        given, is that walk's permutation, already drawn)."""
+        buffer = self._ready(index)
+        for code, cycle in needed:
+            members = index.members(code)
+            n = members.shape[0]
+            order = orders.pop(code, None)
+            if order is None:
+                order = _walk_order(n, code, cycle, seed, members.dtype)
+            at = int(index.offsets[code])
+            self.cycles[code] = -1  # while it is rewritten
+            torch.index_select(members, 0, order, out=buffer[at : at + n])
+            self.cycles[code] = cycle
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"walks": {}}
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
 
 
 def _walk_order(n: int, code: int, cycle: int, seed: int, dtype: torch.dtype) -> torch.Tensor:
@@ -276,9 +306,13 @@ def draw_epoch(
         return out
     cycle, position, extras = state if state is not None else walk_state(plan, epoch)
     if cache is not None and not _cache_pays(counts, extras, out.shape[0]):
-        cache.walks.clear()  # free what it holds
+        cache.clear()  # free what it holds
         cache = None
     orders = orders or {}
+    if cache is not None:
+        with cache.lock:
+            _draw_cached(index, targets, (cycle, position, extras), seed, cache, orders, out)
+        return out
     # Python ints up front: this loop runs once per class, every epoch.
     wanted, sizes, extra = targets.tolist(), counts.tolist(), extras.tolist()
     starts, cycles = position.tolist(), cycle.tolist()
@@ -288,33 +322,60 @@ def draw_epoch(
         if full:
             out[at : at + full * n].view(full, n).copy_(index.members(code))
             at += full * n
-        if r:
+        if r:  # look up only the r positions this epoch takes
             start = starts[code]
             stop = min(start + r, n)
             wrap = start + r - stop  # past the end of the cycle: top up from its start
-            if cache is not None:
-                if cache.holds(code, cycles[code]):
-                    walk = cache.walks[code][1]
-                else:
-                    drawn = orders.pop(code, None)
-                    walk = cache.walk(index.members(code), code, cycles[code], seed, drawn)
-                out[at : at + stop - start] = walk[start:stop]
-                if wrap:
-                    out[at + stop - start : at + r] = walk[:wrap]
-            else:  # look up only the r positions this epoch takes
-                drawn = orders.pop(code, None)
-                walk = (
-                    drawn
-                    if drawn is not None
-                    else _walk_order(n, code, cycles[code], seed, out.dtype)
-                )
-                chosen = (
-                    walk[start:stop] if not wrap else torch.cat([walk[start:stop], walk[:wrap]])
-                )
-                torch.index_select(index.members(code), 0, chosen, out=out[at : at + r])
+            drawn = orders.pop(code, None)
+            if drawn is None:
+                drawn = _walk_order(n, code, cycles[code], seed, out.dtype)
+            walk = drawn
+            chosen = walk[start:stop] if not wrap else torch.cat([walk[start:stop], walk[:wrap]])
+            torch.index_select(index.members(code), 0, chosen, out=out[at : at + r])
             at += r
     internal(at == out.shape[0], f"draw_epoch wrote {at} of {out.shape[0]} indices")
     return out
+
+
+def _draw_cached(
+    index: LabelIndex,
+    targets: np.ndarray,
+    state: WalkState,
+    seed: int,
+    cache: WalkCache,
+    orders: dict[int, torch.Tensor],
+    out: torch.Tensor,
+) -> None:
+    """:func:`draw_epoch`'s loop with a :class:`WalkCache`: the walks this epoch lacks are
+    drawn into the cache, then every class's extras come out of it in one gather."""
+    cycle, position, extras = state
+    counts = index.counts
+    buffer = cache._ready(index)
+    missing = np.flatnonzero((extras > 0) & (cache.cycles != cycle))
+    cache._fill(index, [(code, int(cycle[code])) for code in missing.tolist()], seed, orders)
+    full = targets // counts
+    begin = np.cumsum(targets) - targets  # where each class starts in the epoch
+    for code in np.flatnonzero(full).tolist():  # whole copies of a class, in class order
+        f, n, at = int(full[code]), int(counts[code]), int(begin[code])
+        out[at : at + f * n].view(f, n).copy_(index.members(code))
+    # Each class's extras: positions [start, stop) of its walk, then [0, wrap) past the end
+    # of the cycle, as two runs of positions into the buffer.
+    stop = np.minimum(position + extras, counts)
+    first = np.where(extras > 0, stop - position, 0)
+    lengths = np.stack([first, extras - first], axis=1).reshape(-1)
+    source = np.stack([index.offsets[:-1] + position, index.offsets[:-1]], axis=1).reshape(-1)
+    after = begin + full * counts
+    target = np.stack([after, after + first], axis=1).reshape(-1)
+    total = int(lengths.sum())
+    if not total:
+        return
+    shift = np.cumsum(lengths) - lengths
+    steps = np.arange(total, dtype=np.int64)
+    taken = torch.from_numpy(np.repeat(source - shift, lengths) + steps)
+    if not full.any():  # the extras are the whole epoch, in class order
+        torch.index_select(buffer, 0, taken, out=out)
+    else:
+        out[torch.from_numpy(np.repeat(target - shift, lengths) + steps)] = buffer[taken]
 
 
 def draw_within_class(
