@@ -441,3 +441,65 @@ def test_large_index_from_csr_stays_compact() -> None:
     assert sampler.index is index and len(sampler) == sampler.num_samples
     assert sampler.num_samples == math.floor(float(sampler.repeat_factors.sum()) + 0.5)
     assert len(list(sampler)) == len(sampler)
+
+
+def test_next_epoch_drawn_ahead_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # From the second pass on, a helper draws the next epoch's permutation while this one is
+    # handed out: epochs run in order, a jump with set_epoch, a pass left half-read and a
+    # seed changed in between must all be what a fresh sampler draws for that epoch.
+    import torch_balance.samplers as samplers
+
+    monkeypatch.setattr(samplers, "helper_allowed", lambda *args, **kwargs: True)
+    made = []
+    original = samplers.BalancedSampler._draw_ahead
+
+    def spy(self: samplers.BalancedSampler, epoch: int) -> None:
+        made.append(epoch)
+        original(self, epoch)
+
+    monkeypatch.setattr(samplers.BalancedSampler, "_draw_ahead", spy)
+    labels = np.repeat(np.arange(4), [5000, 800, 150, 50])
+    sampler = BalancedSampler(labels, "sqrt", seed=3)
+    for step in range(6):
+        if step == 3:
+            sampler.set_epoch(7)
+        if step == 4:
+            half = iter(sampler)
+            for _ in range(100):
+                next(half)
+            del half
+            sampler.seed = 5
+        epoch, seed = sampler.epoch, sampler.seed
+        got = list(sampler)
+        want = BalancedSampler(labels, "sqrt", seed=seed).epoch_indices(epoch).tolist()
+        assert got == want, (step, epoch)
+    assert made, "the next epoch should have been drawn ahead"
+    assert sampler._walks.buffer is None
+
+
+def test_work_alongside_is_joined_and_its_errors_dropped() -> None:
+    import threading
+
+    from torch_balance._threads import alongside
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        release.wait(5)
+
+    items = alongside(iter(range(5)), slow, helper=True)
+    assert next(items) == 0 and not started.is_set(), "the helper starts after the first item"
+    assert next(items) == 1 and started.wait(5)
+    release.set()
+    items.close()  # joins the helper
+    names = [t.name for t in threading.enumerate() if t.name == "torch_balance-alongside"]
+    assert names == []
+
+    def broken() -> None:
+        raise RuntimeError("ahead failed")
+
+    assert list(alongside(iter(range(3)), broken, helper=True)) == [0, 1, 2]
+    ran = []
+    assert list(alongside(iter(range(3)), lambda: ran.append(1), helper=False)) == [0, 1, 2]
+    assert ran == []

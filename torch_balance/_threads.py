@@ -9,9 +9,9 @@ Rules, each enforced here:
 - a helper runs only where more than one CPU is usable (``os.sched_getaffinity``) and never
   inside a DataLoader worker process (whose cores belong to the other workers);
 - a helper never outlives what started it: :class:`Early` is joined by ``result()``,
-  :func:`run_ahead` stops and joins its thread when the iterator finishes, fails or is
-  closed (a generator that is dropped is closed), and :class:`Prefetch` is closed by its
-  owner, which cancels what it has not started and joins its threads;
+  :func:`run_ahead` and :func:`alongside` join their thread when the iterator finishes,
+  fails or is closed (a generator that is dropped is closed), and :class:`Prefetch` is
+  closed by its owner, which cancels what it has not started and joins its threads;
 - whatever the helper raises is raised again in the caller's thread.
 
 Results do not depend on whether a helper ran: it computes the same calls, on its own
@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar
 
 from torch.utils.data import get_worker_info
 
-__all__ = ["Early", "Prefetch", "helper_allowed", "run_ahead", "usable_cpus"]
+__all__ = ["Early", "Prefetch", "alongside", "helper_allowed", "run_ahead", "usable_cpus"]
 
 T = TypeVar("T")
 
@@ -206,3 +206,34 @@ def _ahead(items: Iterator[T], depth: int) -> Iterator[T]:
             with contextlib.suppress(queue.Empty):
                 ready.get_nowait()
             thread.join(timeout=0.01)
+
+
+def alongside(items: Iterator[T], fn: Callable[[], object], *, helper: bool) -> Iterator[T]:
+    """Yield ``items`` while ``fn()`` runs in a helper thread: work done ahead of time (the
+    next epoch's draws) while the consumer reads this epoch.
+
+    The helper starts once the first item is out and is joined when ``items`` end, fail or
+    are closed. Without ``helper``, ``fn`` does not run at all. What ``fn`` raises is
+    dropped: its results are only a head start, and whoever needs one computes it again
+    (and meets the error there).
+
+    Example:
+        >>> done = []
+        >>> list(alongside(iter([1, 2]), lambda: done.append("ahead"), helper=True)), done
+        ([1, 2], ['ahead'])
+    """
+    thread: threading.Thread | None = None
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            fn()
+
+    try:
+        for item in items:
+            yield item
+            if thread is None and helper:
+                thread = threading.Thread(target=run, name="torch_balance-alongside")
+                thread.start()
+    finally:
+        if thread is not None:
+            thread.join()

@@ -15,7 +15,6 @@ permutation; the next epoch opens a new cycle with a fresh permutation.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +28,7 @@ from torch_balance.labels import LabelIndex
 from torch_balance.strategies import Plan
 
 __all__ = [
+    "NextOrder",
     "WalkCache",
     "class_balanced_grid",
     "class_sequence",
@@ -90,9 +90,7 @@ class WalkCache:
     It is used only where it pays: when the classes walked hold at least twice as many
     samples as the epoch hands out (undersampling), not where the epoch is as long as the
     data (``"class"``, ``"sqrt"``) and the extra memory would buy little. A pickled cache
-    arrives empty, so DataLoader workers and checkpoints do not carry it. A lock guards it,
-    so a helper thread may draw the next epoch's walks (:func:`prefetch_walks`) while the
-    current epoch is handed out.
+    arrives empty, so DataLoader workers and checkpoints do not carry it.
 
     Example:
         >>> from torch_balance.strategies import make_plan
@@ -106,7 +104,6 @@ class WalkCache:
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
         self.buffer: torch.Tensor | None = None
         self.cycles = np.empty(0, dtype=np.int64)  # the cycle held per class, -1: none
 
@@ -148,7 +145,6 @@ class WalkCache:
             if order is None:
                 order = _walk_order(n, code, cycle, seed, members.dtype)
             at = int(index.offsets[code])
-            self.cycles[code] = -1  # while it is rewritten
             torch.index_select(members, 0, order, out=buffer[at : at + n])
             self.cycles[code] = cycle
 
@@ -157,6 +153,39 @@ class WalkCache:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__()  # type: ignore[misc]
+
+
+class NextOrder:
+    """One epoch's permutation (:func:`shuffle_order`) drawn ahead of time, by a helper thread
+    while the epoch before it is handed out; taken only for the same length, seed and epoch.
+    A pickled one arrives empty.
+
+    Example:
+        >>> ahead = NextOrder()
+        >>> ahead.put(5, 0, 1, shuffle_order(5, 0, 1))
+        >>> ahead.take(5, 0, 2) is None, ahead.take(5, 0, 1) is None
+        (True, True)
+        >>> ahead.put(5, 0, 1, shuffle_order(5, 0, 1))
+        >>> torch.equal(ahead.take(5, 0, 1), shuffle_order(5, 0, 1))
+        True
+    """
+
+    LIMIT = 1 << 24
+    """Longest epoch whose permutation is drawn ahead (64 MiB of int32 held meanwhile)."""
+
+    def __init__(self) -> None:
+        self._held: tuple[tuple[int, int, int], torch.Tensor] | None = None
+
+    def put(self, length: int, seed: int, epoch: int, order: torch.Tensor) -> None:
+        self._held = ((length, seed, epoch), order)
+
+    def take(self, length: int, seed: int, epoch: int) -> torch.Tensor | None:
+        """The permutation held for ``(length, seed, epoch)``, or None; nothing is held after."""
+        held, self._held = self._held, None
+        return held[1] if held is not None and held[0] == (length, seed, epoch) else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_held": None}
 
 
 def _walk_order(n: int, code: int, cycle: int, seed: int, dtype: torch.dtype) -> torch.Tensor:
@@ -211,8 +240,10 @@ def shuffled_epoch(
     replacement: bool = False,
     cache: WalkCache | None = None,
     helper: bool = False,
+    drawn_ahead: NextOrder | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One epoch's draws (:func:`draw_epoch`) and its permutation (:func:`shuffle_order`).
+    """One epoch's draws (:func:`draw_epoch`) and its permutation (:func:`shuffle_order`,
+    or the one ``drawn_ahead`` holds for this epoch).
 
     With ``helper``, a helper thread draws the permutation, which needs only the epoch's
     length, while this thread groups the labels by class (on first use), takes the classes'
@@ -236,15 +267,18 @@ def shuffled_epoch(
     # Without a helper, draw_epoch draws each walk when it reaches its class and drops it
     # after: drawn ahead, the walks of every class would be held at once (4 bytes a sample).
     ahead = helper and state is not None
-    tasks = iter(pending_walks(plan, epoch, cache, state) if ahead else [])
+    pending = pending_walks(plan, epoch, cache, state) if ahead else []
+    tasks = iter(pending)
     orders: dict[int, torch.Tensor] = {}
 
-    def permutation_then_walks() -> torch.Tensor:
-        order = shuffle_order(plan.length, seed, epoch)
-        walk_orders(tasks, seed, dtype, orders)
-        return order
+    order = drawn_ahead.take(plan.length, seed, epoch) if drawn_ahead is not None else None
 
-    early = Early(permutation_then_walks, helper=helper)
+    def permutation_then_walks() -> torch.Tensor:
+        drawn = order if order is not None else shuffle_order(plan.length, seed, epoch)
+        walk_orders(tasks, seed, dtype, orders)
+        return drawn
+
+    early = Early(permutation_then_walks, helper=helper and (order is None or bool(pending)))
     index.order  # noqa: B018 (the grouping, built on first use)
     walk_orders(tasks, seed, dtype, orders)
     # Once this thread finds no walk left to take, it draws while the helper may still be
@@ -310,8 +344,7 @@ def draw_epoch(
         cache = None
     orders = orders or {}
     if cache is not None:
-        with cache.lock:
-            _draw_cached(index, targets, (cycle, position, extras), seed, cache, orders, out)
+        _draw_cached(index, targets, (cycle, position, extras), seed, cache, orders, out)
         return out
     # Python ints up front: this loop runs once per class, every epoch.
     wanted, sizes, extra = targets.tolist(), counts.tolist(), extras.tolist()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -25,9 +26,10 @@ from torch_balance._epoch import (
     plan_for,
 )
 from torch_balance._rng import Stream, generator
-from torch_balance._threads import helper_allowed
+from torch_balance._threads import alongside, helper_allowed
 from torch_balance._validation import check_bool, check_epoch_size, fail
 from torch_balance.draws import (
+    NextOrder,
     WalkCache,
     draw_within_class,
     repeat_copies,
@@ -46,6 +48,17 @@ __all__ = [
     "RepeatFactorSampler",
     "repeat_factors",
 ]
+
+
+def ahead_pays(length: int) -> bool:
+    """Whether a helper should draw the next epoch's permutation while this one is handed
+    out: for epochs of ``MIN_WORK`` to ``NextOrder.LIMIT`` indices, where helpers may run.
+
+    The sampler asks only from its second pass on (it is being run epoch after epoch) and
+    not while a ``WalkCache`` is in use: there the epoch is short beside the data and the
+    thread, measured, cost more than the permutation it hid.
+    """
+    return length <= NextOrder.LIMIT and helper_allowed(length)
 
 
 class BalancedSampler(EpochShell, DistributedSampler[int]):
@@ -125,6 +138,8 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
         self.strategy = strategy
         self._global_length = self.plan.length
         self._walks = WalkCache()
+        self._next_order = NextOrder()
+        self._passes = 0
         self._ready()
 
     def target_counts(self, epoch: int | None = None) -> dict[Any, int]:
@@ -147,7 +162,10 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
             picks = draw_within_class(
                 self.plan, self._weights, self.seed, epoch, replacement=self.replacement
             )
-            return picks, shuffle_order(self.plan.length, self.seed, epoch)
+            order = self._next_order.take(self.plan.length, self.seed, epoch)
+            return picks, order if order is not None else shuffle_order(
+                self.plan.length, self.seed, epoch
+            )
         # a helper thread draws the permutation while this one groups and draws
         return shuffled_epoch(
             self.plan,
@@ -156,12 +174,22 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
             replacement=self.replacement,
             cache=self._walks,
             helper=helper,
+            drawn_ahead=self._next_order,
         )
+
+    def _draw_ahead(self, epoch: int) -> None:
+        """The permutation of ``epoch``, drawn ahead (one torch call: a helper holds the GIL
+        only to start it and to store it, so it runs beside the hand-out's Python loop)."""
+        length = self.plan.length
+        self._next_order.put(length, self.seed, epoch, shuffle_order(length, self.seed, epoch))
 
     def __iter__(self) -> Iterator[int]:
         current, world, rank = self._begin()
         picks, order = self._draw(current.epoch, helper=helper_allowed(self.plan.length))
         chunks = iter_shard(picks, order, world, rank, self.drop_last, current.base)
+        self._passes += 1
+        if self._passes > 1 and self._walks.buffer is None and ahead_pays(self.plan.length):
+            chunks = alongside(chunks, partial(self._draw_ahead, current.epoch + 1), helper=True)
         return self._state.run(current, chunks)
 
     def _own_settings(self, epoch: int) -> dict[str, Any]:
