@@ -5,7 +5,8 @@ ratio 100), shuffled. Every method is timed in this same run, best of ``--repeat
 ``2e7 / N`` times: 20 at N = 1e6):
 
 - the shuffle floor ``torch.randperm(L).tolist()`` iterated, at the epoch length L of the
-  method it is compared with;
+  method it is compared with, run once after each run of that method (interleaved, so both
+  are sampled under the same conditions; the floor is the best of all its runs at L);
 - ``torch.utils.data.WeightedRandomSampler`` with class-balanced weights, N draws;
 - torchsampler's ``ImbalancedDatasetSampler`` (class-balanced, N draws), given the labels;
 - ours: ``BalancedSampler(labels, "class")`` (N indices, class-balanced, like the two above),
@@ -82,8 +83,35 @@ OURS: dict[str, Callable[[np.ndarray], object]] = {
 LATER = "RandomUnderSampler, a later epoch"
 
 
-def later_epoch(labels: np.ndarray, repeats: int) -> tuple[float, int]:
-    """The best of ``repeats`` epochs after the first of a built ``RandomUnderSampler``."""
+class Interleaved:
+    """Times each method's runs one at a time, each followed by one run of the shuffle floor
+    at the length the method returned: the method and its floor are sampled side by side
+    (the same heap, cache and clock state) instead of minutes apart. A length's floor is the
+    best of every floor run at that length."""
+
+    def __init__(self, repeats: int) -> None:
+        self.repeats = repeats
+        self.floors: dict[int, float] = {}
+
+    def floor_at(self, length: int) -> float:
+        if length not in self.floors:
+            self.floors[length] = best_time(lambda: floor(length), self.repeats)[0]
+        return self.floors[length]
+
+    def time(self, fn: Callable[[], int], repeats: int | None = None) -> tuple[float, int]:
+        """The best of ``repeats`` runs of ``fn`` and the length it returned."""
+        best, length = float("inf"), 0
+        for _ in range(self.repeats if repeats is None else repeats):
+            seconds, length = best_time(fn, 1)
+            best = min(best, seconds)
+            floor_seconds = best_time(lambda size=length: floor(size), 1)[0]  # type: ignore[misc]
+            self.floors[length] = min(self.floors.get(length, float("inf")), floor_seconds)
+        return best, length
+
+
+def later_epoch(labels: np.ndarray, clock: Interleaved) -> tuple[float, int]:
+    """The best epoch after the first of a built ``RandomUnderSampler`` (each run one more
+    epoch of the same sampler)."""
     sampler = RandomUnderSampler(labels)
     drain(sampler)
     epochs = itertools.count(1)
@@ -92,36 +120,30 @@ def later_epoch(labels: np.ndarray, repeats: int) -> tuple[float, int]:
         sampler.set_epoch(next(epochs))
         return drain(sampler)
 
-    return best_time(next_epoch, repeats)
+    return clock.time(next_epoch)
 
 
 def run_size(n: int, repeats: int, baselines: bool) -> list[dict[str, object]]:
     """The timings at ``n`` labels, each method's epoch against the floor at its length."""
     labels = long_tailed_labels(n)
     rows: list[dict[str, object]] = []
-    floors: dict[int, float] = {}
-
-    def floor_at(length: int) -> float:
-        if length not in floors:
-            floors[length] = best_time(lambda: floor(length), repeats)[0]
-        return floors[length]
-
+    clock = Interleaved(repeats)
     if baselines:
-        wrs, _ = best_time(lambda: weighted_random(labels), repeats)
+        wrs, _ = clock.time(lambda: weighted_random(labels))
         rows.append({"N": n, "method": "WeightedRandomSampler", "length": n, "seconds": wrs})
-        ts, _ = best_time(lambda: torchsampler_epoch(labels), 1)
+        ts, _ = clock.time(lambda: torchsampler_epoch(labels), 1)
         rows.append({"N": n, "method": "torchsampler", "length": n, "seconds": ts})
     for name, make in OURS.items():
-        seconds, length = best_time(lambda make=make: drain(make(labels)), repeats)  # type: ignore[misc]
+        seconds, length = clock.time(lambda make=make: drain(make(labels)))  # type: ignore[misc]
         rows.append({"N": n, "method": name, "length": length, "seconds": seconds})
-    seconds, length = later_epoch(labels, repeats)
+    seconds, length = later_epoch(labels, clock)
     rows.append({"N": n, "method": LATER, "length": length, "seconds": seconds})
-    rows.insert(0, {"N": n, "method": "shuffle floor", "length": n, "seconds": floor_at(n)})
+    rows.insert(0, {"N": n, "method": "shuffle floor", "length": n, "seconds": clock.floor_at(n)})
     wrs = float(rows[1]["seconds"]) if baselines else float("nan")  # type: ignore[arg-type]
     for row in rows:
         length = int(row["length"])  # type: ignore[call-overload]
-        row["floor_seconds"] = floor_at(length)
-        row["vs_floor"] = float(row["seconds"]) / floor_at(length)  # type: ignore[arg-type]
+        row["floor_seconds"] = clock.floor_at(length)
+        row["vs_floor"] = float(row["seconds"]) / clock.floor_at(length)  # type: ignore[arg-type]
         row["wrs_vs_this"] = wrs / float(row["seconds"]) * length / n  # type: ignore[arg-type]
     return rows
 
