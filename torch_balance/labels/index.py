@@ -59,9 +59,10 @@ class _Coder:
                 self.classes = (present + low).astype(values.dtype)
                 self.counts = counts[present]
                 self.dtype = _code_dtype(present.shape[0])
-                lut = np.zeros(span, dtype=self.dtype)
-                lut[present] = np.arange(present.shape[0], dtype=self.dtype)
-                self.lut = lut
+                if low or present.shape[0] < span:  # else each label is its own code
+                    lut = np.zeros(span, dtype=self.dtype)
+                    lut[present] = np.arange(present.shape[0], dtype=self.dtype)
+                    self.lut = lut
                 return
         try:
             classes, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
@@ -92,8 +93,9 @@ class _Coder:
         if self.codes is not None:
             return self.codes[begin:stop]
         part = self.values[begin:stop]
-        internal(self.lut is not None, "_Coder: neither codes nor a lookup table")
-        return self.lut[part - self.low if self.low else part]  # type: ignore[index]
+        if self.lut is None:  # the classes are 0, 1, ..., C - 1: a cast, not a lookup
+            return part.astype(self.dtype)
+        return self.lut[part - self.low if self.low else part]
 
 
 def _code_dtype(num_classes: int) -> type[np.integer[Any]]:
@@ -131,6 +133,14 @@ def encode(
     return coder.classes, coder.code(), coder.counts
 
 
+def _stable_argsort(codes: np.ndarray) -> np.ndarray:
+    """A stable argsort of one chunk of codes: torch's radix sort for ``uint8`` codes (a
+    stable sort's permutation is unique, so the result is numpy's)."""
+    if codes.dtype == np.uint8:
+        return torch.sort(torch.from_numpy(codes), stable=True).indices.numpy()
+    return np.argsort(codes, kind="stable")
+
+
 def group_by_class(coder: _Coder, offsets: np.ndarray) -> np.ndarray:
     """Sample indices grouped by class code, increasing within each class.
 
@@ -151,7 +161,7 @@ def group_by_class(coder: _Coder, offsets: np.ndarray) -> np.ndarray:
     per_class = num_classes <= 1024  # else one vectorised scatter per chunk
     for begin in range(0, n, GROUP_CHUNK):
         codes = coder.code(begin, begin + GROUP_CHUNK)
-        ranks = np.argsort(codes, kind="stable")
+        ranks = _stable_argsort(codes)
         here = np.bincount(codes, minlength=num_classes)
         if per_class:
             source = 0
