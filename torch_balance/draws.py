@@ -15,6 +15,7 @@ permutation; the next epoch opens a new cycle with a fresh permutation.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -380,7 +381,8 @@ def _draw_cached(
     out: torch.Tensor,
 ) -> None:
     """:func:`draw_epoch`'s loop with a :class:`WalkCache`: the walks this epoch lacks are
-    drawn into the cache, then every class's extras come out of it in one gather."""
+    drawn into the cache, then the classes' extras come out of it in one gather per stretch
+    of classes between two that are copied whole."""
     cycle, position, extras = state
     counts = index.counts
     buffer = cache._ready(index)
@@ -388,27 +390,46 @@ def _draw_cached(
     cache._fill(index, [(code, int(cycle[code])) for code in missing.tolist()], seed, orders)
     full = targets // counts
     begin = np.cumsum(targets) - targets  # where each class starts in the epoch
-    for code in np.flatnonzero(full).tolist():  # whole copies of a class, in class order
-        f, n, at = int(full[code]), int(counts[code]), int(begin[code])
-        out[at : at + f * n].view(f, n).copy_(index.members(code))
+    after = begin + full * counts  # where its extras start
     # Each class's extras: positions [start, stop) of its walk, then [0, wrap) past the end
-    # of the cycle, as two runs of positions into the buffer.
+    # of the cycle: two runs of positions into the buffer, class after class.
     stop = np.minimum(position + extras, counts)
     first = np.where(extras > 0, stop - position, 0)
     lengths = np.stack([first, extras - first], axis=1).reshape(-1)
     source = np.stack([index.offsets[:-1] + position, index.offsets[:-1]], axis=1).reshape(-1)
-    after = begin + full * counts
-    target = np.stack([after, after + first], axis=1).reshape(-1)
-    total = int(lengths.sum())
-    if not total:
-        return
-    shift = np.cumsum(lengths) - lengths
-    steps = np.arange(total, dtype=np.int64)
-    taken = torch.from_numpy(np.repeat(source - shift, lengths) + steps)
-    if not full.any():  # the extras are the whole epoch, in class order
-        torch.index_select(buffer, 0, taken, out=out)
-    else:
-        out[torch.from_numpy(np.repeat(target - shift, lengths) + steps)] = buffer[taken]
+    taken = torch.from_numpy(_runs(source, lengths)) if lengths.any() else None
+    # The epoch is class after class: whole copies, then extras. Between two classes with
+    # whole copies the extras of the classes in between lie together, in the epoch as in
+    # ``taken``: one gather each.
+    done = np.concatenate([[0], np.cumsum(extras)])  # extras of the classes before each
+    whole = np.flatnonzero(full).tolist()
+    bounds = [*sorted({0, *whole}), counts.shape[0]]
+    for a, b in itertools.pairwise(bounds):
+        if full[a]:
+            f, n, at = int(full[a]), int(counts[a]), int(begin[a])
+            out[at : at + f * n].view(f, n).copy_(index.members(a))
+        lo, hi = int(done[a]), int(done[b])
+        if hi > lo and taken is not None:
+            at = int(after[a])
+            torch.index_select(buffer, 0, taken[lo:hi], out=out[at : at + hi - lo])
+
+
+def _runs(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(a, a + n) for a, n in zip(starts, lengths)])`` as one array and
+    no other of its length (a cumulative sum of steps; int32 where the values fit).
+
+    Example:
+        >>> _runs(np.array([5, 0, 9]), np.array([2, 0, 3])).tolist()
+        [5, 6, 9, 10, 11]
+    """
+    keep = lengths > 0
+    starts, lengths = starts[keep], lengths[keep]
+    fits = int((starts + lengths).max()) < 2**31
+    steps = np.ones(int(lengths.sum()), dtype=np.int32 if fits else np.int64)
+    at = np.cumsum(lengths) - lengths  # where each run begins
+    steps[0] = starts[0]
+    steps[at[1:]] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)  # jump from the last run's end
+    return np.cumsum(steps, out=steps)
 
 
 def draw_within_class(
