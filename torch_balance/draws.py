@@ -360,10 +360,9 @@ def draw_epoch(
             start = starts[code]
             stop = min(start + r, n)
             wrap = start + r - stop  # past the end of the cycle: top up from its start
-            drawn = orders.pop(code, None)
-            if drawn is None:
-                drawn = _walk_order(n, code, cycles[code], seed, out.dtype)
-            walk = drawn
+            walk = orders.pop(code, None)
+            if walk is None:
+                walk = _walk_order(n, code, cycles[code], seed, out.dtype)
             chosen = walk[start:stop] if not wrap else torch.cat([walk[start:stop], walk[:wrap]])
             torch.index_select(index.members(code), 0, chosen, out=out[at : at + r])
             at += r

@@ -38,8 +38,9 @@ GROUP_CHUNK = 1 << 18
 class _Coder:
     """The sorted distinct values of a label vector, their counts, and codes for any slice.
 
-    Integers spanning a short range use one ``bincount`` and a lookup table, and code a slice
-    on demand, so no N-long code array is ever held; anything else goes through
+    Integers spanning a short range use one ``bincount`` and a lookup table (none where the
+    labels are already ``0 .. C - 1``: a cast codes them), and code a slice on demand, so no
+    N-long code array is ever held; anything else goes through
     ``numpy.unique`` once. Codes are ``uint8`` up to 256 classes (numpy's stable argsort is then
     one radix pass), ``int16`` below 2**15, else ``int32``.
     """
@@ -79,7 +80,7 @@ class _Coder:
 
     @staticmethod
     def _bincount(values: np.ndarray, low: int, span: int) -> np.ndarray:
-        if span <= 256:  # offsets fit 8 bits: counted by torch, 4x numpy's int64 bincount
+        if span <= 256:  # 8-bit offsets, counted by torch: 2x numpy's bincount of int64 here
             tally = torch.zeros(span, dtype=torch.int64)
             for begin in range(0, values.shape[0], GROUP_CHUNK):
                 part = values[begin : begin + GROUP_CHUNK]
