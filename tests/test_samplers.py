@@ -503,3 +503,25 @@ def test_work_alongside_is_joined_and_its_errors_dropped() -> None:
     ran = []
     assert list(alongside(iter(range(3)), lambda: ran.append(1), helper=False)) == [0, 1, 2]
     assert ran == []
+
+
+def test_next_epoch_drawn_ahead_inside_a_dataloader_with_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The real size (an epoch of 2**17 indices, where the helper runs on two CPUs) through
+    # a DataLoader with worker processes, epochs set as trainers set them.
+    from torch.utils.data import DataLoader
+
+    import torch_balance.samplers as samplers
+    from torch_balance.testing import IndexDataset
+
+    monkeypatch.setattr(samplers, "helper_allowed", lambda *args, **kwargs: True)
+    labels = np.repeat(np.arange(3), [100_000, 25_000, 6_072])
+    sampler = BalancedSampler(labels, "class", seed=11)
+    assert len(sampler) == 1 << 17
+    loader = DataLoader(IndexDataset(len(labels)), batch_size=8192, sampler=sampler, num_workers=2)
+    for epoch in (0, 1, 2, 4):
+        sampler.set_epoch(epoch)
+        got = torch.cat(list(loader))
+        assert torch.equal(got, sampler.epoch_indices(epoch).long()), epoch
+    assert sampler._next_order._held is not None, "the helper should have drawn ahead"

@@ -158,17 +158,16 @@ class WalkCache:
 
 class NextOrder:
     """One epoch's permutation (:func:`shuffle_order`) drawn ahead of time, by a helper thread
-    while the epoch before it is handed out; taken only for the same length, seed and epoch.
-    A pickled one arrives empty.
+    while the epoch before it is handed out; taken only for the same length, seed and epoch
+    (asking for another epoch leaves it held). A pickled one arrives empty.
 
     Example:
         >>> ahead = NextOrder()
         >>> ahead.put(5, 0, 1, shuffle_order(5, 0, 1))
-        >>> ahead.take(5, 0, 2) is None, ahead.take(5, 0, 1) is None
-        (True, True)
-        >>> ahead.put(5, 0, 1, shuffle_order(5, 0, 1))
-        >>> torch.equal(ahead.take(5, 0, 1), shuffle_order(5, 0, 1))
+        >>> ahead.take(5, 0, 2) is None
         True
+        >>> torch.equal(ahead.take(5, 0, 1), shuffle_order(5, 0, 1)), ahead.take(5, 0, 1)
+        (True, None)
     """
 
     LIMIT = 1 << 24
@@ -181,9 +180,12 @@ class NextOrder:
         self._held = ((length, seed, epoch), order)
 
     def take(self, length: int, seed: int, epoch: int) -> torch.Tensor | None:
-        """The permutation held for ``(length, seed, epoch)``, or None; nothing is held after."""
-        held, self._held = self._held, None
-        return held[1] if held is not None and held[0] == (length, seed, epoch) else None
+        """The permutation held for ``(length, seed, epoch)`` (no longer held after), or None."""
+        held = self._held
+        if held is None or held[0] != (length, seed, epoch):
+            return None
+        self._held = None
+        return held[1]
 
     def __getstate__(self) -> dict[str, Any]:
         return {"_held": None}
