@@ -143,9 +143,15 @@ def encode(
 
 
 def _stable_argsort(codes: np.ndarray) -> np.ndarray:
-    """A stable argsort of one chunk of codes: torch's radix sort for ``uint8`` codes (a
-    stable sort's permutation is unique, so the result is numpy's)."""
-    if codes.dtype == np.uint8:
+    """A stable argsort of one chunk of codes (a stable sort's permutation is unique, so
+    either way the result is numpy's).
+
+    With one torch thread, torch's radix sort for ``uint8`` codes (1.4x numpy's here). With
+    more, numpy's single-threaded one: the grouping usually runs while a helper thread draws
+    the epoch's permutation, and torch's sort, splitting itself over every core, then waited
+    on the busy one (3.8 ms a chunk inside an epoch against 1.2 ms alone, profiled).
+    """
+    if codes.dtype == np.uint8 and torch.get_num_threads() == 1:
         return torch.sort(torch.from_numpy(codes), stable=True).indices.numpy()
     return np.argsort(codes, kind="stable")
 
