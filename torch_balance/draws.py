@@ -114,8 +114,13 @@ class WalkCache:
         held = np.flatnonzero(self.cycles >= 0).tolist()
         return {code: int(self.cycles[code]) for code in held}
 
-    def holds(self, code: int, cycle: int) -> bool:
-        return code < self.cycles.shape[0] and int(self.cycles[code]) == cycle
+    def missing(self, cycle: np.ndarray, extras: np.ndarray) -> list[int]:
+        """Codes of the classes that take extras (``extras > 0``) in a cycle (``cycle``, per
+        class) whose walk is not held."""
+        needed = extras > 0
+        if self.cycles.shape[0] == cycle.shape[0]:
+            needed &= self.cycles != cycle
+        return np.flatnonzero(needed).tolist()
 
     def clear(self) -> None:
         """Drop every walk (and the buffer's memory)."""
@@ -211,11 +216,8 @@ def pending_walks(
     cycle, _, extras = state if state is not None else walk_state(plan, epoch)
     if cache is not None and not _cache_pays(counts, extras, plan.length):
         cache = None
-    tasks = [
-        (code, int(counts[code]), int(cycle[code]))
-        for code in np.flatnonzero(extras).tolist()
-        if cache is None or not cache.holds(code, int(cycle[code]))
-    ]
+    codes = np.flatnonzero(extras).tolist() if cache is None else cache.missing(cycle, extras)
+    tasks = [(code, int(counts[code]), int(cycle[code])) for code in codes]
     tasks.sort(key=lambda task: -task[1])
     return tasks
 
@@ -387,8 +389,8 @@ def _draw_cached(
     cycle, position, extras = state
     counts = index.counts
     buffer = cache._ready(index)
-    missing = np.flatnonzero((extras > 0) & (cache.cycles != cycle))
-    cache._fill(index, [(code, int(cycle[code])) for code in missing.tolist()], seed, orders)
+    missing = cache.missing(cycle, extras)
+    cache._fill(index, [(code, int(cycle[code])) for code in missing], seed, orders)
     full = targets // counts
     begin = np.cumsum(targets) - targets  # where each class starts in the epoch
     after = begin + full * counts  # where its extras start
