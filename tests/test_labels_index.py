@@ -79,20 +79,6 @@ def test_chunked_grouping_is_a_stable_argsort(labels: np.ndarray, chunk: int, wh
             assert index.order.tolist() == np.argsort(codes, kind="stable").tolist()
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_grouping_sorts_the_same_with_one_torch_thread_or_more(
-    threads: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # One torch thread: 8-bit codes go through torch's radix sort, else numpy's.
-    monkeypatch.setattr(index_module, "GROUP_CHUNK", 997)
-    monkeypatch.setattr(index_module, "WHOLE_SORT_LIMIT", 0)
-    monkeypatch.setattr(index_module.torch, "get_num_threads", lambda: threads)
-    rng = np.random.default_rng(threads)
-    for labels in (rng.integers(0, 5, 5000), rng.integers(3, 300, 5000), rng.integers(0, 9, 3)):
-        index = LabelIndex(labels)
-        assert index.order.tolist() == np.argsort(labels, kind="stable").tolist()
-
-
 @pytest.mark.parametrize("whole", [0, 1 << 22])
 @pytest.mark.parametrize("num_classes", [256, 257, 1500])
 def test_grouping_with_many_classes(
