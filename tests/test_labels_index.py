@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import label_sets, label_vectors
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import torch_balance.labels.index as index_module
 from torch_balance.labels import LabelIndex, MultiLabelIndex
@@ -50,6 +51,32 @@ def test_one_encoder_for_both_indexes(labels: np.ndarray) -> None:
     assert single.counts.tolist() == multi.counts.tolist()
     strings = labels.astype(str)
     assert LabelIndex(strings).counts.tolist() == MultiLabelIndex(strings).counts.tolist()
+
+
+@pytest.mark.parametrize("chunk", [5, 1 << 18])
+@settings(max_examples=40, deadline=None)
+@given(
+    labels=label_vectors(max_classes=8, max_count=30),
+    shift=st.sampled_from([0, 3, 200, 250, -2, 1000]),
+    dtype=st.sampled_from([np.int64, np.int16, np.uint16]),
+)
+def test_counts_from_one_chunked_scan(
+    labels: np.ndarray, shift: int, dtype: type, chunk: int
+) -> None:
+    # The construct counts labels in 0..255 during its min/max scan, and falls back to a
+    # count over the known range once a chunk leaves it (here from the second chunk on).
+    values = labels.astype(np.int64) + shift
+    if np.dtype(dtype).kind == "u":
+        values -= min(0, int(values.min()))
+    values = values.astype(dtype)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(index_module, "GROUP_CHUNK", chunk)
+        index = LabelIndex(values)
+    classes, counts = np.unique(values, return_counts=True)
+    assert index.classes.tolist() == classes.tolist()
+    assert index.counts.tolist() == counts.tolist()
+    grouped = [index.members(c).tolist() for c in range(len(classes))]
+    assert grouped == [np.flatnonzero(values == k).tolist() for k in classes]
 
 
 def test_label_index_groups_and_fingerprints() -> None:

@@ -43,9 +43,10 @@ copy of each class costs a Python step per class), and its int64 buffer is at mo
 class _Coder:
     """The sorted distinct values of a label vector, their counts, and codes for any slice.
 
-    Integers spanning a short range use one ``bincount`` and a lookup table (none where the
-    labels are already ``0 .. C - 1``: a cast codes them), and code a slice on demand, so no
-    N-long code array is ever held; anything else goes through
+    Integers spanning a short range are counted (in the same chunked pass that finds their
+    range, where they lie in ``0 .. 255``) and coded through a lookup table (none where the
+    labels are already ``0 .. C - 1``: a cast codes them), a slice on demand, so no
+    N-long code array is held past ``WHOLE_SORT_LIMIT`` labels; anything else goes through
     ``numpy.unique`` once. Codes are ``uint8`` up to 256 classes (numpy's stable argsort is then
     one radix pass), ``int16`` below 2**15, else ``int32``.
     """
@@ -56,10 +57,14 @@ class _Coder:
         self.lut: np.ndarray | None = None
         self.codes: np.ndarray | None = None
         if values.dtype.kind in "iu" and values.shape[0]:
-            low, high = int(values.min()), int(values.max())
+            low, high, small = self._scan(values)
             span = high - low + 1
             if span <= max(1 << 20, 4 * values.shape[0]):
-                counts = self._bincount(values, low, span)
+                counts = (
+                    small[low : high + 1]
+                    if small is not None
+                    else self._bincount(values, low, span)
+                )
                 present = np.flatnonzero(counts)
                 self.low = low
                 self.classes = (present + low).astype(values.dtype)
@@ -82,6 +87,25 @@ class _Coder:
         self.classes, self.counts = classes, counts
         self.dtype = _code_dtype(classes.shape[0])
         self.codes = inverse.reshape(-1).astype(self.dtype)
+
+    @staticmethod
+    def _scan(values: np.ndarray) -> tuple[int, int, np.ndarray | None]:
+        """The smallest and largest label and, where every label lies in ``0 .. 255``, the
+        count of each of those values (else None), in one pass over the labels a chunk at a
+        time: each chunk's minimum, maximum and 8-bit count read it from cache, where a
+        minimum, a maximum and a count of the whole vector read it from memory three times."""
+        low, high = int(values[:1].min()), int(values[:1].max())
+        tally: torch.Tensor | None = torch.zeros(256, dtype=torch.int64)
+        for begin in range(0, values.shape[0], GROUP_CHUNK):
+            part = values[begin : begin + GROUP_CHUNK]
+            lo, hi = int(part.min()), int(part.max())
+            low, high = min(low, lo), max(high, hi)
+            if tally is not None:
+                if lo < 0 or hi > 255:
+                    tally = None  # counted later, once the range is known
+                else:
+                    tally += torch.bincount(torch.from_numpy(part.astype(np.uint8)), minlength=256)
+        return low, high, None if tally is None else tally.numpy()
 
     @staticmethod
     def _bincount(values: np.ndarray, low: int, span: int) -> np.ndarray:
