@@ -248,9 +248,9 @@ def iter_shard_chunks(
     ``chunk(c)`` returns positions ``[c * chunk_size, (c + 1) * chunk_size)`` of the global
     epoch (the last chunk may be shorter). The rank keeps positions ``rank, rank + R, ...``
     with the same padding and ``drop_last`` rules. Where helpers may run, chunks are drawn up
-    to three ahead on two threads and cut into blocks on a third, ahead of the lists handed
-    out; the epoch is never held whole, and every thread is joined when the iterator ends,
-    fails or is closed.
+    to three ahead on two threads (and, for more than one rank, this rank's blocks cut from
+    them on a third), ahead of the lists handed out; the epoch is never held whole, and every
+    thread is joined when the iterator ends, fails or is closed.
 
     Example:
         >>> epoch = torch.arange(10, 20)
@@ -261,13 +261,17 @@ def iter_shard_chunks(
     per_rank = shard_length(length, num_replicas, drop_last)
     if helper is None:
         helper = helper_allowed(per_rank - start)
-    # Chunks are drawn up to 3 ahead on two threads, blocks cut from them on a third: the
-    # chunks are most of the work, and each has its own generator.
+    # Chunks are drawn up to 3 ahead on two threads: the chunks are most of the work, and
+    # each has its own generator. One rank hands each chunk out as it is (its positions are
+    # consecutive); with more, a third thread cuts this rank's blocks from them.
     chunks = Prefetch(chunk, -(-length // chunk_size), helper=helper)
-    blocks = run_ahead(
-        _chunk_blocks(chunks, chunk_size, length, num_replicas, rank, per_rank, start),
-        helper=helper,
-    )
+    if num_replicas == 1:
+        blocks: Iterator[torch.Tensor] = _chunk_tails(chunks, chunk_size, length, start)
+    else:
+        blocks = run_ahead(
+            _chunk_blocks(chunks, chunk_size, length, num_replicas, rank, per_rank, start),
+            helper=helper,
+        )
     try:
         for block in blocks:
             array = block.numpy()
@@ -280,6 +284,15 @@ def iter_shard_chunks(
         chunks.close()
 
 
+def _chunk_tails(
+    chunk: Callable[[int], torch.Tensor], size: int, length: int, start: int
+) -> Iterator[torch.Tensor]:
+    """One rank's whole epoch from ``start`` on: each chunk in turn, the first cut at ``start``."""
+    for c in range(start // size, -(-length // size)):
+        values = chunk(c)
+        yield values[start - c * size :] if c == start // size else values
+
+
 def _chunk_blocks(
     chunk: Callable[[int], torch.Tensor],
     size: int,
@@ -289,8 +302,8 @@ def _chunk_blocks(
     per_rank: int,
     start: int,
 ) -> Iterator[torch.Tensor]:
-    """This rank's items from ``start`` on, a block at a time, each chunk drawn once (the
-    first chunk again for the padding)."""
+    """This rank's items from ``start`` on (of several ranks), a block at a time, each chunk
+    drawn once (the first chunk again for the padding)."""
     held: tuple[int, torch.Tensor] | None = None
 
     def get(c: int) -> torch.Tensor:
@@ -301,16 +314,6 @@ def _chunk_blocks(
 
     for begin in range(start, per_rank, BLOCK):
         stop = min(begin + BLOCK, per_rank)
-        if num_replicas == 1:  # consecutive positions: slices of one or two chunks
-            parts = []
-            at = begin
-            while at < stop:
-                c = at // size
-                upto = min(stop, (c + 1) * size)
-                parts.append(get(c)[at - c * size : upto - c * size])
-                at = upto
-            yield parts[0].clone() if len(parts) == 1 else torch.cat(parts)
-            continue
         positions = torch.arange(begin, stop, dtype=torch.int64) * num_replicas + rank
         if (stop - 1) * num_replicas + rank >= length:  # padding repeats the epoch's start
             positions = positions.remainder_(length)
