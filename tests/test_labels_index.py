@@ -92,28 +92,22 @@ def test_label_index_groups_and_fingerprints() -> None:
         LabelIndex(np.array([1, "a"], dtype=object))
 
 
-@pytest.mark.parametrize(("chunk", "whole"), [(3, 0), (7, 0), (1 << 18, 0), (3, 1 << 22)])
+@pytest.mark.parametrize("chunk", [3, 7, 1 << 18])
 @settings(max_examples=40, deadline=None)
 @given(labels=label_vectors(max_classes=8, max_count=30))
-def test_chunked_grouping_is_a_stable_argsort(labels: np.ndarray, chunk: int, whole: int) -> None:
-    # whole=0: every length goes through the chunked grouping; else one argsort of every code
+def test_chunked_grouping_is_a_stable_argsort(labels: np.ndarray, chunk: int) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(index_module, "GROUP_CHUNK", chunk)
-        patch.setattr(index_module, "WHOLE_SORT_LIMIT", whole)
         for values in (labels, labels.astype(str), labels + 2**40):
             index = LabelIndex(values)
             _, codes = np.unique(values, return_inverse=True)
             assert index.order.tolist() == np.argsort(codes, kind="stable").tolist()
 
 
-@pytest.mark.parametrize("whole", [0, 1 << 22])
 @pytest.mark.parametrize("num_classes", [256, 257, 1500])
-def test_grouping_with_many_classes(
-    num_classes: int, whole: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_grouping_with_many_classes(num_classes: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # 256 is the last count with 8-bit codes; past 1024 classes each chunk is scattered at once
     monkeypatch.setattr(index_module, "GROUP_CHUNK", 1000)
-    monkeypatch.setattr(index_module, "WHOLE_SORT_LIMIT", whole)
     labels = np.random.default_rng(num_classes).integers(-7, num_classes - 7, 5000)
     index = LabelIndex(labels)
     assert index.order.tolist() == np.argsort(labels, kind="stable").tolist()

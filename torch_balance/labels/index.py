@@ -34,11 +34,6 @@ _CONTAINERS = (tuple, list, set, frozenset, range)
 GROUP_CHUNK = 1 << 18
 """Labels handled at a time when grouping by class: 256K codes (and their argsort) stay in L2."""
 
-WHOLE_SORT_LIMIT = 1 << 22
-"""Up to this many labels, one stable argsort of every code groups them: below about 4M labels
-it beat the chunked grouping (1e6 labels over 100 classes: 3.3 against 6.2 ms, whose per-chunk
-copy of each class costs a Python step per class), and its int64 buffer is at most 32 MB."""
-
 
 class _Coder:
     """The sorted distinct values of a label vector, their counts, and codes for any slice.
@@ -46,7 +41,7 @@ class _Coder:
     Integers spanning a short range are counted (in the same chunked pass that finds their
     range, where they lie in ``0 .. 255``) and coded through a lookup table (none where the
     labels are already ``0 .. C - 1``: a cast codes them), a slice on demand, so no
-    N-long code array is held past ``WHOLE_SORT_LIMIT`` labels; anything else goes through
+    N-long code array is ever held; anything else goes through
     ``numpy.unique`` once. Codes are ``uint8`` up to 256 classes (numpy's stable argsort is then
     one radix pass), ``int16`` below 2**15, else ``int32``.
     """
@@ -186,9 +181,6 @@ def group_by_class(coder: _Coder, offsets: np.ndarray) -> np.ndarray:
     """
     n = coder.values.shape[0]
     num_classes = offsets.shape[0] - 1
-    if n <= WHOLE_SORT_LIMIT:
-        whole: np.ndarray = np.argsort(coder.code(), kind="stable").astype(np.int32)
-        return whole
     order = np.empty(n, dtype=np.int32 if n < 2**31 else np.int64)  # LabelIndex.dtype
     cursor = offsets[:-1].copy()
     per_class = num_classes <= 1024  # else one vectorised scatter per chunk
