@@ -35,6 +35,13 @@ GROUP_CHUNK = 1 << 18
 """Labels handled at a time when grouping by class: 256K codes (and their argsort) stay in L2."""
 
 
+def _count_8bit(part: np.ndarray, low: int, span: int) -> torch.Tensor:
+    """How many of ``part`` (labels in ``low .. low + span - 1``, ``span <= 256``) hold each
+    value, counted by torch on 8-bit offsets: 2x numpy's bincount of int64 here."""
+    small = (part - low if low else part).astype(np.uint8)
+    return torch.bincount(torch.from_numpy(small), minlength=span)
+
+
 class _Coder:
     """The sorted distinct values of a label vector, their counts, and codes for any slice.
 
@@ -99,17 +106,15 @@ class _Coder:
                 if lo < 0 or hi > 255:
                     tally = None  # counted later, once the range is known
                 else:
-                    tally += torch.bincount(torch.from_numpy(part.astype(np.uint8)), minlength=256)
+                    tally += _count_8bit(part, 0, 256)
         return low, high, None if tally is None else tally.numpy()
 
     @staticmethod
     def _bincount(values: np.ndarray, low: int, span: int) -> np.ndarray:
-        if span <= 256:  # 8-bit offsets, counted by torch: 2x numpy's bincount of int64 here
+        if span <= 256:
             tally = torch.zeros(span, dtype=torch.int64)
             for begin in range(0, values.shape[0], GROUP_CHUNK):
-                part = values[begin : begin + GROUP_CHUNK]
-                small = (part - low if low else part).astype(np.uint8)
-                tally += torch.bincount(torch.from_numpy(small), minlength=span)
+                tally += _count_8bit(values[begin : begin + GROUP_CHUNK], low, span)
             result: np.ndarray = tally.numpy()
             return result
         if low == 0:
