@@ -38,8 +38,9 @@ STAGES = (
     (draws, "walk_orders"),
     (draws, "draw_epoch"),
 )
-"""The kernels of a first epoch, each called through its module's name (so wrapping that
-name reaches every call): the grouping by class, the permutation, the walks, the draw."""
+"""The kernels of a first epoch without sample weights: the grouping by class, the
+permutation, the walks, the draw. That epoch calls each through its module's global name
+(``LabelIndex.order`` and ``shuffled_epoch``), so wrapping the name reaches those calls."""
 
 Record = tuple[str, str, float, float]
 
