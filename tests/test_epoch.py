@@ -18,6 +18,7 @@ from torch_balance import (
     RandomUnderSampler,
     RepeatFactorSampler,
     StratifiedBatchSampler,
+    sharding,
 )
 from torch_balance.testing import IndexDataset, conformance_labels
 
@@ -57,11 +58,6 @@ def _mid_epoch_state(sampler: Any) -> dict[str, Any]:
             BalancedSampler(LABELS, "over", replacement=True),
             "replacement",
         ),
-        (
-            BalancedSampler(LABELS, "over"),
-            BalancedSampler(LABELS, "over", num_replicas=2, rank=0),
-            "num_replicas",
-        ),
         (StratifiedBatchSampler(LABELS, 8), StratifiedBatchSampler(LABELS, 6), "batch_size"),
         (
             ClassBalancedBatchSampler(LABELS, 2, 3, num_batches=9),
@@ -92,16 +88,24 @@ def test_plan_digest_refuses_a_plan_that_changed() -> None:
         other.load_state_dict(state)
 
 
-def test_state_dict_describes_the_next_epoch_after_a_complete_pass() -> None:
+def test_state_dict_records_a_complete_pass_and_resumes_at_the_next_epoch() -> None:
     sampler = RandomOverSampler(LABELS, seed=3)
-    assert (sampler.state_dict()["epoch"], sampler.state_dict()["yielded"]) == (0, 0)
+    assert (sampler.state_dict()["epoch"], sampler.state_dict()["position"]) == (0, 0)
     loader = DataLoader(IndexDataset(len(LABELS)), sampler=sampler, batch_size=7)
     for step, _ in enumerate(loader):
         if step == len(loader) - 1:
             break  # as a loop that counts len(loader) steps: never asks for one more
-    assert (sampler.state_dict()["epoch"], sampler.state_dict()["yielded"]) == (1, 0)
+    # epoch 0 is recorded as done: loaded, the next pass is epoch 1
+    state = sampler.state_dict()
+    assert (state["epoch"], state["position"]) == (0, len(sampler)) and sampler.epoch == 1
+    resumed = RandomOverSampler(LABELS, seed=3)
+    resumed.load_state_dict(state)
+    assert (
+        resumed.epoch == 1
+        and list(resumed) == RandomOverSampler(LABELS, seed=3).epoch_indices(1).tolist()
+    )
     sampler.set_epoch(5)
-    assert (sampler.state_dict()["epoch"], sampler.state_dict()["yielded"]) == (5, 0)
+    assert (sampler.state_dict()["epoch"], sampler.state_dict()["position"]) == (5, 0)
 
 
 def test_ranks_are_looked_up_when_the_epoch_starts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,8 +114,8 @@ def test_ranks_are_looked_up_when_the_epoch_starts(monkeypatch: pytest.MonkeyPat
     assert (sampler.num_replicas, sampler.rank, len(sampler)) == (1, 0, len(whole))
     # the process group comes up after the sampler was built (LightningModule.__init__)
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
-    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
-    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda group=None: 1)
     assert (sampler.num_replicas, sampler.rank, len(sampler)) == (2, 1, len(whole) // 2)
     sampler.set_epoch(0)
     assert list(sampler) == whole[1::2]
@@ -139,24 +143,38 @@ def test_a_sampler_given_as_data_is_refused_by_name() -> None:
         RandomOverSampler(SequentialSampler(range(4)))
 
 
-def test_accelerate_batch_shard_gets_the_whole_epoch() -> None:
-    """Under accelerate's BatchSamplerShard the sampler yields the global epoch and its length,
-    and the shard gives each rank every other batch; an explicit world size is refused."""
+def test_accelerate_batch_shard_gets_the_whole_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With accelerate's state on 2 processes the sampler yields the global epoch and its
+    length whoever asks (inside BatchSamplerShard or not), the shard gives each rank every
+    other batch, a state taken outside loads back, and explicit ranks get one warning."""
+    state_cls = pytest.importorskip("accelerate.state").PartialState
     shard_cls = pytest.importorskip("accelerate.data_loader").BatchSamplerShard
     sampler = RandomOverSampler(LABELS, seed=2)
     whole = sampler.epoch_indices(0).tolist()
+    monkeypatch.setattr(state_cls, "_shared_state", {"num_processes": 2})
     batches = [whole[i : i + 8] for i in range(0, len(whole), 8)]
     shards = [
         shard_cls(BatchSampler(sampler, 8, drop_last=True), num_processes=2, process_index=r)
         for r in range(2)
     ]
+    assert len(sampler) == len(whole) and (sampler.num_replicas, sampler.rank) == (1, 0)
     assert len(shards[0]) == len(whole) // 8 // 2
     for rank, shard in enumerate(shards):
         sampler.set_epoch(0)
         assert list(shard) == batches[rank : 2 * len(shard) : 2]
-    explicit = RandomOverSampler(LABELS, num_replicas=2, rank=0)
-    with pytest.raises(ValueError, match="num_replicas: expected None"):
-        len(shard_cls(BatchSampler(explicit, 8, drop_last=True), num_processes=2))
+    # a state taken from outside mid-pass, loaded back, continues the global epoch
+    sampler.set_epoch(0)
+    items = iter(shards[0])
+    head = [next(items) for _ in range(3)]  # 3 batches of rank 0: 6 global batches read
+    state = sampler.state_dict()
+    assert state["position"] == 6 * 8 and len(sampler) == len(whole)
+    again = RandomOverSampler(LABELS, seed=2)
+    again.load_state_dict(state)
+    assert head == batches[0:6:2] and list(again) == whole[6 * 8 :]
+    monkeypatch.setattr(sharding, "_WARNED", set())
+    with pytest.warns(UserWarning, match="1/num_replicas"):
+        explicit = RandomOverSampler(LABELS, num_replicas=2, rank=0)
+    assert len(explicit) == -(-len(whole) // 2)
 
 
 def test_pickled_mid_pass_copy_continues() -> None:

@@ -490,15 +490,22 @@ def _gloo_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             sampler.update_weights([0] if rank else [99], [1.0])
         except ValueError as error:
             record["bad_report"] = str(error)
-        # the ranks' weights drift apart: set_epoch refuses on every rank
+        # the ranks' weights drift apart: set_epoch runs no collective and passes; the next
+        # pass (every rank starts it in step) refuses on every rank, and so does a report
         drift = sampler.weights.clone()
         if rank == 1:
             drift[3] += 1.0
         sampler.set_weights(drift)
+        sampler.set_epoch(2)
+        record["set_epoch_passed"] = True
         try:
-            sampler.set_epoch(2)
+            list(sampler)
         except ValueError as error:
             record["mismatch"] = str(error)
+        try:
+            sampler.update_weights([0], [1.0])
+        except ValueError as error:
+            record["update_mismatch"] = str(error)
     finally:
         dist.destroy_process_group()
         Path(out_dir, f"{rank}.json").write_text(json.dumps(record))
@@ -532,8 +539,10 @@ def test_two_process_gloo_update_weights_and_digest_check(tmp_path: Path) -> Non
     assert "99 at position 0" in ranks[0]["bad_report"]
     assert "refused on rank(s) [0]" in ranks[1]["bad_report"]
     for rank in ranks:
-        assert rank["mismatch"].startswith("weights: expected the same weights on every rank")
-        assert "rank(s) [1]" in rank["mismatch"]
+        assert rank["set_epoch_passed"]
+        for key in ("mismatch", "update_mismatch"):
+            assert rank[key].startswith("weights: expected the same weights on every rank")
+            assert "rank(s) [1]" in rank[key]
 
 
 def test_counter_of_sample_counts_matches_epoch() -> None:

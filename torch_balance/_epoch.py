@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from torch_balance._collective import check_group
 from torch_balance._validation import (
     Text,
     check_bool,
@@ -37,12 +38,13 @@ from torch_balance._validation import (
 )
 from torch_balance.feedback import feedback_of, plan_state, restoring
 from torch_balance.labels import LabelIndex, get_labels, is_label_data
-from torch_balance.sharding import check_replicas, current_ranks, shard_length
+from torch_balance.sharding import check_replicas, current_ranks, pass_length, shard_length
 from torch_balance.strategies import Plan, Strategy, make_plan
 
 __all__ = [
     "EpochShell",
     "EpochState",
+    "Key",
     "SharedEpoch",
     "check_epoch",
     "describe_plan",
@@ -141,25 +143,48 @@ def describe_weights(weights: torch.Tensor | None) -> dict[str, Any]:
     return {"sample_weights": None if weights is None else _digest(weights.numpy())}
 
 
+class Key:
+    """The keys of a saved state that every sampler and batch sampler shares."""
+
+    KIND = "kind"
+    SEED = "seed"
+    EPOCH = "epoch"
+    # Items of the global epoch handed out, over every rank: rank r of R has handed out
+    # positions r, r + R, ... below it. The same on every rank, whatever the world size.
+    POSITION = "position"
+    WORLD = "num_replicas"  # the world size it was saved with: informative, never checked
+    LEGACY = "yielded"  # this rank's count, in states saved before ``position`` existed
+
+
 class _Pass:
-    """One pass over this rank's share of an epoch.
+    """One pass over this rank's share of an epoch, from global position ``start`` on.
 
     Items flow out through ``itertools.chain`` (no Python frame per item); how many went out
     is read from the current chunk's list iterator only when someone asks.
     """
 
-    __slots__ = ("base", "epoch", "items", "length", "size")
+    __slots__ = ("base", "epoch", "global_length", "items", "length", "size", "start", "world")
 
-    def __init__(self, epoch: int, length: int, skip: int) -> None:
+    def __init__(self, epoch: int, start: int, world: int, length: int, global_length: int):
         self.epoch = epoch
-        self.length = length
-        self.base = skip  # items handed out before the current chunk
+        self.start = start  # global position the pass began at
+        self.world = world
+        self.length = length  # items this rank hands out in this pass
+        self.global_length = global_length
+        self.base = 0  # items handed out before the current chunk
         self.size = 0  # length of the current chunk
         self.items: Any = iter(())
 
     def handed_out(self) -> int:
         remaining = self.items.__length_hint__() if self.size else 0
         return self.base + self.size - remaining
+
+    def position(self) -> int:
+        """Global position reached: every rank has handed out the same count."""
+        done = self.handed_out()
+        if done >= self.length:
+            return self.global_length
+        return self.start + done * self.world
 
 
 def _digest(*parts: Any) -> str:
@@ -177,14 +202,23 @@ class EpochState:
     complete pass (one that handed out its ``length`` items) moves on to the next epoch, so a
     sampler that nobody calls ``set_epoch`` on still redraws every epoch, and a loop that
     stops after ``len(loader)`` batches sees the same epochs as one that runs the iterator dry.
+
+    Positions are global (see :class:`Key`), so a state saved on any rank loads on every rank,
+    and with another world size it continues the same global epoch from the same place. A
+    state saved at the end of epoch ``e`` records ``e`` as complete: loaded, the next pass is
+    ``e + 1``, and after ``set_epoch(e)`` the rest of ``e`` (nothing), as torchdata's
+    ``StatefulDistributedSampler`` does.
     """
 
     def __init__(self, seed: int, kind: str) -> None:
         self.seed = check_seed(seed)
         self.kind = kind
         self._epoch = 0
-        self._resume: tuple[int, int] | None = None  # (epoch, items already handed out)
+        # (epoch, global position) where the next pass of that epoch starts; the position
+        # may be the epoch's length (a state saved at its end)
+        self._resume: tuple[int, int] | None = None
         self._pass: _Pass | None = None
+        self._last: tuple[int, int] | None = None  # (epoch, length) of the last complete pass
 
     @property
     def epoch(self) -> int:
@@ -205,15 +239,18 @@ class EpochState:
         if current is not None and current.handed_out() >= current.length:
             self._pass = None
             self._epoch = current.epoch + 1
+            self._last = (current.epoch, current.global_length)
 
-    def begin(self, length: int) -> _Pass:
-        """Start a pass of ``length`` items (fewer if resuming mid-epoch)."""
+    def begin(self, global_length: int, world: int, drop_last: bool) -> _Pass:
+        """Start this rank's pass over an epoch of ``global_length`` items shared by
+        ``world`` ranks (the rest of it, when resuming)."""
         self._settle()
-        epoch, skip = self._epoch, 0
+        epoch, start = self._epoch, 0
         if self._resume is not None and self._resume[0] == epoch:
-            skip = self._resume[1]
+            start = min(self._resume[1], global_length)
         self._resume = None
-        current = _Pass(epoch, length, skip)
+        length = pass_length(global_length, start, world, drop_last)
+        current = _Pass(epoch, start, world, length, global_length)
         self._pass = current
         return current
 
@@ -242,35 +279,54 @@ class EpochState:
         if self._pass is not None:
             return self._pass.epoch + 1
         if self._resume is not None:
-            return self._resume[0] + 1
+            return max(self._resume[0] + 1, self._epoch)
         return self._epoch
 
-    def position(self) -> tuple[int, int]:
-        """``(epoch, items handed out)``: where the next pass starts."""
+    def mid_epoch(self) -> bool:
+        """A pass is under way, or the next one resumes part-way through its epoch."""
         self._settle()
         if self._pass is not None:
-            return self._pass.epoch, self._pass.handed_out()
-        if self._resume is not None:
+            return True
+        return self._resume is not None and self._resume[0] == self._epoch
+
+    def position(self) -> tuple[int, int]:
+        """``(epoch, global position)`` this object stands at.
+
+        After a complete pass of epoch ``e`` (and no ``set_epoch`` since) that is ``e`` and its
+        length: the epoch is done, and the next pass is ``e + 1``.
+        """
+        self._settle()
+        if self._pass is not None:
+            return self._pass.epoch, self._pass.position()
+        if self._resume is not None and self._resume[0] in (self._epoch, self._epoch - 1):
             return self._resume
+        if self._last is not None and self._last[0] == self._epoch - 1:
+            return self._last
         return self._epoch, 0
 
-    def state_dict(self, settings: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
-        epoch, done = self.position()
-        return {"kind": self.kind, "seed": self.seed, "epoch": epoch, "yielded": done} | settings(
-            epoch
-        )
+    def state_dict(self, settings: Callable[[int], dict[str, Any]], world: int) -> dict[str, Any]:
+        epoch, position = self.position()
+        return {
+            Key.KIND: self.kind,
+            Key.SEED: self.seed,
+            Key.EPOCH: epoch,
+            Key.POSITION: position,
+            Key.WORLD: world,
+        } | settings(epoch)
 
     def load_state_dict(
-        self, state: Any, settings: Callable[[int], dict[str, Any]], length: int
+        self, state: Any, settings: Callable[[int], dict[str, Any]], global_length: int
     ) -> None:
         if not isinstance(state, dict):
             fail("state_dict", "a dict from state_dict()", type(state).__name__, kind=TypeError)
-        missing = {"kind", "seed", "epoch", "yielded"} - set(state)
+        missing = {Key.KIND, Key.SEED, Key.EPOCH} - set(state)
+        if Key.POSITION not in state and Key.LEGACY not in state:
+            missing.add(Key.POSITION)
         if missing:
             fail("state_dict", "a dict from state_dict()", f"a dict without {sorted(missing)}")
-        if state["kind"] != self.kind:
-            fail("state_dict['kind']", f"a state saved by {self.kind}", state["kind"])
-        epoch = check_epoch(state["epoch"])
+        if state[Key.KIND] != self.kind:
+            fail("state_dict['kind']", f"a state saved by {self.kind}", state[Key.KIND])
+        epoch = check_epoch(state[Key.EPOCH])
         expected = settings(epoch)
         if state.get("fingerprint") != expected.pop("fingerprint"):
             fail(
@@ -279,12 +335,12 @@ class EpochState:
                 "a state saved for other labels",
                 "Build the sampler on the same dataset it was saved with",
             )
-        if state["seed"] != self.seed:
+        if state[Key.SEED] != self.seed:
             fail(
                 "state_dict['seed']",
                 f"{self.seed}, this sampler's seed",
-                state["seed"],
-                f"Build the sampler with seed={state['seed']!r} to resume that run",
+                state[Key.SEED],
+                f"Build the sampler with seed={state[Key.SEED]!r} to resume that run",
             )
         for key, value in expected.items():
             if state.get(key) != value:
@@ -292,23 +348,45 @@ class EpochState:
                     f"state_dict[{key!r}]",
                     f"{value!r}, as in this sampler",
                     state.get(key),
-                    "Resume with the same strategy, settings and world size it was saved with",
+                    "Resume with the same strategy and settings it was saved with",
                 )
-        done = check_int("state_dict['yielded']", state["yielded"], minimum=0, maximum=length)
-        if done == length:  # a complete pass: the next one is the next epoch
-            epoch, done = epoch + 1, 0
-        self._epoch = epoch
-        self._resume = (epoch, done) if done else None
+        position = _saved_position(state, global_length)
         self._pass = None
+        self._resume = (epoch, position) if position else None
+        # a state saved at an epoch's end: the next pass is the next epoch
+        self._epoch = epoch + 1 if position == global_length else epoch
+        self._last = None
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy taken mid-pass continues where the pass stood.
-        epoch, done = self.position()
+        epoch, position = self.position()
         state = self.__dict__.copy()
         state["_pass"] = None
-        state["_epoch"] = epoch
-        state["_resume"] = (epoch, done) if done else None
+        if self._pass is not None:
+            state["_epoch"] = epoch + 1 if position == self._pass.global_length else epoch
+            state["_resume"] = (epoch, position) if position else None
         return state
+
+
+def _saved_position(state: dict[str, Any], global_length: int) -> int:
+    """The global position a state records (converted from a per-rank count in states saved
+    before positions were global)."""
+    if Key.POSITION in state:
+        return int(
+            check_int(
+                f"state_dict[{Key.POSITION!r}]",
+                state[Key.POSITION],
+                minimum=0,
+                maximum=global_length,
+                fix="Pass a state saved by state_dict() of a sampler on the same data",
+            )
+        )
+    world = check_int("state_dict['num_replicas']", state.get(Key.WORLD, 1), minimum=1)
+    rank_length = -(-global_length // int(world))
+    done = int(
+        check_int(f"state_dict[{Key.LEGACY!r}]", state[Key.LEGACY], minimum=0, maximum=rank_length)
+    )
+    return global_length if done == rank_length else min(done * int(world), global_length)
 
 
 class EpochShell:
@@ -325,6 +403,7 @@ class EpochShell:
     _state: EpochState
     _global_length: int
     _requested: tuple[int | None, int | None]
+    _group: Any
     drop_last: bool
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
@@ -332,10 +411,21 @@ class EpochShell:
             _refuse_sampler_input(cls, args[0], kwargs)
         return super().__new__(cls)
 
-    def _open(self, *, seed: int, num_replicas: Any, rank: Any, drop_last: Any) -> None:
+    def _open(
+        self, *, seed: int, num_replicas: Any, rank: Any, drop_last: Any, process_group: Any = None
+    ) -> None:
         self.drop_last = check_bool("drop_last", drop_last)
         self._requested = check_replicas(num_replicas, rank)
+        self._group = check_group(process_group)
         self._state = EpochState(seed, type(self).__name__)
+
+    def _ranks(self) -> tuple[int, int]:
+        return current_ranks(*self._requested, self._group)
+
+    @property
+    def process_group(self) -> Any:
+        """The data-parallel group named at construction (None: the default group)."""
+        return self._group
 
     def _ready(self) -> None:
         """End of ``__init__``: fail now on a length that cannot be sharded, where we can."""
@@ -368,7 +458,7 @@ class EpochShell:
     @property
     def num_replicas(self) -> int:
         """Ranks sharing the epoch, as of now."""
-        return current_ranks(*self._requested)[0]
+        return self._ranks()[0]
 
     @num_replicas.setter
     def num_replicas(self, value: int | None) -> None:
@@ -377,7 +467,7 @@ class EpochShell:
     @property
     def rank(self) -> int:
         """This process's rank, as of now."""
-        return current_ranks(*self._requested)[1]
+        return self._ranks()[1]
 
     @rank.setter
     def rank(self, value: int | None) -> None:
@@ -387,7 +477,7 @@ class EpochShell:
         return shard_length(self._global_length, world, self.drop_last)
 
     def __len__(self) -> int:
-        return self._rank_length(current_ranks(*self._requested)[0])
+        return self._rank_length(self._ranks()[0])
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch of the next pass (trainers call it at the start of every epoch)."""
@@ -398,11 +488,12 @@ class EpochShell:
 
     def _begin(self) -> tuple[_Pass, int, int]:
         """Start a pass: ``(pass, num_replicas, rank)`` with the ranks of this moment."""
-        world, rank = current_ranks(*self._requested)
-        return self._state.begin(self._rank_length(world)), world, rank
+        world, rank = self._ranks()
+        self._rank_length(world)  # refuses a length that cannot be sharded
+        return self._state.begin(self._global_length, world, self.drop_last), world, rank
 
     def _own_settings(self, epoch: int) -> dict[str, Any]:
-        """What else a saved state must agree on (beyond labels, world size, rank, length)."""
+        """What else a saved state must agree on (beyond the labels)."""
         return {}
 
     def _fingerprint(self) -> str:
@@ -410,40 +501,42 @@ class EpochShell:
         return str(index.fingerprint())
 
     def _settings(self, epoch: int) -> dict[str, Any]:
-        world, rank = current_ranks(*self._requested)
-        # The most telling difference is named first; the length follows from the others.
+        # The most telling difference is named first. Nothing here depends on the rank or the
+        # world size: a state loads on every rank, and with another number of ranks.
         return {
             "fingerprint": self._fingerprint(),
             **self._own_settings(epoch),
-            "num_replicas": world,
-            "rank": rank,
-            "drop_last": self.drop_last,
-            "length": self._rank_length(world),
+            "global_length": self._global_length,
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """Where this rank stands: epoch, items handed out, and what they were drawn for.
+        """Where the run stands: epoch, global position, and what the epoch was drawn for.
 
-        After a complete pass it describes the start of the next epoch; after
-        ``set_epoch(e)`` the start of epoch ``e``. This dict is the checkpoint: save it with
-        the model and hand it to :meth:`load_state_dict` (``StatefulDataLoader`` does both).
+        The position counts items of the global epoch handed out over every rank, so the
+        state is the same on every rank (save it from any one) and loads with another number
+        of ranks. After a complete pass of epoch ``e`` it records ``e`` as done: loaded, the
+        next pass is ``e + 1`` (or nothing, after ``set_epoch(e)``). After ``set_epoch(e)``
+        it describes the start of ``e``. This dict is the checkpoint: save it with the model
+        and hand it to :meth:`load_state_dict` (``StatefulDataLoader`` does both).
         """
-        return self._state.state_dict(self._settings)
+        return self._state.state_dict(self._settings, self._ranks()[0])
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict`: the next pass continues where that one stopped.
 
+        A state saved on any rank, with any number of ranks, continues the same global epoch
+        from the same global position.
+
         Raises:
             ValueError: If the state was saved with another seed, for other labels, another
-                strategy or plan, world size, rank, length or batch settings; the message
-                names what differs.
+                strategy or plan, epoch length or batch settings; the message names what
+                differs.
         """
-        world, _ = current_ranks(*self._requested)
         with restoring(getattr(self, "plan", None), state_dict):  # a Feedback's history
-            self._state.load_state_dict(state_dict, self._settings, self._rank_length(world))
+            self._state.load_state_dict(state_dict, self._settings, self._global_length)
 
     def _where(self) -> str:
-        world, rank = current_ranks(*self._requested)
+        world, rank = self._ranks()
         return f"seed={self.seed}, epoch={self.epoch}, rank={rank}/{world}"
 
 

@@ -71,7 +71,7 @@ def _shard_batches(
     drop_last: bool,
     start: int,
 ) -> Iterator[list[Any]]:
-    """This rank's batches from ``start`` on, in chunks of lists (whole batches per rank)."""
+    """This rank's whole batches from global batch position ``start`` on, in chunks of lists."""
     num_full = min(num_batches, flat.shape[0] // batch_size)
     ids = torch.arange(num_batches)
     step = max(1, CHUNK // batch_size)
@@ -99,7 +99,7 @@ class _BatchShell(EpochShell):
             world,
             rank,
             self.drop_last,
-            current.base,
+            current.start,
         )
         return self._state.run(current, chunks)
 
@@ -134,6 +134,9 @@ class ClassBalancedBatchSampler(_BatchShell, Sampler[list[int]]):
         seed: Shared seed; must be the same on every rank.
         num_replicas: Number of ranks; default from ``torch.distributed`` or 1.
         rank: This rank; default from ``torch.distributed`` or 0.
+        process_group: The data-parallel group (a ``ProcessGroup`` or a 1-D ``DeviceMesh``)
+            whose ranks share the epoch; default the default group. Name it under tensor,
+            context or pipeline parallelism, where the default group holds every process.
         drop_last: Drop the last batches so they divide evenly among ranks, instead of
             repeating the first ones.
         label_fn: ``label_fn(dataset, i) -> label``, to read labels a cheap way.
@@ -160,10 +163,17 @@ class ClassBalancedBatchSampler(_BatchShell, Sampler[list[int]]):
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
+        process_group: Any = None,
         drop_last: bool = False,
         label_fn: Callable[[Any, int], Any] | None = None,
     ) -> None:
-        self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
+        self._open(
+            seed=seed,
+            num_replicas=num_replicas,
+            rank=rank,
+            drop_last=drop_last,
+            process_group=process_group,
+        )
         self.index = resolve_labels(dataset_or_labels, label_fn)
         classes = self.index.num_classes
         self.classes_per_batch = check_int("classes_per_batch", classes_per_batch, minimum=1)
@@ -264,6 +274,9 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
         seed: Shared seed; must be the same on every rank.
         num_replicas: Number of ranks; default from ``torch.distributed`` or 1.
         rank: This rank; default from ``torch.distributed`` or 0.
+        process_group: The data-parallel group (a ``ProcessGroup`` or a 1-D ``DeviceMesh``)
+            whose ranks share the epoch; default the default group. Name it under tensor,
+            context or pipeline parallelism, where the default group holds every process.
         label_fn: ``label_fn(dataset, i) -> label``, to read labels a cheap way.
         sample_weights: Per-sample weights that choose the members filling each class's
             count, as for ``BalancedSampler``; the batches stay stratified.
@@ -288,10 +301,17 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
+        process_group: Any = None,
         label_fn: Callable[[Any, int], Any] | None = None,
         sample_weights: Any = None,
     ) -> None:
-        self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
+        self._open(
+            seed=seed,
+            num_replicas=num_replicas,
+            rank=rank,
+            drop_last=drop_last,
+            process_group=process_group,
+        )
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.replacement = check_bool("replacement", replacement)
         self.index, self.plan = plan_for(

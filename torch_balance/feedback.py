@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from torch_balance._collective import all_reduce_sum, check_group
 from torch_balance._validation import Text, check_int, fail
 from torch_balance.labels import LabelIndex
 
@@ -341,12 +342,8 @@ def restoring(plan: Any, state: Any) -> Iterator[None]:
 # -- measurements, combined across ranks ---------------------------------------------------------
 
 
-def _sum_across_ranks(tensor: torch.Tensor, sync: bool) -> torch.Tensor:
-    import torch.distributed as dist
-
-    if sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
+def _sum_across_ranks(tensor: torch.Tensor, sync: bool, group: Any) -> torch.Tensor:
+    return all_reduce_sum(tensor, check_group(group)) if sync else tensor
 
 
 def _class_codes(targets: Any, num_classes: int) -> torch.Tensor:
@@ -361,7 +358,12 @@ def _class_codes(targets: Any, num_classes: int) -> torch.Tensor:
 
 
 def per_class_recall(
-    predictions: Any, targets: Any, num_classes: int, *, sync: bool = True
+    predictions: Any,
+    targets: Any,
+    num_classes: int,
+    *,
+    sync: bool = True,
+    process_group: Any = None,
 ) -> torch.Tensor:
     """Recall of every class, the counts summed over all ranks when ``torch.distributed`` runs.
 
@@ -374,6 +376,9 @@ def per_class_recall(
         num_classes: C.
         sync: Sum the counts over ranks with ``all_reduce`` (on the tensors' device) when a
             process group is initialised.
+        process_group: The data-parallel group to sum over (a ``ProcessGroup`` or a 1-D
+            ``DeviceMesh``); default the default group. Under tensor parallelism name it, or
+            each replica's counts are added once per tensor-parallel peer.
 
     Returns:
         A float64 CPU tensor of C recalls.
@@ -400,17 +405,23 @@ def per_class_recall(
             torch.bincount(codes, minlength=num_classes),
         ]
     ).to(torch.float64)
-    counts = _sum_across_ranks(counts, sync).cpu()
+    counts = _sum_across_ranks(counts, sync, process_group).cpu()
     return counts[0] / counts[1]
 
 
 def per_class_mean(
-    values: Any, targets: Any, num_classes: int, *, sync: bool = True
+    values: Any,
+    targets: Any,
+    num_classes: int,
+    *,
+    sync: bool = True,
+    process_group: Any = None,
 ) -> torch.Tensor:
     """The mean of per-sample ``values`` (e.g. losses) in every class, over all ranks.
 
     Sums and counts are added up over ranks with ``all_reduce`` when ``torch.distributed``
-    is initialised, so every rank gets the same vector. A class with no sample gets NaN.
+    is initialised (over ``process_group`` when given, as in :func:`per_class_recall`), so
+    every rank gets the same vector. A class with no sample gets NaN.
 
     Example:
         >>> per_class_mean(torch.tensor([1.0, 3.0, 0.5]), torch.tensor([0, 0, 1]), 2)
@@ -424,5 +435,5 @@ def per_class_mean(
     sums = torch.zeros(2, num_classes, dtype=torch.float64, device=data.device)
     sums[0].index_add_(0, codes, data.to(torch.float64))
     sums[1].index_add_(0, codes, torch.ones_like(data, dtype=torch.float64))
-    sums = _sum_across_ranks(sums, sync).cpu()
+    sums = _sum_across_ranks(sums, sync, process_group).cpu()
     return sums[0] / sums[1]

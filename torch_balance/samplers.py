@@ -84,6 +84,9 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
         num_replicas: Number of ranks; default: looked up from ``torch.distributed`` when each
             epoch starts (1 without a process group).
         rank: This rank; default: looked up likewise (0 without a process group).
+        process_group: The data-parallel group (a ``ProcessGroup`` or a 1-D ``DeviceMesh``)
+            whose ranks share the epoch; default the default group. Name it under tensor,
+            context or pipeline parallelism, where the default group holds every process.
         drop_last: Drop the tail of the epoch so that it divides evenly among ranks, instead of
             padding it.
         label_fn: ``label_fn(dataset, i) -> label``, to read labels a cheap way.
@@ -121,11 +124,18 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
+        process_group: Any = None,
         drop_last: bool = False,
         label_fn: Callable[[Any, int], Any] | None = None,
         sample_weights: Any = None,
     ) -> None:
-        self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
+        self._open(
+            seed=seed,
+            num_replicas=num_replicas,
+            rank=rank,
+            drop_last=drop_last,
+            process_group=process_group,
+        )
         self.replacement = check_bool("replacement", replacement)
         self.index, self.plan = plan_for(
             dataset_or_labels,
@@ -186,7 +196,7 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
     def __iter__(self) -> Iterator[int]:
         current, world, rank = self._begin()
         picks, order = self._draw(current.epoch, helper=helper_allowed(self.plan.length))
-        chunks = iter_shard(picks, order, world, rank, self.drop_last, current.base)
+        chunks = iter_shard(picks, order, world, rank, self.drop_last, current.start)
         self._passes += 1
         if self._passes > 1 and self._walks.buffer is None and ahead_pays(self.plan.length):
             chunks = alongside(chunks, partial(self._draw_ahead, current.epoch + 1), helper=True)
@@ -350,6 +360,9 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
         seed: Shared seed; must be the same on every rank.
         num_replicas: Number of ranks; default from ``torch.distributed`` or 1.
         rank: This rank; default from ``torch.distributed`` or 0.
+        process_group: The data-parallel group (a ``ProcessGroup`` or a 1-D ``DeviceMesh``)
+            whose ranks share the epoch; default the default group. Name it under tensor,
+            context or pipeline parallelism, where the default group holds every process.
         drop_last: Drop the tail so that it divides evenly among ranks, instead of padding.
         label_fn: ``label_fn(dataset, i) -> iterable of category ids``.
 
@@ -376,6 +389,7 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
+        process_group: Any = None,
         drop_last: bool = False,
         label_fn: Callable[[Any, int], Iterable[Any]] | None = None,
     ) -> None:
@@ -389,7 +403,13 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
                 kind=ValueError if isinstance(rounding, str) else TypeError,
             )
         self.rounding: Rounding = rounding
-        self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
+        self._open(
+            seed=seed,
+            num_replicas=num_replicas,
+            rank=rank,
+            drop_last=drop_last,
+            process_group=process_group,
+        )
         self.index = resolve_labelsets(dataset_or_labelsets, label_fn)
         factors = image_factors(self.index, self.threshold, self.sqrt)
         check_epoch_size(
@@ -437,7 +457,8 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
     def __iter__(self) -> Iterator[int]:
         current, world, rank = self._begin()
         copies, order = self._draw(current.epoch)
-        chunks = iter_shard(repeat_values(copies), order, world, rank, self.drop_last, current.base)
+        values = repeat_values(copies)
+        chunks = iter_shard(values, order, world, rank, self.drop_last, current.start)
         return self._state.run(current, chunks)
 
     def _own_settings(self, epoch: int) -> dict[str, Any]:

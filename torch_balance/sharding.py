@@ -14,23 +14,22 @@ shards once the group is up.
 from __future__ import annotations
 
 import itertools
-import sys
+import warnings
 from collections.abc import Callable, Iterator
-from types import FrameType
 from typing import Any, NoReturn
 
 import torch
-import torch.distributed as dist
 
+from torch_balance._collective import group_ranks, trainer_sharder
 from torch_balance._threads import Prefetch, helper_allowed, run_ahead
 from torch_balance._validation import check_bool, check_int, fail
 
 __all__ = [
-    "batch_sharder",
     "check_replicas",
     "current_ranks",
     "iter_shard",
     "iter_shard_chunks",
+    "pass_length",
     "shard_length",
 ]
 
@@ -62,70 +61,19 @@ def _bad_rank(num_replicas: int, rank: int) -> NoReturn:
     )
 
 
-def _accelerate_codes() -> dict[Any, str]:
-    """Code objects of accelerate's batch sharders, when accelerate is imported."""
-    module = sys.modules.get("accelerate.data_loader")
-    if module is None:
-        return {}
-    cached = _SHARDER_CODES.get(id(module))
-    if cached is not None:
-        return cached
-    codes: dict[Any, str] = {}
-    for name in ("BatchSamplerShard", "DataLoaderDispatcher", "IterableDatasetShard"):
-        cls = getattr(module, name, None)
-        for value in vars(cls).values() if cls is not None else ():
-            code = getattr(value, "__code__", None)
-            if code is not None:
-                codes[code] = f"accelerate's {name}"
-    _SHARDER_CODES[id(module)] = codes
-    return codes
-
-
-_SHARDER_CODES: dict[int, dict[Any, str]] = {}
-
-
-def batch_sharder() -> str | None:
-    """Name the trainer component that is sharding our output by rank itself, if any.
-
-    accelerate's ``prepare()`` (and so the Hugging Face ``Trainer``) wraps a DataLoader's batch
-    sampler in a ``BatchSamplerShard`` (or rank 0 reads every batch in a
-    ``DataLoaderDispatcher``; an ``IterableDataset`` is wrapped in an ``IterableDatasetShard``
-    when batches are not dispatched) and hands rank ``r`` every R-th batch. A sampler that shards as
-    well leaves each rank 1/R² of the epoch. No public flag says whether a DataLoader has been
-    prepared, so this looks at who is calling: when a sharder's method is on the call stack of
-    ``len()`` or ``iter()``, the sampler hands out the global epoch and lets it shard.
-
-    Example:
-        >>> batch_sharder() is None
-        True
-    """
-    codes = _accelerate_codes()
-    if not codes:
-        return None
-    frame: FrameType | None = sys._getframe(1)
-    for _ in range(_STACK_DEPTH):
-        if frame is None:
-            return None
-        found = codes.get(frame.f_code)
-        if found is not None:
-            return found
-        frame = frame.f_back
-    return None
-
-
-_STACK_DEPTH = 24
-
-
-def current_ranks(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+def current_ranks(num_replicas: int | None, rank: int | None, group: Any = None) -> tuple[int, int]:
     """``(num_replicas, rank)`` for an epoch that starts now.
 
-    Values given explicitly are kept. A missing one comes from ``torch.distributed`` when its
-    process group is up, else it is 1 (or 0). When a trainer shards the batches itself (see
-    :func:`batch_sharder`), the answer is ``(1, 0)``: the whole epoch, for it to split.
+    Values given explicitly are kept. A missing one comes from ``group`` (the data-parallel
+    group named with ``process_group=``), else from ``torch.distributed``'s default group when
+    it is up, else it is 1 (or 0). When accelerate runs on several processes and no group is
+    named, its ``prepare()`` shards the batches itself
+    (:func:`~torch_balance._collective.trainer_sharder`), so the answer is ``(1, 0)``: the
+    whole epoch, for it to split. The answer depends only on this process's state, never on
+    who asks.
 
     Raises:
-        ValueError: If ``num_replicas`` > 1 was given but a trainer shards the batches again,
-            or if ``rank`` does not fit the world size.
+        ValueError: If ``rank`` does not fit the world size.
 
     Example:
         >>> current_ranks(None, None)
@@ -133,26 +81,39 @@ def current_ranks(num_replicas: int | None, rank: int | None) -> tuple[int, int]
         >>> current_ranks(4, 2)
         (4, 2)
     """
-    sharder = batch_sharder()
-    if sharder is not None:
-        if (num_replicas or 1) > 1 or (rank or 0) > 0:
-            fail(
-                "num_replicas",
-                f"None (or 1) when {sharder} shards the batches across ranks",
-                num_replicas,
-                "Leave num_replicas and rank unset: the sampler then yields the whole epoch and "
-                "accelerate gives each rank its share (otherwise each rank would see "
-                "1/num_replicas**2 of it)",
-            )
-        return 1, 0
-    initialised = dist.is_available() and dist.is_initialized()
-    world = (
-        num_replicas if num_replicas is not None else dist.get_world_size() if initialised else 1
+    if num_replicas is None or rank is None:
+        if group is None and trainer_sharder() is not None:
+            if num_replicas is None and rank is None:
+                return 1, 0
+            _warn_told_ranks(num_replicas, rank)
+        size, me = group_ranks(group)
+        num_replicas = size if num_replicas is None else num_replicas
+        rank = me if rank is None else rank
+    elif group is None and trainer_sharder() is not None:
+        _warn_told_ranks(num_replicas, rank)
+    if rank >= num_replicas:
+        _bad_rank(num_replicas, rank)
+    return num_replicas, rank
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_told_ranks(num_replicas: int | None, rank: int | None) -> None:
+    """Ranks given by hand while accelerate shards prepared loaders: right only for a loader
+    that does not go through ``prepare()``; said once per process."""
+    if "ranks" in _WARNED:
+        return
+    _WARNED.add("ranks")
+    warnings.warn(
+        f"num_replicas={num_replicas}, rank={rank} given while accelerate runs on several "
+        "processes: a DataLoader that goes through accelerator.prepare() is sharded by "
+        "accelerate as well, and each rank would see 1/num_replicas**2 of the epoch. Leave "
+        "num_replicas and rank unset for prepared loaders (the sampler then yields the whole "
+        "epoch and accelerate splits it)",
+        UserWarning,
+        stacklevel=4,
     )
-    me = rank if rank is not None else dist.get_rank() if initialised else 0
-    if me >= world:
-        _bad_rank(world, me)
-    return world, me
 
 
 def shard_length(length: int, num_replicas: int, drop_last: bool) -> int:
@@ -176,6 +137,23 @@ def shard_length(length: int, num_replicas: int, drop_last: bool) -> int:
     return -(-length // num_replicas)
 
 
+def pass_length(length: int, start: int, num_replicas: int, drop_last: bool) -> int:
+    """Indices each rank yields in a pass over positions ``[start, length)`` of a global epoch.
+
+    A pass that starts at 0 is :func:`shard_length`'s; one resumed at global position
+    ``start`` shares what is left by the same rules (padded, or cut with ``drop_last``), so a
+    state saved with R ranks continues with R' ranks from the same place.
+
+    Example:
+        >>> pass_length(10, 0, 4, False), pass_length(10, 6, 3, False), pass_length(10, 6, 3, True)
+        (3, 2, 1)
+    """
+    if start == 0:
+        return shard_length(length, num_replicas, drop_last)
+    left = max(length - start, 0)
+    return left // num_replicas if drop_last else -(-left // num_replicas)
+
+
 def iter_shard(
     values: torch.Tensor,
     order: torch.Tensor,
@@ -186,9 +164,12 @@ def iter_shard(
     *,
     helper: bool | None = None,
 ) -> Iterator[list[int]]:
-    """Yield this rank's part of ``values[order]`` as lists of Python ints, from ``start`` on.
+    """Yield this rank's part of ``values[order]`` as lists of Python ints.
 
-    ``order`` is the shuffled global epoch (positions into ``values``). The gather runs a
+    ``order`` is the shuffled global epoch (positions into ``values``); the pass covers its
+    positions from the global position ``start`` on (0 for a whole epoch, more for a resumed
+    one), and this rank keeps ``start + rank``, ``start + rank + R``, ... (see
+    :func:`pass_length` for the padding and ``drop_last``). The gather runs a
     block of ``BLOCK`` positions at a time, in a helper thread where one may run (see
     :mod:`torch_balance._threads`; ``helper`` forces the choice), and every block is handed
     out as lists of ``LIST_CHUNK`` ints: 16K ints (about 0.6 MB of Python objects) stay in a
@@ -199,12 +180,13 @@ def iter_shard(
         >>> values, order = torch.tensor([10, 11, 12]), torch.tensor([2, 0, 1])
         >>> [list(iter_shard(values, order, 2, r, drop_last=False)) for r in (0, 1)]
         [[[12, 11]], [[10, 12]]]
+        >>> list(iter_shard(values, order, 1, 0, drop_last=False, start=1))
+        [[10, 11]]
     """
-    length = order.shape[0]
-    per_rank = shard_length(length, num_replicas, drop_last)
+    count = pass_length(order.shape[0], start, num_replicas, drop_last)
     if helper is None:
-        helper = helper_allowed(per_rank - start)
-    blocks = run_ahead(_gathered(values, order, num_replicas, rank, per_rank, start), helper=helper)
+        helper = helper_allowed(count)
+    blocks = run_ahead(_gathered(values, order, num_replicas, rank, count, start), helper=helper)
     for block in blocks:
         array = block.numpy()
         for begin in range(0, array.shape[0], LIST_CHUNK):
@@ -216,20 +198,31 @@ def _gathered(
     order: torch.Tensor,
     num_replicas: int,
     rank: int,
-    per_rank: int,
+    count: int,
     start: int,
 ) -> Iterator[torch.Tensor]:
-    """This rank's ``values[order[positions]]`` from ``start`` on, a block at a time."""
+    """This rank's ``count`` items of ``values[order]`` from global position ``start`` on, a
+    block at a time."""
     length = order.shape[0]
-    for begin in range(start, per_rank, BLOCK):
-        stop = min(begin + BLOCK, per_rank)
+    for begin in range(0, count, BLOCK):
+        stop = min(begin + BLOCK, count)
         if num_replicas == 1:
-            yield values.index_select(0, order[begin:stop])
+            yield values.index_select(0, order[start + begin : start + stop])
             continue
-        positions = torch.arange(begin, stop, dtype=torch.int64) * num_replicas + rank
-        if (stop - 1) * num_replicas + rank >= length:  # padding repeats the epoch's start
-            positions = positions.remainder_(length)
-        yield values.index_select(0, order.index_select(0, positions))
+        yield values.index_select(
+            0, order.index_select(0, _positions(begin, stop, length, num_replicas, rank, start))
+        )
+
+
+def _positions(
+    begin: int, stop: int, length: int, num_replicas: int, rank: int, start: int
+) -> torch.Tensor:
+    """Global positions of this rank's items ``begin`` to ``stop`` of a pass from ``start``;
+    padding past the end repeats the epoch's start."""
+    positions = torch.arange(begin, stop, dtype=torch.int64) * num_replicas + (start + rank)
+    if start + (stop - 1) * num_replicas + rank >= length:
+        positions = positions.remainder_(length)
+    return positions
 
 
 def iter_shard_chunks(
@@ -246,11 +239,11 @@ def iter_shard_chunks(
     """:func:`iter_shard` for an epoch made of chunks drawn one at a time.
 
     ``chunk(c)`` returns positions ``[c * chunk_size, (c + 1) * chunk_size)`` of the global
-    epoch (the last chunk may be shorter). The rank keeps positions ``rank, rank + R, ...``
-    with the same padding and ``drop_last`` rules. Where helpers may run, chunks are drawn up
-    to three ahead on two threads (and, for more than one rank, this rank's blocks cut from
-    them on a third), ahead of the lists handed out; the epoch is never held whole, and every
-    thread is joined when the iterator ends, fails or is closed.
+    epoch (the last chunk may be shorter). The rank keeps positions ``start + rank``,
+    ``start + rank + R``, ... with the same padding and ``drop_last`` rules. Where helpers may
+    run, chunks are drawn up to three ahead on two threads (and, for more than one rank, this
+    rank's blocks cut from them on a third), ahead of the lists handed out; the epoch is never
+    held whole, and every thread is joined when the iterator ends, fails or is closed.
 
     Example:
         >>> epoch = torch.arange(10, 20)
@@ -258,9 +251,9 @@ def iter_shard_chunks(
         >>> [sum(iter_shard_chunks(chunk, 4, 10, 3, r, drop_last=False), []) for r in range(3)]
         [[10, 13, 16, 19], [11, 14, 17, 10], [12, 15, 18, 11]]
     """
-    per_rank = shard_length(length, num_replicas, drop_last)
+    count = pass_length(length, start, num_replicas, drop_last)
     if helper is None:
-        helper = helper_allowed(per_rank - start)
+        helper = helper_allowed(count)
     # Chunks are drawn up to 3 ahead on two threads: the chunks are most of the work, and
     # each has its own generator. One rank hands each chunk out as it is (its positions are
     # consecutive); with more, a third thread cuts this rank's blocks from them.
@@ -269,7 +262,7 @@ def iter_shard_chunks(
         blocks: Iterator[torch.Tensor] = _chunk_tails(chunks, chunk_size, length, start)
     else:
         blocks = run_ahead(
-            _chunk_blocks(chunks, chunk_size, length, num_replicas, rank, per_rank, start),
+            _chunk_blocks(chunks, chunk_size, length, num_replicas, rank, count, start),
             helper=helper,
         )
     try:
@@ -299,11 +292,11 @@ def _chunk_blocks(
     length: int,
     num_replicas: int,
     rank: int,
-    per_rank: int,
+    count: int,
     start: int,
 ) -> Iterator[torch.Tensor]:
-    """This rank's items from ``start`` on (of several ranks), a block at a time, each chunk
-    drawn once (the first chunk again for the padding)."""
+    """This rank's ``count`` items from global position ``start`` on (of several ranks), a
+    block at a time, each chunk drawn once (the first chunk again for the padding)."""
     held: tuple[int, torch.Tensor] | None = None
 
     def get(c: int) -> torch.Tensor:
@@ -312,11 +305,9 @@ def _chunk_blocks(
             held = (c, chunk(c))
         return held[1]
 
-    for begin in range(start, per_rank, BLOCK):
-        stop = min(begin + BLOCK, per_rank)
-        positions = torch.arange(begin, stop, dtype=torch.int64) * num_replicas + rank
-        if (stop - 1) * num_replicas + rank >= length:  # padding repeats the epoch's start
-            positions = positions.remainder_(length)
+    for begin in range(0, count, BLOCK):
+        stop = min(begin + BLOCK, count)
+        positions = _positions(begin, stop, length, num_replicas, rank, start)
         ids = torch.div(positions, size, rounding_mode="floor")
         cuts = [0, *(torch.nonzero(ids[1:] != ids[:-1]).reshape(-1) + 1).tolist(), len(ids)]
         pieces = []

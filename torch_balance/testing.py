@@ -4,8 +4,9 @@
 length, index bounds, determinism in (seed, epoch), that a new epoch changes the order, that
 the composition matches ``target_counts``, the complete-pass rule (``len()`` items make a
 pass complete), checkpoints at any moment (mid-epoch, at pass boundaries, after
-``set_epoch``) restoring the uninterrupted sequence, refusal of states saved for other
-labels, seeds or world sizes, sharding across ranks, pickling, a DataLoader with worker
+``set_epoch``) restoring the uninterrupted sequence, states that load on every rank and with
+another number of ranks, refusal of states saved for other labels or seeds, sharding across
+ranks, pickling, a DataLoader with worker
 processes, and that the global RNGs of torch, numpy and ``random`` are left alone.
 
 Options passed to the factory: ``seed``, ``num_replicas``, ``rank`` and ``drop_last``.
@@ -36,6 +37,7 @@ __all__ = [
     "check_sampler_pickles",
     "check_sampler_refuses_foreign_states",
     "check_sampler_shards",
+    "check_sampler_states_any_world",
     "conformance_labels",
 ]
 
@@ -149,18 +151,19 @@ def check_sampler_complete_pass(make: Factory, labels: Any) -> None:
     for _ in range(len(sampler)):
         next(items)  # exactly len() items, as a loop that stops after len(loader) batches
     state = sampler.state_dict()
+    whole = len(_epoch(_build(make, labels), 2))
     _require(
-        (state["epoch"], state["yielded"]) == (3, 0),
-        f"after a complete pass of epoch 2 the state says epoch {state['epoch']}, "
-        f"{state['yielded']} items handed out; expected the start of epoch 3",
+        (state["epoch"], state["position"]) == (2, whole),
+        f"after a complete pass of epoch 2 the state says epoch {state['epoch']}, position "
+        f"{state['position']}; expected epoch 2 done ({whole} of {whole})",
     )
     _require(sampler.epoch == 3, f"after a complete pass of epoch 2, epoch is {sampler.epoch}")
     _require(list(sampler) == epoch_3, "the pass after a complete one is not the next epoch")
     sampler.set_epoch(7)
     state = sampler.state_dict()
     _require(
-        (state["epoch"], state["yielded"]) == (7, 0),
-        f"after set_epoch(7) the state says epoch {state['epoch']}, {state['yielded']} items",
+        (state["epoch"], state["position"]) == (7, 0),
+        f"after set_epoch(7) the state says epoch {state['epoch']}, position {state['position']}",
     )
 
 
@@ -191,6 +194,12 @@ def check_sampler_checkpoints(make: Factory, labels: Any) -> None:
             # a copy pickled mid-pass continues where the pass stood
             copy = pickle.loads(pickle.dumps(run))
             _require(list(copy) == rest, f"a sampler pickled after {cut} items does not continue")
+        if cut == length:  # saved at the epoch's end, resumed by a loop that sets epoch 2
+            again = _build(make, labels)
+            again.load_state_dict(state)
+            again.set_epoch(2)
+            _require(list(again) == [], "set_epoch(2) after a state saved at its end replays it")
+            _require(list(again) == epochs[3], "after the empty rest of epoch 2, not epoch 3")
     moved = _build(make, labels)
     moved.set_epoch(2)
     next(iter(moved))
@@ -204,7 +213,7 @@ def check_sampler_checkpoints(make: Factory, labels: Any) -> None:
 
 
 def check_sampler_refuses_foreign_states(make: Factory, labels: Any) -> None:
-    """``load_state_dict`` refuses states saved for other labels, another seed or world size."""
+    """``load_state_dict`` refuses states saved for other labels or another seed."""
     label_array = np.asarray(labels)
     sampler = _build(make, labels)
     sampler.set_epoch(1)
@@ -213,7 +222,6 @@ def check_sampler_refuses_foreign_states(make: Factory, labels: Any) -> None:
     foreign = {
         "other labels": _build(make, np.concatenate([label_array, label_array[:7]])),
         "another seed": _build(make, labels, seed=4),
-        "another world size": _build(make, labels, world=2),
     }
     for what, other in foreign.items():
         try:
@@ -241,6 +249,46 @@ def check_sampler_shards(make: Factory, labels: Any) -> None:
             else:
                 padded = (whole * (size // max(len(whole), 1) + 1))[:size]
                 _require(merged == padded, "padded shards are not the epoch plus its head")
+
+
+def check_sampler_states_any_world(make: Factory, labels: Any) -> None:
+    """A state saved on any rank loads on every rank; with another number of ranks it
+    continues the same global epoch from the same global position (2 -> 1, 1 -> 2, 2 -> 3)."""
+    whole = _epoch(_build(make, labels), 2)
+    for before, after in ((2, 2), (2, 1), (1, 2), (2, 3)):
+        savers = [_build(make, labels, world=before, rank=r) for r in range(before)]
+        cut = max(len(savers[0]) // 2, 1)
+        for saver in savers:
+            saver.set_epoch(2)
+            items = iter(saver)
+            for _ in range(cut):
+                next(items)
+        states = [saver.state_dict() for saver in savers]
+        _require(
+            all(state == states[0] for state in states),
+            f"ranks of {before} saved different states after {cut} items each",
+        )
+        resumed = [_build(make, labels, world=after, rank=r) for r in range(after)]
+        for r, sampler in enumerate(resumed):
+            sampler.load_state_dict(states[(r + 1) % before])  # another rank's state
+        rests = [list(sampler) for sampler in resumed]
+        _require(
+            len({len(rest) for rest in rests}) == 1,
+            f"{before} -> {after} ranks: resumed ranks got {[len(r) for r in rests]} items",
+        )
+        merged = [item for step in zip(*rests, strict=True) for item in step]
+        done = min(cut * before, len(whole))
+        expected = (whole[done:] + whole * (len(merged) // max(len(whole), 1) + 1))[: len(merged)]
+        _require(
+            merged == expected and len(merged) >= len(whole) - done,
+            f"{before} -> {after} ranks: the resumed ranks do not continue the global epoch "
+            f"from position {done}",
+        )
+        for r, sampler in enumerate(resumed):
+            _require(
+                list(sampler) == _epoch(_build(make, labels, world=after, rank=r), 3),
+                f"{before} -> {after} ranks: the pass after the resumed one is not epoch 3",
+            )
 
 
 def check_sampler_pickles(make: Factory, labels: Any) -> None:
@@ -272,6 +320,7 @@ CHECKS: dict[str, Callable[[Factory, Any], None]] = {
     "complete_pass": check_sampler_complete_pass,
     "checkpoints": check_sampler_checkpoints,
     "foreign_states": check_sampler_refuses_foreign_states,
+    "states_any_world": check_sampler_states_any_world,
     "shards": check_sampler_shards,
     "pickles": check_sampler_pickles,
 }

@@ -38,9 +38,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
+from torch_balance._collective import all_gather_int, all_gather_varying, distributed
 from torch_balance._epoch import EpochShell
 from torch_balance._rng import ORDER, Stream, generator
 from torch_balance._threads import Early, helper_allowed
@@ -288,37 +288,6 @@ Reduce = Literal["mean", "sum", "max", "min"]
 _REDUCE = ("mean", "sum", "max", "min")
 
 
-def _collective_device() -> torch.device:
-    """Where tensors for a collective must live: CUDA for NCCL, the CPU otherwise."""
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _all_gather_varying(tensor: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
-    """Every rank's 1-D ``tensor`` (lengths ``sizes``, already exchanged), padded to the
-    longest for ``all_gather`` and cut back."""
-    device = _collective_device()
-    longest = max(max(sizes), 1)
-    padded = torch.zeros(longest, dtype=tensor.dtype, device=device)
-    padded[: tensor.shape[0]] = tensor.to(device)
-    parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded)
-    return [part[:size].cpu() for part, size in zip(parts, sizes, strict=True)]
-
-
-def _all_gather_int(value: torch.Tensor) -> list[torch.Tensor]:
-    """A small int64 tensor from every rank."""
-    device = _collective_device()
-    parts = [torch.empty_like(value, device=device) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, value.to(device))
-    return [part.cpu() for part in parts]
-
-
 def _check_update(n: int, indices: Any, values: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """``(indices, values)`` of :meth:`WeightedSampler.update_weights` as int64 and float64."""
     if isinstance(indices, torch.Tensor):
@@ -425,6 +394,9 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         num_replicas: Number of ranks; default from ``torch.distributed`` when each epoch
             starts (1 without a process group).
         rank: This rank; default likewise (0 without a process group).
+        process_group: The data-parallel group (a ``ProcessGroup`` or a 1-D ``DeviceMesh``)
+            whose ranks share the epoch; default the default group. Name it under tensor,
+            context or pipeline parallelism, where the default group holds every process.
         drop_last: Drop the tail so that it divides evenly among ranks, instead of padding.
 
     Raises:
@@ -451,9 +423,17 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
+        process_group: Any = None,
         drop_last: bool = False,
     ) -> None:
-        self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
+        self._open(
+            seed=seed,
+            num_replicas=num_replicas,
+            rank=rank,
+            drop_last=drop_last,
+            process_group=process_group,
+        )
+        self._unchecked = False  # weights set by hand, not yet compared across ranks
         self.replacement = check_bool("replacement", replacement)
         self.exact = check_bool("exact", exact)
         values = check_sample_weights("weights", weights)
@@ -515,7 +495,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
 
     def _mid_epoch(self) -> bool:
         """An epoch is partly handed out, or its pass has started."""
-        return self._state.position()[1] > 0 or self._state._pass is not None
+        return self._state.mid_epoch()
 
     def _promote(self) -> None:
         """At an epoch's start, weights set while the previous epoch was under way apply."""
@@ -551,6 +531,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         """
         values = check_sample_weights("weights", weights, self.num_weights)
         self._install(values)
+        self._unchecked = True
 
     def _install(self, values: torch.Tensor) -> None:
         self._check_drawable("weights", values)
@@ -607,10 +588,15 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
             error = raised
             index = torch.zeros(0, dtype=torch.int64)
             value = torch.zeros(0, dtype=torch.float64)
-        if _distributed():
-            # -1: this rank's reports were refused; every rank raises instead of hanging
+        group = self._group
+        if distributed(group):
+            # -1: this rank's reports were refused; every rank raises instead of hanging. The
+            # digest of the weights the reports update travels with the sizes: ranks that
+            # disagree are told here, in a call every rank makes.
             size = torch.tensor([index.shape[0] if error is None else -1], dtype=torch.int64)
-            sizes = [int(s) for s in _all_gather_int(size)]
+            gathered = all_gather_int(torch.cat([size, self._digest_tensor()]), group)
+            self._refuse_differing([part[1:] for part in gathered])
+            sizes = [int(part[0]) for part in gathered]
             refused = [r for r, s in enumerate(sizes) if s < 0]
             if refused and error is None:
                 fail(
@@ -620,8 +606,8 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
                     "See the error raised on those ranks",
                 )
             if error is None:
-                index = torch.cat(_all_gather_varying(index, sizes))
-                value = torch.cat(_all_gather_varying(value, sizes))
+                index = torch.cat(all_gather_varying(index, sizes, group))
+                value = torch.cat(all_gather_varying(value, sizes, group))
         if error is not None:
             raise error
         unique, combined = _combine(index, value, reduce)
@@ -641,15 +627,32 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         """The newest weights (those waiting for the next epoch, if any)."""
         return self._next if self._next is not None else self._weights
 
-    def _check_ranks_agree(self) -> None:
-        """All-gather the digest of the newest weights and refuse a mismatch."""
-        if not _distributed():
-            return
+    def _shards_itself(self) -> bool:
+        """Whether this sampler splits the epoch across ranks itself (so every rank runs its
+        passes and its collectives): not under a trainer that shards prepared loaders."""
+        return self._ranks()[0] > 1
+
+    def _digest_tensor(self) -> torch.Tensor:
         digest = self._latest_digest()
-        mine = torch.tensor(
+        return torch.tensor(
             np.frombuffer(bytes.fromhex(digest), dtype=np.int64).copy(), dtype=torch.int64
         )
-        parts = _all_gather_int(mine)
+
+    def check_weights_agree(self) -> None:
+        """Check that every rank holds the same weights (a collective: every rank calls it).
+
+        :meth:`update_weights` checks as part of its own exchange, and a pass checks at its
+        start after :meth:`set_weights` or :meth:`load_weights_state_dict` (every rank starts
+        its pass in step); :meth:`set_epoch` never runs a collective.
+
+        Raises:
+            ValueError: On every rank, naming the ranks whose weights differ from rank 0's.
+        """
+        if distributed(self._group):
+            self._refuse_differing(all_gather_int(self._digest_tensor(), self._group))
+        self._unchecked = False
+
+    def _refuse_differing(self, parts: list[torch.Tensor]) -> None:
         differ = [r for r, part in enumerate(parts) if not torch.equal(part, parts[0])]
         if differ:
             fail(
@@ -661,11 +664,10 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
             )
 
     def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch of the next pass; with a process group, check that every rank
-        holds the same weights (a collective)."""
+        """Choose the epoch of the next pass (no collective: trainers call it on whatever they
+        find, not always on every rank in step)."""
         self._state.set_epoch(epoch)
         self._promote()
-        self._check_ranks_agree()
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -698,6 +700,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
             later = check_sample_weights("state['next']", state["next"], self.num_weights)
             self._check_drawable("state['next']", later)
             self._next = later
+        self._unchecked = True
 
     def _fingerprint(self) -> str:
         return f"{self.num_weights} samples"
@@ -791,15 +794,17 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         self._promote()
+        if self._unchecked and self._shards_itself():
+            self.check_weights_agree()  # every rank starts its pass in step
         current, world, rank = self._begin()
         if self.replacement and not self.exact:
             chunk, size = self._iid(current.epoch)
             chunks = iter_shard_chunks(
-                chunk, size, self.num_samples, world, rank, self.drop_last, current.base
+                chunk, size, self.num_samples, world, rank, self.drop_last, current.start
             )
         else:
             values, order = self._draw(current.epoch, helper=helper_allowed(self.num_samples))
-            chunks = iter_shard(values, order, world, rank, self.drop_last, current.base)
+            chunks = iter_shard(values, order, world, rank, self.drop_last, current.start)
         return self._state.run(current, chunks)
 
     def __repr__(self) -> str:
