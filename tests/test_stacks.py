@@ -37,13 +37,13 @@ from _common import EPOCHS, LABELS, Indexed, feedback_values, stream  # noqa: E4
 WORLD = 2
 
 
-def _launch(command: list[str], out: Path) -> dict[str, Any]:
+def _launch(command: list[str], out: Path, world: int = WORLD) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(STACKS), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [*command, str(out)], env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    ranks = [json.loads((out / f"{r}.json").read_text()) for r in range(WORLD)]
+    ranks = [json.loads((out / f"{r}.json").read_text()) for r in range(world)]
     return {name: [rank[name] for rank in ranks] for name in ranks[0]}
 
 
@@ -284,3 +284,101 @@ def test_accelerate_balanced_stream(
 
 def test_hf_trainer_balanced_stream(torchrun_runs: dict[str, Any]) -> None:
     _check_stream(torchrun_runs["hf-stream"], 20, padding=WORLD * 8, slack=0)
+
+
+# -- resumed runs against uninterrupted ones (tests/stacks/resume_ddp.py) --------------------
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-rank", "2-ranks"])
+def resume_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[int, dict[str, Any]]:
+    world = int(request.param)
+    out = tmp_path_factory.mktemp(f"resume-{world}")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", str(world), str(STACKS / "resume_ddp.py")]
+    return world, _launch(command, out, world)
+
+
+def _check_resumed(ranks: list[dict[str, Any]], scenario: str, cuts: dict[str, int]) -> None:
+    """Every rank's resumed run saw exactly the uninterrupted run's batches after the cut."""
+    for rank, data in enumerate(ranks):
+        full = data[f"{scenario}/full"]["0"]
+        per = len(full) // EPOCHS
+        assert len(full) == per * EPOCHS and full[:per] != full[per : 2 * per], "no new draw"
+        for name, cut in cuts.items():
+            resumed = data[f"{scenario}/from-{name}"].get("0", [])
+            assert resumed == full[cut:], (scenario, name, rank, len(resumed), len(full) - cut)
+
+
+def _per_epoch(ranks: list[dict[str, Any]], scenario: str) -> int:
+    return len(ranks[0][f"{scenario}/full"]["0"]) // EPOCHS
+
+
+@pytest.mark.parametrize("scenario", ["plain-loop", "stateful-loop"])
+def test_torchrun_loop_resumes_exactly(
+    resume_runs: tuple[int, dict[str, Any]], scenario: str
+) -> None:
+    """Checkpoints after batch 4 of epoch 1, after the last batch of epoch 1 (then
+    ``set_epoch(1)``: the empty rest of it, then epoch 2) and after the first batch; rank 0's
+    state loaded on every rank."""
+    _, runs = resume_runs
+    ranks = [dict(zip(runs, values, strict=True)) for values in zip(*runs.values(), strict=True)]
+    per = _per_epoch(ranks, scenario)
+    _check_resumed(ranks, scenario, {"mid": per + 4, "end": 2 * per, "first": 1})
+
+
+@pytest.mark.parametrize("scenario", ["accelerate-sampler", "accelerate-batches"])
+def test_accelerate_skip_first_batches_resumes_exactly(
+    resume_runs: tuple[int, dict[str, Any]], scenario: str
+) -> None:
+    _, runs = resume_runs
+    ranks = [dict(zip(runs, values, strict=True)) for values in zip(*runs.values(), strict=True)]
+    _check_resumed(ranks, scenario, {"mid": _per_epoch(ranks, scenario) + 4})
+
+
+def test_hf_trainer_resumes_exactly_with_the_recipe(
+    resume_runs: tuple[int, dict[str, Any]],
+) -> None:
+    """README's recipe, resumed from a checkpoint in the middle of epoch 1 and from the end of
+    epoch 0."""
+    _, runs = resume_runs
+    ranks = [dict(zip(runs, values, strict=True)) for values in zip(*runs.values(), strict=True)]
+    per = _per_epoch(ranks, "hf")
+    assert ranks[0]["hf/cut-mid"]["note"] == str(per + 3)
+    _check_resumed(ranks, "hf", {"mid": per + 3, "end": per})
+    assert not any("hf/warned-True" in rank for rank in ranks)
+
+
+def test_hf_trainer_without_the_callback_says_so(resume_runs: tuple[int, dict[str, Any]]) -> None:
+    """Without SetEpochCallback one process is still exact; on two the resumed pass cannot
+    know its epoch, and says so (once, naming the callback)."""
+    world, runs = resume_runs
+    ranks = [dict(zip(runs, values, strict=True)) for values in zip(*runs.values(), strict=True)]
+    if world == 1:
+        _check_resumed(ranks, "hf-no-callback", {"mid": _per_epoch(ranks, "hf-no-callback") + 3})
+        return
+    for rank in ranks:
+        assert "SetEpochCallback" in rank["hf-no-callback/warned-True"]["note"]
+
+
+@pytest.fixture(scope="module")
+def lightning_resumes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("lightning-resume")
+    return _launch([sys.executable, str(STACKS / "lightning_resume.py")], out)
+
+
+@pytest.mark.parametrize("scenario", ["stateful", "stateful-batches", "plain"])
+def test_lightning_resumes_exactly_on_two_ranks(
+    lightning_resumes: dict[str, Any], scenario: str
+) -> None:
+    """fit(ckpt_path=...) from a checkpoint in the middle of epoch 1 and from the end of
+    epoch 0: a StatefulDataLoader (rank 0's loader state loads on rank 1) with a sampler or a
+    batch sampler, and a plain DataLoader with SetEpochCallback (whose state holds the
+    sampler's position)."""
+    ranks = [
+        dict(zip(lightning_resumes, values, strict=True))
+        for values in zip(*lightning_resumes.values(), strict=True)
+    ]
+    per = _per_epoch(ranks, scenario)
+    _check_resumed(ranks, scenario, {str(per + 3): per + 3, str(per): per})

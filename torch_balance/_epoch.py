@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from torch_balance._collective import check_group
+from torch_balance._collective import check_group, trainer_sharder
 from torch_balance._validation import (
     Text,
     check_bool,
@@ -219,6 +220,8 @@ class EpochState:
         self._resume: tuple[int, int] | None = None
         self._pass: _Pass | None = None
         self._last: tuple[int, int] | None = None  # (epoch, length) of the last complete pass
+        self.told = False  # set_epoch or load_state_dict was called, or a pass completed
+        self._chosen: int | None = None  # set by set_epoch for the next pass, not yet begun
 
     @property
     def epoch(self) -> int:
@@ -228,7 +231,13 @@ class EpochState:
 
     def set_epoch(self, epoch: int) -> None:
         epoch = check_epoch(epoch)
-        self._pass = None  # a pass under way no longer moves the epoch on
+        self.told = True
+        self._chosen = epoch
+        self._settle()
+        if self._pass is not None and self._pass.epoch != epoch:
+            self._pass = None  # a pass under way no longer moves the epoch on
+        # A pass of this very epoch stays: trainers that build the iterator first (Lightning's
+        # first epoch with a StatefulDataLoader) set its epoch after, and it still counts.
         if self._resume is not None and self._resume[0] != epoch:
             self._resume = None
         self._epoch = epoch
@@ -240,6 +249,8 @@ class EpochState:
             self._pass = None
             self._epoch = current.epoch + 1
             self._last = (current.epoch, current.global_length)
+            self.told = True
+            self._chosen = None
 
     def begin(self, global_length: int, world: int, drop_last: bool) -> _Pass:
         """Start this rank's pass over an epoch of ``global_length`` items shared by
@@ -351,11 +362,19 @@ class EpochState:
                     "Resume with the same strategy and settings it was saved with",
                 )
         position = _saved_position(state, global_length)
+        # set_epoch(e) chose e for the next pass; a pass begun since but with nothing handed
+        # out (torchdata builds the iterator, then loads) still counts as that choice
+        unused = self._pass is None or self._pass.handed_out() == 0
+        chosen = self._chosen if unused else None
         self._pass = None
         self._resume = (epoch, position) if position else None
-        # a state saved at an epoch's end: the next pass is the next epoch
-        self._epoch = epoch + 1 if position == global_length else epoch
+        # A state saved at an epoch's end: the next pass is the next epoch, unless the loop
+        # has already chosen this epoch for it (torchdata's StatefulDataLoader loads the state
+        # when the pass begins, after the loop's set_epoch(e)): then the rest of e, nothing.
+        done = position == global_length and chosen != epoch
+        self._epoch = epoch + 1 if done else epoch
         self._last = None
+        self.told = True
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy taken mid-pass continues where the pass stood.
@@ -488,6 +507,8 @@ class EpochShell:
 
     def _begin(self) -> tuple[_Pass, int, int]:
         """Start a pass: ``(pass, num_replicas, rank)`` with the ranks of this moment."""
+        if not self._state.told and self._group is None and self._requested == (None, None):
+            _warn_untold(self)
         world, rank = self._ranks()
         self._rank_length(world)  # refuses a length that cannot be sharded
         return self._state.begin(self._global_length, world, self.drop_last), world, rank
@@ -538,6 +559,28 @@ class EpochShell:
     def _where(self) -> str:
         world, rank = self._ranks()
         return f"seed={self.seed}, epoch={self.epoch}, rank={rank}/{world}"
+
+
+def _warn_untold(shell: EpochShell) -> None:
+    """A first pass under accelerate that nobody chose the epoch of.
+
+    accelerate's prepared loaders set the epoch before every pass, except through
+    ``skip_first_batches`` (the Hugging Face ``Trainer`` resuming mid-epoch), whose wrapper
+    ``set_epoch`` does not reach the sampler: the pass would silently draw epoch 0.
+    """
+    sharder = trainer_sharder()
+    if sharder is None or getattr(shell, "_untold_warned", False):
+        return
+    shell._untold_warned = True  # type: ignore[attr-defined]
+    warnings.warn(
+        f"{type(shell).__name__} starts a pass under {sharder} without its epoch having been "
+        f"set (it draws epoch {shell._state.epoch}). A loader wrapped by skip_first_batches "
+        "(a resumed run) does not pass set_epoch on: with the Hugging Face Trainer add "
+        "torch_balance.integrations.huggingface.SetEpochCallback(); in your own loop call "
+        "torch_balance.integrations.set_epoch(loader, epoch) on the skipped loader",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 class _EpochHandle:

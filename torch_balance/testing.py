@@ -200,6 +200,15 @@ def check_sampler_checkpoints(make: Factory, labels: Any) -> None:
             again.set_epoch(2)
             _require(list(again) == [], "set_epoch(2) after a state saved at its end replays it")
             _require(list(again) == epochs[3], "after the empty rest of epoch 2, not epoch 3")
+            # ... and in the other order, as StatefulDataLoader loads it when the pass begins
+            late = _build(make, labels)
+            late.set_epoch(2)
+            late.load_state_dict(state)
+            _require(
+                list(late) == [],
+                "a state saved at the end of epoch 2, loaded after set_epoch(2), replays it",
+            )
+            _require(list(late) == epochs[3], "after the empty rest of epoch 2, not epoch 3")
     moved = _build(make, labels)
     moved.set_epoch(2)
     next(iter(moved))

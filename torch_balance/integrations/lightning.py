@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch_balance.integrations import EpochSetter
+from torch.utils.data import DataLoader
+
+from torch_balance._epoch import EpochShell
+from torch_balance.integrations import EpochSetter, epoch_holders
 
 try:
     from lightning.pytorch import Callback
@@ -29,7 +32,16 @@ __all__ = ["SetEpochCallback"]
 
 
 class SetEpochCallback(Callback):
-    """Set the epoch of every torch_balance object in the train DataLoader each epoch.
+    """Set the epoch of every torch_balance object in the train DataLoader each epoch, and
+    resume its samplers mid-epoch.
+
+    Lightning saves the state of a ``StatefulDataLoader`` in its checkpoints, but a plain
+    ``DataLoader`` has none: resumed mid-epoch, Lightning restarts the epoch's iterator and
+    trains the batches that were left, which would be the epoch's *first* batches again. This
+    callback's own state (saved by Lightning in the checkpoint, from rank 0) records where the
+    torch_balance samplers and batch samplers of a plain train DataLoader stood, counted from
+    the batches Lightning completed (not from what the loader fetched ahead), and the resumed
+    fit continues them from there. States are the same on every rank, so rank 0's loads on all.
 
     Args:
         warn_if_unused: Warn once when the train DataLoader holds no torch_balance object.
@@ -37,6 +49,53 @@ class SetEpochCallback(Callback):
 
     def __init__(self, warn_if_unused: bool = True) -> None:
         self._set = EpochSetter(warn_if_unused)
+        self._trainer: Any = None
+        self._pending: list[dict[str, Any]] | None = None
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        self._trainer = trainer
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        # Resumed mid-epoch, Lightning skips on_train_epoch_start for that epoch: the saved
+        # positions go in here, before the first batch is drawn.
+        self._trainer = trainer
+        self._resume(trainer)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._trainer = trainer
         self._set(trainer.train_dataloader, trainer.current_epoch)
+        self._resume(trainer)
+
+    def _resume(self, trainer: Any) -> None:
+        pending, self._pending = self._pending, None
+        if not pending:
+            return
+        holders = epoch_holders(trainer.train_dataloader)
+        samplers = [h for h in holders if isinstance(h, EpochShell)]
+        for sampler, state in zip(samplers, pending, strict=False):
+            if state.get("epoch") == trainer.current_epoch:
+                sampler.load_state_dict(state)
+
+    def state_dict(self) -> dict[str, Any]:
+        trainer = self._trainer
+        loader = getattr(trainer, "train_dataloader", None) if trainer is not None else None
+        if not isinstance(loader, DataLoader) or hasattr(loader, "state_dict"):
+            return {}  # a StatefulDataLoader's state is Lightning's to save
+        # batches whose step ran (saved from on_train_batch_end, before Lightning counts the
+        # batch as completed); the loader may have fetched further ahead
+        done = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        states = []
+        for holder in epoch_holders(loader):
+            if not isinstance(holder, EpochShell):
+                continue
+            per_batch = loader.batch_size if loader.sampler is holder else 1
+            state = holder.state_dict()
+            total = state["global_length"]
+            state["epoch"] = int(trainer.current_epoch)
+            state["position"] = min(done * int(per_batch or 1) * holder.num_replicas, total)
+            states.append(state)
+        return {"samplers": states}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        samplers = state_dict.get("samplers") if isinstance(state_dict, dict) else None
+        self._pending = list(samplers) if samplers else None
