@@ -52,8 +52,8 @@ def test_set_epoch_redraws_and_shuffle_orders() -> None:
     first = ds.epoch_indices().tolist()
     ds.set_epoch(1)
     assert ds.epoch == 1 and ds.epoch_indices().tolist() != first
-    grouped = ResampledDataset(Counting(), "over", seed=0)
-    shuffled = ResampledDataset(Counting(), "over", seed=0, shuffle=True)
+    grouped = ResampledDataset(Counting(), "over", seed=0, shuffle=False)
+    shuffled = ResampledDataset(Counting(), "over", seed=0)  # shuffled by default
     assert sorted(grouped.epoch_indices().tolist()) == sorted(shuffled.epoch_indices().tolist())
     assert grouped.labels.tolist() == sorted(grouped.labels.tolist())
     assert shuffled.labels.tolist() != sorted(shuffled.labels.tolist())
@@ -120,3 +120,24 @@ def test_spawned_workers_get_the_sampler_and_the_shared_epoch() -> None:
     sampler.set_epoch(2)
     expected = sampler.epoch_indices(2).tolist()
     assert [int(i) for idx, _ in spawned for i in idx] == expected
+
+
+def test_a_second_pass_at_the_same_epoch_warns_once() -> None:
+    """A trainer that never sets the dataset's epoch reads it twice at one epoch: said once,
+    naming set_epoch and SetEpochCallback; a pass after set_epoch is quiet."""
+    import warnings
+
+    ds = ResampledDataset(Counting(), "under", seed=4)
+    loader = DataLoader(ds, batch_size=4, num_workers=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        list(loader)
+        ds.set_epoch(1)
+        list(loader)
+    assert not caught
+    with pytest.warns(UserWarning, match=r"set_epoch\(epoch\).*SetEpochCallback"):
+        list(ds[i] for i in range(len(ds)))  # a second pass at epoch 1, in this process
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")
+        list(ds[i] for i in range(len(ds)))
+    assert not again

@@ -46,6 +46,8 @@ __all__ = [
     "EpochShell",
     "EpochState",
     "Key",
+    "SameDrawWatch",
+    "SharedCount",
     "SharedEpoch",
     "check_epoch",
     "describe_plan",
@@ -692,6 +694,53 @@ class SharedEpoch:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._block, self._slot = state["_block"], state["_slot"]
+
+
+class SharedCount(SharedEpoch):
+    """A counter in shared memory: DataLoader workers add to the one their parent holds.
+
+    Example:
+        >>> reads = SharedCount()
+        >>> reads.add(2), reads.add(1)
+        (2, 3)
+    """
+
+    def add(self, amount: int) -> int:
+        """Add ``amount`` and return the new value (concurrent adds may lose one another's
+        count: it is a signal, not an exact tally)."""
+        self._block[self._slot] += amount
+        return int(self._block[self._slot])
+
+
+class SameDrawWatch:
+    """Notices a dataset wrapper read for a second pass at one epoch, and says so once.
+
+    A dataset sees no passes, only reads; its reads at the current epoch are counted in shared
+    memory (DataLoader workers add to the count their parent holds). More than ``len()`` reads
+    at one epoch is a second pass over the same draw, almost always a trainer that never sets
+    the dataset's epoch.
+    """
+
+    def __init__(self) -> None:
+        self._reads = SharedCount()
+        self._warned = SharedCount()
+
+    def reset(self) -> None:
+        """A new epoch was set."""
+        self._reads.set(0)
+
+    def read(self, owner: str, length: int, epoch: int) -> None:
+        """One item read."""
+        if self._reads.add(1) > length and not self._warned.get():
+            self._warned.set(1)
+            warnings.warn(
+                f"{owner}: more than len() = {length} items read at epoch {epoch}, so a second "
+                "pass trains on the same draw. Call set_epoch(epoch) before each epoch; under "
+                "Lightning or the Hugging Face Trainer add SetEpochCallback "
+                "(torch_balance.integrations.lightning or torch_balance.integrations.huggingface)",
+                UserWarning,
+                stacklevel=4,
+            )
 
 
 def describe_plan(plan: Plan, epoch: int) -> dict[str, Any]:

@@ -9,7 +9,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from torch_balance._epoch import SharedEpoch, check_epoch, group_sample_weights, plan_for
+from torch_balance._epoch import (
+    SameDrawWatch,
+    SharedEpoch,
+    check_epoch,
+    group_sample_weights,
+    plan_for,
+)
 from torch_balance._validation import (
     Text,
     check_bool,
@@ -47,8 +53,9 @@ class ResampledDataset(Dataset):
         num_samples: Epoch length for power strategies, schedules and callables.
         replacement: Draw each class i.i.d. with replacement.
         seed: The seed; the mapping is a pure function of (seed, epoch).
-        shuffle: Shuffle the mapping (otherwise it is grouped by class, for use under a
-            shuffling sampler).
+        shuffle: Shuffle the mapping (the default). ``False`` groups it by class: only for
+            use under a sampler that shuffles (``DataLoader(..., shuffle=True)``, a
+            ``DistributedSampler``), or every batch holds one or two classes.
         label_fn: ``label_fn(dataset, i) -> label``, to read labels a cheap way.
         labels: The labels, if you already have them (skips :func:`get_labels`).
         sample_weights: Per-sample weights that choose the members filling each class's
@@ -64,7 +71,7 @@ class ResampledDataset(Dataset):
         >>> ds = ResampledDataset(base, "over", labels=[0, 0, 0, 1])
         >>> len(ds), sorted(ds.epoch_indices().tolist())
         (6, [0, 1, 2, 3, 3, 3])
-        >>> ds[5]
+        >>> ds[1]
         ('img3', 1)
     """
 
@@ -77,7 +84,7 @@ class ResampledDataset(Dataset):
         num_samples: int | None = None,
         replacement: bool = False,
         seed: int = 0,
-        shuffle: bool = False,
+        shuffle: bool = True,
         label_fn: Callable[[Any, int], Any] | None = None,
         labels: Any = None,
         sample_weights: Any = None,
@@ -110,6 +117,7 @@ class ResampledDataset(Dataset):
             )
         self._weights = group_sample_weights(self.index, self.plan, sample_weights)
         self._epoch = SharedEpoch()
+        self._watch = SameDrawWatch()
         self._drawn_for = -1
         self._source: torch.Tensor | None = None
         self._walks = WalkCache()
@@ -121,6 +129,7 @@ class ResampledDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Redraw for ``epoch``; reaches DataLoader workers through shared memory."""
         self._epoch.set(check_epoch(epoch))
+        self._watch.reset()
 
     def target_counts(self, epoch: int | None = None) -> dict[Any, int]:
         """Per-class composition of the epoch (default: the current one)."""
@@ -157,6 +166,7 @@ class ResampledDataset(Dataset):
         return self.plan.length
 
     def __getitem__(self, i: int) -> Any:
+        self._watch.read("ResampledDataset", self.plan.length, self.epoch)
         return self.dataset[int(self.epoch_indices()[check_index(i, self.plan.length)])]
 
     def __getstate__(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from torch_balance._epoch import SharedEpoch, check_epoch
+from torch_balance._epoch import SameDrawWatch, SharedEpoch, check_epoch
 from torch_balance._validation import (
     Text,
     check_bool,
@@ -136,6 +136,7 @@ class SMOTEDataset(Dataset):
         self._decoder = decoder
         self.smote.fit(self.embeddings, self.index.labels)  # the neighbour tables, once
         self._epoch = SharedEpoch()
+        self._watch = SameDrawWatch()
         self._valid = torch.ones(1, dtype=torch.bool).share_memory_()
         self.synthetic_inputs: torch.Tensor | None = None
         self._store(*self.smote.draw(0))
@@ -198,6 +199,7 @@ class SMOTEDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Redraw the synthetic rows for ``epoch`` (a pure function of seed and epoch)."""
         epoch = check_epoch(epoch)
+        self._watch.reset()
         if epoch != self.epoch:
             self._store(*self.smote.draw(epoch))
             self._epoch.set(epoch)
@@ -220,6 +222,7 @@ class SMOTEDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
         i = check_index(i, len(self))
+        self._watch.read("SMOTEDataset", len(self), self.epoch)
         n = self.embeddings.shape[0]
         if not bool(self._valid[0]):
             raise RuntimeError(
