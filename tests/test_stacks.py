@@ -337,6 +337,15 @@ def test_accelerate_skip_first_batches_resumes_exactly(
     _check_resumed(ranks, scenario, {"mid": _per_epoch(ranks, scenario) + 4})
 
 
+def test_accelerate_save_state_with_a_stateful_loader_resumes_exactly(
+    resume_runs: tuple[int, dict[str, Any]],
+) -> None:
+    _, runs = resume_runs
+    ranks = [dict(zip(runs, values, strict=True)) for values in zip(*runs.values(), strict=True)]
+    per = _per_epoch(ranks, "accelerate-stateful")
+    _check_resumed(ranks, "accelerate-stateful", {"mid": per + 4, "end": 2 * per})
+
+
 def test_hf_trainer_resumes_exactly_with_the_recipe(
     resume_runs: tuple[int, dict[str, Any]],
 ) -> None:

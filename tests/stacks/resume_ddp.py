@@ -188,6 +188,46 @@ def accelerate_loop(record: Record) -> None:
                 record.add(f"{scenario}/from-mid", 0, [index.tolist()])
 
 
+def accelerate_stateful(record: Record, out: Path) -> None:
+    """accelerate with ``use_stateful_dataloader=True``: ``save_state`` mid-epoch and after an
+    epoch's last batch, ``load_state`` in a fresh Accelerator, the loop resuming with
+    ``set_epoch`` on the prepared loader. accelerate captures the loader's state after its
+    one-batch look-ahead has reached the end, so a state saved at an epoch's last batch says
+    "finished": the loop resumes at the next epoch (the sampler's own state is not part of
+    accelerate's checkpoint there: its batches go through ``BatchSamplerShard``)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
+
+    def accelerator() -> Any:
+        config = DataLoaderConfiguration(use_stateful_dataloader=True)
+        return Accelerator(cpu=True, dataloader_config=config)
+
+    def make() -> DataLoader:
+        return DataLoader(Indexed(), sampler=RandomOverSampler(LABELS, seed=25), batch_size=8)
+
+    scenario = "accelerate-stateful"
+    first = accelerator()
+    prepared = first.prepare(make())
+    per = len(prepared)
+    cuts = {"mid": (1, 3), "end": (1, per - 1)}
+    resume_at = {"mid": 1, "end": 2}
+    for epoch in range(EPOCHS):
+        prepared.set_epoch(epoch)
+        for step, (_, _, index) in enumerate(prepared):
+            record.add(f"{scenario}/full", 0, [index.tolist()])
+            for name, cut in cuts.items():
+                if cut == (epoch, step):
+                    first.save_state(str(out / f"{scenario}-{name}"))
+    for name in cuts:
+        again = accelerator()
+        prepared = again.prepare(make())
+        again.load_state(str(out / f"{scenario}-{name}"))
+        for e in range(resume_at[name], EPOCHS):
+            prepared.set_epoch(e)
+            for _, _, index in prepared:
+                record.add(f"{scenario}/from-{name}", 0, [index.tolist()])
+
+
 def main(out: str) -> None:
     folder = Path(out)
     record = Record(out, _rank())
@@ -196,6 +236,7 @@ def main(out: str) -> None:
         plain_loop(record, folder, stateful=False)
         plain_loop(record, folder, stateful=True)
         accelerate_loop(record)
+        accelerate_stateful(record, folder)
         hf_trainer(record, folder, with_callback=True)
         hf_trainer(record, folder, with_callback=False)
     finally:
