@@ -108,3 +108,47 @@ def test_process_group_is_checked_by_name() -> None:
         check_group("dp")
     with pytest.raises(TypeError, match="process_group"):
         RandomOverSampler(LABELS, process_group=2)
+
+
+def _adopt_worker(rank: int, init_file: str, out_dir: str) -> None:
+    from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import ModelParallelStrategy
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.utils.data import DataLoader
+
+    from torch_balance.integrations.lightning import SetEpochCallback
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    record: dict[str, Any] = {}
+    try:
+        mesh = init_device_mesh("cpu", (1, 2), mesh_dim_names=("data_parallel", "tensor_parallel"))
+        strategy = ModelParallelStrategy()
+        strategy._device_mesh = mesh  # what the strategy sets up when its processes start
+        left = RandomOverSampler(LABELS, seed=3)
+        told = RandomOverSampler(LABELS, seed=3, num_replicas=2, rank=rank)
+        trainer = SimpleNamespace(
+            strategy=strategy,
+            current_epoch=0,
+            train_dataloader=[DataLoader(list(range(N)), sampler=s) for s in (left, told)],
+        )
+        SetEpochCallback().on_train_epoch_start(trainer, None)
+        record["left"] = [left.num_replicas, left.rank, list(left)]
+        record["told"] = [told.num_replicas, told.rank]
+    finally:
+        dist.destroy_process_group()
+        Path(out_dir, f"{rank}.json").write_text(json.dumps(record))
+
+
+def test_lightning_model_parallel_strategy_names_the_data_parallel_group(tmp_path: Path) -> None:
+    """Two tensor-parallel peers of one replica under ModelParallelStrategy: the callback hands
+    the strategy's data-parallel group to a sampler left to find its ranks (both get the whole
+    epoch), and leaves one given explicit ranks alone."""
+    pytest.importorskip("lightning.pytorch.strategies")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    mp.spawn(_adopt_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    ranks = [json.loads((tmp_path / f"{r}.json").read_text()) for r in range(2)]
+    whole = RandomOverSampler(LABELS, seed=3).epoch_indices(0).tolist()
+    for rank in ranks:
+        assert rank["left"] == [1, 0, whole]
+    assert [rank["told"] for rank in ranks] == [[2, 0], [2, 1]]

@@ -445,8 +445,16 @@ class EpochShell:
 
     @property
     def process_group(self) -> Any:
-        """The data-parallel group named at construction (None: the default group)."""
+        """The data-parallel group whose ranks share the epoch (None: the default group).
+
+        Writable, like ``num_replicas`` and ``rank``: a trainer integration that knows the
+        data-parallel group (Lightning's ``ModelParallelStrategy``) names it here.
+        """
         return self._group
+
+    @process_group.setter
+    def process_group(self, value: Any) -> None:
+        self._group = check_group(value)
 
     def _ready(self) -> None:
         """End of ``__init__``: fail now on a length that cannot be sharded, where we can."""

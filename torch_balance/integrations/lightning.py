@@ -43,6 +43,9 @@ class SetEpochCallback(Callback):
     the batches Lightning completed (not from what the loader fetched ahead), and the resumed
     fit continues them from there. States are the same on every rank, so rank 0's loads on all.
 
+    Under ``ModelParallelStrategy`` it also hands the strategy's data-parallel group to samplers
+    built without ranks or ``process_group``, so tensor-parallel peers draw the same batches.
+
     Args:
         warn_if_unused: Warn once when the train DataLoader holds no torch_balance object.
     """
@@ -59,10 +62,12 @@ class SetEpochCallback(Callback):
         # Resumed mid-epoch, Lightning skips on_train_epoch_start for that epoch: the saved
         # positions go in here, before the first batch is drawn.
         self._trainer = trainer
+        _adopt_data_parallel(trainer)
         self._resume(trainer)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self._trainer = trainer
+        _adopt_data_parallel(trainer)
         self._set(trainer.train_dataloader, trainer.current_epoch)
         self._resume(trainer)
 
@@ -99,3 +104,21 @@ class SetEpochCallback(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         samplers = state_dict.get("samplers") if isinstance(state_dict, dict) else None
         self._pending = list(samplers) if samplers else None
+
+
+def _adopt_data_parallel(trainer: Any) -> None:
+    """Under ``ModelParallelStrategy`` the strategy states the data-parallel group (its mesh's
+    ``"data_parallel"`` dimension, from which Lightning builds its own samplers): samplers left
+    to find their ranks take it, so tensor-parallel peers get the same batches."""
+    try:
+        from lightning.pytorch.strategies import ModelParallelStrategy
+    except ImportError:  # pragma: no cover - Lightning before 2.4
+        return
+    strategy = getattr(trainer, "strategy", None)
+    if not isinstance(strategy, ModelParallelStrategy):
+        return
+    group = strategy.device_mesh["data_parallel"]
+    for holder in epoch_holders(getattr(trainer, "train_dataloader", None)):
+        told = holder._requested != (None, None) if isinstance(holder, EpochShell) else True
+        if isinstance(holder, EpochShell) and not told and holder.process_group is None:
+            holder.process_group = group
