@@ -287,3 +287,92 @@ def test_hostile_labels(call: Callable[[Any], Any], value: Any) -> None:
         )
         return
     _use(built)
+
+
+# ---- weights at the edges of float64 (issue 24) -----------------------------------------------
+
+_BASE = np.array([1.0, 2.0, 3.0, 0.0, 4.0])
+_P = _BASE / _BASE.sum()
+# 4e307 * 10 overflows the sum; 1e-300 is tiny but normal; 5e-324 is the smallest subnormal
+_SCALES = [1.0, 1e300, 4e307, 1e-300, 5e-324]
+
+
+def _scaled(scale: float) -> list[float]:
+    return [float(v) * scale for v in _BASE]
+
+
+def _fits(counts: np.ndarray, p: np.ndarray) -> bool:
+    from scipy.stats import chisquare
+
+    keep = p > 0
+    assert counts[~keep].sum() == 0, "a zero weight was drawn"
+    return bool(chisquare(counts[keep], p[keep] * counts.sum()).pvalue > 1e-4)
+
+
+@pytest.mark.parametrize("scale", _SCALES)
+def test_iid_draws_follow_the_weights_at_any_finite_scale(scale: float) -> None:
+    sampler = WeightedSampler(_scaled(scale), num_samples=5000, seed=3)
+    assert _fits(np.bincount(list(sampler), minlength=5), _P)
+
+
+@pytest.mark.parametrize("scale", _SCALES)
+def test_draws_without_replacement_follow_the_weights_at_any_finite_scale(scale: float) -> None:
+    sampler = WeightedSampler(_scaled(scale), num_samples=1, replacement=False, seed=3)
+    firsts = []
+    for epoch in range(400):
+        sampler.set_epoch(epoch)
+        firsts.extend(sampler)
+    assert _fits(np.bincount(firsts, minlength=5), _P)
+
+
+@pytest.mark.parametrize("scale", _SCALES)
+@pytest.mark.parametrize("replacement", [True, False])
+def test_exact_counts_are_floor_or_ceil_at_any_finite_scale(
+    scale: float, replacement: bool
+) -> None:
+    k = 2 if not replacement else 1001
+    sampler = WeightedSampler(_scaled(scale), num_samples=k, exact=True, replacement=replacement)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        counts = np.bincount(list(sampler), minlength=5)
+        shares = _P * k
+        assert counts.sum() == k
+        assert np.all((counts >= np.floor(shares - 1e-9)) & (counts <= np.ceil(shares + 1e-9)))
+
+
+@pytest.mark.parametrize("scale", _SCALES)
+def test_update_weights_draws_right_at_any_finite_scale(scale: float) -> None:
+    sampler = WeightedSampler([1.0] * 5, num_samples=5000, seed=5)
+    sampler.update_weights(torch.arange(5), torch.tensor(_scaled(scale), dtype=torch.float64))
+    sampler.set_epoch(1)
+    assert _fits(np.bincount(list(sampler), minlength=5), _P)
+    exact = WeightedSampler([1.0] * 5, num_samples=1001, exact=True)
+    exact.update_weights(torch.arange(5), torch.tensor(_scaled(scale), dtype=torch.float64))
+    exact.set_epoch(1)
+    counts = np.bincount(list(exact), minlength=5)
+    assert np.all(np.abs(counts - _P * 1001) < 1 + 1e-9)
+
+
+def test_exact_mode_survives_shares_that_round_just_below_integers() -> None:
+    # 3000 * w / sum(w) rounds to 999.99999999999989 and 1999.9999999999998: the old layout
+    # raised an internal AssertionError
+    w = [0.37330544740128757, 0.7466108948025751, 0.0]
+    counts = np.bincount(list(WeightedSampler(w, num_samples=3000, exact=True)), minlength=3)
+    assert counts.tolist() == [1000, 2000, 0]
+
+
+@pytest.mark.parametrize("scale", _SCALES)
+@pytest.mark.parametrize("replacement", [True, False])
+def test_sample_weights_draw_right_at_any_finite_scale(scale: float, replacement: bool) -> None:
+    labels = np.repeat([0, 1], [5, 5])
+    weights = _scaled(scale) * 2  # class 0 and class 1 hold the same five weights
+    sampler = BalancedSampler(
+        labels, "class", num_samples=4000, sample_weights=weights, replacement=replacement
+    )
+    counts = np.bincount(list(sampler), minlength=10)
+    within = counts[:5] + counts[5:]
+    if replacement:
+        assert _fits(within, _P)
+    else:  # systematic sampling: floor or ceil of each member's share of its class
+        shares = _P * 2000
+        assert np.all((counts[:5] >= np.floor(shares)) & (counts[:5] <= np.ceil(shares)))

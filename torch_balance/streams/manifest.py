@@ -137,10 +137,10 @@ def _expand(pattern: str, whole: Any, limit: int) -> list[str]:
     return names
 
 
-def label_value(value: Any, name: str = "label", where: str = "") -> Any:
+def label_value(value: Any, name: str = "source", where: str = "") -> Any:
     """One label as a plain Python value: bytes of a ``.cls`` member become an ``int`` (or a
-    ``str``), numpy and 0-d torch scalars their Python value. Labels follow
-    :func:`~torch_balance.get_labels`' rule: integers, bools or strings, one per sample.
+    ``str``), numpy and 0-d torch scalars their Python value; anything else is returned as
+    it is (a stream checks it when it first sees it; a manifest with :func:`manifest_label`).
 
     Args:
         value: The label as stored (bytes of a label member, a number, a string...).
@@ -148,8 +148,7 @@ def label_value(value: Any, name: str = "label", where: str = "") -> Any:
         where: Where the label was found (``"in sample 'a' of 's.tar'"``), for messages.
 
     Raises:
-        TypeError: For a float, a container or anything not a class label.
-        ValueError: For empty or non-UTF-8 bytes, an integer beyond 64 bits or None.
+        ValueError: For empty or non-UTF-8 bytes, or the digits of an integer beyond 64 bits.
 
     Example:
         >>> label_value(b"7\\n"), label_value(b"cat"), label_value(np.int64(3))
@@ -177,9 +176,32 @@ def label_value(value: Any, name: str = "label", where: str = "") -> Any:
                 )
             return int(text)
         return text
+    item = getattr(value, "item", None)
+    if item is not None and getattr(value, "ndim", 0) == 0:
+        return item()
+    return value
+
+
+def manifest_label(value: Any, name: str, where: str = "") -> Any:
+    """One label of a manifest, by :func:`~torch_balance.get_labels`' rule: an integer, a bool
+    or a string (bytes decoded as :func:`label_value` does), one per sample.
+
+    Raises:
+        TypeError: For a float, or anything that is not a class label.
+        ValueError: For a dict, list or other container, None, or bad bytes.
+
+    Example:
+        >>> manifest_label(b"3", "shards")
+        3
+        >>> manifest_label({"a": 1}, "shards", "at index 0")
+        Traceback (most recent call last):
+        ...
+        ValueError: shards: expected one scalar class label per sample, got a dict of 1 values ...
+    """
     try:
-        return scalar_label(value)
+        return scalar_label(label_value(value, name, where))
     except LabelProblem as problem:
+        suffix = f" {where}" if where else ""
         fail(name, problem.expected, Text(f"{problem.got}{suffix}"), problem.fix, kind=problem.kind)
 
 
@@ -246,7 +268,7 @@ class Manifest:
                 fail(f"shards[{name!r}]", "a sequence of labels", labels, kind=TypeError)
             part = labels.tolist() if hasattr(labels, "tolist") else list(labels)
             values.extend(
-                label_value(v, f"shards[{name!r}]", f"at index {j}") for j, v in enumerate(part)
+                manifest_label(v, f"shards[{name!r}]", f"at index {j}") for j, v in enumerate(part)
             )
             names.append(name)
             sizes.append(len(part))
@@ -417,7 +439,7 @@ def _scan_one(path: str, label_key: str, max_label_size: int) -> list[Any]:
             if value is None:
                 _no_label(path, sample["__key__"], label_key)
             where = f"in sample {sample['__key__']!r} of {path!r}"
-            labels.append(label_value(value, "paths", where))
+            labels.append(manifest_label(value, "paths", where))
     except OSError as error:
         fail("paths", "readable tar shards", Text(f"{path!r} ({error})"))
     return labels
