@@ -124,7 +124,7 @@ def test_the_metadata_limit_is_a_keyword(tmp_path: Path) -> None:
     assert [s["cls"] for s in tar_samples(path)] == [b"1"]
     with pytest.raises(ValueError, match="max_meta_size=1,000 bytes"):
         list(tar_samples(path, max_meta_size=1000))
-    with pytest.raises(ValueError, match="at most 2 bytes .max_member_size"):
+    with pytest.raises(ValueError, match=r"at most 2 bytes \(max_member_size"):
         list(tar_samples(path, max_member_size=2))
     assert long_name.endswith(".cls")
 
@@ -273,3 +273,82 @@ def test_a_mutated_shard_reads_right_or_is_refused(data: Mutated) -> None:
     except (tarfile.TarError, EOFError):
         pytest.fail("tarfile refuses a shard that this reader accepts")
     assert ours == theirs
+
+
+# ---- patterns, manifests, mixes, the command line ----------------------------------------------
+
+
+def test_expand_shards_refuses_a_huge_pattern_by_its_count() -> None:
+    from torch_balance.streams import expand_shards
+
+    with pytest.raises(ValueError, match="names 1,000,000,000,000"):
+        expand_shards("a-{0..999999999999}.tar")
+    with pytest.raises(ValueError, match="names 10,000,000,000"):
+        expand_shards("a-{0..99999}-{0..99999}.tar")
+    with pytest.raises(ValueError, match="max_shards=3"):
+        expand_shards("a-{0..3}.tar", max_shards=3)
+    assert len(expand_shards("a-{0..3}.tar", max_shards=4)) == 4
+
+
+@pytest.mark.parametrize(
+    "labels,kind,match",
+    [
+        ([{"a": 1}], ValueError, r"shards\['s.tar'\]: expected one scalar class label"),
+        ([b""], ValueError, "non-empty label"),
+        ([0.5], TypeError, "integer or string class labels"),
+        ([None], ValueError, "a class label for every sample"),
+    ],
+)
+def test_manifest_labels_follow_get_labels_rule(labels: list, kind: type, match: str) -> None:
+    with pytest.raises(kind, match=match):
+        Manifest({"s.tar": labels})
+
+
+def test_manifest_from_file_names_the_path(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=r"path: .*deep.json.*nested too deep"):
+        Manifest.from_file(deep)
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"s\xe9.tar": [1]}')
+    with pytest.raises(ValueError, match=r"path: expected a JSON index file in UTF-8.*latin.json"):
+        Manifest.from_file(latin)
+    dict_label = tmp_path / "dict.json"
+    dict_label.write_text('{"shards": [{"url": "s.tar", "labels": [{"a": 1}]}]}')
+    with pytest.raises(ValueError, match="one scalar class label"):
+        Manifest.from_file(dict_label)
+
+
+def test_balanced_mix_refuses_keys_of_two_kinds() -> None:
+    from torch_balance import BalancedMix
+
+    with pytest.raises(TypeError, match="sources_by_class: expected labels of one kind"):
+        BalancedMix({0: ["a"], "0": ["b"]})
+
+
+def test_balanced_mix_plans_from_counts_without_a_label_vector() -> None:
+    from torch_balance import BalancedMix
+
+    # 2**62 samples of class 0: the old plan built a label vector of that length
+    mix = BalancedMix({0: ["a"], 1: ["b"]}, "under", counts={0: 2**62, 1: 3})
+    assert mix.target_counts() == {0: 3, 1: 3}
+    assert sorted(mix) == ["a", "a", "a", "b", "b", "b"]
+
+
+@pytest.mark.parametrize(
+    "argv,flag",
+    [
+        (["inspect", "--batch-size", "-1"], "--batch-size"),
+        (["inspect", "--steps", "0"], "--steps"),
+        (["bench", "--batch-size", "0"], "--batch-size"),
+        (["bench", "--seeds", "x"], "--seeds"),
+        (["inspect", "--ratio", "nan"], "--ratio"),
+        (["inspect", "--seed", "-3"], "--seed"),
+    ],
+)
+def test_numeric_flags_are_checked_by_argparse(
+    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: expected" in err and "Traceback" not in err
