@@ -376,3 +376,50 @@ def test_sample_weights_draw_right_at_any_finite_scale(scale: float, replacement
     else:  # systematic sampling: floor or ceil of each member's share of its class
         shares = _P * 2000
         assert np.all((counts[:5] >= np.floor(shares)) & (counts[:5] <= np.ceil(shares)))
+
+
+# ---- the SMOTE cache (issue 24) -----------------------------------------------------------------
+
+_IMAGES = TensorDataset(
+    torch.from_numpy(np.random.default_rng(1).normal(size=(19, 1, 2, 3)).astype(np.float32)),
+    torch.from_numpy(LABELS),
+)
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("input_shape", "abc", "input_shape of integers"),
+        ("input_shape", [1, -2, 3], "input_shape of integers"),
+        ("embeddings", torch.zeros(19, dtype=torch.int64), "2-D float tensor"),
+        ("labels", torch.zeros(5, dtype=torch.int64), "one label per embedding"),
+        ("labels", {"a": 1}, "labels as a 1-D tensor or a list"),
+        ("labels", [0.5] * 19, "cache: expected integer or string"),
+    ],
+)
+def test_a_tampered_smote_cache_is_refused_naming_cache(
+    tmp_path: Any, field: str, value: Any, match: str
+) -> None:
+    path = tmp_path / "emb.pt"
+    encoder = torch.nn.Flatten()
+    SMOTEDataset(_IMAGES, encoder, k_neighbors=1, cache=path, progress=False)
+    stored = torch.load(path, weights_only=True)
+    stored[field] = value
+    torch.save(stored, path)
+    with pytest.raises((TypeError, ValueError), match=match) as caught:
+        SMOTEDataset(_IMAGES, encoder, k_neighbors=1, cache=path, progress=False)
+    assert str(caught.value).startswith("cache: ")
+
+
+def test_a_cache_in_a_missing_directory_is_refused_before_the_encoder_pass(tmp_path: Any) -> None:
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(len(x))
+            return x.flatten(1)
+
+    path = tmp_path / "no" / "such" / "emb.pt"
+    with pytest.raises(ValueError, match="cache: expected a file path in an existing directory"):
+        SMOTEDataset(_IMAGES, Counting(), k_neighbors=1, cache=path, progress=False)
+    assert not calls, "the encoder ran before the cache path was checked"
