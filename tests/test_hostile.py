@@ -423,3 +423,60 @@ def test_a_cache_in_a_missing_directory_is_refused_before_the_encoder_pass(tmp_p
     with pytest.raises(ValueError, match="cache: expected a file path in an existing directory"):
         SMOTEDataset(_IMAGES, Counting(), k_neighbors=1, cache=path, progress=False)
     assert not calls, "the encoder ran before the cache path was checked"
+
+
+# ---- a gzip bomb in place of Fashion-MNIST (issue 24) -------------------------------------------
+
+
+def _idx_gz(path: Any, header: bytes, body: bytes) -> None:
+    import gzip
+
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + body)
+
+
+def test_gunzip_idx_stops_at_the_size_the_header_promises(tmp_path: Any) -> None:
+    import struct
+
+    from torch_balance.bench.sources import gunzip_idx
+
+    header = struct.pack(">HBB", 0, 0x08, 1) + struct.pack(">I", 10)
+    good, out = tmp_path / "good.gz", tmp_path / "out"
+    _idx_gz(good, header, bytes(range(10)))
+    assert gunzip_idx(good, out) == 18 and out.read_bytes() == header + bytes(range(10))
+    bomb = tmp_path / "bomb.gz"
+    _idx_gz(bomb, header, bytes(50_000_000))  # 50 MB of zeros, 50 KB compressed
+    with pytest.raises(ValueError, match=r"bomb.gz.*more than the 18 bytes its header promises"):
+        gunzip_idx(bomb, out)
+    assert out.stat().st_size <= 18 + (1 << 20)
+    huge = tmp_path / "huge.gz"
+    _idx_gz(huge, struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">III", 60000, 9999, 9999), b"")
+    with pytest.raises(ValueError, match="promises 5,998,800,060,016 bytes"):
+        gunzip_idx(huge, out)
+    short = tmp_path / "short.gz"
+    _idx_gz(short, header, bytes(4))
+    with pytest.raises(ValueError, match="4 of the 10 data bytes"):
+        gunzip_idx(short, out)
+    text = tmp_path / "text.gz"
+    text.write_bytes(b"not gzip at all")
+    with pytest.raises(ValueError, match=r"DATA: expected gzipped idx files.*text.gz"):
+        gunzip_idx(text, out)
+
+
+def test_load_source_refuses_a_fashion_mnist_bomb(tmp_path: Any, monkeypatch: Any) -> None:
+    import struct
+
+    from torch_balance.bench.sources import load_source
+
+    monkeypatch.setenv("TORCH_BALANCE_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "fm"
+    folder.mkdir()
+    for prefix, n in (("train", 20), ("t10k", 10)):
+        labels = struct.pack(">HBB", 0, 0x08, 1) + struct.pack(">I", n)
+        _idx_gz(folder / f"{prefix}-labels-idx1-ubyte.gz", labels, bytes(n))
+        images = struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">III", n, 28, 28)
+        extra = 10_000_000 if prefix == "train" else 0  # the bomb
+        _idx_gz(folder / f"{prefix}-images-idx3-ubyte.gz", images, bytes(n * 784 + extra))
+    with pytest.raises(ValueError, match="more than the 15,696 bytes its header promises"):
+        load_source(f"fashion-mnist:{folder}")
+    assert not list((tmp_path / "cache").rglob("*.partial"))
