@@ -241,7 +241,8 @@ def tar_members(
                 shard.fail(
                     at,
                     f"member {name!r} of {size:,} bytes",
-                    f"members of at most {max_member_size:,} bytes (max_member_size, or scan_tar's max_label_size)",
+                    f"members of at most {max_member_size:,} bytes "
+                    "(max_member_size, or scan_tar's max_label_size)",
                 )
             data = shard.read(size, at, f"member {name!r}")
             shard.skip(padding, at, f"the padding of member {name!r}")
