@@ -480,3 +480,61 @@ def test_load_source_refuses_a_fashion_mnist_bomb(tmp_path: Any, monkeypatch: An
     with pytest.raises(ValueError, match="more than the 15,696 bytes its header promises"):
         load_source(f"fashion-mnist:{folder}")
     assert not list((tmp_path / "cache").rglob("*.partial"))
+
+
+# ---- the silent cases and the walks (issue 24) --------------------------------------------------
+
+
+def test_get_labels_refuses_targets_that_are_a_dict() -> None:
+    class Keyed:
+        def __init__(self) -> None:
+            self.targets = {0: 1, 1: 0, 2: 1}  # list() of it would be the keys [0, 1, 2]
+
+        def __len__(self) -> int:
+            return 3
+
+        def __getitem__(self, i: int) -> int:
+            return i
+
+    with pytest.raises(TypeError, match=r"dataset.targets: expected a list, .* got a dict"):
+        get_labels(Keyed(), progress=False)
+
+
+@pytest.mark.parametrize("value", [np.float32(2.5), np.float16(1.0), 1.5 + 0j])
+def test_label_index_refuses_floats_inside_an_object_array(value: Any) -> None:
+    from torch_balance import LabelIndex
+
+    with pytest.raises(TypeError, match="integer or string class labels"):
+        LabelIndex(np.array([1, value], dtype=object))
+
+
+def test_per_class_recall_refuses_float_class_ids() -> None:
+    from torch_balance.feedback import per_class_recall
+
+    with pytest.raises(TypeError, match="predictions: expected integer class ids"):
+        per_class_recall(torch.tensor([0.0, 1.7]), torch.tensor([0, 1]), 2)
+    with pytest.raises(TypeError, match="targets: expected integer class ids"):
+        per_class_recall(torch.tensor([0, 1]), torch.tensor([0.0, 1.9]), 2)
+    scores = torch.tensor([[0.9, 0.1], [0.2, 0.8]])  # [N, C] scores stay accepted
+    assert per_class_recall(scores, torch.tensor([0, 1]), 2).tolist() == [1.0, 1.0]
+
+
+def test_set_epoch_reaches_a_sampler_under_many_subsets() -> None:
+    from torch.utils.data import DataLoader, Subset
+
+    data: Any = ResampledDataset(list(range(6)), labels=[0, 0, 0, 0, 1, 1])
+    for _ in range(20):  # the old walk stopped at depth 8 without a word
+        data = Subset(data, list(range(len(data))))
+    loader = DataLoader(data)
+    loader.cycle = [loader]  # type: ignore[attr-defined]  (a cycle ends the walk, too)
+    assert len(set_epoch(loader, 4)) == 1
+
+
+def test_hf_callback_refuses_a_nan_epoch() -> None:
+    hf = pytest.importorskip("torch_balance.integrations.huggingface")
+
+    class State:
+        epoch = float("nan")
+
+    with pytest.raises(ValueError, match=r"state\.epoch: expected a finite number >= 0"):
+        hf.SetEpochCallback().on_epoch_begin(None, State(), None, train_dataloader=None)

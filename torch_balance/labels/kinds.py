@@ -245,6 +245,15 @@ def _vector(values: Any, name: str) -> np.ndarray:
     elif isinstance(values, np.ndarray):
         array = values
     else:
+        if isinstance(values, Mapping):  # list() would read its keys as the labels
+            fail(
+                name,
+                "a list, array or tensor of labels",
+                Text(f"a {type(values).__name__} of {len(values)} entries"),
+                "For labels keyed by index, pass label_fn=lambda dataset, i: <label of "
+                "sample i>, or set .targets to [labels[i] for i in range(len(dataset))]",
+                kind=TypeError,
+            )
         if isinstance(values, str | bytes) or not isinstance(values, Sequence):
             try:
                 values = list(values)
