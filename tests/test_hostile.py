@@ -287,3 +287,254 @@ def test_hostile_labels(call: Callable[[Any], Any], value: Any) -> None:
         )
         return
     _use(built)
+
+
+# ---- weights at the edges of float64 (issue 24) -----------------------------------------------
+
+_BASE = np.array([1.0, 2.0, 3.0, 0.0, 4.0])
+_P = _BASE / _BASE.sum()
+# 4e307 * 10 overflows the sum; 1e-300 is tiny but normal; 5e-324 is the smallest subnormal
+_SCALES = [1.0, 1e300, 4e307, 1e-300, 5e-324]
+
+
+def _scaled(scale: float) -> list[float]:
+    return [float(v) * scale for v in _BASE]
+
+
+def _fits(counts: np.ndarray, p: np.ndarray) -> bool:
+    from scipy.stats import chisquare
+
+    keep = p > 0
+    assert counts[~keep].sum() == 0, "a zero weight was drawn"
+    return bool(chisquare(counts[keep], p[keep] * counts.sum()).pvalue > 1e-4)
+
+
+@pytest.mark.parametrize("scale", _SCALES)
+def test_iid_draws_follow_the_weights_at_any_finite_scale(scale: float) -> None:
+    sampler = WeightedSampler(_scaled(scale), num_samples=5000, seed=3)
+    assert _fits(np.bincount(list(sampler), minlength=5), _P)
+
+
+@pytest.mark.parametrize("scale", _SCALES)
+def test_draws_without_replacement_follow_the_weights_at_any_finite_scale(scale: float) -> None:
+    sampler = WeightedSampler(_scaled(scale), num_samples=1, replacement=False, seed=3)
+    firsts = []
+    for epoch in range(400):
+        sampler.set_epoch(epoch)
+        firsts.extend(sampler)
+    assert _fits(np.bincount(firsts, minlength=5), _P)
+
+
+@pytest.mark.parametrize("scale", _SCALES)
+@pytest.mark.parametrize("replacement", [True, False])
+def test_exact_counts_are_floor_or_ceil_at_any_finite_scale(
+    scale: float, replacement: bool
+) -> None:
+    k = 2 if not replacement else 1001
+    sampler = WeightedSampler(_scaled(scale), num_samples=k, exact=True, replacement=replacement)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        counts = np.bincount(list(sampler), minlength=5)
+        shares = _P * k
+        assert counts.sum() == k
+        assert np.all((counts >= np.floor(shares - 1e-9)) & (counts <= np.ceil(shares + 1e-9)))
+
+
+@pytest.mark.parametrize("scale", _SCALES)
+def test_update_weights_draws_right_at_any_finite_scale(scale: float) -> None:
+    sampler = WeightedSampler([1.0] * 5, num_samples=5000, seed=5)
+    sampler.update_weights(torch.arange(5), torch.tensor(_scaled(scale), dtype=torch.float64))
+    sampler.set_epoch(1)
+    assert _fits(np.bincount(list(sampler), minlength=5), _P)
+    exact = WeightedSampler([1.0] * 5, num_samples=1001, exact=True)
+    exact.update_weights(torch.arange(5), torch.tensor(_scaled(scale), dtype=torch.float64))
+    exact.set_epoch(1)
+    counts = np.bincount(list(exact), minlength=5)
+    assert np.all(np.abs(counts - _P * 1001) < 1 + 1e-9)
+
+
+def test_exact_mode_survives_shares_that_round_just_below_integers() -> None:
+    # 3000 * w / sum(w) rounds to 999.99999999999989 and 1999.9999999999998: the old layout
+    # raised an internal AssertionError
+    w = [0.37330544740128757, 0.7466108948025751, 0.0]
+    counts = np.bincount(list(WeightedSampler(w, num_samples=3000, exact=True)), minlength=3)
+    assert counts.tolist() == [1000, 2000, 0]
+
+
+@pytest.mark.parametrize("scale", _SCALES)
+@pytest.mark.parametrize("replacement", [True, False])
+def test_sample_weights_draw_right_at_any_finite_scale(scale: float, replacement: bool) -> None:
+    labels = np.repeat([0, 1], [5, 5])
+    weights = _scaled(scale) * 2  # class 0 and class 1 hold the same five weights
+    sampler = BalancedSampler(
+        labels, "class", num_samples=4000, sample_weights=weights, replacement=replacement
+    )
+    counts = np.bincount(list(sampler), minlength=10)
+    within = counts[:5] + counts[5:]
+    if replacement:
+        assert _fits(within, _P)
+    else:  # systematic sampling: floor or ceil of each member's share of its class
+        shares = _P * 2000
+        assert np.all((counts[:5] >= np.floor(shares)) & (counts[:5] <= np.ceil(shares)))
+
+
+# ---- the SMOTE cache (issue 24) -----------------------------------------------------------------
+
+_IMAGES = TensorDataset(
+    torch.from_numpy(np.random.default_rng(1).normal(size=(19, 1, 2, 3)).astype(np.float32)),
+    torch.from_numpy(LABELS),
+)
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("input_shape", "abc", "input_shape of integers"),
+        ("input_shape", [1, -2, 3], "input_shape of integers"),
+        ("embeddings", torch.zeros(19, dtype=torch.int64), "2-D float tensor"),
+        ("labels", torch.zeros(5, dtype=torch.int64), "one label per embedding"),
+        ("labels", {"a": 1}, "labels as a 1-D tensor or a list"),
+        ("labels", [0.5] * 19, "cache: expected integer or string"),
+    ],
+)
+def test_a_tampered_smote_cache_is_refused_naming_cache(
+    tmp_path: Any, field: str, value: Any, match: str
+) -> None:
+    path = tmp_path / "emb.pt"
+    encoder = torch.nn.Flatten()
+    SMOTEDataset(_IMAGES, encoder, k_neighbors=1, cache=path, progress=False)
+    stored = torch.load(path, weights_only=True)
+    stored[field] = value
+    torch.save(stored, path)
+    with pytest.raises((TypeError, ValueError), match=match) as caught:
+        SMOTEDataset(_IMAGES, encoder, k_neighbors=1, cache=path, progress=False)
+    assert str(caught.value).startswith("cache: ")
+
+
+def test_a_cache_in_a_missing_directory_is_refused_before_the_encoder_pass(tmp_path: Any) -> None:
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(len(x))
+            return x.flatten(1)
+
+    path = tmp_path / "no" / "such" / "emb.pt"
+    with pytest.raises(ValueError, match="cache: expected a file path in an existing directory"):
+        SMOTEDataset(_IMAGES, Counting(), k_neighbors=1, cache=path, progress=False)
+    assert not calls, "the encoder ran before the cache path was checked"
+
+
+# ---- a gzip bomb in place of Fashion-MNIST (issue 24) -------------------------------------------
+
+
+def _idx_gz(path: Any, header: bytes, body: bytes) -> None:
+    import gzip
+
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + body)
+
+
+def test_gunzip_idx_stops_at_the_size_the_header_promises(tmp_path: Any) -> None:
+    import struct
+
+    from torch_balance.bench.sources import gunzip_idx
+
+    header = struct.pack(">HBB", 0, 0x08, 1) + struct.pack(">I", 10)
+    good, out = tmp_path / "good.gz", tmp_path / "out"
+    _idx_gz(good, header, bytes(range(10)))
+    assert gunzip_idx(good, out) == 18 and out.read_bytes() == header + bytes(range(10))
+    bomb = tmp_path / "bomb.gz"
+    _idx_gz(bomb, header, bytes(50_000_000))  # 50 MB of zeros, 50 KB compressed
+    with pytest.raises(ValueError, match=r"bomb.gz.*more than the 18 bytes its header promises"):
+        gunzip_idx(bomb, out)
+    assert out.stat().st_size <= 18 + (1 << 20)
+    huge = tmp_path / "huge.gz"
+    _idx_gz(huge, struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">III", 60000, 9999, 9999), b"")
+    with pytest.raises(ValueError, match="promises 5,998,800,060,016 bytes"):
+        gunzip_idx(huge, out)
+    short = tmp_path / "short.gz"
+    _idx_gz(short, header, bytes(4))
+    with pytest.raises(ValueError, match="4 of the 10 data bytes"):
+        gunzip_idx(short, out)
+    text = tmp_path / "text.gz"
+    text.write_bytes(b"not gzip at all")
+    with pytest.raises(ValueError, match=r"DATA: expected gzipped idx files.*text.gz"):
+        gunzip_idx(text, out)
+
+
+def test_load_source_refuses_a_fashion_mnist_bomb(tmp_path: Any, monkeypatch: Any) -> None:
+    import struct
+
+    from torch_balance.bench.sources import load_source
+
+    monkeypatch.setenv("TORCH_BALANCE_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "fm"
+    folder.mkdir()
+    for prefix, n in (("train", 20), ("t10k", 10)):
+        labels = struct.pack(">HBB", 0, 0x08, 1) + struct.pack(">I", n)
+        _idx_gz(folder / f"{prefix}-labels-idx1-ubyte.gz", labels, bytes(n))
+        images = struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">III", n, 28, 28)
+        extra = 10_000_000 if prefix == "train" else 0  # the bomb
+        _idx_gz(folder / f"{prefix}-images-idx3-ubyte.gz", images, bytes(n * 784 + extra))
+    with pytest.raises(ValueError, match="more than the 15,696 bytes its header promises"):
+        load_source(f"fashion-mnist:{folder}")
+    assert not list((tmp_path / "cache").rglob("*.partial"))
+
+
+# ---- the silent cases and the walks (issue 24) --------------------------------------------------
+
+
+def test_get_labels_refuses_targets_that_are_a_dict() -> None:
+    class Keyed:
+        def __init__(self) -> None:
+            self.targets = {0: 1, 1: 0, 2: 1}  # list() of it would be the keys [0, 1, 2]
+
+        def __len__(self) -> int:
+            return 3
+
+        def __getitem__(self, i: int) -> int:
+            return i
+
+    with pytest.raises(TypeError, match=r"dataset.targets: expected a list, .* got a dict"):
+        get_labels(Keyed(), progress=False)
+
+
+@pytest.mark.parametrize("value", [np.float32(2.5), np.float16(1.0), 1.5 + 0j])
+def test_label_index_refuses_floats_inside_an_object_array(value: Any) -> None:
+    from torch_balance import LabelIndex
+
+    with pytest.raises(TypeError, match="integer or string class labels"):
+        LabelIndex(np.array([1, value], dtype=object))
+
+
+def test_per_class_recall_refuses_float_class_ids() -> None:
+    from torch_balance.feedback import per_class_recall
+
+    with pytest.raises(TypeError, match="predictions: expected integer class ids"):
+        per_class_recall(torch.tensor([0.0, 1.7]), torch.tensor([0, 1]), 2)
+    with pytest.raises(TypeError, match="targets: expected integer class ids"):
+        per_class_recall(torch.tensor([0, 1]), torch.tensor([0.0, 1.9]), 2)
+    scores = torch.tensor([[0.9, 0.1], [0.2, 0.8]])  # [N, C] scores stay accepted
+    assert per_class_recall(scores, torch.tensor([0, 1]), 2).tolist() == [1.0, 1.0]
+
+
+def test_set_epoch_reaches_a_sampler_under_many_subsets() -> None:
+    from torch.utils.data import DataLoader, Subset
+
+    data: Any = ResampledDataset(list(range(6)), labels=[0, 0, 0, 0, 1, 1])
+    for _ in range(20):  # the old walk stopped at depth 8 without a word
+        data = Subset(data, list(range(len(data))))
+    loader = DataLoader(data)
+    loader.cycle = [loader]  # type: ignore[attr-defined]  (a cycle ends the walk, too)
+    assert len(set_epoch(loader, 4)) == 1
+
+
+def test_hf_callback_refuses_a_nan_epoch() -> None:
+    hf = pytest.importorskip("torch_balance.integrations.huggingface")
+
+    class State:
+        epoch = float("nan")
+
+    with pytest.raises(ValueError, match=r"state\.epoch: expected a finite number >= 0"):
+        hf.SetEpochCallback().on_epoch_begin(None, State(), None, train_dataloader=None)

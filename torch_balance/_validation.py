@@ -25,6 +25,7 @@ __all__ = [
     "fail",
     "internal",
     "real_values",
+    "scaled_weights",
 ]
 
 
@@ -205,6 +206,37 @@ def check_sample_weights(name: str, weights: Any, length: int | None = None) -> 
     if not high > 0:
         fail(name, "at least one weight > 0", Text("every weight 0"), "Nothing could be drawn")
     return values
+
+
+_SCALE_LIMIT = 2.0**400
+
+
+def scaled_weights(values: torch.Tensor) -> torch.Tensor:
+    """Finite weights ``>= 0`` at a scale every draw can sum: times the power of two that
+    brings the largest into ``[0.5, 1)`` where it lies outside ``[2**-400, 2**400]``, else
+    ``values`` themselves.
+
+    A power of two is exact, so every ratio (and every probability and share) is the one
+    asked for; after it, the sum of up to ``2**63`` weights is finite and not subnormal
+    (``[1e308] * 3`` no longer sums to ``inf``, nor ``[5e-324] * 3`` to a subnormal).
+
+    Example:
+        >>> w = scaled_weights(torch.tensor([1e308, 1e308, 5e307], dtype=torch.float64))
+        >>> (w / w[0]).tolist(), 0.5 <= float(w.max()) < 1, float(w.sum()) < 2
+        ([1.0, 1.0, 0.5], True, True)
+        >>> scaled_weights(torch.tensor([5e-324, 1e-323], dtype=torch.float64)).tolist()
+        [0.25, 0.5]
+        >>> scaled_weights(torch.tensor([1.0, 3.0], dtype=torch.float64)).tolist()
+        [1.0, 3.0]
+    """
+    if values.numel() == 0:
+        return values
+    high = float(values.max())
+    if high == 0.0 or 1.0 / _SCALE_LIMIT <= high <= _SCALE_LIMIT:
+        return values
+    shift = -math.frexp(high)[1]  # high * 2**shift in [0.5, 1)
+    half = shift // 2  # two steps: 2**shift alone can overflow (subnormal weights)
+    return values * 2.0**half * 2.0 ** (shift - half)
 
 
 def check_map_style(name: str, dataset: Any) -> None:

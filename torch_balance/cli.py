@@ -6,10 +6,11 @@ Run ``torch-balance bench --help`` for the options; ``python -m torch_balance`` 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "natural_int", "positive_int", "ratio_value"]
 
 _DATA_HELP = (
     "digits (scikit-learn's bundled 8x8 digits, default), fashion-mnist[:DIR] (the four idx "
@@ -17,6 +18,46 @@ _DATA_HELP = (
     "cifar10[:DIR] (torchvision's cifar-10-batches-py) or imagefolder:PATH (one folder per "
     "class; train/ val/ test/ sub-folders used when present). Nothing is downloaded."
 )
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (argparse exits with status 2 and the message).
+
+    Example:
+        >>> positive_int("3")
+        3
+        >>> positive_int("0")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: expected an integer >= 1, got 0
+    """
+    return _int_at_least(text, 1)
+
+
+def natural_int(text: str) -> int:
+    """An argparse type: an integer >= 0 (a seed)."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+    if value < low or value >= 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+    return value
+
+
+def ratio_value(text: str) -> float:
+    """An argparse type: a finite imbalance ratio >= 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (1.0 <= value < math.inf):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 1, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,15 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--ratio",
-            type=float,
+            type=ratio_value,
             default=None,
             help="largest / smallest training class (default 10 on digits, 100 on "
             "Fashion-MNIST and CIFAR-10, an image folder's own counts)",
         )
-        p.add_argument("--steps", type=int, default=None, help="optimizer steps per method")
-        p.add_argument("--batch-size", type=int, default=None, help="images per step")
         p.add_argument(
-            "--image-size", type=int, default=32, help="image-folder images are resized to this"
+            "--steps", type=positive_int, default=None, help="optimizer steps per method"
+        )
+        p.add_argument("--batch-size", type=positive_int, default=None, help="images per step")
+        p.add_argument(
+            "--image-size",
+            type=positive_int,
+            default=32,
+            help="image-folder images are resized to this",
         )
 
     inspect = commands.add_parser(
@@ -66,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         "histogram is read from the label members alone.",
     )
     data_options(inspect)
-    inspect.add_argument("--seed", type=int, default=0, help="which seed's split (default 0)")
+    inspect.add_argument(
+        "--seed", type=natural_int, default=0, help="which seed's split (default 0)"
+    )
     inspect.add_argument(
         "--label-key",
         default="cls",
@@ -92,10 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # The option's name before the benchmark's recipes became "methods": still accepted.
     bench.add_argument("--strategies", dest="methods", help=argparse.SUPPRESS)
-    bench.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    bench.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 (default 3)")
     bench.add_argument(
         "--head-steps",
-        type=int,
+        type=positive_int,
         default=None,
         help="head-only steps of crt and smote-embedding (default steps/4, at least 50)",
     )
@@ -222,13 +270,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         2
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exited:  # argparse printed why (a bad flag: status 2; --help: 0)
+        return exited.code if isinstance(exited.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 2
     try:
         return _inspect(args) if args.command == "inspect" else _bench(args)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         print(f"torch-balance: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

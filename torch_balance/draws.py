@@ -24,7 +24,7 @@ import torch
 
 from torch_balance._rng import ORDER, Stream, generator
 from torch_balance._threads import Early
-from torch_balance._validation import Text, fail, internal
+from torch_balance._validation import Text, fail, internal, scaled_weights
 from torch_balance.labels import LabelIndex
 from torch_balance.strategies import Plan
 
@@ -489,7 +489,7 @@ def draw_within_class(
     for code in np.flatnonzero(targets).tolist():
         k = int(targets[code])
         lo, hi = offsets[code], offsets[code + 1]
-        w = weights[lo:hi]
+        w = scaled_weights(weights[lo:hi])
         shuffle = None if replacement else torch.randperm(hi - lo, generator=g)
         cumulative = torch.cumsum(w if shuffle is None else w.index_select(0, shuffle), 0)
         total = float(cumulative[-1])

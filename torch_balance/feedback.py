@@ -346,8 +346,22 @@ def _sum_across_ranks(tensor: torch.Tensor, sync: bool, group: Any) -> torch.Ten
     return all_reduce_sum(tensor, check_group(group)) if sync else tensor
 
 
+def _integer_ids(name: str, values: torch.Tensor) -> None:
+    """Refuse float or complex class ids: ``.long()`` would truncate 2.7 to class 2."""
+    if values.dtype.is_floating_point or values.is_complex():
+        fail(
+            name,
+            "integer class ids",
+            Text(f"a tensor of dtype {values.dtype}"),
+            "Round or cast them first (ids.long()); pass scores as an [N, C] tensor",
+            kind=TypeError,
+        )
+
+
 def _class_codes(targets: Any, num_classes: int) -> torch.Tensor:
-    codes = torch.as_tensor(targets).reshape(-1).long()
+    ids = torch.as_tensor(targets)
+    _integer_ids("targets", ids)
+    codes = ids.reshape(-1).long()
     if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= num_classes):
         fail(
             "targets",
@@ -391,6 +405,7 @@ def per_class_recall(
     predicted = torch.as_tensor(predictions)
     if predicted.dim() == 2:
         predicted = predicted.argmax(1)
+    _integer_ids("predictions", predicted)
     codes = _class_codes(targets, num_classes).to(predicted.device)
     if predicted.reshape(-1).shape != codes.shape:
         fail(

@@ -53,6 +53,7 @@ from torch_balance._validation import (
     fail,
     internal,
     real_values,
+    scaled_weights,
 )
 from torch_balance.draws import repeat_values
 from torch_balance.sharding import iter_shard, iter_shard_chunks
@@ -123,7 +124,7 @@ class _Lookup:
     """The float64 cumulative sum of the weights and the last positive weight's index."""
 
     def __init__(self, weights: torch.Tensor) -> None:
-        self.cdf = torch.cumsum(weights, 0)
+        self.cdf = torch.cumsum(scaled_weights(weights), 0)
         # the first place where the cumulative sum reaches the total
         self.last = int(torch.searchsorted(self.cdf, self.cdf[-1:]))
         self.dtype = _index_dtype(weights.shape[0])
@@ -230,6 +231,7 @@ class ExactLayout:
         self, weights: torch.Tensor, count: int, seed: int, *, at_most_one: bool = False
     ) -> None:
         n = weights.shape[0]
+        weights = scaled_weights(weights)
         shares = weights * (count / float(weights.sum()))
         if at_most_one:
             shares.clamp_(max=1.0)
@@ -261,6 +263,12 @@ class ExactLayout:
             delta[:rest] += 1
             units.index_add_(0, eligible, delta if missing > 0 else -delta)
             units.clamp_(0, 2**bits)
+            left = (spare << bits) - int(units.sum())
+            if left:  # the clamp undid some (remainders all near 1 or 0): fill where room is
+                room = torch.zeros_like(units)
+                room[eligible] = (2**bits - units if left > 0 else units)[eligible]
+                delta = (abs(left) - (torch.cumsum(room, 0) - room)).clamp_(min=0)
+                units += torch.minimum(delta, room) * (1 if left > 0 else -1)
         self.ends = torch.cumsum(units, 0)
         internal(
             self.ends.numel() == 0 or int(self.ends[-1]) == spare << bits,
@@ -474,6 +482,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
                 "Use replacement=True, a smaller num_samples, or give more samples a weight",
             )
         if self.exact:
+            values = scaled_weights(values)
             top = int(torch.argmax(values))
             share = k * float(values[top]) / float(values.sum())
             most = float(values.sum()) / float(values[top])

@@ -12,16 +12,15 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
 
-from torch_balance._validation import check_int, fail
+from torch_balance._validation import Text, check_int, fail
 
 __all__ = [
     "DATASET_NAMES",
@@ -213,12 +212,69 @@ def _fashion_root(where: str | None) -> Path:
         if path.suffix == ".gz":
             # torchvision reads the uncompressed files; decompress once into the cache.
             partial = out.with_name(out.name + ".partial")
-            with gzip.open(path, "rb") as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+            try:
+                gunzip_idx(path, partial)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
             os.replace(partial, out)
         else:
             out.symlink_to(path.resolve())
     return root
+
+
+# The idx files' element types (the third byte of the magic number) and their sizes.
+_IDX_ITEM = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+#: The largest idx file decompressed (Fashion-MNIST's largest is 47 MB).
+MAX_IDX_BYTES = 1 << 31
+_CHUNK = 1 << 20
+
+
+def gunzip_idx(path: Path, out: Path, *, limit: int = MAX_IDX_BYTES) -> int:
+    """Decompress a gzipped idx file, no further than the size its header promises.
+
+    The header (magic ``00 00 <type> <dims>`` and one big-endian 32-bit size per dimension)
+    says how many bytes the file holds; a stream that runs past that, or stops short of it, or
+    promises more than ``limit`` bytes, is refused before it fills the disk (a gzip bomb).
+
+    Returns:
+        The bytes written.
+
+    Raises:
+        ValueError: For a file that is not a gzipped idx file, is cut short, holds more than
+            its header says, or promises more than ``limit`` bytes; the message names it.
+    """
+
+    def refuse(what: str) -> NoReturn:
+        fail("DATA", "gzipped idx files (Fashion-MNIST's format)", Text(f"{str(path)!r}: {what}"))
+
+    try:
+        with gzip.open(path, "rb") as src, open(out, "wb") as dst:
+            head = src.read(4)
+            if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in _IDX_ITEM:
+                refuse(f"a header {head!r} that is not an idx magic number")
+            dims_raw = src.read(4 * head[3])
+            if len(dims_raw) < 4 * head[3]:
+                refuse("a header cut off")
+            size = _IDX_ITEM[head[2]]
+            for i in range(head[3]):
+                size *= int.from_bytes(dims_raw[4 * i : 4 * i + 4], "big")
+            total = 4 + len(dims_raw) + size
+            if total > limit:
+                refuse(f"a header that promises {total:,} bytes (the limit is {limit:,})")
+            dst.write(head + dims_raw)
+            left = size
+            while left > 0:
+                piece = src.read(min(left, _CHUNK))
+                if not piece:
+                    refuse(f"{size - left:,} of the {size:,} data bytes its header promises")
+                dst.write(piece)
+                left -= len(piece)
+            if src.read(1):
+                refuse(f"more than the {total:,} bytes its header promises")
+    except (OSError, EOFError, gzip.BadGzipFile) as error:  # not gzip, truncated, unreadable
+        refuse(f"{type(error).__name__}: {error}")
+    return total
 
 
 def _fashion_mnist(where: str | None) -> Source:

@@ -33,7 +33,6 @@ _LINKS = (
     "base_dataloader",
     "iterables",
 )
-_DEPTH = 8
 
 
 def _holds_epoch(obj: Any) -> bool:
@@ -59,20 +58,20 @@ def epoch_holders(root: Any) -> list[Any]:
         ['RandomOverSampler', 'ResampledDataset']
     """
     found: dict[int, Any] = {}
-    seen: set[int] = set()
-    stack: list[tuple[Any, int]] = [(root, 0)]
+    seen: set[int] = set()  # every object once: cycles end, and no depth limit is needed
+    stack: list[Any] = [root]
     while stack:
-        obj, depth = stack.pop()
-        if obj is None or id(obj) in seen or depth > _DEPTH:
+        obj = stack.pop()
+        if obj is None or id(obj) in seen:
             continue
         seen.add(id(obj))
         if _holds_epoch(obj):
             found[id(obj)] = obj
         if isinstance(obj, list | tuple):
-            stack.extend((item, depth + 1) for item in obj)
+            stack.extend(obj)
             continue
         if isinstance(obj, dict):
-            stack.extend((item, depth + 1) for item in obj.values())
+            stack.extend(obj.values())
             continue
         if isinstance(obj, EpochShell):
             continue  # its ``sampler`` is only a handle back to itself
@@ -82,7 +81,7 @@ def epoch_holders(root: Any) -> list[Any]:
             except Exception:  # a property that cannot answer here is not a link
                 continue
             if child is not None and not isinstance(child, str | bytes | int | float):
-                stack.append((child, depth + 1))
+                stack.append(child)
     return list(found.values())
 
 

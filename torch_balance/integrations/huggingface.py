@@ -10,8 +10,10 @@ the epoch's iterator) it sets the epoch of every torch_balance object in the tra
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
+from torch_balance._validation import fail
 from torch_balance.integrations import EpochSetter
 
 try:
@@ -39,4 +41,17 @@ class SetEpochCallback(TrainerCallback):
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         # state.epoch is fractional progress; at an epoch's start it is that epoch's number
-        self._set(kwargs.get("train_dataloader"), math.floor((state.epoch or 0.0) + 1e-6))
+        epoch = state.epoch or 0.0
+        if (
+            isinstance(epoch, bool)
+            or not isinstance(epoch, numbers.Real)
+            or not math.isfinite(epoch)
+            or epoch < 0
+        ):
+            fail(
+                "state.epoch",
+                "a finite number >= 0 (the Trainer's progress in epochs)",
+                state.epoch,
+                "A checkpoint's trainer_state.json may hold a bad epoch; fix or remove it",
+            )
+        self._set(kwargs.get("train_dataloader"), math.floor(float(epoch) + 1e-6))

@@ -304,7 +304,9 @@ def as_label_array(labels: Any, name: str = "labels") -> np.ndarray:
         )
     if kind == "O":
         for i, value in enumerate(array):
-            if isinstance(value, float) or value is None:
+            if value is None or (
+                isinstance(value, numbers.Number) and not isinstance(value, numbers.Integral)
+            ):
                 fail(
                     name,
                     "integer or string class labels",

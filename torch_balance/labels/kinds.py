@@ -30,6 +30,7 @@ __all__ = [
     "LabelProblem",
     "as_labelsets",
     "missing_labels",
+    "scalar_label",
     "transformed",
 ]
 
@@ -92,7 +93,7 @@ class LabelProblem(Exception):
             raise
 
 
-def _scalar_label(value: Any) -> Any:
+def scalar_label(value: Any) -> Any:
     """Return one sample's label as a Python int, bool, str or bytes, or raise LabelProblem."""
     if isinstance(value, torch.Tensor | np.ndarray):
         if value.ndim != 0:
@@ -147,11 +148,11 @@ def _item_label(item: Any) -> Any:
                 f"a {type(item).__name__} of length {len(item)}",
                 f"Return (input, label) from __getitem__, or {_AVOID_SCAN}",
             )
-        return _scalar_label(item[1])
+        return scalar_label(item[1])
     if isinstance(item, Mapping):
         for key in _ITEM_LABEL_KEYS:
             if key in item:
-                return _scalar_label(item[key])
+                return scalar_label(item[key])
         keys = sorted(str(key) for key in item)[:8]
         raise LabelProblem(
             ValueError,
@@ -159,7 +160,7 @@ def _item_label(item: Any) -> Any:
             f"a dict with keys {keys}",
             "Pass label_fn=lambda dataset, i: dataset[i][<your key>]",
         )
-    return _scalar_label(item)
+    return scalar_label(item)
 
 
 def _item_labelset(item: Any) -> Any:
@@ -244,6 +245,15 @@ def _vector(values: Any, name: str) -> np.ndarray:
     elif isinstance(values, np.ndarray):
         array = values
     else:
+        if isinstance(values, Mapping):  # list() would read its keys as the labels
+            fail(
+                name,
+                "a list, array or tensor of labels",
+                Text(f"a {type(values).__name__} of {len(values)} entries"),
+                "For labels keyed by index, pass label_fn=lambda dataset, i: <label of "
+                "sample i>, or set .targets to [labels[i] for i in range(len(dataset))]",
+                kind=TypeError,
+            )
         if isinstance(values, str | bytes) or not isinstance(values, Sequence):
             try:
                 values = list(values)
@@ -311,7 +321,7 @@ SINGLE = Kind(
     vector=_vector,
     final=as_label_array,
     of_item=_item_label,
-    of_value=_scalar_label,
+    of_value=scalar_label,
 )
 MULTI = Kind(
     function="get_labelsets",
@@ -361,7 +371,7 @@ def transformed(vector: np.ndarray, transform: Callable[[Any], Any], name: str) 
                 "Fix the transform, or pass label_fn=",
             )
         try:
-            mapped.append(_scalar_label(out))
+            mapped.append(scalar_label(out))
         except LabelProblem as problem:
             problem.throw(name, f"returned for label {value!r}")
     if all(isinstance(v, int) and not isinstance(v, bool) for v in mapped):

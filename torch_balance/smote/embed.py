@@ -330,6 +330,22 @@ def _read_cache(path: str) -> dict[str, Any]:
         stored["embeddings"], torch.Tensor
     ):
         fail("cache", "a file of embeddings written by SMOTEDataset", Text(repr(path)), fix)
+    embeddings, labels, shape = stored["embeddings"], stored["labels"], stored["input_shape"]
+    if embeddings.dim() != 2 or not embeddings.dtype.is_floating_point:
+        what = f"embeddings of shape {tuple(embeddings.shape)} and dtype {embeddings.dtype}"
+        fail("cache", "a 2-D float tensor of embeddings", Text(f"{path!r} with {what}"), fix)
+    if not (isinstance(labels, torch.Tensor) and labels.dim() == 1) and not isinstance(
+        labels, list
+    ):
+        what = type(labels).__name__
+        fail("cache", "labels as a 1-D tensor or a list", Text(f"{path!r} with {what}"), fix)
+    if len(labels) != embeddings.shape[0]:
+        what = f"{len(labels)} labels for {embeddings.shape[0]} embeddings"
+        fail("cache", "one label per embedding", Text(f"{path!r} with {what}"), fix)
+    if not isinstance(shape, list | tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        fail("cache", "an input_shape of integers >= 0", Text(f"{path!r} with {shape!r}"), fix)
     return stored
 
 
@@ -368,6 +384,14 @@ def load_or_embed(
     if cache is None:
         return _embed(dataset, encoder, **kwargs)
     path = os.fspath(cache)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):  # say so now, not after the whole encoder pass
+        fail(
+            "cache",
+            "a file path in an existing directory",
+            Text(f"{path!r}, whose directory {folder!r} does not exist"),
+            "Create the directory first, or pass another cache path",
+        )
     if os.path.exists(path):
         stored = _read_cache(path)
         now = _fingerprint(dataset, encoder, _cheap_labels(dataset))
@@ -383,7 +407,7 @@ def load_or_embed(
                     f"Delete {path!r} to recompute the embeddings, or pass another cache path",
                 )
         raw = stored["labels"]
-        labels = raw.numpy() if isinstance(raw, torch.Tensor) else as_label_array(list(raw))
+        labels = as_label_array(raw.numpy() if isinstance(raw, torch.Tensor) else raw, "cache")
         return stored["embeddings"], labels, tuple(stored["input_shape"])
     embeddings, labels, shape = _embed(dataset, encoder, **kwargs)
     fingerprint = _fingerprint(dataset, encoder, labels)

@@ -14,85 +14,195 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
-from torch_balance._validation import Text, fail
+from torch_balance._validation import Text, check_int, fail
 from torch_balance.labels import LabelIndex, as_label_array
 from torch_balance.labels.index import fingerprint
+from torch_balance.labels.kinds import LabelProblem, scalar_label
 
 __all__ = ["Manifest", "expand_shards", "label_value"]
+
+#: Default size limit of a label member read by :meth:`Manifest.scan_tar`, in bytes.
+MAX_LABEL_SIZE = 4096
+#: Default limit on the number of shards a pattern may name (:func:`expand_shards`).
+MAX_SHARDS = 1_000_000
 
 _BRACE = re.compile(r"\{([^{}]*)\}")
 _RANGE = re.compile(r"^(\d+)\.\.(\d+)$")
 
 
-def expand_shards(pattern: str | Sequence[str]) -> list[str]:
+def expand_shards(pattern: str | Sequence[str], *, max_shards: int = MAX_SHARDS) -> list[str]:
     """Expand shard patterns the way webdataset does: ``{000..009}`` ranges (zero-padded to the
     width of the first bound), ``{a,b}`` alternatives, and ``::`` between patterns.
 
+    The names a pattern makes are counted before any is built, so a pattern of a trillion
+    shards is refused at once, with its count.
+
     Args:
         pattern: A pattern, or a list of patterns and names.
+        max_shards: The most shard names a pattern may expand to (default 1,000,000).
 
     Returns:
         The shard names, in order.
 
     Raises:
         TypeError: If ``pattern`` is not a string or a list of strings.
-        ValueError: For a range that runs backwards or a pattern that expands to nothing.
+        ValueError: For a range that runs backwards, a pattern that expands to nothing or to
+            more than ``max_shards`` names.
 
     Example:
         >>> expand_shards("data-{000..002}.tar")
         ['data-000.tar', 'data-001.tar', 'data-002.tar']
         >>> expand_shards("a-{x,y}.tar::b.tar")
         ['a-x.tar', 'a-y.tar', 'b.tar']
+        >>> expand_shards("a-{0..999999999999}.tar")
+        Traceback (most recent call last):
+        ...
+        ValueError: pattern: expected a pattern of at most max_shards=1,000,000 shards, ...
     """
+    limit = check_int("max_shards", max_shards, minimum=1)
     if isinstance(pattern, str):
         parts = pattern.split("::")
     elif isinstance(pattern, Sequence) and all(isinstance(p, str) for p in pattern):
         parts = list(pattern)
     else:
         fail("pattern", "a shard pattern or a list of shard names", pattern, kind=TypeError)
+    total = sum(_count(part) for part in parts)
+    if total > limit:
+        _too_many(pattern, f"{total:,}", limit)
     names: list[str] = []
     for part in parts:
-        names.extend(_expand(part))
+        names.extend(_expand(part, pattern, limit - len(names)))
     if not names:
         fail("pattern", "a pattern that names at least one shard", pattern)
     return names
 
 
-def _expand(pattern: str) -> list[str]:
+def _too_many(pattern: Any, count: str, limit: int) -> NoReturn:
+    fail(
+        "pattern",
+        f"a pattern of at most max_shards={limit:,} shards",
+        Text(f"{_short(pattern)}, which names {count}"),
+        "Split the pattern, or pass max_shards= a larger limit",
+    )
+
+
+def _short(pattern: Any) -> str:
+    text = repr(pattern)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _choices(body: str) -> tuple[int, int, int] | list[str]:
+    """A brace group's choices: ``(low, high, width)`` of a range, or the alternatives."""
+    bounds = _RANGE.match(body)
+    if bounds is None:
+        return body.split(",")
+    low, high = bounds.groups()
+    if max(len(low), len(high)) > 18:
+        fail("pattern", "range bounds of at most 18 digits", Text("{" + body[:40] + "}"))
+    if int(high) < int(low):
+        fail("pattern", "a range {low..high} with low <= high", Text("{" + body + "}"))
+    return int(low), int(high), len(low)
+
+
+def _count(pattern: str) -> int:
+    """How many names ``pattern`` makes (exact where its braces do not nest; nested ones are
+    counted again as :func:`_expand` builds them)."""
+    total = 1
+    for body in _BRACE.findall(pattern):
+        choices = _choices(body)
+        total *= choices[1] - choices[0] + 1 if isinstance(choices, tuple) else len(choices)
+    return total if pattern else 0
+
+
+def _expand(pattern: str, whole: Any, limit: int) -> list[str]:
     match = _BRACE.search(pattern)
     if match is None:
         return [pattern] if pattern else []
     head, body, tail = pattern[: match.start()], match.group(1), pattern[match.end() :]
-    bounds = _RANGE.match(body)
-    if bounds is not None:
-        low, high = bounds.groups()
-        if int(high) < int(low):
-            fail("pattern", "a range {low..high} with low <= high", Text("{" + body + "}"))
-        choices = [str(i).zfill(len(low)) for i in range(int(low), int(high) + 1)]
+    found = _choices(body)
+    if isinstance(found, tuple):
+        low, high, width = found
+        choices: Iterable[str] = (str(i).zfill(width) for i in range(low, high + 1))
     else:
-        choices = body.split(",")
-    return [name for choice in choices for name in _expand(head + choice + tail)]
+        choices = found
+    names: list[str] = []
+    for choice in choices:
+        names.extend(_expand(head + choice + tail, whole, limit - len(names)))
+        if len(names) > limit:
+            _too_many(whole, f"more than {limit:,}", limit)
+    return names
 
 
-def label_value(value: Any) -> Any:
+def label_value(value: Any, name: str = "source", where: str = "") -> Any:
     """One label as a plain Python value: bytes of a ``.cls`` member become an ``int`` (or a
-    ``str``), numpy and 0-d torch scalars their Python value.
+    ``str``), numpy and 0-d torch scalars their Python value; anything else is returned as
+    it is (a stream checks it when it first sees it; a manifest with :func:`manifest_label`).
+
+    Args:
+        value: The label as stored (bytes of a label member, a number, a string...).
+        name: The argument named in error messages.
+        where: Where the label was found (``"in sample 'a' of 's.tar'"``), for messages.
+
+    Raises:
+        ValueError: For empty or non-UTF-8 bytes, or the digits of an integer beyond 64 bits.
 
     Example:
         >>> label_value(b"7\\n"), label_value(b"cat"), label_value(np.int64(3))
         (7, 'cat', 3)
     """
+    suffix = f" {where}" if where else ""
     if isinstance(value, bytes | bytearray):
-        text = bytes(value).decode("utf-8").strip()
-        return int(text) if re.fullmatch(r"-?\d+", text) else text
+        try:
+            text = bytes(value).decode("utf-8").strip()
+        except UnicodeDecodeError:
+            fail(name, "a label in UTF-8 text", Text(f"{bytes(value)[:20]!r}{suffix}"))
+        if not text:
+            fail(
+                name,
+                "a non-empty label",
+                Text(f"{bytes(value)[:20]!r}{suffix}"),
+                "Write the class (a number or a name) into every label member",
+            )
+        if re.fullmatch(r"-?\d+", text):
+            if len(text.lstrip("-")) > 19 or not -(2**63) <= int(text) < 2**63:
+                fail(
+                    name,
+                    "an integer label that fits in 64 bits",
+                    Text(f"a number of {len(text.lstrip('-'))} digits{suffix}"),
+                )
+            return int(text)
+        return text
     item = getattr(value, "item", None)
     if item is not None and getattr(value, "ndim", 0) == 0:
         return item()
     return value
+
+
+def manifest_label(value: Any, name: str, where: str = "") -> Any:
+    """One label of a manifest, by :func:`~torch_balance.get_labels`' rule: an integer, a bool
+    or a string (bytes decoded as :func:`label_value` does), one per sample.
+
+    Raises:
+        TypeError: For a float, or anything that is not a class label.
+        ValueError: For a dict, list or other container, None, or bad bytes.
+
+    Example:
+        >>> manifest_label(b"3", "shards")
+        3
+        >>> manifest_label({"a": 1}, "shards", "at index 0")
+        Traceback (most recent call last):
+        ...
+        ValueError: shards: expected one scalar class label per sample, got a dict of 1 values ...
+    """
+    try:
+        return scalar_label(label_value(value, name, where))
+    except LabelProblem as problem:
+        suffix = f" {where}" if where else ""
+        fail(name, problem.expected, Text(f"{problem.got}{suffix}"), problem.fix, kind=problem.kind)
 
 
 class Manifest:
@@ -157,7 +267,9 @@ class Manifest:
             ):
                 fail(f"shards[{name!r}]", "a sequence of labels", labels, kind=TypeError)
             part = labels.tolist() if hasattr(labels, "tolist") else list(labels)
-            values.extend(label_value(v) for v in part)
+            values.extend(
+                manifest_label(v, f"shards[{name!r}]", f"at index {j}") for j, v in enumerate(part)
+            )
             names.append(name)
             sizes.append(len(part))
         if len(set(names)) != len(names):
@@ -219,7 +331,9 @@ class Manifest:
         """Read a JSON index file written by :meth:`save` (or a plain ``{name: labels}`` dict).
 
         Raises:
-            ValueError: If there is no such file, or it is not such an index.
+            ValueError: If there is no such file, or it is not such an index (not UTF-8, not
+                JSON, nested too deep); the message names the path.
+            TypeError: For labels of the wrong kind (named by shard and index).
         """
         if not os.path.isfile(path):
             fail(
@@ -228,22 +342,38 @@ class Manifest:
                 str(path),
                 "Write one with Manifest.scan_tar(urls).save(path)",
             )
-        with open(path, encoding="utf-8") as stream:
-            try:
+        try:
+            with open(path, encoding="utf-8") as stream:
                 data = json.load(stream)
-            except json.JSONDecodeError as error:
-                fail("path", "a JSON index file", Text(f"{str(path)!r}: {error}"))
+        except json.JSONDecodeError as error:
+            fail("path", "a JSON index file", Text(f"{str(path)!r}: {error}"))
+        except UnicodeDecodeError as error:
+            fail("path", "a JSON index file in UTF-8", Text(f"{str(path)!r}: {error}"))
+        except RecursionError:
+            fail(
+                "path",
+                "a JSON index file",
+                Text(f"{str(path)!r}, nested too deep to read"),
+                'An index is {"shards": [{"url": ..., "labels": [...]}]}: two levels deep',
+            )
+        shape = 'a JSON index {"shards": [{"url": ..., "labels": [...]}]}'
         if isinstance(data, dict) and isinstance(data.get("shards"), list):
-            try:
-                return cls([(e["url"], e["labels"]) for e in data["shards"]])
-            except (KeyError, TypeError):
-                fail("path", 'a JSON index {"shards": [{"url": ..., "labels": [...]}]}', str(path))
+            entries = data["shards"]
+            if not all(isinstance(e, dict) and "url" in e and "labels" in e for e in entries):
+                fail("path", shape, str(path))
+            return cls([(e["url"], e["labels"]) for e in entries])
         if isinstance(data, dict):
             return cls(data)
-        fail("path", 'a JSON index {"shards": [{"url": ..., "labels": [...]}]}', str(path))
+        fail("path", shape, str(path))
 
     @classmethod
-    def scan_tar(cls, paths: str | Sequence[str], label_key: str = "cls") -> Manifest:
+    def scan_tar(
+        cls,
+        paths: str | Sequence[str],
+        label_key: str = "cls",
+        *,
+        max_label_size: int = MAX_LABEL_SIZE,
+    ) -> Manifest:
         """Read the labels of WebDataset tar shards from their label members alone.
 
         Samples are grouped as webdataset groups them (consecutive members sharing the key
@@ -254,9 +384,12 @@ class Manifest:
         Args:
             paths: A shard pattern (``"train-{000..009}.tar"``) or a list of local paths.
             label_key: The extension of the label member (``"cls"``: ``000017.cls``).
+            max_label_size: The largest label member accepted, in bytes (default 4096).
 
         Raises:
-            ValueError: If a sample has no label member, or a shard cannot be read.
+            ValueError: If a sample has no label member or a bad one (empty, not UTF-8, over
+                ``max_label_size``), or a shard cannot be read or is damaged (the message
+                names the shard and the byte offset).
 
         Example:
             >>> import io, tarfile, tempfile
@@ -271,8 +404,9 @@ class Manifest:
         """
         if not isinstance(label_key, str) or not label_key:
             fail("label_key", "a member extension such as 'cls'", label_key, kind=TypeError)
+        limit = check_int("max_label_size", max_label_size, minimum=1)
         names = expand_shards(paths)
-        return cls([(name, _scan_one(name, label_key.lower())) for name in names])
+        return cls([(name, _scan_one(name, label_key.lower(), limit)) for name in names])
 
     @classmethod
     def from_source(cls, source: Any, label_fn: Callable[[Any], Any] | None = None) -> Manifest:
@@ -295,16 +429,17 @@ class Manifest:
         )
 
 
-def _scan_one(path: str, label_key: str) -> list[Any]:
+def _scan_one(path: str, label_key: str, max_label_size: int) -> list[Any]:
     from torch_balance.streams.tar import tar_samples
 
     labels: list[Any] = []
     try:
-        for sample in tar_samples(path, {label_key}):
+        for sample in tar_samples(path, {label_key}, max_member_size=max_label_size):
             value = sample.get(label_key)
             if value is None:
                 _no_label(path, sample["__key__"], label_key)
-            labels.append(label_value(value))
+            where = f"in sample {sample['__key__']!r} of {path!r}"
+            labels.append(manifest_label(value, "paths", where))
     except OSError as error:
         fail("paths", "readable tar shards", Text(f"{path!r} ({error})"))
     return labels

@@ -27,7 +27,8 @@ import torch
 from torch_balance._epoch import check_epoch
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import Text, check_bool, check_int, fail
-from torch_balance.labels import LabelIndex
+from torch_balance.labels import as_label_array
+from torch_balance.labels.index import CountIndex
 from torch_balance.sharding import current_ranks, iter_shard, shard_length
 from torch_balance.strategies import Strategy, describe, make_plan
 from torch_balance.streams._shell import StreamShell, refuse_feedback
@@ -117,8 +118,9 @@ class BalancedMix(StreamShell):
         self.sampling_strategy = sampling_strategy
         for key, source in sources_by_class.items():  # refused by name before counting
             as_source(source, f"sources_by_class[{key!r}]")
+        as_label_array(list(sources_by_class), "sources_by_class")  # one kind of class key
         self.counts = _class_counts(sources_by_class, counts)
-        index = LabelIndex(np.repeat(np.array(list(self.counts)), list(self.counts.values())))
+        index = CountIndex(self.counts)  # planned from the counts: no label vector is built
         self.classes = index.keys()
         self.sources: list[Shards] = [
             as_source(sources_by_class[k], f"sources_by_class[{k!r}]") for k in self.classes
