@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import random
+import subprocess
+import sys
 import tarfile
 import warnings
 from collections import Counter
@@ -586,6 +588,141 @@ def test_set_epoch_reaches_persistent_workers(shards: str) -> None:
         stream.set_epoch(epoch)
         epochs.append([s[0] for s in loader])
     assert epochs[0] != epochs[1] and len(epochs[0]) == len(epochs[1])
+
+
+def _errors_on_warnings(_: int) -> None:
+    # a repeated-pass warning in a worker reaches the test as an error
+    warnings.filterwarnings("error", "(?s).*without set_epoch", UserWarning)
+
+
+@pytest.mark.parametrize("mode", ["mode1", "mode2", "mode3"])
+def test_a_second_pass_without_set_epoch_warns_once(shards: str, mode: str) -> None:
+    """Issue 23 item 8: a pass at the epoch of the last one, with no set_epoch, warns once,
+    naming set_epoch and both SetEpochCallbacks; set_epoch (any epoch, the same one too) and
+    load_state_dict stay silent."""
+    make = makers(shards)[mode]
+    stream = make()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+
+        def told() -> list[str]:
+            return [str(w.message) for w in caught if "without set_epoch" in str(w.message)]
+
+        first = [s[0] for s in stream]
+        assert not told()
+        assert [s[0] for s in stream] == first  # the same draw again: only the warning says so
+        assert len(told()) == 1
+        for name in ("set_epoch(", "SetEpochCallback", "lightning", "huggingface"):
+            assert name in told()[0]
+        list(stream)  # once
+        assert len(told()) == 1
+        other = make()
+        for epoch in (0, 1, 1):
+            other.set_epoch(epoch)
+            list(other)
+        other.load_state_dict(other.state_dict())
+        list(other)
+        assert len(told()) == 1
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_a_second_pass_without_set_epoch_warns_in_workers(
+    persistent: bool, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Each DataLoader worker iterates its own copy of the stream (a new one every epoch
+    without persistent workers): the check lives in shared memory, worker 0 warns (here the
+    warning is an error, which ends the worker and prints its traceback)."""
+
+    def loader(stream: Any) -> Any:
+        return DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=2,
+            persistent_workers=persistent,
+            worker_init_fn=_errors_on_warnings,
+        )
+
+    source, manifest = memory_shards(shard_labels(), 4)
+
+    def make() -> BalancedIterableDataset:
+        return BalancedIterableDataset(source, "over", manifest=manifest)
+
+    stream = make()
+    told = loader(stream)
+    for epoch in range(3):
+        stream.set_epoch(epoch)
+        assert len(list(told)) == len(stream)
+    assert "without set_epoch" not in capfd.readouterr().err
+    untold = loader(make())
+    list(untold)
+    with pytest.raises((RuntimeError, UserWarning)) as raised:  # re-raised, or worker ended
+        list(untold)
+    assert "without set_epoch() since the last one" in str(raised.value) + capfd.readouterr().err
+
+
+def test_load_state_dict_refuses_more_than_the_pass(shards: str) -> None:
+    """Issue 24: emitted=10**9 was accepted and the next pass was empty."""
+    for mode in ("mode1", "mode2"):
+        stream = makers(shards)[mode]()
+        if mode == "mode2":  # with a length, refused at once
+            stream = BalancedIterableDataset(
+                pipeline(shards), "over", label_fn=lambda s: s[2], epoch_length=50, seed=4
+            )
+        state = stream.state_dict()
+        length = len(stream)
+        with pytest.raises(
+            ValueError, match=rf"state_dict\['emitted'\]: expected at most {length}"
+        ):
+            stream.load_state_dict({**state, "emitted": 10**9})
+        stream.load_state_dict({**state, "emitted": length})  # the end of the pass is a state
+        assert list(stream) == []
+    # a pass whose length is known only by reading it: refused when the replay runs out
+    for stream in (makers(shards)["mode2"](), makers(shards)["mode3"]()):
+        state = {**stream.state_dict(), "emitted": 10**9}
+        stream.load_state_dict(state)
+        with pytest.raises(ValueError, match=r"state_dict\['emitted'\]: expected at most \d+"):
+            list(stream)
+
+
+def test_closing_a_stream_early_does_no_work_and_prints_nothing() -> None:
+    """Issue 24: a pass closed early (a break) recomputed the running ratios on close, and
+    a pass left open at interpreter exit printed 'Exception ignored in: <generator object
+    _Online.run ...> TypeError: isinstance() arg 2 must be a type'."""
+    script = """
+import sys
+from torch_balance import BalancedIterableDataset, BalancedMix
+from torch_balance.streams import balanced
+
+calls = []
+plan = balanced._ratios
+balanced._ratios = lambda *a: calls.append(1) or plan(*a)
+data = [(i, i % 7 == 0) for i in range(500)]
+stream = BalancedIterableDataset(data, "over", buffer_size=8)
+for n, _ in enumerate(stream):
+    if n == 100:
+        break
+before = len(calls)
+stream.set_epoch(1)
+it = iter(stream)
+next(it)
+started = len(calls)
+it.close()
+assert len(calls) == started, "closing ran the plan"
+assert stream.stats()["emitted"] == 1 and before > 0
+# left open until the interpreter exits, in every kind of stream
+manifest = {"a": [y for _, y in data]}
+stream.set_epoch(2)
+kept = [iter(stream), iter(BalancedIterableDataset(data, "over", manifest=manifest)),
+        iter(BalancedMix({0: [1, 2], 1: [3]}))]
+for k in kept:
+    next(k)
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    assert done.stderr == ""
 
 
 # ---- trainers and the command line ---------------------------------------------------------------

@@ -29,9 +29,9 @@ its shards plan drops some of its planned copies (the cut), one above it repeats
 pad), chosen at random within each class, with each class's part of the cut or pad in
 proportion to its planned count in the epoch, so that all readers together change each class
 in proportion to the plan (within one copy per reader). On one rank nothing is cut or padded
-and the epoch's per-class counts equal :meth:`~BalancedIterableDataset.target_counts` exactly. In mode 2 the
-length is ``epoch_length`` per rank, split evenly among workers; a reader that reaches the end
-of its shards starts them again.
+and the epoch's per-class counts equal :meth:`~BalancedIterableDataset.target_counts` exactly.
+In mode 2 the length is ``epoch_length`` per rank, split evenly among workers; a reader that
+reaches the end of its shards starts them again.
 """
 
 from __future__ import annotations
