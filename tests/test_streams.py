@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import random
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import tarfile
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -74,6 +77,18 @@ def pipeline(pattern: str) -> Any:
 
 def sample_id(sample: Any) -> int:
     return int(sample[0][1:])
+
+
+@contextlib.contextmanager
+def worker_info(worker: int, workers: int) -> Iterator[None]:
+    """Run as DataLoader worker ``worker`` of ``workers`` (for the streams' slot)."""
+    info = SimpleNamespace(id=worker, num_workers=workers)
+    original = sources_module.get_worker_info
+    sources_module.get_worker_info = lambda: info  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sources_module.get_worker_info = original
 
 
 def run_slots(make: Any, world: int, workers: int) -> dict[tuple[int, int], list[Any]]:
@@ -423,6 +438,78 @@ def test_hugging_face_iterable_dataset_modes_1_and_2() -> None:
     online = BalancedIterableDataset(stream_data, "over")
     emitted = list(online)
     assert online.stats()["read"] == len(labels) and len(emitted) == online.stats()["emitted"]
+
+
+# ---- pre-sharded sources (issue 23, item 6) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("num_shards", [4, 3])  # datasets splits shards, or examples
+def test_hugging_face_split_by_node_is_read_once(num_shards: int) -> None:
+    """A stream that split_dataset_by_node split for rank r of 2 is read whole and split by
+    the stream (was: split twice, 200 of 400 samples read, per-rank lengths 186 and 214);
+    its rank must be the stream's."""
+    datasets = pytest.importorskip("datasets")
+    from datasets.distributed import split_dataset_by_node
+
+    labels = long_tail(400, classes=4, ratio=20.0)
+    table = datasets.Dataset.from_dict({"x": list(range(400)), "label": labels.tolist()})
+    whole = table.to_iterable_dataset(num_shards=num_shards)
+    manifest = Manifest.from_source(split_dataset_by_node(whole, rank=1, world_size=2))
+    assert manifest.labels.tolist() == labels.tolist()  # the manifest is the whole dataset's
+    for kw in ({"manifest": manifest}, {"epoch_length": 900}):
+
+        def make(kw: dict[str, Any] = kw, **ranks: Any) -> BalancedIterableDataset:
+            split = split_dataset_by_node(whole, rank=ranks["rank"], world_size=2)
+            return BalancedIterableDataset(split, "over", seed=3, **kw, **ranks)
+
+        def reference(kw: dict[str, Any] = kw, **ranks: Any) -> BalancedIterableDataset:
+            return BalancedIterableDataset(whole, "over", seed=3, **kw, **ranks)
+
+        got, expected = run_slots(make, 2, 2), run_slots(reference, 2, 2)
+        assert got == expected
+        per_rank = [[int(s["x"]) for w in range(2) for s in got[r, w]] for r in range(2)]
+        assert len(per_rank[0]) == len(per_rank[1]) == len(make(num_replicas=2, rank=0))
+        if "manifest" in kw:  # (mode 2 deals the shards anew each time it cycles them)
+            assert not set(per_rank[0]) & set(per_rank[1])
+        read = 0  # every sample read once (mode 2 cycles its shards: at least once)
+        for rank in range(2):
+            for worker in range(2):
+                stream = make(num_replicas=2, rank=rank)
+                with worker_info(worker, 2):
+                    list(stream)
+                read += stream.stats()["read"]
+        assert read == 400 if "manifest" in kw else read >= 400
+    split = split_dataset_by_node(whole, rank=1, world_size=2)
+    with pytest.raises(ValueError, match="source: expected a dataset split for this stream's"):
+        BalancedIterableDataset(split, manifest=manifest, num_replicas=2, rank=0)
+    with pytest.raises(ValueError, match="or num_replicas=2, rank=1"):
+        list(BalancedIterableDataset(split, manifest=manifest))  # one process: rank 0 of 1
+    assert sum(1 for _ in split) == 200  # the caller's dataset keeps its split
+
+
+def test_webdataset_node_and_worker_splitters(shards: str) -> None:
+    """Splitters before the opener are replaced by the stream's own split (each sample read
+    by one reader); one after the opener would split samples a second time: refused."""
+    manifest = Manifest.scan_tar(shards)
+    source = wds.WebDataset(
+        shards,
+        shardshuffle=False,
+        nodesplitter=wds.split_by_node,
+        workersplitter=wds.split_by_worker,
+    ).to_tuple("__key__", "cls")
+
+    plain = wds.WebDataset(shards, shardshuffle=False).to_tuple("__key__", "cls")
+
+    def make(source: Any = source, **kw: Any) -> BalancedIterableDataset:
+        return BalancedIterableDataset(source, "under", manifest=manifest, **kw)
+
+    parts = run_slots(make, 2, 2)
+    assert parts == run_slots(functools.partial(make, plain), 2, 2)
+    assert sum(map(len, parts.values())) == 2 * len(make(num_replicas=2, rank=0))
+    for splitter in (wds.split_by_worker, wds.split_by_node):
+        after = wds.WebDataset(shards, shardshuffle=False).compose(splitter).decode()
+        with pytest.raises(ValueError, match=f"source: expected .*{splitter.__name__} after"):
+            BalancedIterableDataset(after, manifest=manifest)
 
 
 # ---- mode 2: labels as they flow ---------------------------------------------------------------

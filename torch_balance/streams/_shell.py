@@ -28,7 +28,7 @@ from torch.utils.data import IterableDataset
 from torch_balance._epoch import SharedEpoch, check_epoch
 from torch_balance._validation import Text, check_bool, check_int, check_seed, fail
 from torch_balance.sharding import check_replicas
-from torch_balance.streams.sources import Slot, current_slot
+from torch_balance.streams.sources import Shards, Slot, current_slot
 
 __all__ = ["StreamShell", "refuse_feedback"]
 
@@ -46,6 +46,17 @@ def refuse_feedback(strategy: Any) -> None:
             "DataLoader workers hold copies of a stream that would not see its updates: use "
             "BalancedSampler(..., Feedback(...)) with a map-style dataset",
         )
+
+
+def _refuse_split(split: tuple[int, int], ranks: str) -> None:
+    world, rank = split
+    fail(
+        "source",
+        f"a dataset split for this stream's ranks ({ranks})",
+        Text(f"one that split_dataset_by_node split for rank {rank} of {world}"),
+        "Pass the dataset before split_dataset_by_node (the stream splits by rank and "
+        f"DataLoader worker itself), or num_replicas={world}, rank={rank}",
+    )
 
 
 class StreamShell(IterableDataset):
@@ -67,6 +78,7 @@ class StreamShell(IterableDataset):
         self._warned = SharedEpoch()
         self._resume: tuple[int, int] | None = None
         self._pass: list[int] | None = None  # [epoch, samples emitted] of the pass under way
+        self._node_split: tuple[int, int] | None = None  # see _take_node_splits
 
     @property
     def epoch(self) -> int:
@@ -85,7 +97,28 @@ class StreamShell(IterableDataset):
 
     def slot(self) -> Slot:
         """The reader this process is now: rank and DataLoader worker."""
-        return current_slot(self._requested)
+        slot = current_slot(self._requested)
+        split = self._node_split
+        if split is not None and split != (slot.num_replicas, slot.rank):
+            _refuse_split(split, f"rank {slot.rank} of {slot.num_replicas}")
+        return slot
+
+    def _take_node_splits(self, sources: list[Shards]) -> None:
+        """Note the rank a source was split for by its own library (it is read whole): the
+        stream must run as that rank; ranks given that differ are refused here."""
+        splits = {s.node_split for s in sources if s.node_split is not None}
+        if len(splits) > 1:
+            fail(
+                "source",
+                "sources split by node for one rank",
+                Text(", ".join(f"rank {r} of {w}" for w, r in sorted(splits))),
+                "Pass the datasets before split_dataset_by_node",
+            )
+        self._node_split = splits.pop() if splits else None
+        world, rank = self._requested
+        split = self._node_split
+        if split is not None and (world not in (None, split[0]) or rank not in (None, split[1])):
+            _refuse_split(split, f"num_replicas={world}, rank={rank}")
 
     def _emit(self, epoch: int, slot: Slot) -> Iterator[Any]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -415,6 +415,7 @@ class BalancedIterableDataset(StreamShell):
         self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
         refuse_feedback(strategy)
         self.source: Shards = as_source(source)
+        self._take_node_splits([self.source])
         self.strategy = strategy
         self.sampling_strategy = sampling_strategy
         self.buffer_size = check_int("buffer_size", buffer_size, minimum=1)
