@@ -46,7 +46,7 @@ import torch
 
 from torch_balance._epoch import check_epoch
 from torch_balance._rng import Stream, generator
-from torch_balance._validation import Text, check_bool, check_int, fail, internal
+from torch_balance._validation import Text, check_bool, check_int, fail
 from torch_balance.draws import WalkCache, draw_epoch
 from torch_balance.labels.index import CountIndex
 from torch_balance.labels.kinds import SINGLE, LabelProblem
@@ -136,12 +136,15 @@ class CopyBuffer:
     def __len__(self) -> int:
         return self._held
 
+    def _refill(self) -> None:
+        """More uniforms, behind those left (popped from the end, in the generator's order)."""
+        block = torch.rand(_RANDOM_BLOCK, generator=self._g, dtype=torch.float64).tolist()
+        block.reverse()
+        self._random[:0] = block
+
     def _uniform(self) -> float:
         if not self._random:
-            self._random = torch.rand(
-                _RANDOM_BLOCK, generator=self._g, dtype=torch.float64
-            ).tolist()
-            self._random.reverse()
+            self._refill()
         return self._random.pop()
 
     def _schedule(self, held: _Held) -> None:
@@ -168,35 +171,51 @@ class CopyBuffer:
         return None
 
     def _one(self) -> Any:
-        held = self._pop()
-        internal(held is not None, "CopyBuffer: a copy asked of an empty buffer")
-        assert held is not None  # for mypy
-        entries = held.entries
-        last = self._last
+        """One copy out (the buffer holds some): of a held sample of the class with the
+        smallest value, chosen uniformly (not the one emitted last if the class has another);
+        then the class at its new value, by replacing its entry at the heap's top."""
+        random = self._random
+        if len(random) < 3:
+            self._refill()
+        heap = self._heap
+        while heap[0][2].entry != heap[0][1]:  # stale entries of a class re-entered since
+            heapq.heappop(heap)
+        held = heap[0][2]
+        entries, last, on_top = held.entries, self._last, True
         if len(entries) == 1 and entries[0] is last and self._behind(held):
             # a class catching up after a wait, whose one sample came out just before: the
             # next class goes first, so that it catches up with its copies spread out, at
             # most every other one, not one sample many times in a row
+            heapq.heappop(heap)
+            held.entry, on_top = -1, False
             other = self._pop()
             if other is not None:
                 self._schedule(held)
                 held, entries = other, other.entries
-        i = int(self._uniform() * len(entries))
-        if entries[i] is last and len(entries) > 1:  # another of the class's samples
-            i = (i + 1 + int(self._uniform() * (len(entries) - 1))) % len(entries)
-        entry = self._last = entries[i]
+        n = len(entries)
+        i = int(random.pop() * n)
+        entry = entries[i]
+        if entry is last and n > 1:  # another of the class's samples
+            i = (i + 1 + int(random.pop() * (n - 1))) % n
+            entry = entries[i]
+        self._last = entry
         entry[1] -= 1
-        if entry[1] == 0:
+        if not entry[1]:
             entries[i] = entries[-1]
             entries.pop()
             self._held -= 1
-        held.out += 1
+        out = held.out = held.out + 1
         self._out += 1
-        held.point = self._uniform()
-        if entries:
-            self._schedule(held)
-        else:
+        point = held.point = random.pop()
+        if not entries:
+            if on_top:
+                heapq.heappop(heap)
             held.entry = -1
+        elif on_top:  # the common case: one heap operation
+            number = held.entry = self._entries = self._entries + 1
+            heapq.heapreplace(heap, ((out + point) / (held.total or held.put), number, held))
+        else:
+            self._schedule(held)
         return entry[0]
 
     def put(self, sample: Any, copies: int, key: Any = None) -> Iterator[Any]:
