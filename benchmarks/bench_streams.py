@@ -19,8 +19,17 @@ decoding each label as a training loop would, all in one run:
   sample of class c kept with probability ``(t_c / p_c) / max_j (t_j / p_j)``.
 
 Columns: the total-variation distance between the epoch's class mix and the target mix
-(uniform), samples read per sample emitted, samples emitted per second, that rate relative to
-the unbalanced stream, and the epoch's wall time relative to one unbalanced pass.
+(uniform), the same for the epoch's first N/10 samples emitted (how balanced a prefix is),
+samples read per sample emitted, samples emitted per second, that rate relative to the
+unbalanced stream, and the epoch's wall time relative to one unbalanced pass. With
+``--repeat k`` every row runs in k rounds (each round runs every row once, so that a change of
+load on a shared machine reaches every row) and the best time of each row is kept.
+
+Then issue 23's set, where a pass is cut: 8 shards of 2,000 samples in all (5 classes, ratio
+50), 2 ranks x 2 DataLoader workers (each rank's stream built with its ``rank=``, read by a
+``DataLoader`` with 2 real workers): mode 2 cut at ``epoch_length=2000`` per rank, each rank's
+distance to the target mix, for buffers of 1000, 100 and 10; and mode 1's cut and pad to equal
+per-rank lengths, each class's count against the plan scaled to the padded length.
 
 Run: ``python benchmarks/bench_streams.py`` (N = 1e6: about 3 minutes on 2 cores the first
 time, most of it writing the shards).
@@ -87,13 +96,17 @@ def pipeline(urls: list[str]) -> Shards:
     return Shards(urls, tar_samples)
 
 
-def drain_labels(stream: Iterable[Any]) -> tuple[Counter[int], float]:
-    """Drain one epoch as a training loop would; per-class counts and seconds."""
+def drain_labels(stream: Iterable[Any], head: int = 0) -> tuple[Counter[int], float, Counter[int]]:
+    """Drain one epoch as a training loop would; per-class counts, seconds, and the counts of
+    the first ``head`` samples."""
     counts: Counter[int] = Counter()
+    first: Counter[int] = Counter()
     start = time.perf_counter()
-    for sample in stream:
+    for emitted, sample in enumerate(stream, 1):
         counts[label_value(sample["cls"])] += 1
-    return counts, time.perf_counter() - start
+        if emitted == head:
+            first = Counter(counts)
+    return counts, time.perf_counter() - start, first
 
 
 def total_variation(counts: Counter[int], target: dict[int, float]) -> float:
@@ -132,6 +145,9 @@ def main() -> None:
     parser.add_argument("--buffer-size", type=int, default=1000)
     parser.add_argument("--cache", default="/tmp/torch_balance_bench_streams")
     parser.add_argument("--write-only", action="store_true", help="write the shards and stop")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of every row; the best time is kept"
+    )
     args = parser.parse_args()
     n = int(args.n)
 
@@ -153,7 +169,8 @@ def main() -> None:
     target = {c: 1.0 / NUM_CLASSES for c in range(NUM_CLASSES)}  # what "over" asks
     print(
         f"N = {n:,} samples, {NUM_CLASSES} long-tailed classes (ratio {RATIO:g}), "
-        f"{len(mixed)} mixed shards of {args.shard_size:,}, buffer {args.buffer_size}"
+        f"{len(mixed)} mixed shards of {args.shard_size:,}, buffer {args.buffer_size}, "
+        f"best of {args.repeat} round(s)"
     )
     print(describe(("torch", "numpy", "webdataset")))
     print(
@@ -186,36 +203,37 @@ def main() -> None:
     except ImportError:
         print("webdataset not installed: its reader is not compared")
 
-    rows: list[tuple[str, Callable[[], tuple[Counter[int], float, int]]]] = []
+    head = n // 10
+    Row = tuple[Counter[int], float, int, Counter[int]]
 
-    def plain() -> tuple[Counter[int], float, int]:
-        got, seconds = drain_labels(pipeline(mixed))
-        return got, seconds, n
+    def plain() -> Row:
+        got, seconds, first = drain_labels(pipeline(mixed), head)
+        return got, seconds, n, first
 
-    def mode1() -> tuple[Counter[int], float, int]:
+    def mode1() -> Row:
         stream = BalancedIterableDataset(
             pipeline(mixed), "over", manifest=manifest, buffer_size=args.buffer_size
         )
-        got, seconds = drain_labels(stream)
-        return got, seconds, stream.stats()["read"]
+        got, seconds, first = drain_labels(stream, head)
+        return got, seconds, stream.stats()["read"], first
 
-    def mode2() -> tuple[Counter[int], float, int]:
+    def mode2() -> Row:
         stream = BalancedIterableDataset(pipeline(mixed), "over", buffer_size=args.buffer_size)
-        got, seconds = drain_labels(stream)
-        return got, seconds, stream.stats()["read"]
+        got, seconds, first = drain_labels(stream, head)
+        return got, seconds, stream.stats()["read"], first
 
-    def mode3() -> tuple[Counter[int], float, int]:
+    def mode3() -> Row:
         sources = {c: _Counted(pipeline(urls)) for c, urls in by_class.items()}
         mix = BalancedMix(sources, "over", counts=dict(counts))
-        got, seconds = drain_labels(mix)
-        return got, seconds, sum(s.read for s in sources.values())
+        got, seconds, first = drain_labels(mix, head)
+        return got, seconds, sum(s.read for s in sources.values()), first
 
-    def rejection() -> tuple[Counter[int], float, int]:
+    def rejection() -> Row:
         stream = RejectionResample(pipeline(mixed), target)
-        got, seconds = drain_labels(stream)
-        return got, seconds, stream.read
+        got, seconds, first = drain_labels(stream, head)
+        return got, seconds, stream.read, first
 
-    rows = [
+    rows: list[tuple[str, Callable[[], Row]]] = [
         ("unbalanced stream (the shards read once)", plain),
         ('mode 1: BalancedIterableDataset(manifest=...), "over"', mode1),
         ('mode 2: BalancedIterableDataset, "over", online', mode2),
@@ -224,23 +242,80 @@ def main() -> None:
     ]
     print()
     print(
-        "| one epoch | emitted | TV to target | read / emitted | emitted/s | "
-        "rate / unbalanced | epoch time / unbalanced pass |"
+        f"| one epoch | emitted | TV to target | TV, first {head:,} | read / emitted | "
+        "emitted/s | rate / unbalanced | epoch time / unbalanced pass |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    base_rate = base_time = 0.0
-    for name, run in rows:
-        got, seconds, read = run()
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    results: dict[str, list[Row]] = {name: [] for name, _ in rows}
+    for _ in range(args.repeat):  # rounds of every row, so a change of load hits them all
+        for name, run in rows:
+            results[name].append(run())
+    base_time = min(result[1] for result in results[rows[0][0]])
+    base_rate = sum(results[rows[0][0]][0][0].values()) / base_time
+    for name, _ in rows:
+        got, _, read, first = results[name][0]  # the same in every round (deterministic)
+        seconds = min(result[1] for result in results[name])  # the best round
         emitted = sum(got.values())
         rate = emitted / seconds
-        if not base_rate:
-            base_rate, base_time = rate, seconds
         tv = total_variation(got, target)
+        tv_head = f"{total_variation(first, target):.4f}" if first else "-"
         print(
-            f"| {name} | {emitted:,} | {tv:.4f} | {read / emitted:.2f} | {rate:,.0f} | "
-            f"{rate / base_rate:.2f}x | {seconds / base_time:.2f}x |",
+            f"| {name} | {emitted:,} | {tv:.4f} | {tv_head} | {read / emitted:.2f} | "
+            f"{rate:,.0f} | {rate / base_rate:.2f}x | {seconds / base_time:.2f}x |",
             flush=True,
         )
+    cut_streams(Path(args.cache))
+
+
+def cut_streams(cache: Path) -> None:
+    """Issue 23's set: a pass cut at epoch_length (mode 2) or to equal per-rank lengths
+    (mode 1), 2 ranks x 2 DataLoader workers."""
+    from torch.utils.data import DataLoader
+
+    labels = long_tailed_labels(2000, num_classes=5, ratio=50.0)
+    urls = write_shards(cache / "cut-2000", np.arange(2000, dtype=np.int64), labels, 250)
+    plan = Counter(labels.tolist())
+    target = {c: 1.0 / 5 for c in range(5)}  # what "over" asks
+    print()
+    print(
+        f"Cut passes: {len(urls)} shards, 2,000 samples, 5 classes (ratio 50: "
+        f"{max(plan.values())} to {min(plan.values())} samples), 2 ranks x 2 DataLoader workers"
+    )
+    print()
+    print("| mode 2, epoch_length=2000 per rank | rank 0: TV to target | rank 1: TV to target |")
+    print("|---|---:|---:|")
+    for buffer_size in (1000, 100, 10):
+        tvs = []
+        for rank in range(2):
+            stream = BalancedIterableDataset(
+                pipeline(urls),
+                "over",
+                epoch_length=2000,
+                buffer_size=buffer_size,
+                num_replicas=2,
+                rank=rank,
+            )
+            got, _, _ = drain_labels(DataLoader(stream, batch_size=None, num_workers=2))
+            tvs.append(total_variation(got, target))
+        print(f"| buffer_size={buffer_size} | {tvs[0]:.4f} | {tvs[1]:.4f} |", flush=True)
+    manifest = Manifest.scan_tar(urls)
+    print()
+    print("| mode 1, cut and pad to equal lengths | per class: emitted - plan x padded / planned |")
+    print("|---|---|")
+    for epoch in range(4):
+        got = Counter()
+        planned = {}
+        for rank in range(2):
+            stream = BalancedIterableDataset(
+                pipeline(urls), "over", manifest=manifest, num_replicas=2, rank=rank
+            )
+            stream.set_epoch(epoch)
+            planned = stream.target_counts()
+            part, _, _ = drain_labels(DataLoader(stream, batch_size=None, num_workers=2))
+            got += part
+        scale = sum(got.values()) / sum(planned.values())
+        off = ", ".join(f"{c}: {got[c] - scale * k:+.1f}" for c, k in sorted(planned.items()))
+        print(f"| epoch {epoch} | {off} |", flush=True)
 
 
 def _rate(stream: Iterable[Any]) -> float:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from torch.utils.data import DataLoader
 
 from torch_balance import (
     ClassBalancedBatchSampler,
@@ -32,7 +33,7 @@ pytest.importorskip("transformers")
 
 STACKS = Path(__file__).parent / "stacks"
 sys.path.insert(0, str(STACKS))
-from _common import EPOCHS, LABELS, Indexed, feedback_values, stream  # noqa: E402
+from _common import EPOCHS, LABELS, Indexed, feedback_values, hf_stream, stream  # noqa: E402
 
 WORLD = 2
 
@@ -203,6 +204,23 @@ def test_plain_ddp(torchrun_runs: dict[str, Any]) -> None:
 
 def test_plain_loop_that_stops_at_len_redraws(torchrun_runs: dict[str, Any]) -> None:
     _check_batched(torchrun_runs["ddp-len-loop"], StratifiedBatchSampler(LABELS, 8, seed=2))
+
+
+def test_ddp_stream_over_a_split_hugging_face_dataset(torchrun_runs: dict[str, Any]) -> None:
+    """Issue 23 item 6: after split_dataset_by_node, each rank's epoch is that of the stream
+    over the whole dataset built with its rank (read once, not split twice: was 200 of 400
+    samples read, per-rank lengths 186/214), with equal numbers of batches."""
+    pytest.importorskip("datasets")
+    ranks = torchrun_runs["ddp-stream-hf-split"]
+    steps = torchrun_runs["ddp-stream-hf-split-steps"][0]
+    for epoch in range(EPOCHS):
+        shares = _epoch(ranks, epoch)
+        assert len(set(steps[str(epoch)])) == 1 and len(shares[0]) == len(shares[1])
+        for rank, share in enumerate(shares):
+            own = hf_stream(21, num_replicas=WORLD, rank=rank)
+            own.set_epoch(epoch)
+            items = DataLoader(own, batch_size=None, num_workers=2)  # as the run's loader
+            assert Counter(share) == Counter(int(item["index"]) for item in items)
 
 
 def test_accelerate_prepare(torchrun_runs: dict[str, Any]) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import random
+import subprocess
+import sys
 import tarfile
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,6 +36,7 @@ from torch_balance import (
 )
 from torch_balance.streams import Shards, expand_shards
 from torch_balance.streams import sources as sources_module
+from torch_balance.streams.balanced import CopyBuffer
 
 wds = pytest.importorskip("webdataset")
 
@@ -51,7 +57,7 @@ def write_shards(folder: Path, labels: np.ndarray, num_shards: int) -> str:
         with tarfile.open(folder / f"train-{s:03d}.tar", "w") as tar:
             for i in range(s * per, min((s + 1) * per, labels.shape[0])):
                 image = io.BytesIO()
-                np.save(image, np.full((2, 2), i, dtype=np.uint8))
+                np.save(image, np.full((2, 2), i % 256, dtype=np.uint8))
                 for ext, data in (("npy", image.getvalue()), ("cls", str(labels[i]).encode())):
                     info = tarfile.TarInfo(f"k{i:05d}.{ext}")
                     info.size = len(data)
@@ -71,6 +77,18 @@ def pipeline(pattern: str) -> Any:
 
 def sample_id(sample: Any) -> int:
     return int(sample[0][1:])
+
+
+@contextlib.contextmanager
+def worker_info(worker: int, workers: int) -> Iterator[None]:
+    """Run as DataLoader worker ``worker`` of ``workers`` (for the streams' slot)."""
+    info = SimpleNamespace(id=worker, num_workers=workers)
+    original = sources_module.get_worker_info
+    sources_module.get_worker_info = lambda: info  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sources_module.get_worker_info = original
 
 
 def run_slots(make: Any, world: int, workers: int) -> dict[tuple[int, int], list[Any]]:
@@ -309,6 +327,105 @@ def test_copies_are_spread_by_the_buffer() -> None:
     assert max(np.diff(where)) > 1 and len(set(out[:10])) > 1  # not emitted in a row
 
 
+# ---- every prefix of an epoch is balanced (issue 23, item 7) ----------------------------------
+
+
+def total_variation(counts: Counter[Any], target: dict[Any, int]) -> float:
+    n, want = sum(counts.values()), sum(target.values())
+    return 0.5 * sum(abs(counts.get(c, 0) / n - t / want) for c, t in target.items())
+
+
+@pytest.fixture(scope="module")
+def long_tail_shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, np.ndarray]:
+    """Issue 23's set: 8 webdataset shards, 2,000 samples, 5 classes, imbalance ratio 50."""
+    labels = long_tail(2000, classes=5, ratio=50.0)
+    return write_shards(tmp_path_factory.mktemp("long_tail"), labels, 8), labels
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    puts=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 40)), min_size=1, max_size=60),
+    seed=st.integers(0, 2**16),
+)
+def test_copy_buffer_every_prefix_follows_the_copies_put(
+    puts: list[tuple[int, int]], seed: int
+) -> None:
+    """Every prefix of the output holds each class in proportion to the copies put, within
+    two copies (was: a held sample chosen uniformly, so many-copy samples came out last)."""
+    buffer = CopyBuffer(10**9, torch.Generator().manual_seed(seed))
+    for i, (key, copies) in enumerate(puts):
+        assert not list(buffer.put((key, i), copies, key))
+    put = Counter()
+    for key, copies in puts:
+        put[key] += copies
+    total, out = sum(put.values()), Counter()
+    for n, (key, _) in enumerate(buffer.drain(), 1):
+        out[key] += 1
+        assert all(abs(out[k] - n * p / total) < 2 for k, p in put.items()), n
+    assert out == +put and len(buffer) == 0
+
+
+def test_online_cut_at_epoch_length_is_balanced(long_tail_shards: tuple[str, np.ndarray]) -> None:
+    """Online mode cut at epoch_length=2000 per rank, 2 ranks x 2 workers: within TV 0.02 of
+    the target mix on each rank (was 0.42 with buffer 1000, 0.04 with 10)."""
+    pattern, labels = long_tail_shards
+    target = target_counts(labels, "over")
+    for buffer_size in (1000, 10):
+
+        def make(buffer_size: int = buffer_size, **kw: Any) -> BalancedIterableDataset:
+            source = wds.WebDataset(pattern, shardshuffle=False).to_tuple("__key__", "cls")
+            return BalancedIterableDataset(
+                source, "over", epoch_length=2000, buffer_size=buffer_size, **kw
+            )
+
+        parts = run_slots(make, 2, 2)
+        for rank in range(2):
+            counts = Counter(int(y) for w in range(2) for _, y in parts[rank, w])
+            assert sum(counts.values()) == 2000
+            assert total_variation(counts, target) < 0.02, (buffer_size, rank, counts)
+
+
+def test_every_prefix_of_a_manifest_epoch_is_balanced() -> None:
+    """Mode 1 on one reader: every tenth of the epoch is within TV 0.02 of the plan's mix."""
+    labels = long_tail(3000, ratio=50.0)
+    source, manifest = memory_shards(labels, 6)
+    stream = BalancedIterableDataset(source, "over", manifest=manifest, buffer_size=500)
+    out = [y for _, y in stream]
+    target = stream.target_counts()
+    assert Counter(out) == target
+    step = len(out) // 10
+    for cut in range(step, len(out) + 1, step):
+        assert total_variation(Counter(out[:cut]), target) < 0.02, cut
+
+
+def test_manifest_cut_and_pad_in_proportion_to_the_plan(
+    long_tail_shards: tuple[str, np.ndarray],
+) -> None:
+    """2 ranks x 2 workers: the cut (ranks whose shards plan more than their length) and the
+    pad (those below it) change each class in proportion to its planned count, within one
+    copy per reader (was: class 4, the rarest, -41 to -308 against the plan, others +7 to
+    +102)."""
+    labels = long_tail(2000, classes=5, ratio=50.0)
+    source, manifest = memory_shards(labels, 8)
+    for epoch in range(4):
+
+        def make(epoch: int = epoch, **kw: Any) -> BalancedIterableDataset:
+            stream = BalancedIterableDataset(source, "over", manifest=manifest, **kw)
+            stream.set_epoch(epoch)
+            return stream
+
+        parts = run_slots(make, 2, 2)
+        length = len(make(num_replicas=2, rank=0))
+        assert [len(parts[r, 0]) + len(parts[r, 1]) for r in range(2)] == [length] * 2
+        plan = make().target_counts()
+        scale = 2 * length / sum(plan.values())  # the pad to equal per-rank lengths
+        counts = Counter(y for part in parts.values() for _, y in part)
+        assert all(abs(counts[c] - scale * n) <= 4 for c, n in plan.items()), (epoch, counts)
+        # the test's premise: the ranks' shards plan different amounts (a cut and a pad)
+        planned = make().epoch_copies()
+        assert sum(int(planned[i]) for w in range(2) for i, _ in parts[0, w]) != length
+
+
 # ---- Hugging Face streaming -------------------------------------------------------------------
 
 
@@ -327,6 +444,78 @@ def test_hugging_face_iterable_dataset_modes_1_and_2() -> None:
     online = BalancedIterableDataset(stream_data, "over")
     emitted = list(online)
     assert online.stats()["read"] == len(labels) and len(emitted) == online.stats()["emitted"]
+
+
+# ---- pre-sharded sources (issue 23, item 6) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("num_shards", [4, 3])  # datasets splits shards, or examples
+def test_hugging_face_split_by_node_is_read_once(num_shards: int) -> None:
+    """A stream that split_dataset_by_node split for rank r of 2 is read whole and split by
+    the stream (was: split twice, 200 of 400 samples read, per-rank lengths 186 and 214);
+    its rank must be the stream's."""
+    datasets = pytest.importorskip("datasets")
+    from datasets.distributed import split_dataset_by_node
+
+    labels = long_tail(400, classes=4, ratio=20.0)
+    table = datasets.Dataset.from_dict({"x": list(range(400)), "label": labels.tolist()})
+    whole = table.to_iterable_dataset(num_shards=num_shards)
+    manifest = Manifest.from_source(split_dataset_by_node(whole, rank=1, world_size=2))
+    assert manifest.labels.tolist() == labels.tolist()  # the manifest is the whole dataset's
+    for kw in ({"manifest": manifest}, {"epoch_length": 900}):
+
+        def make(kw: dict[str, Any] = kw, **ranks: Any) -> BalancedIterableDataset:
+            split = split_dataset_by_node(whole, rank=ranks["rank"], world_size=2)
+            return BalancedIterableDataset(split, "over", seed=3, **kw, **ranks)
+
+        def reference(kw: dict[str, Any] = kw, **ranks: Any) -> BalancedIterableDataset:
+            return BalancedIterableDataset(whole, "over", seed=3, **kw, **ranks)
+
+        got, expected = run_slots(make, 2, 2), run_slots(reference, 2, 2)
+        assert got == expected
+        per_rank = [[int(s["x"]) for w in range(2) for s in got[r, w]] for r in range(2)]
+        assert len(per_rank[0]) == len(per_rank[1]) == len(make(num_replicas=2, rank=0))
+        if "manifest" in kw:  # (mode 2 deals the shards anew each time it cycles them)
+            assert not set(per_rank[0]) & set(per_rank[1])
+        read = 0  # every sample read once (mode 2 cycles its shards: at least once)
+        for rank in range(2):
+            for worker in range(2):
+                stream = make(num_replicas=2, rank=rank)
+                with worker_info(worker, 2):
+                    list(stream)
+                read += stream.stats()["read"]
+        assert read == 400 if "manifest" in kw else read >= 400
+    split = split_dataset_by_node(whole, rank=1, world_size=2)
+    with pytest.raises(ValueError, match="source: expected a dataset split for this stream's"):
+        BalancedIterableDataset(split, manifest=manifest, num_replicas=2, rank=0)
+    with pytest.raises(ValueError, match="or num_replicas=2, rank=1"):
+        list(BalancedIterableDataset(split, manifest=manifest))  # one process: rank 0 of 1
+    assert sum(1 for _ in split) == 200  # the caller's dataset keeps its split
+
+
+def test_webdataset_node_and_worker_splitters(shards: str) -> None:
+    """Splitters before the opener are replaced by the stream's own split (each sample read
+    by one reader); one after the opener would split samples a second time: refused."""
+    manifest = Manifest.scan_tar(shards)
+    source = wds.WebDataset(
+        shards,
+        shardshuffle=False,
+        nodesplitter=wds.split_by_node,
+        workersplitter=wds.split_by_worker,
+    ).to_tuple("__key__", "cls")
+
+    plain = wds.WebDataset(shards, shardshuffle=False).to_tuple("__key__", "cls")
+
+    def make(source: Any = source, **kw: Any) -> BalancedIterableDataset:
+        return BalancedIterableDataset(source, "under", manifest=manifest, **kw)
+
+    parts = run_slots(make, 2, 2)
+    assert parts == run_slots(functools.partial(make, plain), 2, 2)
+    assert sum(map(len, parts.values())) == 2 * len(make(num_replicas=2, rank=0))
+    for splitter in (wds.split_by_worker, wds.split_by_node):
+        after = wds.WebDataset(shards, shardshuffle=False).compose(splitter).decode()
+        with pytest.raises(ValueError, match=f"source: expected .*{splitter.__name__} after"):
+            BalancedIterableDataset(after, manifest=manifest)
 
 
 # ---- mode 2: labels as they flow ---------------------------------------------------------------
@@ -492,6 +681,141 @@ def test_set_epoch_reaches_persistent_workers(shards: str) -> None:
         stream.set_epoch(epoch)
         epochs.append([s[0] for s in loader])
     assert epochs[0] != epochs[1] and len(epochs[0]) == len(epochs[1])
+
+
+def _errors_on_warnings(_: int) -> None:
+    # a repeated-pass warning in a worker reaches the test as an error
+    warnings.filterwarnings("error", "(?s).*without set_epoch", UserWarning)
+
+
+@pytest.mark.parametrize("mode", ["mode1", "mode2", "mode3"])
+def test_a_second_pass_without_set_epoch_warns_once(shards: str, mode: str) -> None:
+    """Issue 23 item 8: a pass at the epoch of the last one, with no set_epoch, warns once,
+    naming set_epoch and both SetEpochCallbacks; set_epoch (any epoch, the same one too) and
+    load_state_dict stay silent."""
+    make = makers(shards)[mode]
+    stream = make()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+
+        def told() -> list[str]:
+            return [str(w.message) for w in caught if "without set_epoch" in str(w.message)]
+
+        first = [s[0] for s in stream]
+        assert not told()
+        assert [s[0] for s in stream] == first  # the same draw again: only the warning says so
+        assert len(told()) == 1
+        for name in ("set_epoch(", "SetEpochCallback", "lightning", "huggingface"):
+            assert name in told()[0]
+        list(stream)  # once
+        assert len(told()) == 1
+        other = make()
+        for epoch in (0, 1, 1):
+            other.set_epoch(epoch)
+            list(other)
+        other.load_state_dict(other.state_dict())
+        list(other)
+        assert len(told()) == 1
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_a_second_pass_without_set_epoch_warns_in_workers(
+    persistent: bool, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Each DataLoader worker iterates its own copy of the stream (a new one every epoch
+    without persistent workers): the check lives in shared memory, worker 0 warns (here the
+    warning is an error, which ends the worker and prints its traceback)."""
+
+    def loader(stream: Any) -> Any:
+        return DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=2,
+            persistent_workers=persistent,
+            worker_init_fn=_errors_on_warnings,
+        )
+
+    source, manifest = memory_shards(shard_labels(), 4)
+
+    def make() -> BalancedIterableDataset:
+        return BalancedIterableDataset(source, "over", manifest=manifest)
+
+    stream = make()
+    told = loader(stream)
+    for epoch in range(3):
+        stream.set_epoch(epoch)
+        assert len(list(told)) == len(stream)
+    assert "without set_epoch" not in capfd.readouterr().err
+    untold = loader(make())
+    list(untold)
+    with pytest.raises((RuntimeError, UserWarning)) as raised:  # re-raised, or worker ended
+        list(untold)
+    assert "without set_epoch() since the last one" in str(raised.value) + capfd.readouterr().err
+
+
+def test_load_state_dict_refuses_more_than_the_pass(shards: str) -> None:
+    """Issue 24: emitted=10**9 was accepted and the next pass was empty."""
+    for mode in ("mode1", "mode2"):
+        stream = makers(shards)[mode]()
+        if mode == "mode2":  # with a length, refused at once
+            stream = BalancedIterableDataset(
+                pipeline(shards), "over", label_fn=lambda s: s[2], epoch_length=50, seed=4
+            )
+        state = stream.state_dict()
+        length = len(stream)
+        with pytest.raises(
+            ValueError, match=rf"state_dict\['emitted'\]: expected at most {length}"
+        ):
+            stream.load_state_dict({**state, "emitted": 10**9})
+        stream.load_state_dict({**state, "emitted": length})  # the end of the pass is a state
+        assert list(stream) == []
+    # a pass whose length is known only by reading it: refused when the replay runs out
+    for stream in (makers(shards)["mode2"](), makers(shards)["mode3"]()):
+        state = {**stream.state_dict(), "emitted": 10**9}
+        stream.load_state_dict(state)
+        with pytest.raises(ValueError, match=r"state_dict\['emitted'\]: expected at most \d+"):
+            list(stream)
+
+
+def test_closing_a_stream_early_does_no_work_and_prints_nothing() -> None:
+    """Issue 24: a pass closed early (a break) recomputed the running ratios on close, and
+    a pass left open at interpreter exit printed 'Exception ignored in: <generator object
+    _Online.run ...> TypeError: isinstance() arg 2 must be a type'."""
+    script = """
+import sys
+from torch_balance import BalancedIterableDataset, BalancedMix
+from torch_balance.streams import balanced
+
+calls = []
+plan = balanced._ratios
+balanced._ratios = lambda *a: calls.append(1) or plan(*a)
+data = [(i, i % 7 == 0) for i in range(500)]
+stream = BalancedIterableDataset(data, "over", buffer_size=8)
+for n, _ in enumerate(stream):
+    if n == 100:
+        break
+before = len(calls)
+stream.set_epoch(1)
+it = iter(stream)
+next(it)
+started = len(calls)
+it.close()
+assert len(calls) == started, "closing ran the plan"
+assert stream.stats()["emitted"] == 1 and before > 0
+# left open until the interpreter exits, in every kind of stream
+manifest = {"a": [y for _, y in data]}
+stream.set_epoch(2)
+kept = [iter(stream), iter(BalancedIterableDataset(data, "over", manifest=manifest)),
+        iter(BalancedMix({0: [1, 2], 1: [3]}))]
+for k in kept:
+    next(k)
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    assert done.stderr == ""
 
 
 # ---- trainers and the command line ---------------------------------------------------------------

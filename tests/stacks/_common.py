@@ -58,6 +58,29 @@ def stream(seed: int, *, as_dicts: bool = False, **kwargs: Any) -> Any:
     )
 
 
+def hf_stream(seed: int, *, split: tuple[int, int] | None = None, **kwargs: Any) -> Any:
+    """The dataset as a Hugging Face stream of 4 shards (items ``{"x", "label", "index"}``),
+    split by ``datasets.distributed.split_dataset_by_node`` for ``split = (rank, world)``
+    where given, balanced with "over" from its manifest (read from the split stream)."""
+    import datasets
+    from datasets.distributed import split_dataset_by_node
+
+    from torch_balance import BalancedIterableDataset, Manifest
+
+    table = datasets.Dataset.from_dict(
+        {
+            "x": LABELS.astype(float).tolist(),
+            "label": LABELS.tolist(),
+            "index": list(range(len(LABELS))),
+        }
+    )
+    data = table.to_iterable_dataset(num_shards=4)
+    if split is not None:
+        data = split_dataset_by_node(data, rank=split[0], world_size=split[1])
+    manifest = Manifest.from_source(data)
+    return BalancedIterableDataset(data, "over", manifest=manifest, seed=seed, **kwargs)
+
+
 def _dict_label(item: dict[str, Any]) -> int:
     return int(item["labels"])
 

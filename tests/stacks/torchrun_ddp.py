@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from _common import EPOCHS, LABELS, Indexed, Record, feedback_values, stream
+from _common import EPOCHS, LABELS, Indexed, Record, feedback_values, hf_stream, stream
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
@@ -49,6 +49,24 @@ def plain_ddp(record: Record) -> None:
             record.add("ddp-len-loop", epoch, index)
             if step == len(loader) - 1:
                 break
+
+
+def presplit_stream(record: Record) -> None:
+    """A Hugging Face stream that split_dataset_by_node already split for this rank, balanced
+    in mode 1 with ranks from torch.distributed, 2 DataLoader workers: every rank's number of
+    batches is gathered after each epoch (a difference would hang DDP)."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    data = hf_stream(21, split=(rank, world))
+    loader = DataLoader(data, batch_size=4, num_workers=2)
+    for epoch in range(EPOCHS):
+        data.set_epoch(epoch)
+        steps = 0
+        for batch in loader:
+            record.add("ddp-stream-hf-split", epoch, batch["index"])
+            steps += 1
+        counts = [torch.zeros(1)] * world
+        dist.all_gather(counts, torch.tensor([float(steps)]))
+        record.add("ddp-stream-hf-split-steps", epoch, [int(c.item()) for c in counts])
 
 
 def with_accelerate(record: Record) -> None:
@@ -234,6 +252,7 @@ def main(out: str) -> None:
     record = Record(out, int(os.environ["RANK"]))
     try:
         plain_ddp(record)
+        presplit_stream(record)
         with_accelerate(record)
         streams_with_accelerate(record)
         with_hf_trainer(record)

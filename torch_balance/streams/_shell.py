@@ -10,12 +10,16 @@ writes ``_emit(epoch, slot)``, the samples of one reader's whole pass, and this 
   Resuming replays the pass and drops what was emitted already: the samples are read again
   (the data is never part of a checkpoint), so a resumed pass emits exactly what the
   interrupted one would have emitted next. ``StatefulDataLoader`` keeps one state per
-  worker and hands each worker its own.
+  worker and hands each worker its own. A state that says more samples were emitted than the
+  pass holds is refused;
+* one warning when a second pass starts at the same epoch with no ``set_epoch`` (or
+  ``load_state_dict``) in between: it would repeat the first pass's draw.
 """
 
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +28,7 @@ from torch.utils.data import IterableDataset
 from torch_balance._epoch import SharedEpoch, check_epoch
 from torch_balance._validation import Text, check_bool, check_int, check_seed, fail
 from torch_balance.sharding import check_replicas
-from torch_balance.streams.sources import Slot, current_slot
+from torch_balance.streams.sources import Shards, Slot, current_slot
 
 __all__ = ["StreamShell", "refuse_feedback"]
 
@@ -44,6 +48,17 @@ def refuse_feedback(strategy: Any) -> None:
         )
 
 
+def _refuse_split(split: tuple[int, int], ranks: str) -> None:
+    world, rank = split
+    fail(
+        "source",
+        f"a dataset split for this stream's ranks ({ranks})",
+        Text(f"one that split_dataset_by_node split for rank {rank} of {world}"),
+        "Pass the dataset before split_dataset_by_node (the stream splits by rank and "
+        f"DataLoader worker itself), or num_replicas={world}, rank={rank}",
+    )
+
+
 class StreamShell(IterableDataset):
     """Seed, epoch, readers and resume for a balanced stream (see the module text)."""
 
@@ -56,8 +71,14 @@ class StreamShell(IterableDataset):
         self.drop_last = check_bool("drop_last", drop_last)
         self._requested = check_replicas(num_replicas, rank)
         self._epoch = SharedEpoch()
+        # epoch + 1 of the last pass that worker 0 began since set_epoch / load_state_dict
+        # (0: none), and whether the repeated-pass warning was given; in shared memory, like
+        # the epoch, because each DataLoader worker iterates its own copy of the stream
+        self._begun = SharedEpoch()
+        self._warned = SharedEpoch()
         self._resume: tuple[int, int] | None = None
         self._pass: list[int] | None = None  # [epoch, samples emitted] of the pass under way
+        self._node_split: tuple[int, int] | None = None  # see _take_node_splits
 
     @property
     def epoch(self) -> int:
@@ -69,28 +90,98 @@ class StreamShell(IterableDataset):
         trainer, :mod:`torch_balance.integrations`' ``SetEpochCallback`` does)."""
         epoch = check_epoch(epoch)
         self._epoch.set(epoch)
+        self._begun.set(0)
         self._pass = None
         if self._resume is not None and self._resume[0] != epoch:
             self._resume = None
 
     def slot(self) -> Slot:
         """The reader this process is now: rank and DataLoader worker."""
-        return current_slot(self._requested)
+        slot = current_slot(self._requested)
+        split = self._node_split
+        if split is not None and split != (slot.num_replicas, slot.rank):
+            _refuse_split(split, f"rank {slot.rank} of {slot.num_replicas}")
+        return slot
+
+    def _take_node_splits(self, sources: list[Shards]) -> None:
+        """Note the rank a source was split for by its own library (it is read whole): the
+        stream must run as that rank; ranks given that differ are refused here."""
+        splits = {s.node_split for s in sources if s.node_split is not None}
+        if len(splits) > 1:
+            fail(
+                "source",
+                "sources split by node for one rank",
+                Text(", ".join(f"rank {r} of {w}" for w, r in sorted(splits))),
+                "Pass the datasets before split_dataset_by_node",
+            )
+        self._node_split = splits.pop() if splits else None
+        world, rank = self._requested
+        split = self._node_split
+        if split is not None and (world not in (None, split[0]) or rank not in (None, split[1])):
+            _refuse_split(split, f"num_replicas={world}, rank={rank}")
 
     def _emit(self, epoch: int, slot: Slot) -> Iterator[Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _pass_length(self, epoch: int, slot: Slot) -> int | None:
+        """Samples ``slot`` emits in ``epoch``, where that is known before reading (else None)."""
+        return None
+
     def __iter__(self) -> Iterator[Any]:
         slot = self.slot()
         epoch = self._epoch.get()
+        self._note_pass(epoch, slot)
         skip = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
         self._resume = None
         current = [epoch, skip]
         self._pass = current
         items = self._emit(epoch, slot)
         if skip:
-            items = itertools.islice(items, skip, None)  # replay what was emitted, dropped
+            items = self._replayed(items, skip)
         return self._counted(items, current)
+
+    def _note_pass(self, epoch: int, slot: Slot) -> None:
+        """Warn once when a pass begins at the epoch of the last one, with no ``set_epoch``.
+
+        Warn, rather than advance the epoch by itself: the workers of one pass begin at the
+        same time, each in its own process with its own copy of the stream and no barrier
+        between them, so which of them would see an advance made by another is a race, and
+        the epoch (hence the draw, the order and every resume) must be a function of what the
+        trainer did, not of timing. Nor can a pass's end be seen: only workers see their end,
+        each its own, and a pass cut short (``max_steps``, ``limit_train_batches``, a
+        ``break``) has none. Repeating an epoch on purpose stays silent: call ``set_epoch``
+        with the same number. Worker 0 alone checks, so the workers of one pass count once.
+        """
+        if slot.worker != 0:
+            return
+        if self._begun.get() == epoch + 1 and not self._warned.get():
+            self._warned.set(1)
+            name = type(self).__name__
+            warnings.warn(
+                f"{name}: a second pass started at epoch {epoch} without set_epoch() since "
+                f"the last one, so it repeats that pass's draw. Call {name}.set_epoch(epoch) "
+                "before each epoch; under a trainer add the SetEpochCallback of "
+                "torch_balance.integrations.lightning (Lightning) or "
+                "torch_balance.integrations.huggingface (transformers.Trainer). To repeat an "
+                "epoch on purpose, call set_epoch with the same epoch. (This warning is given "
+                "once.)",
+                UserWarning,
+                stacklevel=3,
+            )
+        self._begun.set(epoch + 1)
+
+    @staticmethod
+    def _replayed(items: Iterator[Any], skip: int) -> Iterator[Any]:
+        """Replay the first ``skip`` samples and drop them (what a resumed pass emitted)."""
+        replayed = sum(1 for _ in itertools.islice(items, skip))
+        if replayed < skip:  # a pass whose length is known only by reading it
+            fail(
+                "state_dict['emitted']",
+                f"at most {replayed}, the samples of this reader's pass",
+                skip,
+                "Resume from a state saved by this stream, over the same data",
+            )
+        yield from items
 
     @staticmethod
     def _counted(items: Iterator[Any], current: list[int]) -> Iterator[Any]:
@@ -162,6 +253,15 @@ class StreamShell(IterableDataset):
                 )
         epoch = check_epoch(state_dict["epoch"])
         emitted = check_int("state_dict['emitted']", state_dict["emitted"], minimum=0)
+        length = self._pass_length(epoch, self.slot())
+        if length is not None and emitted > length:
+            fail(
+                "state_dict['emitted']",
+                f"at most {length}, the samples of this reader's pass in epoch {epoch}",
+                emitted,
+                "Resume from a state saved by this stream, with the same data and settings",
+            )
         self._epoch.set(epoch)
+        self._begun.set(0)
         self._resume = (epoch, emitted) if emitted else None
         self._pass = None

@@ -12,21 +12,31 @@ read, ``r_c * s_c`` copies of them should have been emitted: each new sample of 
 emitted ``floor(r_c * s_c - e_c + u)`` times (``e_c`` emitted so far, ``u`` uniform), which
 is rejection for ``r_c < 1`` and repeated copies for ``r_c > 1``, and the error never
 accumulates. The ratios are refreshed as the counts grow (every 10% of the samples read, at
-least every 16, and when a class first appears).
+least every 16, when a class first appears, and when a class's own count has grown by a
+tenth), and after a refresh every class is given the copies it now owes on one of its held
+samples, so a rare class does not lag its target until its next sample comes.
+
+**Every prefix is balanced.** The :class:`CopyBuffer` emits copies by stratified interleaving
+of the classes (in mode 1 in proportion to the reader's whole plan, in mode 2 to the copies
+decided so far), so wherever a pass is cut (``epoch_length``, the rank's length, a
+``break``), what came out follows the target mix.
 
 **One fixed length per rank** (so DDP never hangs; webdataset's ``with_epoch`` makes the same
 promise by cutting or repeating): in mode 1 a rank emits ``ceil(K / R)`` samples (``floor``
 with ``drop_last``) for a plan of ``K``, as ``DistributedSampler`` pads. Its workers share
 that in proportion to what their shards hold in the plan; a worker whose share is below what
-its shards plan stops early (the rest is cut), one above it adds copies of its own planned
-samples, drawn at random (the pad). On one rank nothing is cut or padded and the epoch's
-per-class counts equal :meth:`~BalancedIterableDataset.target_counts` exactly. In mode 2 the
-length is ``epoch_length`` per rank, split evenly among workers; a reader that reaches the end
-of its shards starts them again.
+its shards plan drops some of its planned copies (the cut), one above it repeats some (the
+pad), chosen at random within each class, with each class's part of the cut or pad in
+proportion to its planned count in the epoch, so that all readers together change each class
+in proportion to the plan (within one copy per reader). On one rank nothing is cut or padded
+and the epoch's per-class counts equal :meth:`~BalancedIterableDataset.target_counts` exactly.
+In mode 2 the length is ``epoch_length`` per rank, split evenly among workers; a reader that
+reaches the end of its shards starts them again.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -65,56 +75,179 @@ __all__ = [
 _RANDOM_BLOCK = 4096
 
 
-class CopyBuffer:
-    """A bounded shuffle buffer that holds each sample once, with its copies still to emit.
+class _Held:
+    """One class inside a :class:`CopyBuffer`: its held samples (each ``[sample, copies]``),
+    the copies put and emitted so far, the random point of its next copy, its heap entry."""
 
-    ``put`` adds a sample with ``copies`` and, while ``size`` samples are held, emits one copy
-    of a held sample chosen uniformly at random (the sample leaves once its last copy is
-    out); ``drain`` empties it the same way. At most ``size`` samples are ever held, however
-    many copies they carry, and each copy is emitted at a random later point, so the copies
-    of one sample are spread out, not emitted in a row. A sample with ``c`` copies stays about
-    ``c * size`` emissions, so oversampled samples fill much of the buffer, and the drain at
-    the end of a pass (about ``size`` times the mean copies held) leans towards them: the
-    epoch's counts are exact, its last stretch is less mixed.
+    __slots__ = ("entries", "entry", "out", "point", "put", "total")
+
+    def __init__(self, point: float, total: int) -> None:
+        self.entries: list[list[Any]] = []
+        self.put = 0
+        self.out = 0
+        self.point = point
+        self.total = total  # copies of the class in the whole pass, where known (else 0)
+        self.entry = -1  # the sequence number of its live heap entry (-1: none)
+
+
+class CopyBuffer:
+    """A bounded buffer that holds each sample once, with its copies still to emit, and emits
+    the copies so that every stretch of its output follows the class mix.
+
+    ``put(sample, copies, key)`` adds a sample of class ``key`` and, while ``size`` samples are
+    held, emits one copy; ``drain`` empties it the same way. Which class a copy comes from is
+    stratified interleaving: with ``p_k`` the copies of class ``k`` in the pass (``totals``,
+    where the caller knows them) or else put so far, and ``e_k`` those emitted, the next copy
+    is of the held class with the smallest ``(e_k + u_k) / p_k`` (``u_k`` uniform in [0, 1),
+    drawn anew after each copy of the class). Every class has then emitted the same fraction
+    of its copies, within about one copy, so any prefix of the output holds each class in
+    proportion to ``p``; a class with nothing held waits, and catches up when its next sample
+    comes. Within the class, the copy is of a held sample chosen uniformly at random (it
+    leaves with its last copy), so the copies of one sample are spread out, not emitted in a
+    row. (Emitting a held sample chosen uniformly instead, a sample with ``c`` copies would
+    stay ``c`` times longer than one with a single copy, and the first stretch of a pass
+    would hold mostly samples with few copies, the last mostly the oversampled ones.)
+
+    At most ``size`` samples are held, however many copies they carry; each class costs one
+    small record. Every choice comes from ``g``.
 
     Example:
         >>> buffer = CopyBuffer(2, torch.Generator().manual_seed(0))
-        >>> out = [*buffer.put("a", 3), *buffer.put("b", 1), *buffer.drain()]
+        >>> out = [*buffer.put("a", 3, 0), *buffer.put("b", 1, 1), *buffer.drain()]
         >>> sorted(out)
         ['a', 'a', 'a', 'b']
     """
 
-    def __init__(self, size: int, g: torch.Generator) -> None:
+    def __init__(
+        self, size: int, g: torch.Generator, totals: Mapping[Any, int] | None = None
+    ) -> None:
         self.size = size
         self._g = g
-        self._held: list[list[Any]] = []
+        self._totals = dict(totals or {})
+        self._held = 0  # samples held, all classes
+        self._classes: dict[Any, _Held] = {}
+        self._heap: list[tuple[float, int, _Held]] = []
+        self._entries = 0  # sequence numbers of heap entries
         self._random: list[float] = []
+        self._last: list[Any] | None = None  # the entry of the copy emitted last
+        self._out = 0  # copies emitted
+        self._weight = sum(self._totals.values())  # the sum of every class's p_k
 
     def __len__(self) -> int:
-        return len(self._held)
+        return self._held
+
+    def _refill(self) -> None:
+        """More uniforms, behind those left (popped from the end, in the generator's order)."""
+        block = torch.rand(_RANDOM_BLOCK, generator=self._g, dtype=torch.float64).tolist()
+        block.reverse()
+        self._random[:0] = block
+
+    def _uniform(self) -> float:
+        if not self._random:
+            self._refill()
+        return self._random.pop()
+
+    def _schedule(self, held: _Held) -> None:
+        """(Re)enter ``held`` in the heap at its new value; an older entry of it goes stale."""
+        self._entries += 1
+        held.entry = self._entries
+        share = (held.out + held.point) / (held.total or held.put)
+        heapq.heappush(self._heap, (share, self._entries, held))
+        if len(self._heap) > 2 * len(self._classes) + 64:  # drop the stale entries
+            self._heap = [e for e in self._heap if e[2].entry == e[1]]
+            heapq.heapify(self._heap)
+
+    def _behind(self, held: _Held) -> bool:
+        """Whether ``held`` has emitted more than two copies fewer than its share so far."""
+        return (held.out + 2) * self._weight < self._out * (held.total or held.put)
+
+    def _pop(self) -> _Held | None:
+        """The held class with the smallest value, out of the heap (None: nothing held)."""
+        heap = self._heap
+        while heap:
+            _, number, held = heapq.heappop(heap)
+            if held.entry == number:
+                return held
+        return None
 
     def _one(self) -> Any:
-        if not self._random:
-            self._random = torch.rand(
-                _RANDOM_BLOCK, generator=self._g, dtype=torch.float64
-            ).tolist()
-            self._random.reverse()
-        held = self._held
-        i = int(self._random.pop() * len(held))
-        entry = held[i]
+        """One copy out (the buffer holds some): of a held sample of the class with the
+        smallest value, chosen uniformly (not the one emitted last if the class has another);
+        then the class at its new value, by replacing its entry at the heap's top."""
+        random = self._random
+        if len(random) < 3:
+            self._refill()
+        heap = self._heap
+        while heap[0][2].entry != heap[0][1]:  # stale entries of a class re-entered since
+            heapq.heappop(heap)
+        held = heap[0][2]
+        entries, last, on_top = held.entries, self._last, True
+        if len(entries) == 1 and entries[0] is last and self._behind(held):
+            # a class catching up after a wait, whose one sample came out just before: the
+            # next class goes first, so that it catches up with its copies spread out, at
+            # most every other one, not one sample many times in a row
+            heapq.heappop(heap)
+            held.entry, on_top = -1, False
+            other = self._pop()
+            if other is not None:
+                self._schedule(held)
+                held, entries = other, other.entries
+        n = len(entries)
+        i = int(random.pop() * n)
+        entry = entries[i]
+        if entry is last and n > 1:  # another of the class's samples
+            i = (i + 1 + int(random.pop() * (n - 1))) % n
+            entry = entries[i]
+        self._last = entry
         entry[1] -= 1
-        if entry[1] == 0:
-            held[i] = held[-1]
-            held.pop()
+        if not entry[1]:
+            entries[i] = entries[-1]
+            entries.pop()
+            self._held -= 1
+        out = held.out = held.out + 1
+        self._out += 1
+        point = held.point = random.pop()
+        if not entries:
+            if on_top:
+                heapq.heappop(heap)
+            held.entry = -1
+        elif on_top:  # the common case: one heap operation
+            number = held.entry = self._entries = self._entries + 1
+            heapq.heapreplace(heap, ((out + point) / (held.total or held.put), number, held))
+        else:
+            self._schedule(held)
         return entry[0]
 
-    def put(self, sample: Any, copies: int) -> Iterator[Any]:
+    def put(self, sample: Any, copies: int, key: Any = None) -> Iterator[Any]:
+        """Add ``sample`` of class ``key`` with ``copies`` to emit; yield what leaves."""
         if copies > 0:
-            self._held.append([sample, copies])
-        while len(self._held) >= self.size:
+            held = self._classes.get(key)
+            if held is None:
+                held = self._classes[key] = _Held(self._uniform(), self._totals.get(key, 0))
+            held.entries.append([sample, copies])
+            held.put += copies
+            if not held.total:
+                self._weight += copies
+            self._held += 1
+            self._schedule(held)
+        while self._held >= self.size:
             yield self._one()
 
+    def add(self, key: Any, copies: int) -> bool:
+        """Add ``copies`` to a held sample of class ``key`` (chosen uniformly at random), if the
+        buffer holds one; return whether it did."""
+        held = self._classes.get(key)
+        if held is None or not held.entries or copies <= 0:
+            return False
+        held.entries[int(self._uniform() * len(held.entries))][1] += copies
+        held.put += copies
+        if not held.total:
+            self._weight += copies
+        self._schedule(held)
+        return True
+
     def drain(self) -> Iterator[Any]:
+        """Emit every copy still held."""
         while self._held:
             yield self._one()
 
@@ -172,14 +305,68 @@ def slot_samples(offsets: np.ndarray, order: list[int], slot: Slot) -> np.ndarra
     return slot_part(run(order), slot)
 
 
-def _pad(copies: np.ndarray, extra: int, g: torch.Generator) -> np.ndarray:
-    """Add ``extra`` copies, chosen uniformly from the copies already planned (each planned
-    copy at most once per round), so the pad keeps the reader's class mix."""
-    total = int(copies.sum())
-    rounds = -(-extra // total)
-    picks = torch.cat([torch.randperm(total, generator=g) for _ in range(rounds)])[:extra]
-    owner = np.repeat(np.arange(copies.shape[0]), copies)[picks.numpy()]
-    return copies + np.bincount(owner, minlength=copies.shape[0])
+def _split_in_proportion(total: int, weights: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """Split ``total`` among classes in proportion to ``weights`` (largest remainder), none
+    past its ``room``: a class that is full passes its share on to the others, in proportion.
+
+    Example:
+        >>> _split_in_proportion(6, np.array([1.0, 1.0, 1.0]), np.array([9, 9, 1])).tolist()
+        [3, 2, 1]
+    """
+    parts = np.zeros(weights.shape[0], dtype=np.int64)
+    left = int(min(total, int(room.sum())))
+    open_ = (room > 0) & (weights > 0)
+    while left > 0:
+        if not open_.any():  # only classes without weight have room left: fill those
+            open_ = room > parts
+        shares = np.where(open_, weights, 0.0)
+        share = apportion(shares if shares.sum() > 0 else open_.astype(np.float64), left)
+        taken = np.minimum(share, room - parts)
+        parts += taken
+        left -= int(taken.sum())
+        open_ &= room > parts
+    return parts
+
+
+def _fit_copies(
+    copies: np.ndarray, codes: np.ndarray, total: int, weights: np.ndarray, g: torch.Generator
+) -> np.ndarray:
+    """Cut or pad one reader's planned ``copies`` (per sample; ``codes``: each sample's class)
+    to ``total``, taking from or adding to each class in proportion to ``weights`` (the
+    epoch's planned count of each class: then the cut and pad of all readers together take
+    from each class in proportion to its planned count, within one copy per reader), and
+    within a class from or to its planned copies chosen uniformly at random (each at most once
+    per round). A class cannot lose more copies than the reader plans of it, nor gain any
+    where the reader plans none: its share goes to the other classes, in proportion.
+
+    Example:
+        >>> copies, codes = np.array([1, 1, 1, 1, 4]), np.array([0, 0, 0, 0, 1])
+        >>> cut = _fit_copies(copies, codes, 4, np.array([4.0, 4.0]), torch.Generator())
+        >>> int(cut[:4].sum()), int(cut[4])
+        (2, 2)
+    """
+    planned = int(copies.sum())
+    if total == planned:
+        return copies
+    per_class = np.bincount(codes, weights=copies, minlength=weights.shape[0]).astype(np.int64)
+    if total < planned:
+        change = -_split_in_proportion(planned - total, weights, per_class)
+    else:
+        room = np.where(per_class > 0, total, 0)
+        change = _split_in_proportion(total - planned, weights, room)
+    fitted = copies.copy()
+    for code in np.flatnonzero(change).tolist():
+        mine = np.flatnonzero(codes == code)
+        have, step = int(per_class[code]), int(change[code])
+        owner = np.repeat(mine, copies[mine])  # one entry per planned copy
+        if step < 0:  # the cut: which planned copies go
+            picks = torch.randperm(have, generator=g)[:-step]
+            fitted -= np.bincount(owner[picks.numpy()], minlength=copies.shape[0])
+        else:  # the pad: which planned copies are repeated
+            rounds = -(-step // have)
+            picks = torch.cat([torch.randperm(have, generator=g) for _ in range(rounds)])
+            fitted += np.bincount(owner[picks[:step].numpy()], minlength=copies.shape[0])
+    return fitted
 
 
 class BalancedIterableDataset(StreamShell):
@@ -247,6 +434,7 @@ class BalancedIterableDataset(StreamShell):
         self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
         refuse_feedback(strategy)
         self.source: Shards = as_source(source)
+        self._take_node_splits([self.source])
         self.strategy = strategy
         self.sampling_strategy = sampling_strategy
         self.buffer_size = check_int("buffer_size", buffer_size, minimum=1)
@@ -256,6 +444,7 @@ class BalancedIterableDataset(StreamShell):
         self._read_label = label_reader(label_fn)
         self.manifest = _as_manifest(manifest)
         self._stats: dict[str, Any] = {}
+        self._online: _Online | None = None  # mode 2's pass under way or last, for stats()
         if self.manifest is not None:
             for name, value in (("priors", priors), ("epoch_length", epoch_length)):
                 if value is not None:
@@ -357,6 +546,8 @@ class BalancedIterableDataset(StreamShell):
             ``target_mix`` and ``realised_mix`` (``{class: fraction}``) and
             ``total_variation`` between them.
         """
+        if self._online is not None:
+            return self._online.stats()
         return dict(self._stats)
 
     def _settings(self) -> dict[str, Any]:
@@ -387,9 +578,11 @@ class BalancedIterableDataset(StreamShell):
 
     # ---- mode 1 ---------------------------------------------------------------------------
 
-    def _emit_planned(
+    def _reader_plan(
         self, manifest: Manifest, plan: Plan, epoch: int, slot: Slot
-    ) -> Iterator[Any]:
+    ) -> tuple[list[int], np.ndarray, int]:
+        """Mode 1: the shard order, the samples ``slot`` reads and its quota (its workers share
+        the rank's length in proportion to what their shards plan)."""
         copies = self.epoch_copies(epoch)
         order = shard_order(manifest.num_shards, self.seed, epoch, shuffle=self.shuffle_shards)
         read = [slot_samples(manifest.offsets, order, s) for s in slot.siblings()]
@@ -407,19 +600,46 @@ class BalancedIterableDataset(StreamShell):
             if sum(planned) == length
             else apportion(np.array(planned, dtype=np.float64), length).tolist()
         )
-        quota = int(quotas[slot.worker])
-        mine = read[slot.worker]
-        wanted = copies[mine]
-        if quota > int(wanted.sum()):
+        return order, read[slot.worker], int(quotas[slot.worker])
+
+    def _online_quota(self, slot: Slot) -> int | None:
+        """Mode 2: ``slot``'s share of ``epoch_length`` (None without one)."""
+        if self.epoch_length is None:
+            return None
+        workers = slot.num_workers
+        return self.epoch_length // workers + (slot.worker < self.epoch_length % workers)
+
+    def _pass_length(self, epoch: int, slot: Slot) -> int | None:
+        if self.manifest is not None and self.plan is not None:
+            return self._reader_plan(self.manifest, self.plan, epoch, slot)[2]
+        return self._online_quota(slot)
+
+    def _emit_planned(
+        self, manifest: Manifest, plan: Plan, epoch: int, slot: Slot
+    ) -> Iterator[Any]:
+        order, mine, quota = self._reader_plan(manifest, plan, epoch, slot)
+        wanted = self.epoch_copies(epoch)[mine]
+        if quota != int(wanted.sum()):  # the cut or the pad, in proportion to each class
             g = generator(self.seed, Stream.STREAM_BUFFER, epoch, slot.rank, slot.worker, 1)
-            wanted = _pad(wanted, quota - int(wanted.sum()), g)
+            codes = np.searchsorted(manifest.index.classes, manifest.labels[mine])
+            weights = plan.targets(epoch).astype(np.float64)
+            wanted = _fit_copies(wanted, codes, quota, weights, g)
         lookup = np.zeros(len(manifest), dtype=np.int64)
         lookup[mine] = wanted
-        stream = self._planned_stream(manifest, epoch, slot, order, lookup)
+        classes, codes = np.unique(manifest.labels[mine], return_inverse=True)
+        per_class = np.bincount(codes.reshape(-1), weights=wanted, minlength=classes.shape[0])
+        totals = dict(zip(classes.tolist(), per_class.astype(np.int64).tolist(), strict=True))
+        stream = self._planned_stream(manifest, epoch, slot, order, lookup, totals)
         return itertools.islice(stream, quota)
 
     def _planned_stream(
-        self, manifest: Manifest, epoch: int, slot: Slot, order: list[int], lookup: np.ndarray
+        self,
+        manifest: Manifest,
+        epoch: int,
+        slot: Slot,
+        order: list[int],
+        lookup: np.ndarray,
+        totals: dict[Any, int],
     ) -> Iterator[Any]:
         offsets = manifest.offsets.tolist()
         labels = manifest.labels
@@ -427,9 +647,11 @@ class BalancedIterableDataset(StreamShell):
         buffer = CopyBuffer(
             self.buffer_size,
             generator(self.seed, Stream.STREAM_BUFFER, epoch, slot.rank, slot.worker),
+            totals,  # the reader's whole pass, known: every prefix follows its mix
         )
         read = emitted = 0
         stats = self._stats = {"read": 0, "emitted": 0}
+        self._online = None
         for shard, position, sample in read_slot(self.source, order, slot, manifest.sizes):
             at = offsets[shard] + position
             read += 1
@@ -440,7 +662,7 @@ class BalancedIterableDataset(StreamShell):
                     self._read_label(sample),
                     "The manifest and the source disagree: rebuild the manifest",
                 )
-            for item in buffer.put(sample, int(lookup[at])):
+            for item in buffer.put(sample, int(lookup[at]), labels[at]):
                 emitted += 1
                 stats["read"], stats["emitted"] = read, emitted
                 yield item
@@ -452,12 +674,8 @@ class BalancedIterableDataset(StreamShell):
     # ---- mode 2 ---------------------------------------------------------------------------
 
     def _emit_online(self, epoch: int, slot: Slot) -> Iterator[Any]:
-        quota: int | None = None
-        if self.epoch_length is not None:
-            quota = self.epoch_length // slot.num_workers + (
-                slot.worker < self.epoch_length % slot.num_workers
-            )
-        online = _Online(self, epoch, slot)
+        quota = self._online_quota(slot)
+        online = self._online = _Online(self, epoch, slot)
         stream = online.run()
         return stream if quota is None else itertools.islice(stream, quota)
 
@@ -473,6 +691,7 @@ class _Online:
         self.out: dict[Any, int] = {}  # copies emitted, per class
         self.ratios: dict[Any, float] = {}
         self.next_refresh = 0
+        self.refreshed: tuple[int, dict[Any, int]] = (0, {})  # reads and counts at the refresh
         self.read = 0
 
     def _refresh(self) -> None:
@@ -481,14 +700,11 @@ class _Online:
             counts[key] = counts.get(key, 0) + n
         self.ratios = _ratios(counts, self.owner.strategy, self.owner.sampling_strategy, self.epoch)
         self.next_refresh = self.read + max(16, self.read // 10)
+        self.refreshed = (self.read, dict(self.seen))
 
     def run(self) -> Iterator[Any]:
-        try:
-            yield from self._run()
-        finally:  # also when the quota closes the pass early
-            self._publish()
-
-    def _run(self) -> Iterator[Any]:
+        """The pass. Nothing runs when it is closed early (a ``break``, the quota, interpreter
+        exit): the stats are computed from the counts when :meth:`stats` asks, not on close."""
         owner, slot = self.owner, self.slot
         g_buffer = generator(owner.seed, Stream.STREAM_BUFFER, self.epoch, slot.rank, slot.worker)
         g_round = generator(owner.seed, Stream.STREAM_ONLINE, self.epoch, slot.rank, slot.worker)
@@ -511,7 +727,12 @@ class _Online:
                 if seen <= 1:  # a class seen for the first time (or no class at all)
                     self._check_label(label)
                 self.seen[label] = seen
-                if label not in self.ratios or self.read >= self.next_refresh:
+                refresh = (
+                    label not in self.ratios
+                    or self.read >= self.next_refresh
+                    or self._stale(label, seen)
+                )
+                if refresh:
                     self._refresh()
                 if not uniform:
                     uniform = torch.rand(
@@ -521,9 +742,11 @@ class _Online:
                 copies = int(owed + uniform.pop()) if owed > 0 else 0
                 if copies:
                     self.planned[label] = self.planned.get(label, 0) + copies
-                for kept, item in buffer.put((label, sample), copies):
+                for kept, item in buffer.put((label, sample), copies, label):
                     out[kept] = out.get(kept, 0) + 1
                     yield item
+                if refresh:
+                    self._top_up(buffer, label)
             if self.read == before:
                 if owner.epoch_length is not None:
                     fail(
@@ -559,16 +782,41 @@ class _Online:
                 kind=TypeError,
             )
 
-    def _publish(self) -> None:
+    def _stale(self, label: Any, seen: int) -> bool:
+        """Whether ``label``'s count has grown by a tenth since the ratios were computed (a rare
+        class, whose ratio moves most with its own count), no sooner than one read per class
+        after the last refresh (a refresh costs a plan over every class)."""
+        at, counts = self.refreshed
+        return seen * 10 >= counts.get(label, 0) * 11 and self.read - at >= len(self.seen)
+
+    def _top_up(self, buffer: CopyBuffer, skip: Any) -> None:
+        """After the ratios change, give every other class the copies it now owes (``r_c * s_c``
+        less those planned) on one of its held samples: a class's copies would otherwise
+        catch up only when its next sample is read, so between two samples of a rare class
+        its share of the output lags its target (the cut at ``epoch_length`` would show it)."""
+        for key, seen in self.seen.items():
+            owed = self.ratios.get(key, 1.0) * seen - self.planned.get(key, 0)
+            if key != skip and owed >= 1 and buffer.add(key, int(owed)):
+                self.planned[key] = self.planned.get(key, 0) + int(owed)
+
+    def stats(self) -> dict[str, Any]:
+        """What this pass has read and emitted so far (see ``BalancedIterableDataset.stats``)."""
         emitted = sum(self.out.values())
-        if self.seen:
-            self._refresh()  # the target mix of all the counts read
-        targets = {k: self.ratios.get(k, 1.0) * n for k, n in self.seen.items()}
+        counts = dict(self.priors)
+        for key, n in self.seen.items():
+            counts[key] = counts.get(key, 0) + n
+        # the target mix of all the counts read (local: the pass's own ratios stay as they are)
+        ratios = (
+            _ratios(counts, self.owner.strategy, self.owner.sampling_strategy, self.epoch)
+            if self.seen
+            else {}
+        )
+        targets = {k: ratios.get(k, 1.0) * n for k, n in self.seen.items()}
         target_total = sum(targets.values()) or 1.0
         keys = sorted(targets, key=repr)
         target_mix = {k: targets[k] / target_total for k in keys}
         realised = {k: self.out.get(k, 0) / max(emitted, 1) for k in keys}
-        self.owner._stats = {
+        return {
             "read": self.read,
             "emitted": emitted,
             "read_per_emitted": self.read / max(emitted, 1),

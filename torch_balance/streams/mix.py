@@ -125,6 +125,7 @@ class BalancedMix(StreamShell):
         self.sources: list[Shards] = [
             as_source(sources_by_class[k], f"sources_by_class[{k!r}]") for k in self.classes
         ]
+        self._take_node_splits(self.sources)
         self.plan = make_plan(
             index, strategy, sampling_strategy=sampling_strategy, num_samples=num_samples
         )

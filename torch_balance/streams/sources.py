@@ -7,7 +7,9 @@ one shard from its start. :class:`Shards` is that view; :func:`as_source` builds
   ``.decode()`` and ``.to_tuple()``): one shard is read by running the pipeline's stages from
   its opener on, for that one url (its own shard list, node and worker splitters and shard
   shuffle are not used: this module does that part);
-* a Hugging Face ``datasets.IterableDataset``: shard ``i`` is ``dataset.shard(num_shards, i)``;
+* a Hugging Face ``datasets.IterableDataset``: shard ``i`` is ``dataset.shard(num_shards, i)``
+  (of the whole dataset: one that ``datasets.distributed.split_dataset_by_node`` split is read
+  whole, and the rank it was split for must be the stream's, see :attr:`Shards.node_split`);
 * :class:`Shards` built by you: names and ``open(name) -> iterable of samples``;
 * a shard pattern such as ``"train-{000..099}.tar"``: read with
   :func:`~torch_balance.streams.tar.tar_samples` (dicts of bytes, no webdataset needed);
@@ -17,10 +19,20 @@ Splitting among readers follows webdataset and ``torch.utils.data.get_worker_inf
 epoch's shard order is split by rank (``order[rank::num_replicas]``), then by DataLoader worker
 (``[worker::num_workers]``). With fewer shards than readers, every reader reads every shard
 and keeps the samples that the same rule gives it, counting samples instead of shards.
+
+**Pre-sharded sources are never split twice.** A split that is visible in the source's
+structure is either undone, because this module splits the same way, or refused: a Hugging
+Face dataset split by ``split_dataset_by_node`` is read whole (its split, rank ``r`` of ``R``,
+is checked against the stream's ranks); a webdataset pipeline's node and worker splitters
+before its opener (``nodesplitter=``, ``workersplitter=``) are not run; one after the opener
+(``.compose(wds.split_by_worker)``), which would split samples, is refused. A source that
+splits itself in a way its structure does not show (an ``IterableDataset`` that reads
+``get_worker_info`` or the rank) cannot be seen from here: give the stream the whole source.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +105,9 @@ class Shards:
     """
 
     named = True  # names are urls or paths (a manifest's names must match them)
+    #: ``(num_replicas, rank)`` the source was split for by its own library (Hugging Face's
+    #: ``split_dataset_by_node``), now read whole: the stream must run as that rank
+    node_split: tuple[int, int] | None = None
 
     def __init__(self, names: str | Sequence[str], open_fn: Callable[[str], Iterable[Any]]) -> None:
         self.names = expand_shards(names)
@@ -135,6 +150,16 @@ class _WebDatasetShards(Shards):
                 "reader in torch_balance.streams.Shards(names, open_fn)",
                 kind=TypeError,
             )
+        splitters = [_splitter_name(s) for s in stages[at:]]
+        if any(splitters):
+            fail(
+                "source",
+                "a webdataset pipeline that splits shards by node and worker before its opener "
+                "or not at all",
+                Text(f"{next(n for n in splitters if n)} after the opener, on samples"),
+                "Remove that stage: BalancedIterableDataset splits shards by rank and "
+                "DataLoader worker itself, and would split them twice",
+            )
         self.names = list(urls)
         self._pipeline = pipeline
         self._stages = stages[at:]
@@ -150,6 +175,14 @@ class _HuggingFaceShards(Shards):
     named = False
 
     def __init__(self, dataset: Any) -> None:
+        split = getattr(dataset, "_distributed", None)  # split_dataset_by_node's config
+        if split is not None:
+            # read the whole dataset (a copy: the caller's keeps its split); the stream splits
+            # it by rank and worker itself and checks that its rank is the one split for
+            whole = copy.copy(dataset)
+            whole.__dict__ = {**vars(dataset), "_distributed": None}
+            dataset = whole
+            self.node_split = (int(split.world_size), int(split.rank))
         self._dataset = dataset
         self.names = [f"shard-{i}" for i in range(int(dataset.num_shards))]
 
@@ -165,7 +198,9 @@ class _HuggingFaceShards(Shards):
         key = next((k for k in _LABEL_KEYS if k in columns), None)
         if label_fn is not None or key is None:
             return self
-        return _HuggingFaceShards(self._dataset.select_columns([key]))
+        labels = _HuggingFaceShards(self._dataset.select_columns([key]))
+        labels.node_split = self.node_split
+        return labels
 
 
 class _IterableShards(Shards):
@@ -177,6 +212,17 @@ class _IterableShards(Shards):
 
     def open(self, shard: int) -> Iterator[Any]:
         return iter(self._iterable)
+
+
+_SPLITTERS = ("split_by_node", "split_by_worker", "single_node_only")
+
+
+def _splitter_name(stage: Any) -> str | None:
+    """The name of a webdataset stage that splits by node or worker (None for another)."""
+    function = getattr(stage, "f", stage)  # a FilterFunction wraps its function
+    name = getattr(function, "__name__", None)
+    module = getattr(function, "__module__", None) or ""
+    return name if name in _SPLITTERS and module.startswith("webdataset") else None
 
 
 def _zero_dim(value: Any) -> bool:
