@@ -123,7 +123,9 @@ def group_sample_weights(index: LabelIndex, plan: Plan, sample_weights: Any) -> 
         return None
     weights = check_sample_weights("sample_weights", sample_weights, len(index))
     grouped = weights.index_select(0, index.order.long())
-    totals = np.add.reduceat(grouped.numpy(), index.offsets[:-1]) if len(index) else np.zeros(0)
+    # positive weights per class (a count: a sum of weights near 1e308 would overflow)
+    positive = (grouped.numpy() > 0).astype(np.int64)
+    totals = np.add.reduceat(positive, index.offsets[:-1]) if len(index) else np.zeros(0)
     starved = np.flatnonzero((totals <= 0) & (plan.targets(0) > 0))
     if starved.shape[0]:
         keys = index.keys()
