@@ -105,7 +105,9 @@ class Recorder(torch.nn.Module):
         return {"loss": torch.nn.functional.cross_entropy(self.layer(x), labels)}
 
 
-def hf_trainer(record: Record, out: Path, with_callback: bool) -> None:
+def hf_trainer(
+    record: Record, out: Path, with_callback: bool, name: str = "", **options: Any
+) -> None:
     """README's recipe (``_get_train_sampler`` and ``SetEpochCallback``), checkpoints every 3
     steps, resumed from one mid-epoch and from the end of an epoch; without the callback a
     mid-epoch resume must say so."""
@@ -117,7 +119,7 @@ def hf_trainer(record: Record, out: Path, with_callback: bool) -> None:
         def _get_train_sampler(self, *args: Any, **kwargs: Any) -> Any:
             return RandomOverSampler(LABELS, seed=22)
 
-    scenario = "hf" if with_callback else "hf-no-callback"
+    scenario = ("hf" if with_callback else "hf-no-callback") + name
     folder = out / scenario
     args = TrainingArguments(
         output_dir=str(folder),
@@ -132,6 +134,7 @@ def hf_trainer(record: Record, out: Path, with_callback: bool) -> None:
         disable_tqdm=True,
         remove_unused_columns=False,
         save_only_model=False,
+        **options,
     )
 
     def train(resume: str | None) -> list[list[int]]:
