@@ -57,6 +57,8 @@ def fit(make_loader: Any, folder: Path, ckpt: str | None, **kwargs: Any) -> list
         strategy="ddp",
         devices=2,
         max_epochs=EPOCHS,
+        default_root_dir=folder,
+        enable_checkpointing=ckpt is None,  # the resumed fits write no checkpoints
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
