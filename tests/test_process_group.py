@@ -20,6 +20,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from torch_balance import (
+    BalancedIterableDataset,
     RandomOverSampler,
     StratifiedBatchSampler,
     WeightedSampler,
@@ -57,6 +58,12 @@ def _mesh_worker(rank: int, init_file: str, out_dir: str) -> None:
         record["recall"] = per_class_recall(
             torch.tensor([0, 1]), torch.tensor([0, record["dp_rank"]]), 2, process_group=dp
         ).tolist()
+        # a balanced stream takes the group's rank and size when it is built
+        data = [(i, int(y)) for i, y in enumerate(LABELS)]
+        stream = BalancedIterableDataset(
+            data, "over", manifest={"data": LABELS.tolist()}, seed=6, process_group=dp
+        )
+        record["stream"] = [i for i, _ in stream]
         # the default group spans all 4 processes: tensor-parallel peers would differ there
         record["default"] = list(RandomOverSampler(LABELS, seed=3))
     finally:
@@ -76,7 +83,7 @@ def mesh_run(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
 def test_tensor_parallel_peers_get_identical_indices(mesh_run: list[dict[str, Any]]) -> None:
     assert [r["dp_rank"] for r in mesh_run] == [0, 0, 1, 1]
     assert [r["ranks"] for r in mesh_run] == [[2, 0], [2, 0], [2, 1], [2, 1]]
-    for key in ("sampler", "batches", "weighted"):
+    for key in ("sampler", "batches", "weighted", "stream"):
         assert mesh_run[0][key] == mesh_run[1][key], key
         assert mesh_run[2][key] == mesh_run[3][key], key
         assert mesh_run[0][key] != mesh_run[2][key], key
@@ -90,6 +97,16 @@ def test_replicas_split_one_global_epoch(mesh_run: list[dict[str, Any]]) -> None
     reference = StratifiedBatchSampler(LABELS, 8, seed=4).epoch_indices(0)
     padded = (reference * 2)[: -(-len(reference) // 2) * 2]
     assert mesh_run[0]["batches"] == padded[0::2] and mesh_run[2]["batches"] == padded[1::2]
+
+
+def test_a_stream_splits_one_epoch_between_replicas(mesh_run: list[dict[str, Any]]) -> None:
+    """Each replica emits what the stream built for its data-parallel rank emits."""
+    data = [(i, int(y)) for i, y in enumerate(LABELS)]
+    for dp_rank, process in ((0, 0), (1, 2)):
+        own = BalancedIterableDataset(
+            data, "over", manifest={"data": LABELS.tolist()}, seed=6, num_replicas=2, rank=dp_rank
+        )
+        assert mesh_run[process]["stream"] == [i for i, _ in own]
 
 
 def test_collectives_count_each_replica_once(mesh_run: list[dict[str, Any]]) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from torch.utils.data import IterableDataset
 
+from torch_balance._collective import check_group, group_ranks
 from torch_balance._epoch import SharedEpoch, check_epoch
 from torch_balance._validation import Text, check_bool, check_int, check_seed, fail
 from torch_balance.sharding import check_replicas
@@ -66,10 +67,21 @@ class StreamShell(IterableDataset):
     drop_last: bool
     _requested: tuple[int | None, int | None]
 
-    def _open(self, *, seed: Any, num_replicas: Any, rank: Any, drop_last: Any) -> None:
+    def _open(
+        self, *, seed: Any, num_replicas: Any, rank: Any, drop_last: Any, process_group: Any = None
+    ) -> None:
         self.seed = check_seed(seed)
         self.drop_last = check_bool("drop_last", drop_last)
         self._requested = check_replicas(num_replicas, rank)
+        group = check_group(process_group)
+        if group is not None:
+            # DataLoader workers get a copy of the stream, and a group does not travel to a
+            # spawned worker: its size and this process's rank in it are read now
+            size, me = group_ranks(group)
+            given = self._requested
+            self._requested = check_replicas(
+                size if given[0] is None else given[0], me if given[1] is None else given[1]
+            )
         self._epoch = SharedEpoch()
         # epoch + 1 of the last pass that worker 0 began since set_epoch / load_state_dict
         # (0: none), and whether the repeated-pass warning was given; in shared memory, like

@@ -393,6 +393,9 @@ class BalancedIterableDataset(StreamShell):
         seed: Shared seed; must be the same on every rank.
         num_replicas: Number of ranks; default from ``torch.distributed`` (1 without).
         rank: This rank; default from ``torch.distributed`` (0 without).
+        process_group: The data-parallel group (a ``ProcessGroup`` or a 1-D ``DeviceMesh``)
+            whose ranks share the stream, read when the stream is built (DataLoader
+            workers get its rank and size, not the group); default the default group.
         drop_last: Mode 1: ``floor(K / R)`` per rank instead of ``ceil(K / R)``.
         shuffle_shards: Deal shards to readers in a new order every epoch.
         priors: Mode 2: ``{class: count}`` known in advance, added to the running counts.
@@ -426,12 +429,19 @@ class BalancedIterableDataset(StreamShell):
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
+        process_group: Any = None,
         drop_last: bool = False,
         shuffle_shards: bool = True,
         priors: Mapping[Any, int] | None = None,
         epoch_length: int | None = None,
     ) -> None:
-        self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
+        self._open(
+            seed=seed,
+            num_replicas=num_replicas,
+            rank=rank,
+            drop_last=drop_last,
+            process_group=process_group,
+        )
         refuse_feedback(strategy)
         self.source: Shards = as_source(source)
         self._take_node_splits([self.source])

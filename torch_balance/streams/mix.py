@@ -71,6 +71,9 @@ class BalancedMix(StreamShell):
         seed: Shared seed; must be the same on every rank.
         num_replicas: Number of ranks; default from ``torch.distributed`` (1 without).
         rank: This rank; default from ``torch.distributed`` (0 without).
+        process_group: The data-parallel group (a ``ProcessGroup`` or a 1-D ``DeviceMesh``)
+            whose ranks share the stream, read when the stream is built (DataLoader
+            workers get its rank and size, not the group); default the default group.
         drop_last: ``floor(K / R)`` per rank instead of ``ceil(K / R)``.
         shuffle_shards: Read each class's shards in a new order every epoch and cycle.
 
@@ -98,10 +101,17 @@ class BalancedMix(StreamShell):
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
+        process_group: Any = None,
         drop_last: bool = False,
         shuffle_shards: bool = True,
     ) -> None:
-        self._open(seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
+        self._open(
+            seed=seed,
+            num_replicas=num_replicas,
+            rank=rank,
+            drop_last=drop_last,
+            process_group=process_group,
+        )
         refuse_feedback(strategy)
         if not isinstance(sources_by_class, Mapping) or not sources_by_class:
             fail(
