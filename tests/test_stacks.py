@@ -244,7 +244,25 @@ def test_accelerate_dispatch_batches(torchrun_runs: dict[str, Any]) -> None:
         _covers_once(_epoch(torchrun_runs["accelerate-dispatch"], epoch), planned, WORLD * 8)
 
 
-def test_accelerate_refuses_explicit_ranks(torchrun_runs: dict[str, Any]) -> None:
+def test_accelerate_sampler_answers_the_same_from_outside(torchrun_runs: dict[str, Any]) -> None:
+    """len() and state_dict() asked outside BatchSamplerShard describe the global epoch, and the
+    state loads back and continues it."""
+    whole = RandomOverSampler(LABELS, seed=26).epoch_indices(0).tolist()
+    for rank in torchrun_runs["accelerate-outside"]:
+        length, batches, position = rank["0"]
+        assert length == len(whole) and batches == -(-len(whole) // 8 // WORLD)
+        assert 0 < position < len(whole) and position % 8 == 0
+        assert rank["1"] == whole[position:]
+
+
+def test_lightning_dataset_wrapper_without_the_callback_says_so(
+    lightning_runs: dict[str, Any],
+) -> None:
+    for rank in lightning_runs["dataset-no-callback"]:
+        assert "set_epoch(epoch)" in rank["note"] and "SetEpochCallback" in rank["note"]
+
+
+def test_accelerate_warns_on_explicit_ranks(torchrun_runs: dict[str, Any]) -> None:
     for rank in torchrun_runs["accelerate-explicit-ranks"]:
         assert "num_replicas=2" in rank["note"] and "accelerator.prepare()" in rank["note"]
 

@@ -129,6 +129,17 @@ def main(out: str) -> None:
         lambda: DataLoader(under, batch_size=2, shuffle=True),
         callbacks=[SetEpochCallback()],
     )
+    # the same without SetEpochCallback: nothing advances the dataset, and it says so
+    unadvanced = ResampledDataset(data, "under", labels=LABELS, seed=9)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(
+            "dataset-no-callback",
+            record,
+            lambda: DataLoader(unadvanced, batch_size=2, shuffle=True),
+        )
+    said = [str(w.message) for w in caught if "second pass" in str(w.message)]
+    record.note("dataset-no-callback", " | ".join(said))
     fit(
         "stratified-manual",
         record,

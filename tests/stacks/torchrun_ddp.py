@@ -107,6 +107,18 @@ def with_accelerate(record: Record) -> None:
             record.add("accelerate-weighted", epoch, index)
             seen.extend(index.tolist())
         weighted.update_weights(seen, feedback_values(seen, epoch))
+    # asked from outside accelerate's wrappers, the sampler answers as from inside
+    outside = RandomOverSampler(LABELS, seed=26)
+    prepared = accelerator.prepare(DataLoader(data, sampler=outside, batch_size=8))
+    batches = iter(prepared)
+    for _ in range(3):
+        next(batches)
+    state = outside.state_dict()
+    again = RandomOverSampler(LABELS, seed=26)
+    again.load_state_dict(state)
+    record.add("accelerate-outside", 0, [len(outside), len(prepared), state["position"]])
+    record.add("accelerate-outside", 1, list(again))
+    del batches
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         explicit = RandomOverSampler(LABELS, num_replicas=2, rank=dist.get_rank())
