@@ -435,7 +435,7 @@ class EpochShell:
         return super().__new__(cls)
 
     def _open(
-        self, *, seed: int, num_replicas: Any, rank: Any, drop_last: Any, process_group: Any = None
+        self, seed: int, num_replicas: Any, rank: Any, drop_last: Any, process_group: Any
     ) -> None:
         self.drop_last = check_bool("drop_last", drop_last)
         self._requested = check_replicas(num_replicas, rank)

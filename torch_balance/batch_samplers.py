@@ -167,13 +167,7 @@ class ClassBalancedBatchSampler(_BatchShell, Sampler[list[int]]):
         drop_last: bool = False,
         label_fn: Callable[[Any, int], Any] | None = None,
     ) -> None:
-        self._open(
-            seed=seed,
-            num_replicas=num_replicas,
-            rank=rank,
-            drop_last=drop_last,
-            process_group=process_group,
-        )
+        self._open(seed, num_replicas, rank, drop_last, process_group)
         self.index = resolve_labels(dataset_or_labels, label_fn)
         classes = self.index.num_classes
         self.classes_per_batch = check_int("classes_per_batch", classes_per_batch, minimum=1)
@@ -305,13 +299,7 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
         label_fn: Callable[[Any, int], Any] | None = None,
         sample_weights: Any = None,
     ) -> None:
-        self._open(
-            seed=seed,
-            num_replicas=num_replicas,
-            rank=rank,
-            drop_last=drop_last,
-            process_group=process_group,
-        )
+        self._open(seed, num_replicas, rank, drop_last, process_group)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.replacement = check_bool("replacement", replacement)
         self.index, self.plan = plan_for(

@@ -129,13 +129,7 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
         label_fn: Callable[[Any, int], Any] | None = None,
         sample_weights: Any = None,
     ) -> None:
-        self._open(
-            seed=seed,
-            num_replicas=num_replicas,
-            rank=rank,
-            drop_last=drop_last,
-            process_group=process_group,
-        )
+        self._open(seed, num_replicas, rank, drop_last, process_group)
         self.replacement = check_bool("replacement", replacement)
         self.index, self.plan = plan_for(
             dataset_or_labels,
@@ -403,13 +397,7 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
                 kind=ValueError if isinstance(rounding, str) else TypeError,
             )
         self.rounding: Rounding = rounding
-        self._open(
-            seed=seed,
-            num_replicas=num_replicas,
-            rank=rank,
-            drop_last=drop_last,
-            process_group=process_group,
-        )
+        self._open(seed, num_replicas, rank, drop_last, process_group)
         self.index = resolve_labelsets(dataset_or_labelsets, label_fn)
         factors = image_factors(self.index, self.threshold, self.sqrt)
         check_epoch_size(

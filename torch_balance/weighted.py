@@ -434,13 +434,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         process_group: Any = None,
         drop_last: bool = False,
     ) -> None:
-        self._open(
-            seed=seed,
-            num_replicas=num_replicas,
-            rank=rank,
-            drop_last=drop_last,
-            process_group=process_group,
-        )
+        self._open(seed, num_replicas, rank, drop_last, process_group)
         self._unchecked = False  # weights set by hand, not yet compared across ranks
         self.replacement = check_bool("replacement", replacement)
         self.exact = check_bool("exact", exact)

@@ -68,7 +68,7 @@ class StreamShell(IterableDataset):
     _requested: tuple[int | None, int | None]
 
     def _open(
-        self, *, seed: Any, num_replicas: Any, rank: Any, drop_last: Any, process_group: Any = None
+        self, seed: Any, num_replicas: Any, rank: Any, drop_last: Any, process_group: Any
     ) -> None:
         self.seed = check_seed(seed)
         self.drop_last = check_bool("drop_last", drop_last)

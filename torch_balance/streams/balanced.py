@@ -435,13 +435,7 @@ class BalancedIterableDataset(StreamShell):
         priors: Mapping[Any, int] | None = None,
         epoch_length: int | None = None,
     ) -> None:
-        self._open(
-            seed=seed,
-            num_replicas=num_replicas,
-            rank=rank,
-            drop_last=drop_last,
-            process_group=process_group,
-        )
+        self._open(seed, num_replicas, rank, drop_last, process_group)
         refuse_feedback(strategy)
         self.source: Shards = as_source(source)
         self._take_node_splits([self.source])

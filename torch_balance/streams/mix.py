@@ -105,13 +105,7 @@ class BalancedMix(StreamShell):
         drop_last: bool = False,
         shuffle_shards: bool = True,
     ) -> None:
-        self._open(
-            seed=seed,
-            num_replicas=num_replicas,
-            rank=rank,
-            drop_last=drop_last,
-            process_group=process_group,
-        )
+        self._open(seed, num_replicas, rank, drop_last, process_group)
         refuse_feedback(strategy)
         if not isinstance(sources_by_class, Mapping) or not sources_by_class:
             fail(

@@ -62,18 +62,7 @@ class _Shard:
 
     def read(self, n: int, at: int, what: str) -> bytes:
         self.need(n, at, what)
-        pieces: list[bytes] = []
-        left = n
-        while left > 0:
-            piece = self.stream.read(min(left, _CHUNK))
-            if not piece:
-                self.fail(
-                    at, f"{what} of {n:,} bytes cut off after {n - left:,}", "a complete tar file"
-                )
-            pieces.append(piece)
-            left -= len(piece)
-        self.offset += n
-        return b"".join(pieces)
+        return b"".join(self._pieces(n, at, what))
 
     def skip(self, n: int, at: int, what: str) -> None:
         self.need(n, at, what)
@@ -81,6 +70,11 @@ class _Shard:
             self.stream.seek(n, os.SEEK_CUR)  # n >= 0: never backwards
             self.offset += n
             return
+        for _ in self._pieces(n, at, what):
+            pass
+
+    def _pieces(self, n: int, at: int, what: str) -> Iterator[bytes]:
+        """The next ``n`` bytes, a chunk at a time; a file that ends first is refused."""
         left = n
         while left > 0:
             piece = self.stream.read(min(left, _CHUNK))
@@ -89,6 +83,7 @@ class _Shard:
                     at, f"{what} of {n:,} bytes cut off after {n - left:,}", "a complete tar file"
                 )
             left -= len(piece)
+            yield piece
         self.offset += n
 
     def header(self) -> bytes | None:
