@@ -34,8 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe, drain, long_tailed_labels
 
 from torch_balance import BalancedSampler
-from torch_balance._epoch import group_sample_weights
-from torch_balance.draws import draw_epoch, draw_within_class
+from torch_balance.draws import draw_epoch, draw_within_class, group_sample_weights
 
 
 def best(fn: Callable[[], object], repeats: int) -> float:

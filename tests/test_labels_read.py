@@ -25,7 +25,6 @@ from torch.utils.data import (
     random_split,
 )
 
-from torch_balance._epoch import resolve_labels
 from torch_balance.datasets import ResampledDataset
 from torch_balance.labels import (
     LabelIndex,
@@ -33,6 +32,7 @@ from torch_balance.labels import (
     get_labels,
     get_labelsets,
     is_label_data,
+    resolve_labels,
     resolve_labelsets,
 )
 from torch_balance.samplers import RandomOverSampler

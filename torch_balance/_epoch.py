@@ -6,19 +6,19 @@
   next pass (and ``state_dict()``) is the next epoch.
 * :class:`EpochShell`: the shell around it: ``seed``, ``epoch``, ``set_epoch``, ``len``,
   ranks looked up when an epoch starts, ``state_dict`` / ``load_state_dict``.
-* :class:`SharedEpoch`: the epoch number of a dataset wrapper, in shared memory so that
-  DataLoader workers (persistent ones too) read the new epoch at their next access.
-* :func:`resolve_labels` and :func:`plan_for`: labels -> index -> plan, the opening every
-  balancing object shares.
+* :class:`Key`: the keys of a saved state, and :func:`describe_plan` /
+  :func:`describe_weights`: what a state records of what its epoch was drawn from.
+
+Elsewhere: the shared-memory epoch of dataset wrappers (:mod:`torch_balance._shared_epoch`),
+the opening labels -> index -> plan (:func:`torch_balance.strategies.plan_for`), per-sample
+weights put in class order (:func:`torch_balance.draws.group_sample_weights`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-import threading
 import warnings
-import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,37 +30,25 @@ from torch_balance._collective import check_group, trainer_sharder
 from torch_balance._validation import (
     Text,
     check_bool,
-    check_epoch_size,
     check_int,
-    check_sample_weights,
     check_seed,
     fail,
     internal,
 )
 from torch_balance.feedback import feedback_of, plan_state, restoring
-from torch_balance.labels import LabelIndex, get_labels, is_label_data
 from torch_balance.sharding import check_replicas, current_ranks, pass_length, shard_length
-from torch_balance.strategies import Plan, Strategy, make_plan
+from torch_balance.strategies import Plan
 
 __all__ = [
     "EpochShell",
     "EpochState",
     "Key",
-    "SameDrawWatch",
-    "SharedCount",
-    "SharedEpoch",
     "check_epoch",
     "describe_plan",
     "describe_weights",
-    "group_sample_weights",
-    "plan_for",
-    "resolve_labels",
 ]
 
 MAX_EPOCH = 2**62
-# Peak bytes per index while an epoch is drawn: the draws (int64), the shuffled order (int32)
-# and the gather into this rank's chunk.
-EPOCH_BYTES = 20
 
 
 def check_epoch(epoch: Any) -> int:
@@ -79,67 +67,6 @@ def check_epoch(epoch: Any) -> int:
             fix="Pass the trainer's epoch counter (0, 1, 2, ...)",
         )
     )
-
-
-def resolve_labels(
-    dataset_or_labels: Any, label_fn: Callable[[Any, int], Any] | None = None
-) -> LabelIndex:
-    """Index the labels of a dataset, or of a label vector given directly."""
-    if isinstance(dataset_or_labels, LabelIndex):
-        return dataset_or_labels
-    if label_fn is None and is_label_data(dataset_or_labels):
-        return LabelIndex(dataset_or_labels)
-    return LabelIndex(get_labels(dataset_or_labels, label_fn=label_fn))
-
-
-def plan_for(
-    dataset_or_labels: Any,
-    strategy: Strategy,
-    *,
-    sampling_strategy: Any,
-    num_samples: int | None,
-    label_fn: Callable[[Any, int], Any] | None,
-) -> tuple[LabelIndex, Plan]:
-    """Labels -> :class:`LabelIndex` -> :class:`Plan`: the opening of every class-level sampler."""
-    index = resolve_labels(dataset_or_labels, label_fn)
-    plan = make_plan(index, strategy, sampling_strategy=sampling_strategy, num_samples=num_samples)
-    check_epoch_size(
-        "num_samples" if num_samples is not None else "strategy",
-        plan.length,
-        EPOCH_BYTES,
-        "Ask for a shorter epoch (num_samples), or a strategy that draws fewer samples",
-    )
-    return index, plan
-
-
-def group_sample_weights(index: LabelIndex, plan: Plan, sample_weights: Any) -> torch.Tensor | None:
-    """Per-sample weights checked and put in class order (``index.order``), or None.
-
-    A class the plan's first epoch draws from must hold a positive weight; later epochs of a
-    changing plan are checked when they are drawn
-    (:func:`~torch_balance.draws.draw_within_class`).
-    """
-    if sample_weights is None:
-        return None
-    weights = check_sample_weights("sample_weights", sample_weights, len(index))
-    grouped = weights.index_select(0, index.order.long())
-    # positive weights per class (a count: a sum of weights near 1e308 would overflow)
-    positive = (grouped.numpy() > 0).astype(np.int64)
-    totals = np.add.reduceat(positive, index.offsets[:-1]) if len(index) else np.zeros(0)
-    starved = np.flatnonzero((totals <= 0) & (plan.targets(0) > 0))
-    if starved.shape[0]:
-        keys = index.keys()
-        code = int(starved[0])
-        fail(
-            "sample_weights",
-            "a positive weight in every class the plan draws from",
-            Text(
-                f"class {keys[code]!r} ({int(index.counts[code])} samples, "
-                f"{int(plan.targets(0)[code])} asked for) with every weight 0"
-            ),
-            "Give some of its samples a weight > 0, or a strategy that gives it no samples",
-        )
-    return grouped
 
 
 def describe_weights(weights: torch.Tensor | None) -> dict[str, Any]:
@@ -636,121 +563,6 @@ def _refuse_sampler_input(cls: type, given: Any, kwargs: dict[str, Any]) -> None
         f"{name} reads labels from a dataset; pass the dataset (or its labels), not a sampler",
         kind=TypeError,
     )
-
-
-class _SlotPool:
-    """Shared-memory int64 cells handed out one at a time.
-
-    Each block of cells is one shared-memory segment (one file descriptor), so a thousand
-    dataset wrappers hold one descriptor, not a thousand. A freed cell is handed out again.
-    """
-
-    BLOCK = 4096
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._blocks: list[torch.Tensor] = []
-        self._free: list[tuple[int, int]] = []
-
-    def take(self) -> tuple[torch.Tensor, int]:
-        with self._lock:
-            if not self._free:
-                block = torch.zeros(self.BLOCK, dtype=torch.int64).share_memory_()
-                number = len(self._blocks)
-                self._blocks.append(block)
-                self._free = [(number, slot) for slot in range(self.BLOCK - 1, -1, -1)]
-            number, slot = self._free.pop()
-            block = self._blocks[number]
-            block[slot] = 0
-            return block, slot
-
-    def give_back(self, block: torch.Tensor, slot: int) -> None:
-        with self._lock:
-            for number, held in enumerate(self._blocks):
-                if held is block:
-                    self._free.append((number, slot))
-                    return
-
-
-_POOL = _SlotPool()
-
-
-class SharedEpoch:
-    """One epoch number in shared memory, read by DataLoader workers at every access.
-
-    The numbers of all wrappers in a process share one shared-memory block, so the number of
-    open file descriptors does not grow with the number of wrappers.
-
-    Example:
-        >>> cell = SharedEpoch()
-        >>> cell.set(3); cell.get()
-        3
-    """
-
-    def __init__(self) -> None:
-        self._block, self._slot = _POOL.take()
-        weakref.finalize(self, _POOL.give_back, self._block, self._slot)
-
-    def get(self) -> int:
-        return int(self._block[self._slot])
-
-    def set(self, epoch: int) -> None:
-        self._block[self._slot] = epoch
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Workers get the block itself (shared through torch's multiprocessing pickler); a
-        # plain pickle copies it, and that copy's cell is its own.
-        return {"_block": self._block, "_slot": self._slot}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self._block, self._slot = state["_block"], state["_slot"]
-
-
-class SharedCount(SharedEpoch):
-    """A counter in shared memory: DataLoader workers add to the one their parent holds.
-
-    Example:
-        >>> reads = SharedCount()
-        >>> reads.add(2), reads.add(1)
-        (2, 3)
-    """
-
-    def add(self, amount: int) -> int:
-        """Add ``amount`` and return the new value (concurrent adds may lose one another's
-        count: it is a signal, not an exact tally)."""
-        self._block[self._slot] += amount
-        return int(self._block[self._slot])
-
-
-class SameDrawWatch:
-    """Notices a dataset wrapper read for a second pass at one epoch, and says so once.
-
-    A dataset sees no passes, only reads; its reads at the current epoch are counted in shared
-    memory (DataLoader workers add to the count their parent holds). More than ``len()`` reads
-    at one epoch is a second pass over the same draw, almost always a trainer that never sets
-    the dataset's epoch.
-    """
-
-    def __init__(self) -> None:
-        self._reads = SharedCount()
-        self._warned = SharedCount()
-
-    def reset(self) -> None:
-        """A new epoch was set."""
-        self._reads.set(0)
-
-    def read(self, owner: str, length: int, epoch: int) -> None:
-        """One item read."""
-        if self._reads.add(1) > length and not self._warned.get():
-            self._warned.set(1)
-            warnings.warn(
-                f"{owner}: more than len() = {length} items read at epoch {epoch}, so a second "
-                "pass trains on the same draw. Call set_epoch(epoch) before each epoch; under "
-                "Lightning or the Hugging Face Trainer add SetEpochCallback "
-                "(torch_balance.integrations.lightning or torch_balance.integrations.huggingface)",
-                UserWarning,
-                stacklevel=4,
-            )
 
 
 def describe_plan(plan: Plan, epoch: int) -> dict[str, Any]:

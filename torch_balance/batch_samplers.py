@@ -26,16 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from torch_balance._epoch import (
-    EPOCH_BYTES,
-    EpochShell,
-    _EpochHandle,
-    describe_plan,
-    describe_weights,
-    group_sample_weights,
-    plan_for,
-    resolve_labels,
-)
+from torch_balance._epoch import EpochShell, _EpochHandle, describe_plan, describe_weights
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import check_bool, check_epoch_size, check_int, fail
 from torch_balance.draws import (
@@ -44,10 +35,12 @@ from torch_balance.draws import (
     class_sequence,
     draw_epoch,
     draw_within_class,
+    group_sample_weights,
     stratified_order,
 )
+from torch_balance.labels import resolve_labels
 from torch_balance.sharding import CHUNK, iter_shard
-from torch_balance.strategies import Strategy
+from torch_balance.strategies import EPOCH_BYTES, Strategy, plan_for
 
 __all__ = ["ClassBalancedBatchSampler", "StratifiedBatchSampler"]
 

@@ -9,13 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from torch_balance._epoch import (
-    SameDrawWatch,
-    SharedEpoch,
-    check_epoch,
-    group_sample_weights,
-    plan_for,
-)
+from torch_balance._epoch import check_epoch
+from torch_balance._shared_epoch import SameDrawWatch, SharedEpoch
 from torch_balance._validation import (
     Text,
     check_bool,
@@ -24,9 +19,15 @@ from torch_balance._validation import (
     check_seed,
     fail,
 )
-from torch_balance.draws import WalkCache, draw_epoch, draw_within_class, shuffle_order
+from torch_balance.draws import (
+    WalkCache,
+    draw_epoch,
+    draw_within_class,
+    group_sample_weights,
+    shuffle_order,
+)
 from torch_balance.feedback import feedback_of
-from torch_balance.strategies import Strategy
+from torch_balance.strategies import Strategy, plan_for
 
 __all__ = ["ResampledDataset"]
 

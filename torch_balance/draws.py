@@ -24,7 +24,7 @@ import torch
 
 from torch_balance._rng import ORDER, Stream, generator
 from torch_balance._threads import Early
-from torch_balance._validation import Text, fail, internal, scaled_weights
+from torch_balance._validation import Text, check_sample_weights, fail, internal, scaled_weights
 from torch_balance.labels import LabelIndex
 from torch_balance.strategies import Plan
 
@@ -36,6 +36,7 @@ __all__ = [
     "draw_epoch",
     "draw_within_class",
     "generator",
+    "group_sample_weights",
     "pending_walks",
     "repeat_copies",
     "repeat_values",
@@ -462,7 +463,7 @@ def draw_within_class(
         plan: Target counts per class.
         weights: ``float64``, one weight per sample **in** ``plan.index.order`` **order** (class
             ``c``'s weights are ``weights[offsets[c]:offsets[c + 1]]``), as
-            :func:`~torch_balance._epoch.group_sample_weights` returns them.
+            :func:`group_sample_weights` returns them.
         seed: The shared seed.
         epoch: The epoch number.
         replacement: i.i.d. draws instead of systematic sampling.
@@ -767,3 +768,33 @@ def repeat_values(copies: torch.Tensor) -> torch.Tensor:
     n = copies.shape[0]
     images = torch.arange(n, dtype=torch.int32 if n < 2**31 else torch.int64)
     return torch.repeat_interleave(images, copies)
+
+
+def group_sample_weights(index: LabelIndex, plan: Plan, sample_weights: Any) -> torch.Tensor | None:
+    """Per-sample weights checked and put in class order (``index.order``), or None.
+
+    A class the plan's first epoch draws from must hold a positive weight; later epochs of a
+    changing plan are checked when they are drawn
+    (:func:`~torch_balance.draws.draw_within_class`).
+    """
+    if sample_weights is None:
+        return None
+    weights = check_sample_weights("sample_weights", sample_weights, len(index))
+    grouped = weights.index_select(0, index.order.long())
+    # positive weights per class (a count: a sum of weights near 1e308 would overflow)
+    positive = (grouped.numpy() > 0).astype(np.int64)
+    totals = np.add.reduceat(positive, index.offsets[:-1]) if len(index) else np.zeros(0)
+    starved = np.flatnonzero((totals <= 0) & (plan.targets(0) > 0))
+    if starved.shape[0]:
+        keys = index.keys()
+        code = int(starved[0])
+        fail(
+            "sample_weights",
+            "a positive weight in every class the plan draws from",
+            Text(
+                f"class {keys[code]!r} ({int(index.counts[code])} samples, "
+                f"{int(plan.targets(0)[code])} asked for) with every weight 0"
+            ),
+            "Give some of its samples a weight > 0, or a strategy that gives it no samples",
+        )
+    return grouped

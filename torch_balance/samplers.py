@@ -17,14 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-from torch_balance._epoch import (
-    EPOCH_BYTES,
-    EpochShell,
-    describe_plan,
-    describe_weights,
-    group_sample_weights,
-    plan_for,
-)
+from torch_balance._epoch import EpochShell, describe_plan, describe_weights
 from torch_balance._rng import Stream, generator
 from torch_balance._threads import alongside, helper_allowed
 from torch_balance._validation import check_bool, check_epoch_size, fail
@@ -32,6 +25,7 @@ from torch_balance.draws import (
     NextOrder,
     WalkCache,
     draw_within_class,
+    group_sample_weights,
     repeat_copies,
     repeat_values,
     shuffle_order,
@@ -39,7 +33,7 @@ from torch_balance.draws import (
 )
 from torch_balance.labels import MultiLabelIndex, resolve_labelsets
 from torch_balance.sharding import iter_shard
-from torch_balance.strategies import Strategy
+from torch_balance.strategies import EPOCH_BYTES, Strategy, plan_for
 
 __all__ = [
     "BalancedSampler",

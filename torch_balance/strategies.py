@@ -33,19 +33,21 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from torch_balance._imblearn import imblearn_targets
-from torch_balance._validation import Text, check_int, fail
-from torch_balance.labels import LabelIndex
+from torch_balance._validation import Text, check_epoch_size, check_int, fail
+from torch_balance.labels import LabelIndex, resolve_labels
 
 if TYPE_CHECKING:
     from torch_balance.feedback import Feedback
 
 __all__ = [
+    "EPOCH_BYTES",
     "Deferred",
     "Plan",
     "Power",
     "Progressive",
     "Strategy",
     "make_plan",
+    "plan_for",
     "target_counts",
 ]
 
@@ -524,3 +526,28 @@ def target_counts(
     index = labels if isinstance(labels, LabelIndex) else LabelIndex(labels)
     plan = make_plan(index, strategy, sampling_strategy=sampling_strategy, num_samples=num_samples)
     return plan.as_dict(epoch)
+
+
+# Peak bytes per index while an epoch is drawn: the draws (int64), the shuffled order (int32)
+# and the gather into this rank's chunk.
+EPOCH_BYTES = 20
+
+
+def plan_for(
+    dataset_or_labels: Any,
+    strategy: Strategy,
+    *,
+    sampling_strategy: Any,
+    num_samples: int | None,
+    label_fn: Callable[[Any, int], Any] | None,
+) -> tuple[LabelIndex, Plan]:
+    """Labels -> :class:`LabelIndex` -> :class:`Plan`: the opening of every class-level sampler."""
+    index = resolve_labels(dataset_or_labels, label_fn)
+    plan = make_plan(index, strategy, sampling_strategy=sampling_strategy, num_samples=num_samples)
+    check_epoch_size(
+        "num_samples" if num_samples is not None else "strategy",
+        plan.length,
+        EPOCH_BYTES,
+        "Ask for a shorter epoch (num_samples), or a strategy that draws fewer samples",
+    )
+    return index, plan

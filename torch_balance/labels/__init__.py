@@ -15,6 +15,7 @@ from torch_balance.labels.read import (
     get_labels,
     get_labelsets,
     is_label_data,
+    resolve_labels,
     resolve_labelsets,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "get_labels",
     "get_labelsets",
     "is_label_data",
+    "resolve_labels",
     "resolve_labelsets",
 ]

@@ -29,7 +29,7 @@ from torch.utils.data import (
 from tqdm.auto import tqdm
 
 from torch_balance._validation import Text, check_bool, check_int, fail
-from torch_balance.labels.index import MultiLabelIndex
+from torch_balance.labels.index import LabelIndex, MultiLabelIndex
 from torch_balance.labels.kinds import (
     MULTI,
     SINGLE,
@@ -42,7 +42,14 @@ from torch_balance.labels.kinds import (
 )
 from torch_balance.labels.torchvision import Reader, attribute_reader, reader_for
 
-__all__ = ["as_labelsets", "get_labels", "get_labelsets", "is_label_data", "resolve_labelsets"]
+__all__ = [
+    "as_labelsets",
+    "get_labels",
+    "get_labelsets",
+    "is_label_data",
+    "resolve_labels",
+    "resolve_labelsets",
+]
 
 _SCAN_BATCH_SIZE = 128
 
@@ -601,3 +608,14 @@ def resolve_labelsets(
     if label_fn is None and is_label_data(dataset_or_labelsets):
         return MultiLabelIndex(dataset_or_labelsets, "dataset_or_labelsets")
     return MultiLabelIndex(get_labelsets(dataset_or_labelsets, label_fn=label_fn, progress=False))
+
+
+def resolve_labels(
+    dataset_or_labels: Any, label_fn: Callable[[Any, int], Any] | None = None
+) -> LabelIndex:
+    """Index the labels of a dataset, or of a label vector given directly."""
+    if isinstance(dataset_or_labels, LabelIndex):
+        return dataset_or_labels
+    if label_fn is None and is_label_data(dataset_or_labels):
+        return LabelIndex(dataset_or_labels)
+    return LabelIndex(get_labels(dataset_or_labels, label_fn=label_fn))

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from torch_balance._epoch import SameDrawWatch, SharedEpoch, check_epoch
+from torch_balance._epoch import check_epoch
+from torch_balance._shared_epoch import SameDrawWatch, SharedEpoch
 from torch_balance._validation import (
     Text,
     check_bool,

@@ -3,7 +3,7 @@
 A stream's pass is a pure function of (seed, epoch, rank, worker) and the data: the subclass
 writes ``_emit(epoch, slot)``, the samples of one reader's whole pass, and this shell adds
 
-* the epoch, kept in shared memory (:class:`~torch_balance._epoch.SharedEpoch`) so that
+* the epoch, kept in shared memory (:class:`~torch_balance._shared_epoch.SharedEpoch`) so that
   DataLoader workers, persistent ones too, see ``set_epoch`` at their next pass;
 * which reader this is (:func:`~torch_balance.streams.sources.current_slot`);
 * ``state_dict`` / ``load_state_dict``: where a reader stands is ``(epoch, samples emitted)``.
@@ -26,7 +26,8 @@ from typing import Any
 from torch.utils.data import IterableDataset
 
 from torch_balance._collective import check_group, group_ranks
-from torch_balance._epoch import SharedEpoch, check_epoch
+from torch_balance._epoch import check_epoch
+from torch_balance._shared_epoch import SharedEpoch
 from torch_balance._validation import Text, check_bool, check_int, check_seed, fail
 from torch_balance.sharding import check_replicas
 from torch_balance.streams.sources import Shards, Slot, current_slot
