@@ -56,7 +56,7 @@ from _common import describe, long_tailed_labels
 from torch_balance import BalancedIterableDataset, BalancedMix, Manifest
 from torch_balance._rng import Stream, generator
 from torch_balance.streams import Shards
-from torch_balance.streams.manifest import label_value
+from torch_balance.streams.sources import label_value
 from torch_balance.streams.tar import tar_samples
 
 NUM_CLASSES = 10

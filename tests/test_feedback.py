@@ -20,7 +20,7 @@ from torch_balance import (
     per_class_mean,
     per_class_recall,
 )
-from torch_balance.strategies import apportion
+from torch_balance._apportion import apportion
 from torch_balance.testing import CHECKS, conformance_labels
 
 LABELS = np.repeat(np.arange(4), [40, 20, 10, 10])  # 80 samples

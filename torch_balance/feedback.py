@@ -32,9 +32,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from torch_balance._apportion import apportion, describe
 from torch_balance._collective import all_reduce_sum, check_group
 from torch_balance._validation import Text, check_int, fail
 from torch_balance.labels import LabelIndex
+from torch_balance.strategies import Plan
 
 __all__ = ["Feedback", "per_class_mean", "per_class_recall"]
 
@@ -90,8 +92,6 @@ class Feedback:
         self._owner: Any = None  # weakref to the sampler whose epochs the updates follow
 
     def __repr__(self) -> str:
-        from torch_balance.strategies import describe
-
         return f"Feedback(base={describe(self.base)}, tau={self.tau!r}, mix={self.mix!r})"
 
     # -- feeding -------------------------------------------------------------------------------
@@ -228,6 +228,13 @@ class Feedback:
             return np.full(raw.shape[0], 1.0 / raw.shape[0])
         return raw / total
 
+    def _build_plan(self, index: LabelIndex, make_base: Callable[[Any], Plan]) -> Plan:
+        """The plan of this strategy on ``index``: the base plan's targets blended with the
+        values fed (:func:`~torch_balance.strategies.make_plan` calls it)."""
+        base = make_base(self.base)
+        self._bind(index)
+        return Plan(index, FeedbackRule(self, base.targets, base.length), constant=False)
+
     def _bind(self, index: LabelIndex) -> None:
         keys = index.keys()
         if self.history and len(self.history[-1]["values"]) != len(keys):
@@ -301,8 +308,6 @@ class FeedbackRule:
         return self.feedback.revision
 
     def __call__(self, epoch: int) -> np.ndarray:
-        from torch_balance.strategies import apportion
-
         base = np.asarray(self.base(epoch), dtype=np.int64)
         share = self.feedback.share(epoch)
         if share is None:

@@ -22,7 +22,6 @@ callable            ``fn(counts: dict, epoch: int) -> dict``: any plan you like
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import math
 import numbers
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from torch_balance._apportion import apportion, describe
 from torch_balance._imblearn import imblearn_targets
 from torch_balance._validation import Text, check_epoch_size, check_int, fail
 from torch_balance.labels import LabelIndex, resolve_labels
@@ -191,26 +191,6 @@ class Plan:
     def as_dict(self, epoch: int) -> dict[Any, int]:
         """``{class: target count}`` for ``epoch``."""
         return dict(zip(self.index.keys(), self.targets(epoch).tolist(), strict=True))
-
-
-def apportion(weights: np.ndarray, total: int) -> np.ndarray:
-    """Split ``total`` in proportion to ``weights``, rounding so the parts sum to ``total``.
-
-    Largest-remainder rounding; ties go to the earlier class.
-
-    Example:
-        >>> apportion(np.array([1.0, 1.0, 1.0]), 10).tolist()
-        [4, 3, 3]
-    """
-    weights = np.asarray(weights, dtype=np.float64)
-    share = weights / weights.sum() * total
-    parts = np.floor(share).astype(np.int64)
-    missing = int(total - parts.sum())
-    if missing > 0:
-        remainder = share - parts
-        winners = np.argsort(-remainder, kind="stable")[:missing]
-        parts[winners] += 1
-    return parts
 
 
 def _power_weights(counts: np.ndarray, q: float) -> np.ndarray:
@@ -405,32 +385,6 @@ def make_plan(
     return plan
 
 
-def describe(value: Any) -> str:
-    """Stable text for a strategy or ``sampling_strategy`` (no memory addresses).
-
-    Example:
-        >>> describe(Deferred(2, "instance", Power(0.5)))
-        "Deferred(start_epoch=2, before='instance', after=Power(q=0.5))"
-        >>> describe({1: 8, 0: 3})
-        '{0: 3, 1: 8}'
-    """
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = ", ".join(
-            f"{f.name}={describe(getattr(value, f.name))}" for f in dataclasses.fields(value)
-        )
-        return f"{type(value).__name__}({fields})"
-    if isinstance(value, Mapping):
-        items = sorted((describe(k), describe(v)) for k, v in value.items())
-        return "{" + ", ".join(f"{k}: {v}" for k, v in items) + "}"
-    if isinstance(value, np.generic):
-        return repr(value.item())
-    if callable(value):
-        module = getattr(value, "__module__", None) or type(value).__module__
-        name = getattr(value, "__qualname__", None) or type(value).__qualname__
-        return f"{module}.{name}"
-    return repr(value)
-
-
 def _make_plan(
     index: LabelIndex,
     strategy: Any,
@@ -447,14 +401,14 @@ def _make_plan(
         fix="Leave it as None to use the dataset's length (counts are apportioned exactly "
         "only up to 2**53)",
     )
-    from torch_balance.feedback import Feedback, FeedbackRule
-
-    if isinstance(strategy, Feedback):  # the base plan, blended with the fed values
-        base = _make_plan(
-            index, strategy.base, sampling_strategy=sampling_strategy, num_samples=num_samples
+    build = getattr(strategy, "_build_plan", None)
+    if callable(build):  # a strategy that builds its own rule from a base plan (Feedback)
+        return build(
+            index,
+            lambda base: _make_plan(
+                index, base, sampling_strategy=sampling_strategy, num_samples=num_samples
+            ),
         )
-        strategy._bind(index)
-        return Plan(index, FeedbackRule(strategy, base.targets, base.length), constant=False)
     if isinstance(strategy, str) and strategy in ("over", "under") and num_samples is not None:
         fail(
             "num_samples",

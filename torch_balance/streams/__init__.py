@@ -1,10 +1,11 @@
 """Balanced streams: over- and undersampling for ``IterableDataset``s, WebDataset shards and
 Hugging Face streaming datasets, across ranks and DataLoader workers.
 
-* :mod:`~torch_balance.streams.manifest`: per shard, its labels (:class:`Manifest`,
-  :func:`expand_shards`), read from an index file or from the label members of tar shards;
 * :mod:`~torch_balance.streams.sources`: every format as named shards (:class:`Shards`,
-  :func:`~torch_balance.streams.sources.as_source`) and the split among ranks and workers;
+  :func:`~torch_balance.streams.sources.as_source`, :func:`expand_shards` for brace patterns),
+  labels as stored, and the split among ranks and workers;
+* :mod:`~torch_balance.streams.manifest`: per shard, its labels (:class:`Manifest`), read
+  from an index file, from the label members of tar shards or from any source;
 * :mod:`~torch_balance.streams.balanced`: :class:`BalancedIterableDataset`, mode 1 (a
   manifest: the exact epoch of ``BalancedSampler``) and mode 2 (labels seen as they flow);
 * :mod:`~torch_balance.streams.mix`: :class:`BalancedMix`, mode 3 (one stream per class).
@@ -13,8 +14,8 @@ Hugging Face streaming datasets, across ranks and DataLoader workers.
 from __future__ import annotations
 
 from torch_balance.streams.balanced import BalancedIterableDataset
-from torch_balance.streams.manifest import Manifest, expand_shards
+from torch_balance.streams.manifest import Manifest
 from torch_balance.streams.mix import BalancedMix
-from torch_balance.streams.sources import Shards
+from torch_balance.streams.sources import Shards, expand_shards
 
 __all__ = ["BalancedIterableDataset", "BalancedMix", "Manifest", "Shards", "expand_shards"]

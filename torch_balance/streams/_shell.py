@@ -29,6 +29,7 @@ from torch_balance._collective import check_group, group_ranks
 from torch_balance._epoch import check_epoch
 from torch_balance._shared_epoch import SharedEpoch
 from torch_balance._validation import Text, check_bool, check_int, check_seed, fail
+from torch_balance.feedback import Feedback
 from torch_balance.sharding import check_replicas
 from torch_balance.streams.sources import Shards, Slot, current_slot
 
@@ -38,8 +39,6 @@ __all__ = ["StreamShell", "refuse_feedback"]
 def refuse_feedback(strategy: Any) -> None:
     """A stream's plan must be fixed when it is built: DataLoader workers hold copies of the
     stream that would never see a :class:`~torch_balance.Feedback`'s updates."""
-    from torch_balance.feedback import Feedback
-
     if isinstance(strategy, Feedback):
         fail(
             "strategy",

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from torch_balance._apportion import apportion, describe
 from torch_balance._epoch import check_epoch
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import Text, check_bool, check_int, fail
@@ -51,7 +52,7 @@ from torch_balance.draws import WalkCache, draw_epoch
 from torch_balance.labels.index import CountIndex
 from torch_balance.labels.kinds import SINGLE, LabelProblem
 from torch_balance.sharding import current_ranks, shard_length
-from torch_balance.strategies import Plan, Strategy, apportion, describe, make_plan
+from torch_balance.strategies import Plan, Strategy, make_plan
 from torch_balance.streams._shell import StreamShell, refuse_feedback
 from torch_balance.streams.manifest import Manifest
 from torch_balance.streams.sources import (

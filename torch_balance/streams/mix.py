@@ -24,13 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from torch_balance._apportion import describe
 from torch_balance._epoch import check_epoch
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import Text, check_bool, check_int, fail
 from torch_balance.labels import as_label_array
 from torch_balance.labels.index import CountIndex
 from torch_balance.sharding import current_ranks, iter_shard, shard_length
-from torch_balance.strategies import Strategy, describe, make_plan
+from torch_balance.strategies import Strategy, make_plan
 from torch_balance.streams._shell import StreamShell, refuse_feedback
 from torch_balance.streams.balanced import shard_order
 from torch_balance.streams.sources import Shards, Slot, as_source, read_slot
