@@ -12,7 +12,7 @@ from enum import IntEnum
 
 import torch
 
-__all__ = ["Stream", "generator"]
+__all__ = ["ORDER", "Stream", "SubStream", "generator"]
 
 _MASK = (1 << 64) - 1
 
@@ -42,8 +42,18 @@ class Stream(IntEnum):
     BENCH_HEAD = 113  # classifier-head initialisation in the benchmark
 
 
-# The order of an epoch is sub-stream 1 of the epoch's stream: generator(seed, EPOCH, e, ORDER).
-ORDER = 1
+class SubStream(IntEnum):
+    """A second key under a :class:`Stream`, where one stream feeds two kinds of draws (mixed
+    into the seed after the epoch and the reader; the values must never change either)."""
+
+    ORDER = 1  # the order of an epoch: generator(seed, EPOCH or WEIGHTED, epoch, ORDER)
+    CHUNK = 2  # chunk c of a WeightedSampler i.i.d. epoch: (seed, WEIGHTED, epoch, CHUNK, c)
+    # a stream reader's cut or pad across classes: (seed, STREAM_BUFFER, epoch, rank, worker,
+    # FIT); the same value as ORDER (an alias), under another stream
+    FIT = 1
+
+
+ORDER = SubStream.ORDER
 
 
 def _splitmix(x: int) -> int:

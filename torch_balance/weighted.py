@@ -42,7 +42,7 @@ from torch.utils.data import DistributedSampler
 
 from torch_balance._collective import all_gather_int, all_gather_varying, distributed
 from torch_balance._epoch import EpochShell
-from torch_balance._rng import ORDER, Stream, generator
+from torch_balance._rng import ORDER, Stream, SubStream, generator
 from torch_balance._threads import Early, helper_allowed
 from torch_balance._validation import (
     Text,
@@ -155,7 +155,6 @@ def _iid_chunk(lookup: _Lookup, count: int, g: torch.Generator) -> torch.Tensor:
 # rank resuming mid-epoch draws from the chunk it stopped in.
 MIN_CHUNK = 1 << 20
 CHUNKS = 8
-_CHUNK_KEY = 2  # generator(seed, WEIGHTED, epoch, _CHUNK_KEY, c) draws chunk c
 
 
 def chunk_size(count: int) -> int:
@@ -776,7 +775,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         seed = self.seed
 
         def chunk(c: int) -> torch.Tensor:
-            g = generator(seed, Stream.WEIGHTED, epoch, _CHUNK_KEY, c)
+            g = generator(seed, Stream.WEIGHTED, epoch, SubStream.CHUNK, c)
             return _iid_chunk(lookup, min(size, k - c * size), g)
 
         return chunk, size

@@ -46,7 +46,7 @@ import torch
 
 from torch_balance._apportion import apportion, describe
 from torch_balance._epoch import check_epoch
-from torch_balance._rng import Stream, generator
+from torch_balance._rng import Stream, SubStream, generator
 from torch_balance._validation import Text, check_bool, check_int, fail
 from torch_balance.draws import WalkCache, draw_epoch
 from torch_balance.labels.index import CountIndex
@@ -625,7 +625,9 @@ class BalancedIterableDataset(StreamShell):
         order, mine, quota = self._reader_plan(manifest, plan, epoch, slot)
         wanted = self.epoch_copies(epoch)[mine]
         if quota != int(wanted.sum()):  # the cut or the pad, in proportion to each class
-            g = generator(self.seed, Stream.STREAM_BUFFER, epoch, slot.rank, slot.worker, 1)
+            g = generator(
+                self.seed, Stream.STREAM_BUFFER, epoch, slot.rank, slot.worker, SubStream.FIT
+            )
             codes = np.searchsorted(manifest.index.classes, manifest.labels[mine])
             weights = plan.targets(epoch).astype(np.float64)
             wanted = _fit_copies(wanted, codes, quota, weights, g)
