@@ -495,9 +495,16 @@ class EpochShell:
         with restoring(getattr(self, "plan", None), state_dict):  # a Feedback's history
             self._state.load_state_dict(state_dict, self._settings, self._global_length)
 
-    def _where(self) -> str:
+    def extra_repr(self) -> str:
+        """What this sampler adds to its ``repr`` before the seed, epoch and rank (the one
+        hook every sampler fills in, as torchvision's ``VisionDataset.extra_repr``)."""
+        return ""
+
+    def __repr__(self) -> str:
         world, rank = self._ranks()
-        return f"seed={self.seed}, epoch={self.epoch}, rank={rank}/{world}"
+        extra = self.extra_repr()
+        where = f"seed={self.seed}, epoch={self.epoch}, rank={rank}/{world}"
+        return f"{type(self).__name__}({extra + ', ' if extra else ''}{where})"
 
 
 def _warn_untold(shell: EpochShell) -> None:

@@ -229,11 +229,11 @@ class ClassBalancedBatchSampler(_BatchShell, Sampler[list[int]]):
             "num_batches": self.num_batches,
         }
 
-    def __repr__(self) -> str:
+    def extra_repr(self) -> str:
         return (
-            f"{type(self).__name__}(classes_per_batch={self.classes_per_batch}, "
+            f"classes_per_batch={self.classes_per_batch}, "
             f"samples_per_class={self.samples_per_class}, num_batches={self.num_batches}, "
-            f"classes={self.index.num_classes}, {self._where()})"
+            f"classes={self.index.num_classes}"
         )
 
 
@@ -357,9 +357,8 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
             **describe_weights(self._weights),
         }
 
-    def __repr__(self) -> str:
+    def extra_repr(self) -> str:
         return (
-            f"{type(self).__name__}(batch_size={self.batch_size}, strategy={self.strategy!r}, "
-            f"num_samples={self.plan.length}, classes={self.index.num_classes}, "
-            f"{self._where()})"
+            f"batch_size={self.batch_size}, strategy={self.strategy!r}, "
+            f"num_samples={self.plan.length}, classes={self.index.num_classes}"
         )

@@ -197,14 +197,35 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
             **describe_weights(self._weights),
         }
 
-    def __repr__(self) -> str:
+    def extra_repr(self) -> str:
         return (
-            f"{type(self).__name__}(strategy={self.strategy!r}, num_samples={self.plan.length}, "
-            f"classes={self.index.num_classes}, {self._where()})"
+            f"strategy={self.strategy!r}, num_samples={self.plan.length}, "
+            f"classes={self.index.num_classes}"
         )
 
 
-class RandomOverSampler(BalancedSampler):
+class _ImblearnSampler(BalancedSampler):
+    """imbalanced-learn's random over- or undersampler: what differs is ``_strategy``."""
+
+    _strategy: str
+
+    def __init__(
+        self, dataset_or_labels: Any, sampling_strategy: Any = "auto", **kwargs: Any
+    ) -> None:
+        if "strategy" in kwargs:
+            fail(
+                "strategy",
+                f"no strategy argument (this sampler is {self._strategy!r})",
+                kwargs["strategy"],
+                "Use BalancedSampler to choose a strategy",
+                kind=TypeError,
+            )
+        super().__init__(
+            dataset_or_labels, self._strategy, sampling_strategy=sampling_strategy, **kwargs
+        )
+
+
+class RandomOverSampler(_ImblearnSampler):
     """Random oversampling with imbalanced-learn's ``sampling_strategy``, redrawn each epoch.
 
     Shortcut for ``BalancedSampler(dataset_or_labels, "over", sampling_strategy=...)``.
@@ -214,21 +235,10 @@ class RandomOverSampler(BalancedSampler):
         {0: 3, 1: 3, 2: 1}
     """
 
-    def __init__(
-        self, dataset_or_labels: Any, sampling_strategy: Any = "auto", **kwargs: Any
-    ) -> None:
-        if "strategy" in kwargs:
-            fail(
-                "strategy",
-                "no strategy argument (this sampler is 'over')",
-                kwargs["strategy"],
-                "Use BalancedSampler to choose a strategy",
-                kind=TypeError,
-            )
-        super().__init__(dataset_or_labels, "over", sampling_strategy=sampling_strategy, **kwargs)
+    _strategy = "over"
 
 
-class RandomUnderSampler(BalancedSampler):
+class RandomUnderSampler(_ImblearnSampler):
     """Random undersampling with imbalanced-learn's ``sampling_strategy``, redrawn each epoch.
 
     Successive epochs walk through each undersampled class, so every sample is used before
@@ -239,18 +249,7 @@ class RandomUnderSampler(BalancedSampler):
         {0: 1, 1: 1, 2: 1}
     """
 
-    def __init__(
-        self, dataset_or_labels: Any, sampling_strategy: Any = "auto", **kwargs: Any
-    ) -> None:
-        if "strategy" in kwargs:
-            fail(
-                "strategy",
-                "no strategy argument (this sampler is 'under')",
-                kwargs["strategy"],
-                "Use BalancedSampler to choose a strategy",
-                kind=TypeError,
-            )
-        super().__init__(dataset_or_labels, "under", sampling_strategy=sampling_strategy, **kwargs)
+    _strategy = "under"
 
 
 def check_threshold(threshold: Any) -> float:
@@ -450,9 +449,8 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
             "rounding": self.rounding,
         }
 
-    def __repr__(self) -> str:
+    def extra_repr(self) -> str:
         return (
-            f"{type(self).__name__}(threshold={self.threshold}, sqrt={self.sqrt}, "
-            f"rounding={self.rounding!r}, images={len(self.index)}, "
-            f"num_samples={self.num_samples}, {self._where()})"
+            f"threshold={self.threshold}, sqrt={self.sqrt}, rounding={self.rounding!r}, "
+            f"images={len(self.index)}, num_samples={self.num_samples}"
         )

@@ -809,10 +809,9 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
             chunks = iter_shard(values, order, world, rank, self.drop_last, current.start)
         return self._state.run(current, chunks)
 
-    def __repr__(self) -> str:
+    def extra_repr(self) -> str:
         mode = "exact" if self.exact else "i.i.d." if self.replacement else "successive"
         return (
-            f"{type(self).__name__}(num_weights={self.num_weights}, "
-            f"num_samples={self.num_samples}, replacement={self.replacement}, "
-            f"mode={mode!r}, {self._where()})"
+            f"num_weights={self.num_weights}, num_samples={self.num_samples}, "
+            f"replacement={self.replacement}, mode={mode!r}"
         )
