@@ -673,32 +673,6 @@ def test_state_dict_in_process_and_refusals(shards: str) -> None:
         stream.load_state_dict([1])
 
 
-@pytest.mark.parametrize("mode", ["mode1", "mode3"])
-def test_a_state_saved_on_rank_0_resumes_rank_1(shards: str, mode: str) -> None:
-    """Ranks run in step: rank 0's state (all Lightning saves) continues rank 1's own pass;
-    a state of another world size is still refused."""
-    manifest = Manifest.scan_tar(shards)
-    by_class = {c: [(f"{c}-{i}", "", c) for i in range(n)] for c, n in enumerate(COUNTS)}
-
-    def make(rank: int, world: int = 2) -> Any:
-        ranks = {"num_replicas": world, "rank": rank}
-        if mode == "mode1":
-            return BalancedIterableDataset(
-                pipeline(shards), "over", manifest=manifest, seed=4, **ranks
-            )
-        return BalancedMix(by_class, "over", seed=4, **ranks)
-
-    ranks = [make(0), make(1)]
-    passes = [iter(stream) for stream in ranks]
-    heads = [[next(p)[0] for _ in range(9)] for p in passes]
-    state = ranks[0].state_dict()
-    resumed = make(1)
-    resumed.load_state_dict(state)
-    assert heads[1] + [s[0] for s in resumed] == [s[0] for s in make(1)]
-    with pytest.raises(ValueError, match=r"state_dict\['num_replicas'\]"):
-        make(0, world=1).load_state_dict(state)
-
-
 def test_set_epoch_reaches_persistent_workers(shards: str) -> None:
     stream = makers(shards)["mode1"]()
     loader = DataLoader(stream, batch_size=None, num_workers=2, persistent_workers=True)

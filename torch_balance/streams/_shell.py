@@ -237,12 +237,7 @@ class StreamShell(IterableDataset):
         Raises:
             TypeError: If ``state_dict`` is not a dict.
             ValueError: If it was saved by another kind of stream, with another seed, for
-                other data or plan, or by another worker or numbers of ranks or workers.
-
-        The rank may differ: ranks run in step, so worker ``w`` of every rank has emitted as
-        many samples as worker ``w`` of rank 0 (a trainer that saves rank 0's loader state
-        only, as Lightning does, resumes every rank from it), and the count is applied to this
-        rank's own pass.
+                other data or plan, or by another reader (rank, worker, their numbers).
         """
         if not isinstance(state_dict, dict):
             fail(
@@ -257,6 +252,7 @@ class StreamShell(IterableDataset):
             "seed",
             *self._settings(),
             "num_replicas",
+            "rank",
             "num_workers",
             "worker",
         ):
