@@ -8,7 +8,9 @@ valid.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ __all__ = [
     "recall_by_size_rank",
     "summarize",
     "write_plot",
+    "write_results",
 ]
 
 RESULTS_KEY = "strategies"  # results.json's key for the per-method results (a stable format)
@@ -275,3 +278,49 @@ def finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [finite(v) for v in value]
     return value
+
+
+def write_results(
+    out: Path,
+    runs: list[dict[str, Any]],
+    methods: list[str],
+    head: dict[str, Any],
+    *,
+    header: str,
+    machine_line: str,
+    plot_title: str,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Summarise ``runs``; write and print the table, write the JSON and the plot.
+
+    ``head`` opens the JSON document (the command, settings, data and machine, in that order);
+    the summary, the recall by class size and the runs follow. The files keep their format:
+    the table's header says "per strategy" and the JSON's keys are those of earlier results.
+
+    Returns:
+        The JSON document, with the paths written under ``"paths"``.
+    """
+    summary = {m: summarize([run[RESULTS_KEY][m] for run in runs]) for m in methods}
+    command = head["command"]
+    markdown = f"{header}\n\n{format_table(summary, methods)}\n\n`{command}`\n\n{machine_line}\n"
+    sizes, by_rank = recall_by_size_rank(runs, methods)
+    document: dict[str, Any] = {
+        **head,
+        "metrics": list(METRIC_NAMES),
+        "summary": summary,
+        "recall_by_size_rank": {
+            "train_size": [round(float(v), 2) for v in sizes],
+            **{m: [round(float(v), 6) for v in by_rank[m]] for m in methods},
+        },
+        "runs": runs,
+    }
+    paths = {"table": out / "results.md", "json": out / "results.json", "plot": out / "recall.png"}
+    paths["table"].write_text(markdown)
+    paths["json"].write_text(json.dumps(finite(document), indent=1) + "\n")
+    write_plot(paths["plot"], sizes, by_rank, title=plot_title)
+    say("")
+    say(markdown)
+    for key, path in paths.items():
+        say(f"{key:>5}: {path}")
+    document["paths"] = {k: str(v) for k, v in paths.items()}
+    return document

@@ -13,7 +13,6 @@ pure function of its seed, so ``--jobs`` changes the wall time and nothing else.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import tempfile
@@ -28,15 +27,8 @@ import torch
 
 from torch_balance._validation import check_int, fail
 from torch_balance.bench.methods import METHODS, Job, check_methods, run_method
-from torch_balance.bench.metrics import METRIC_NAMES, scores, thirds
-from torch_balance.bench.report import (
-    RESULTS_KEY,
-    finite,
-    format_table,
-    recall_by_size_rank,
-    summarize,
-    write_plot,
-)
+from torch_balance.bench.metrics import scores, thirds
+from torch_balance.bench.report import RESULTS_KEY, write_results
 from torch_balance.bench.sources import Source, load_source
 from torch_balance.bench.split import Split, Tensors, make_split, materialize
 from torch_balance.bench.train import Budget, Trained
@@ -493,13 +485,9 @@ def _write_results(
     jobs: int,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Summarise ``runs``; write and print the table, write the JSON and the plot.
-
-    The files keep their format (see :mod:`torch_balance.bench.report`): the table's header
-    says "per strategy" and the JSON's keys are those of earlier results.
-    """
+    """Describe the run (the command, the machine, the settings) and hand it to
+    :func:`~torch_balance.bench.report.write_results`, which summarises and writes it."""
     seeds = len(runs)
-    summary = {m: summarize([run[RESULTS_KEY][m] for run in runs]) for m in methods}
     command = _command(config, methods, ratio, budget, threads)
     info = {**machine(device), "torch_threads": threads, "jobs": jobs}
     ratio_text = "natural counts" if ratio is None else f"{config.profile} ratio {ratio:g}"
@@ -515,11 +503,9 @@ def _write_results(
         f" {info['torch']}; {jobs} run(s) at a time on {threads} thread(s) each;"
         f" {elapsed:.0f} s in all."
     )
-    markdown = f"{header}\n\n{format_table(summary, methods)}\n\n`{command}`\n\n{machine_line}\n"
-    sizes, by_rank = recall_by_size_rank(runs, methods)
     # results.json keeps its keys ("strategies"); see report.RESULTS_KEY.
     settings = {RESULTS_KEY if k == "methods" else k: v for k, v in asdict(config).items()}
-    document: dict[str, Any] = {
+    head: dict[str, Any] = {
         "command": command,
         "config": {
             **settings,
@@ -535,29 +521,17 @@ def _write_results(
         "classes": source.classes,
         "machine": info,
         "seconds": round(elapsed, 1),
-        "metrics": list(METRIC_NAMES),
-        "summary": summary,
-        "recall_by_size_rank": {
-            "train_size": [round(float(v), 2) for v in sizes],
-            **{m: [round(float(v), 6) for v in by_rank[m]] for m in methods},
-        },
-        "runs": runs,
     }
-    paths = {"table": out / "results.md", "json": out / "results.json", "plot": out / "recall.png"}
-    paths["table"].write_text(markdown)
-    paths["json"].write_text(json.dumps(finite(document), indent=1) + "\n")
-    write_plot(
-        paths["plot"],
-        sizes,
-        by_rank,
-        title=f"{source.name}, {ratio_text}: per-class test recall (mean of {seeds} seeds)",
+    return write_results(
+        out,
+        runs,
+        methods,
+        head,
+        header=header,
+        machine_line=machine_line,
+        plot_title=f"{source.name}, {ratio_text}: per-class test recall (mean of {seeds} seeds)",
+        say=say,
     )
-    say("")
-    say(markdown)
-    for key, path in paths.items():
-        say(f"{key:>5}: {path}")
-    document["paths"] = {k: str(v) for k, v in paths.items()}
-    return document
 
 
 def _slug(text: str) -> str:
