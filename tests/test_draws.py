@@ -13,7 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from torch_balance import RandomUnderSampler, ResampledDataset, StratifiedBatchSampler
-from torch_balance.draws import WalkCache, class_sequence, draw_epoch, stratified_order
+from torch_balance.draws import (
+    WalkCache,
+    class_sequence,
+    draw_epoch,
+    draw_walks,
+    shuffle_order,
+    shuffled_epoch,
+    stratified_order,
+    walk_state,
+)
 from torch_balance.labels import LabelIndex
 from torch_balance.strategies import make_plan
 
@@ -80,6 +89,37 @@ def test_cached_draw_equals_the_uncached_one(
     for epoch in epochs:
         cached = draw_epoch(plan, seed, epoch, cache=cache)
         assert cached.tolist() == draw_epoch(plan, seed, epoch).tolist(), epoch
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(1, 60), min_size=1, max_size=6),
+    st.data(),
+    st.lists(st.integers(0, 40), min_size=1, max_size=5),
+    st.integers(0, 2**31),
+)
+def test_the_helper_thread_and_the_cache_give_the_reference_walk(
+    counts: list[int], data: st.DataObject, epochs: list[int], seed: int
+) -> None:
+    """The fast path (walk cache, walks drawn ahead by a helper thread) against the plain
+    reference walk (draws.walk.draw_walks) and the plain shuffle, across random plans."""
+    targets = {c: data.draw(st.integers(0, 3 * n)) for c, n in enumerate(counts)}
+    if not sum(targets.values()):
+        targets[0] = 1
+    index = LabelIndex(np.repeat(np.arange(len(counts)), counts))
+    plan = make_plan(index, lambda _counts, _epoch: targets, num_samples=sum(targets.values()))
+    cache = WalkCache()
+    for epoch in epochs:
+        out = torch.empty(plan.length, dtype=index.order.dtype)
+        reference = draw_walks(
+            index, plan.targets(epoch), walk_state(plan, epoch), seed, {}, out
+        ).tolist()
+        order = shuffle_order(plan.length, seed, epoch).tolist()
+        expected = [reference[i] for i in order]
+        for helper in (False, True):
+            picks, shuffled = shuffled_epoch(plan, seed, epoch, helper=helper, cache=cache)
+            assert picks.tolist() == reference, (epoch, helper)
+            assert picks.index_select(0, shuffled).tolist() == expected, (epoch, helper)
 
 
 MAKERS: dict[str, Callable[[np.ndarray], Any]] = {

@@ -1,0 +1,49 @@
+"""Pure kernels: (labels grouped by class, plan, seed, epoch) -> sample indices.
+
+Nothing here keeps state. Every random choice comes from a ``torch.Generator`` made by
+:func:`~torch_balance._rng.generator` from integers (seed, a :class:`~torch_balance._rng.Stream`
+tag, and the epoch or walk position), so an epoch is a pure function of its inputs and the
+global RNGs are never touched.
+
+Without replacement, class c with ``n`` samples asked for ``k`` of them gets every sample
+``k // n`` times plus ``r = k % n`` *extra* distinct samples. The extras walk through one
+permutation of the class per *cycle*: each epoch takes the next ``r`` positions, so across
+epochs every sample is used once before any is used again. An epoch that reaches the end of
+a cycle takes what is left and tops up, still without duplicates, from the start of the same
+permutation; the next epoch opens a new cycle with a fresh permutation.
+"""
+
+from __future__ import annotations
+
+from torch_balance._rng import generator
+from torch_balance.draws.batches import class_balanced_grid, class_sequence, stratified_order
+from torch_balance.draws.fast import (
+    NextOrder,
+    WalkCache,
+    draw_epoch,
+    pending_walks,
+    shuffled_epoch,
+)
+from torch_balance.draws.repeat import repeat_copies, repeat_values
+from torch_balance.draws.walk import draw_walks, shuffle_order, walk_orders, walk_state
+from torch_balance.draws.weights import draw_within_class, group_sample_weights
+
+__all__ = [
+    "NextOrder",
+    "WalkCache",
+    "class_balanced_grid",
+    "class_sequence",
+    "draw_epoch",
+    "draw_walks",
+    "draw_within_class",
+    "generator",
+    "group_sample_weights",
+    "pending_walks",
+    "repeat_copies",
+    "repeat_values",
+    "shuffle_order",
+    "shuffled_epoch",
+    "stratified_order",
+    "walk_orders",
+    "walk_state",
+]
