@@ -22,8 +22,8 @@ from scipy import stats
 from torch.utils.data import WeightedRandomSampler
 
 from torch_balance import WeightedSampler
+from torch_balance.draws.weighted import ExactLayout, iid_draws, successive_draws
 from torch_balance.testing import IndexDataset
-from torch_balance.weighted import ExactLayout, iid_draws, successive_draws
 
 P_MIN = 1e-4  # chi-square tests on fixed seeds: a correct sampler passes far above this
 

@@ -1,6 +1,6 @@
 """Pure kernels: (labels grouped by class, plan, seed, epoch) -> sample indices.
 
-Nothing here keeps state. Every random choice comes from a ``torch.Generator`` made by
+Nothing here keeps randomness between calls. Every random choice comes from a ``torch.Generator`` made by
 :func:`~torch_balance._rng.generator` from integers (seed, a :class:`~torch_balance._rng.Stream`
 tag, and the epoch or walk position), so an epoch is a pure function of its inputs and the
 global RNGs are never touched.
@@ -11,6 +11,13 @@ permutation of the class per *cycle*: each epoch takes the next ``r`` positions,
 epochs every sample is used once before any is used again. An epoch that reaches the end of
 a cycle takes what is left and tops up, still without duplicates, from the start of the same
 permutation; the next epoch opens a new cycle with a fresh permutation.
+
+The package: :mod:`~torch_balance.draws.walk` (the plain reference walk and the shuffle),
+:mod:`~torch_balance.draws.fast` (the walk cache, the next order, the helper thread; the same
+epochs), :mod:`~torch_balance.draws.weights` (members by per-sample weight),
+:mod:`~torch_balance.draws.batches`, :mod:`~torch_balance.draws.repeat` and
+:mod:`~torch_balance.draws.weighted` (``WeightedSampler``'s kernels). The stateful helpers in
+``fast`` keep caches between epochs, never randomness: each epoch is the same without them.
 """
 
 from __future__ import annotations
