@@ -1,9 +1,9 @@
 """Pure kernels: (labels grouped by class, plan, seed, epoch) -> sample indices.
 
-Nothing here keeps randomness between calls. Every random choice comes from a ``torch.Generator`` made by
-:func:`~torch_balance._rng.generator` from integers (seed, a :class:`~torch_balance._rng.Stream`
-tag, and the epoch or walk position), so an epoch is a pure function of its inputs and the
-global RNGs are never touched.
+Nothing here carries randomness between calls. Every random choice comes from a
+``torch.Generator`` made by :func:`~torch_balance._rng.generator` from integers (seed, a
+:class:`~torch_balance._rng.Stream` tag, and the epoch or walk position), so an epoch is a
+pure function of its inputs and the global RNGs are never touched.
 
 Without replacement, class c with ``n`` samples asked for ``k`` of them gets every sample
 ``k // n`` times plus ``r = k % n`` *extra* distinct samples. The extras walk through one
