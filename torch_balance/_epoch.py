@@ -28,12 +28,12 @@ from torch.utils.data import Sampler
 
 from torch_balance._collective import check_group, trainer_sharder
 from torch_balance._validation import (
-    Text,
     check_bool,
     check_int,
     check_seed,
     fail,
     internal,
+    refuse_sampler_input,
 )
 from torch_balance.feedback import feedback_of, plan_state, restoring
 from torch_balance.sharding import check_replicas, current_ranks, pass_length, shard_length
@@ -358,7 +358,7 @@ class EpochShell:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         if args and isinstance(args[0], Sampler):
-            _refuse_sampler_input(cls, args[0], kwargs)
+            refuse_sampler_input(cls, args[0], kwargs)
         return super().__new__(cls)
 
     def _open(
@@ -526,49 +526,6 @@ def _warn_untold(shell: EpochShell) -> None:
         "torch_balance.integrations.set_epoch(loader, epoch) on the skipped loader",
         UserWarning,
         stacklevel=4,
-    )
-
-
-class _EpochHandle:
-    """Forwards ``set_epoch`` to its owner.
-
-    Lightning and accelerate set the epoch of ``loader.batch_sampler.sampler``; a batch
-    sampler here has no inner sampler, so it offers this handle in that place.
-    """
-
-    def __init__(self, owner: EpochShell) -> None:
-        self._owner = owner
-
-    def set_epoch(self, epoch: int) -> None:
-        self._owner.set_epoch(epoch)
-
-    def __repr__(self) -> str:
-        return f"<set_epoch handle of {type(self._owner).__name__}>"
-
-
-def _refuse_sampler_input(cls: type, given: Any, kwargs: dict[str, Any]) -> None:
-    """A sampler where data belongs: most often a trainer rebuilding a batch sampler."""
-    name = cls.__name__
-    if "batch_size" in kwargs or "drop_last" in kwargs:
-        fail(
-            "dataset_or_labels",
-            "a dataset or labels",
-            Text(
-                f"a {type(given).__name__} with batch_size and drop_last: a trainer is rebuilding "
-                f"{name} around its own distributed sampler (Lightning does this with "
-                "use_distributed_sampler=True, its default)"
-            ),
-            f"{name} already gives each rank its own whole batches: pass "
-            "Trainer(..., use_distributed_sampler=False) (in Fabric, setup_dataloaders(..., "
-            "use_distributed_sampler=False)); the trainer still sets its epoch every epoch",
-            kind=TypeError,
-        )
-    fail(
-        "dataset_or_labels",
-        "a dataset or labels",
-        Text(f"a {type(given).__name__}"),
-        f"{name} reads labels from a dataset; pass the dataset (or its labels), not a sampler",
-        kind=TypeError,
     )
 
 

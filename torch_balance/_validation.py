@@ -25,6 +25,7 @@ __all__ = [
     "fail",
     "internal",
     "real_values",
+    "refuse_sampler_input",
     "scaled_weights",
 ]
 
@@ -313,3 +314,29 @@ def _size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+def refuse_sampler_input(cls: type, given: Any, kwargs: dict[str, Any]) -> None:
+    """A sampler where data belongs: most often a trainer rebuilding a batch sampler."""
+    name = cls.__name__
+    if "batch_size" in kwargs or "drop_last" in kwargs:
+        fail(
+            "dataset_or_labels",
+            "a dataset or labels",
+            Text(
+                f"a {type(given).__name__} with batch_size and drop_last: a trainer is rebuilding "
+                f"{name} around its own distributed sampler (Lightning does this with "
+                "use_distributed_sampler=True, its default)"
+            ),
+            f"{name} already gives each rank its own whole batches: pass "
+            "Trainer(..., use_distributed_sampler=False) (in Fabric, setup_dataloaders(..., "
+            "use_distributed_sampler=False)); the trainer still sets its epoch every epoch",
+            kind=TypeError,
+        )
+    fail(
+        "dataset_or_labels",
+        "a dataset or labels",
+        Text(f"a {type(given).__name__}"),
+        f"{name} reads labels from a dataset; pass the dataset (or its labels), not a sampler",
+        kind=TypeError,
+    )

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from torch_balance._epoch import EpochShell, _EpochHandle, describe_plan, describe_weights
+from torch_balance._epoch import EpochShell, describe_plan, describe_weights
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import check_bool, check_epoch_size, check_int, fail
 from torch_balance.draws import (
@@ -43,6 +43,23 @@ from torch_balance.sharding import CHUNK, iter_shard
 from torch_balance.strategies import EPOCH_BYTES, Strategy, plan_for
 
 __all__ = ["ClassBalancedBatchSampler", "StratifiedBatchSampler"]
+
+
+class _EpochHandle:
+    """Forwards ``set_epoch`` to its owner.
+
+    Lightning and accelerate set the epoch of ``loader.batch_sampler.sampler``; a batch
+    sampler here has no inner sampler, so it offers this handle in that place.
+    """
+
+    def __init__(self, owner: EpochShell) -> None:
+        self._owner = owner
+
+    def set_epoch(self, epoch: int) -> None:
+        self._owner.set_epoch(epoch)
+
+    def __repr__(self) -> str:
+        return f"<set_epoch handle of {type(self._owner).__name__}>"
 
 
 def _batch_lists(flat: torch.Tensor, batch_size: int, num_full: int, ids: list[int]) -> list[Any]:
