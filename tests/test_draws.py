@@ -66,6 +66,17 @@ def test_class_sequence_both_seam_paths(classes: int, p: int) -> None:
         assert counts.max() - counts.min() <= 1
 
 
+def _random_plan(counts: list[int], data: st.DataObject) -> tuple[Any, dict[int, int]]:
+    """A plan of random per-class targets (0 to 3x each class, at least one sample) for labels
+    with ``counts`` per class."""
+    targets = {c: data.draw(st.integers(0, 3 * n)) for c, n in enumerate(counts)}
+    if not sum(targets.values()):
+        targets[0] = 1
+    index = LabelIndex(np.repeat(np.arange(len(counts)), counts))
+    plan = make_plan(index, lambda _counts, _epoch: targets, num_samples=sum(targets.values()))
+    return plan, targets
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(st.integers(1, 60), min_size=1, max_size=6),
@@ -79,11 +90,7 @@ def test_cached_draw_equals_the_uncached_one(
     # One gather out of the cache's buffer must reproduce the per-class draw sample for
     # sample: classes copied whole next to classes walked, walks that wrap past the end of
     # a cycle, classes given nothing, epochs visited out of order.
-    targets = {c: data.draw(st.integers(0, 3 * n)) for c, n in enumerate(counts)}
-    if not sum(targets.values()):
-        targets[0] = 1
-    index = LabelIndex(np.repeat(np.arange(len(counts)), counts))
-    plan = make_plan(index, lambda _counts, _epoch: targets, num_samples=sum(targets.values()))
+    plan, targets = _random_plan(counts, data)
     assert plan.as_dict(0) == targets
     cache = WalkCache()
     for epoch in epochs:
@@ -103,11 +110,8 @@ def test_the_helper_thread_and_the_cache_give_the_reference_walk(
 ) -> None:
     """The fast path (walk cache, walks drawn ahead by a helper thread) against the plain
     reference walk (draws.walk.draw_walks) and the plain shuffle, across random plans."""
-    targets = {c: data.draw(st.integers(0, 3 * n)) for c, n in enumerate(counts)}
-    if not sum(targets.values()):
-        targets[0] = 1
-    index = LabelIndex(np.repeat(np.arange(len(counts)), counts))
-    plan = make_plan(index, lambda _counts, _epoch: targets, num_samples=sum(targets.values()))
+    plan, _ = _random_plan(counts, data)
+    index = plan.index
     cache = WalkCache()
     for epoch in epochs:
         out = torch.empty(plan.length, dtype=index.order.dtype)
