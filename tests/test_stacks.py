@@ -219,7 +219,7 @@ def test_ddp_stream_over_a_split_hugging_face_dataset(torchrun_runs: dict[str, A
         for rank, share in enumerate(shares):
             own = hf_stream(21, num_replicas=WORLD, rank=rank)
             own.set_epoch(epoch)
-            items = DataLoader(own, batch_size=None, num_workers=2)  # as the run's loader
+            items = DataLoader(own, batch_size=None)  # as the run's loader
             assert Counter(share) == Counter(int(item["index"]) for item in items)
 
 

@@ -119,14 +119,14 @@ class SameDrawWatch:
         """A new epoch was set."""
         self._reads.set(0)
 
-    def read(self, owner: str, length: int, epoch: int) -> None:
-        """One item read."""
+    def read(self, owner: str, length: int, epoch: SharedEpoch) -> None:
+        """One item read (``epoch`` is read only for the warning: this runs on every item)."""
         if self._reads.add(1) > length and not self._warned.get():
             self._warned.set(1)
             warnings.warn(
-                f"{owner}: more than len() = {length} items read at epoch {epoch}, so a second "
-                "pass trains on the same draw. Call set_epoch(epoch) before each epoch; under "
-                "Lightning or the Hugging Face Trainer add SetEpochCallback "
+                f"{owner}: more than len() = {length} items read at epoch {epoch.get()}, so a "
+                "second pass trains on the same draw. Call set_epoch(epoch) before each epoch; "
+                "under Lightning or the Hugging Face Trainer add SetEpochCallback "
                 "(torch_balance.integrations.lightning or torch_balance.integrations.huggingface)",
                 UserWarning,
                 stacklevel=4,

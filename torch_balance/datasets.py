@@ -167,7 +167,7 @@ class ResampledDataset(Dataset):
         return self.plan.length
 
     def __getitem__(self, i: int) -> Any:
-        self._watch.read("ResampledDataset", self.plan.length, self.epoch)
+        self._watch.read("ResampledDataset", self.plan.length, self._epoch)
         return self.dataset[int(self.epoch_indices()[check_index(i, self.plan.length)])]
 
     def __getstate__(self) -> dict[str, Any]:

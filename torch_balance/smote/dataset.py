@@ -223,7 +223,7 @@ class SMOTEDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
         i = check_index(i, len(self))
-        self._watch.read("SMOTEDataset", len(self), self.epoch)
+        self._watch.read("SMOTEDataset", len(self), self._epoch)
         n = self.embeddings.shape[0]
         if not bool(self._valid[0]):
             raise RuntimeError(
