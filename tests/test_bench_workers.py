@@ -154,3 +154,28 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
         for pid in pids:
             if alive(pid):
                 psutil.Process(pid).kill()
+
+
+def test_the_workers_register_no_named_semaphore(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Named semaphores are owned twice (by their finaliser here and by the resource tracker);
+    # on a busy machine the second unlink failed in a finaliser. The pool uses pipes only.
+    from multiprocessing import resource_tracker
+
+    registered: list[tuple[str, str]] = []
+    real = resource_tracker.register
+
+    def record(name: str, rtype: str) -> None:
+        registered.append((name, rtype))
+        real(name, rtype)
+
+    monkeypatch.setattr(resource_tracker, "register", record)
+    results = run_tasks(pid_and_threads, list(range(4)), jobs=2, threads=1)
+    assert [square for square, _, _ in results] == [0, 1, 4, 9]
+    assert len({pid for _, pid, _ in results}) == 2
+    assert not [r for r in registered if r[1] == "semaphore"], registered
+
+
+def test_a_worker_that_dies_is_reported_and_the_others_stopped() -> None:
+    with pytest.raises(RuntimeError, match="worker process died"):
+        run_tasks(os._exit, [0, 3, 5], jobs=2, threads=1)
+    assert not workers()

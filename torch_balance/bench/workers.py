@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
+import traceback
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from multiprocessing.connection import wait
 from typing import Any, TypeVar
@@ -134,45 +134,120 @@ def _in_workers(
     threads: int,
     done: Callable[[int, R], None],
 ) -> None:
-    executor = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_start_worker,
-    )
+    """Run ``tasks`` in ``workers`` spawned processes, each fed over its own pipe.
+
+    A pool of plain processes and pipes, not ``ProcessPoolExecutor``: the executor's queues hold
+    five named POSIX semaphores, owned twice (by their finalisers here and by the resource
+    tracker, which unlinks whatever is still registered when its pipe closes), and on a busy
+    machine the second unlink surfaced as ``FileNotFoundError`` in ``sem_unlink``. Pipes need no
+    named semaphore, so nothing here is registered with the resource tracker.
+    """
+    context = multiprocessing.get_context("spawn")
+    pool: list[_Worker] = []
     finished = False
     try:
-        futures: dict[Future[R], int] = {
-            executor.submit(_call, fn, task, threads): index for index, task in enumerate(tasks)
-        }
-        for future in as_completed(futures):
-            done(futures[future], future.result())
+        for _ in range(workers):
+            pool.append(_Worker(context, fn, threads))
+        queue = iter(enumerate(tasks))
+        for worker in pool:
+            worker.give(next(queue, None))
+        while any(worker.task is not None for worker in pool):
+            busy = [worker for worker in pool if worker.task is not None]
+            ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            for worker in busy:
+                if worker.conn in ready:
+                    index, result = worker.receive()
+                    done(index, result)
+                    worker.give(next(queue, None))
+                elif worker.process.sentinel in ready:
+                    raise RuntimeError(
+                        "a benchmark worker process died (killed, or out of memory?); "
+                        "try fewer --jobs, or --jobs 1 to train in this process"
+                    )
         finished = True
-    except BrokenProcessPool as error:
-        raise RuntimeError(
-            "a benchmark worker process died (killed, or out of memory?); "
-            "try fewer --jobs, or --jobs 1 to train in this process"
-        ) from error
     finally:
-        _stop(executor, wait=finished)
+        for worker in pool:
+            worker.stop(wait=finished)
 
 
-def _stop(executor: ProcessPoolExecutor, *, wait: bool) -> None:
-    """Shut ``executor`` down; unless ``wait``, terminate its workers instead of waiting."""
-    if wait:
-        executor.shutdown(wait=True)
-        return
-    # Python 3.14 has executor.terminate_workers(); before it, the workers are only reachable
-    # through this attribute, which every version since 3.2 has.
-    processes = list((getattr(executor, "_processes", None) or {}).values())
-    executor.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join(_GRACE_S)
-        if process.is_alive():
-            process.kill()
-            process.join()
+class _RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker, attached as the re-raised one's cause."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
+
+
+class _Worker:
+    """One spawned worker process and the parent's end of its pipe."""
+
+    def __init__(self, context: Any, fn: Callable[[Any], Any], threads: int) -> None:
+        self.conn, child_end = context.Pipe(duplex=True)
+        self.process = context.Process(
+            target=_serve, args=(child_end, fn, threads), name="torch-balance-bench"
+        )
+        self.process.start()
+        child_end.close()
+        self.task: int | None = None
+
+    def give(self, item: tuple[int, Any] | None) -> None:
+        """Send the next ``(index, task)``, or ``None`` (no more work: the worker exits)."""
+        self.task = None if item is None else item[0]
+        self.conn.send(item)
+
+    def receive(self) -> tuple[int, Any]:
+        """The ``(index, result)`` of the task in flight; a task's exception is raised here."""
+        try:
+            outcome, payload = self.conn.recv()
+        except EOFError:
+            raise RuntimeError(
+                "a benchmark worker process died (killed, or out of memory?); "
+                "try fewer --jobs, or --jobs 1 to train in this process"
+            ) from None
+        index, self.task = self.task, None
+        if outcome == "error":
+            error, text = payload
+            raise error from _RemoteTraceback(text)
+        assert index is not None, "a result came from a worker without a task in flight"
+        return index, payload
+
+    def stop(self, *, wait: bool) -> None:
+        """Let the worker exit (``wait``) or terminate it; SIGKILL after a grace period."""
+        if not wait and self.process.is_alive():
+            self.process.terminate()
+        self.process.join(None if wait else _GRACE_S)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+def _serve(conn: Any, fn: Callable[[Any], Any], threads: int) -> None:
+    """A worker's loop: run each task sent over ``conn`` and send back its result or error."""
+    _start_worker()
+    while True:
+        item = conn.recv()
+        if item is None:
+            break
+        _, task = item
+        try:
+            reply: tuple[str, Any] = ("ok", _call(fn, task, threads))
+        except BaseException as error:  # every failure goes back to the parent
+            reply = ("error", (_picklable(error), traceback.format_exc()))
+        conn.send(reply)
+    conn.close()
+
+
+def _picklable(error: BaseException) -> BaseException:
+    """``error`` if it survives pickling, else a ``RuntimeError`` carrying its text."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # any pickling failure
+        return RuntimeError(f"{type(error).__name__}: {error}")
+    return error
 
 
 def _start_worker() -> None:
