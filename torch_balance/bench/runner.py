@@ -25,6 +25,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from torch_balance._progress import progress_bar as bar
 from torch_balance._validation import check_int, fail
 from torch_balance.bench.methods import METHODS, Job, check_methods, run_method
 from torch_balance.bench.metrics import scores, thirds
@@ -250,15 +251,7 @@ def progress_bar(total: int, *, enabled: bool = True, file: IO[str] | None = Non
         >>> progress_bar(10, file=io.StringIO()).disable
         True
     """
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        unit="step",
-        disable=None if enabled else True,
-        dynamic_ncols=True,
-        file=file,
-    )
+    return bar(total=total, unit="step", enabled=enabled, file=file, dynamic_ncols=True)
 
 
 @dataclass(frozen=True)
