@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         help="train a small CNN under each method and compare per-class recall",
         description="Train the same small CNN under each method with the same number of "
-        "optimizer steps, evaluate on a balanced test set, print a markdown table (mean ± std "
+        "optimizer steps, evaluate on a balanced test set (an image folder's test/ as given), "
+        "print a markdown table (mean ± std "
         "over seeds) and write it, a JSON of every number and a PNG plot of per-class recall "
         "against training-class size to --out.",
         epilog="methods:\n" + methods,
