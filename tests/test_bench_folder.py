@@ -64,10 +64,10 @@ def test_methods_that_cannot_run_are_skipped_and_the_rest_are_kept(
     printed = capsys.readouterr().out
     for name in ("pixel-smote", "smote-embedding"):
         line = next(line for line in printed.splitlines() if line.startswith(f"{name}: skipped"))
-        assert "class 'e' has 1 training image" in line and "--methods" in line
+        assert "classes 'e', 'f' have 1 training image;" in line and "--methods" in line
     table = (out / "results.md").read_text()
     assert rows(table) == ["erm", "class", "crt", "logit-adjust"]  # every method that ran
-    assert "pixel-smote: skipped: class 'e'" in table
+    assert "pixel-smote: skipped: classes 'e', 'f' have" in table
     document = json.loads((out / "results.json").read_text())
     (run,) = document["runs"]
     assert set(run[RESULTS_KEY]) == {"erm", "class", "crt", "logit-adjust"}
@@ -136,7 +136,7 @@ def test_no_method_that_can_run_is_an_error_naming_the_class(
     assert main([*argv, "--out", str(tmp_path / "o")]) == 2
     error = capsys.readouterr().err
     assert "--methods: expected at least one method that can run on this data" in error
-    assert "pixel-smote: class 'e' has 1 training image" in error
+    assert "pixel-smote: classes 'e', 'f' have 1 training image" in error
 
 
 def test_a_method_that_ran_in_some_seeds_only_says_so(tmp_path: Path) -> None:

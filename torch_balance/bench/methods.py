@@ -327,15 +327,18 @@ def _smallest_k(job: Job, method: str, labels: np.ndarray, wanted: int = 5) -> t
     """SMOTE's ``k_neighbors``: ``wanted``, or fewer when the smallest class is smaller."""
     counts = np.bincount(labels, minlength=job.num_classes).astype(np.int64)
     present = np.flatnonzero(counts)
-    c = int(present[np.argmin(counts[present])])
-    smallest = int(counts[c])
-    if smallest < 2:
+    single = [job.class_name(int(c)) for c in present if counts[c] == 1]
+    if single:
+        which = (
+            f"class {single[0]} has" if len(single) == 1 else f"classes {', '.join(single)} have"
+        )
         raise CannotRun(
             method,
-            f"class {job.class_name(c)} has {smallest} training image; SMOTE interpolates "
-            "between two images of a class. Add images to that class, or leave the method out "
-            "of --methods",
+            f"{which} 1 training image; SMOTE interpolates between two images of a class. Add "
+            f"images to {'that class' if len(single) == 1 else 'those classes'}, or leave the "
+            "method out of --methods",
         )
+    smallest = int(counts[present].min())
     return min(wanted, smallest - 1), smallest
 
 
