@@ -29,8 +29,8 @@ __all__ = [
     "long_tail_counts",
     "make_split",
     "materialize",
+    "small_test_warning",
     "step_counts",
-    "test_warning",
 ]
 
 PROFILES = ("longtail", "step")
@@ -189,7 +189,7 @@ def make_split(
         notes.append("validation: the given val/ folder")
     if not test.from_pool and len(set(test.counts.tolist())) > 1:
         notes.append("test: the given test set is not balanced; accuracy follows its mix")
-    few = test_warning(source, test.counts, test.from_pool)
+    few = small_test_warning(source, test.counts, test.from_pool)
     if few:
         notes.append(few)
     return Split(
@@ -210,15 +210,15 @@ def make_split(
     )
 
 
-def test_warning(source: Source, counts: np.ndarray, from_pool: bool) -> str | None:
+def small_test_warning(source: Source, counts: np.ndarray, from_pool: bool) -> str | None:
     """A warning when some class has fewer than :data:`FEW_TEST_IMAGES` test images, else None.
 
     Example:
         >>> from torch_balance.bench.sources import load_source
         >>> source = load_source("digits")
-        >>> print(test_warning(source, np.array([50] * 9 + [2]), from_pool=False))
-        warning: 1 of 10 classes have fewer than 10 test images (class '9' has 2): ...
-        >>> test_warning(source, np.full(10, 50), from_pool=True) is None
+        >>> print(small_test_warning(source, np.array([50] * 9 + [2]), from_pool=False))
+        warning: 1 of 10 classes has fewer than 10 test images (class '9' has 2): ...
+        >>> small_test_warning(source, np.full(10, 50), from_pool=True) is None
         True
     """
     few = [c for c in range(len(counts)) if counts[c] < FEW_TEST_IMAGES]
@@ -240,7 +240,8 @@ def test_warning(source: Source, counts: np.ndarray, from_pool: bool) -> str | N
         else "a class without test images has no recall"
     )
     return (
-        f"warning: {len(few)} of {len(counts)} classes have fewer than {FEW_TEST_IMAGES} test"
+        f"warning: {len(few)} of {len(counts)} classes {'has' if len(few) == 1 else 'have'} fewer"
+        f" than {FEW_TEST_IMAGES} test"
         f" images (class {source.classes[c]!r} has {least}): {effect}; {where}"
     )
 
