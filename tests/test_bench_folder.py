@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from torch_balance.bench import runner
-from torch_balance.bench.methods import METHODS, Method, Recipe
+from torch_balance.bench.methods import METHODS, CannotRun, Job, Method, Recipe, run_method
 from torch_balance.bench.report import RESULTS_KEY, write_results
 from torch_balance.bench.settings import BenchConfig, command_line, resolve_budget
 from torch_balance.bench.sources import load_source
+from torch_balance.bench.split import Tensors
+from torch_balance.bench.train import Budget
 from torch_balance.cli import build_parser, main
 
 FAST = ["--seeds", "1", "--steps", "4", "--head-steps", "2", "--batch-size", "8"]
@@ -203,3 +207,15 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     assert "1500 on an image folder" in text and "400 on digits" in text
     assert "64 on an image folder" in text and "(default longtail)" in text
     assert "an image folder keeps its own counts unless --ratio is given" in text
+
+
+def test_cannot_run_names_the_one_class_before_any_training() -> None:
+    x = torch.zeros(4, 3, 4, 4, dtype=torch.uint8)
+    y = torch.tensor([0, 0, 0, 1])
+    data = Tensors(x, y, x, y, x, y)
+    job = Job(data, 2, 0, Budget(steps=10**9, batch_size=2), torch.device("cpu"))
+    named = replace(job, classes=("cat", "dog"))
+    with pytest.raises(CannotRun, match=r"^pixel-smote: skipped: class 1 has 1 training image; "):
+        run_method("pixel-smote", job)  # 10**9 steps: it would never return if it trained
+    with pytest.raises(CannotRun, match=r"class 'dog' has 1 training image; .* that class, or"):
+        run_method("pixel-smote", named)
