@@ -98,7 +98,8 @@ def test_bench_on_a_generated_image_folder_clamps_smote_k(
 def test_inspect_prints_histogram_ratio_and_epochs(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", "digits", "--profile", "step", "--ratio", "4"]) == 0
     text = capsys.readouterr().out
-    assert "imbalance ratio 4.0" in text and "█" in text
+    assert "imbalance ratio (largest / smallest class):" in text and "█" in text
+    assert "  training split      4.0  (99 " in text
     for column in ("erm", "over", "under", "sqrt", "class", "progr. first", "deferred"):
         assert column in text
     assert "| total | 620 | 990 | 250 |" in text

@@ -23,7 +23,9 @@ from torch_balance import (
 )
 from torch_balance.testing import (
     CHECKS,
+    check_sampler,
     check_sampler_basics,
+    check_sampler_checkpoints,
     check_sampler_dataloader,
     conformance_labels,
 )
@@ -150,3 +152,48 @@ def test_check_counts_catches_a_wrong_plan_and_can_be_skipped() -> None:
     with pytest.raises(AssertionError, match="plan says"):
         check_sampler_basics(make, conformance_labels())
     check_sampler_basics(make, conformance_labels(), check_counts=False)
+
+
+class Shuffler:
+    """A user's sampler: seeded shuffles, no set_epoch and no state."""
+
+    def __init__(self, labels: Any, seed: int = 0, **options: Any) -> None:
+        self.n, self.seed = len(labels), seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Any:
+        return iter(np.random.default_rng(self.seed).permutation(self.n).tolist())
+
+
+class EpochShuffler(Shuffler):
+    """set_epoch, but no state_dict: the basic checks run, the checkpoint ones cannot."""
+
+    epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Any:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        return iter(rng.permutation(self.n).tolist())
+
+
+def test_a_sampler_without_a_needed_method_fails_naming_the_property() -> None:
+    with pytest.raises(AssertionError) as raised:
+        check_sampler(Shuffler, dataloader_workers=0)
+    message = str(raised.value)
+    assert message.startswith("conformance: check_sampler_basics (Length, index bounds, determ")
+    assert "Shuffler has no set_epoch()" in message
+    check_sampler_basics(EpochShuffler, conformance_labels(), check_counts=False)
+    with pytest.raises(AssertionError, match=r"check_sampler_complete_pass \(A pass that handed "):
+        check_sampler(EpochShuffler, check_counts=False, dataloader_workers=0)
+    with pytest.raises(AssertionError, match=r"has no state_dict\(\), load_state_dict\(\)"):
+        check_sampler_checkpoints(EpochShuffler, conformance_labels())
+
+
+def test_a_factory_without_the_options_is_told_how_to_pass_them() -> None:
+    with pytest.raises(AssertionError, match=r"make\(labels, seed=.*\*\*options"):
+        check_sampler(lambda labels: BalancedSampler(labels), dataloader_workers=0)

@@ -44,6 +44,7 @@ from torch_balance import (
     embed,
     get_labels,
     get_labelsets,
+    make_plan,
     repeat_factors,
     target_counts,
 )
@@ -195,6 +196,7 @@ def _count(value: Any) -> int:
 # Hostile label vectors and datasets: the error may name the labels or the dataset.
 LABEL_NAMES = (
     "labels",
+    "weights",
     "dataset",
     "dataset_or_labels",
     "y",
@@ -246,6 +248,9 @@ LABEL_CASES: list[Callable[[Any], Any]] = [
     lambda v: get_labelsets(v),
     lambda v: class_weights(v),
     lambda v: SMOTE(k_neighbors=1).fit_resample(np.zeros((_count(v), 2)), v),
+    lambda v: target_counts(v, "sqrt"),
+    lambda v: make_plan(v, "over").as_dict(0),
+    lambda v: WeightedSampler(v),
 ]
 
 ALLOWED = (TypeError, ValueError)

@@ -12,6 +12,7 @@ import os
 from typing import Any, NoReturn
 
 import torch
+from torch.utils.data import Dataset
 
 __all__ = [
     "Text",
@@ -147,7 +148,10 @@ def real_values(name: str, values: Any) -> torch.Tensor:
         return values.detach().to("cpu", torch.float64, copy=True)
     import numpy as np
 
-    array = np.asarray(values, dtype=object if isinstance(values, list) else None)
+    try:
+        array = np.asarray(values, dtype=object if isinstance(values, list) else None)
+    except ValueError:  # a ragged nest numpy cannot shape
+        fail(name, "a 1-d sequence, array or tensor of numbers", Text("a ragged sequence"))
     if array.dtype == object:
         for i, v in enumerate(array.reshape(-1)):
             if isinstance(v, bool) or not isinstance(v, numbers.Real):
@@ -182,6 +186,16 @@ def check_sample_weights(name: str, weights: Any, length: int | None = None) -> 
         ...
         ValueError: weights: expected finite weights >= 0, got -2.0 at index 1. ...
     """
+    if isinstance(weights, Dataset) or hasattr(weights, "column_names"):
+        fail(
+            name,
+            "one weight per sample (a sequence, numpy array or tensor of numbers)",
+            Text(f"a dataset ({type(weights).__name__})"),
+            "Weights are per sample, not the data: to balance the classes of a dataset, pass it "
+            "to BalancedSampler(dataset); for weights from its labels, labels = "
+            "get_labels(dataset); weights = class_weights(labels)[labels]",
+            kind=TypeError,
+        )
     values = real_values(name, weights)
     if values.dim() != 1:
         fail(name, "a 1-d sequence of weights", Text(f"shape {tuple(values.shape)}"))

@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         1
     """
     from torch_balance.bench.methods import METHODS
+    from torch_balance.bench.settings import DEFAULTS
+
+    def per_source(key: str) -> str:
+        names = {"digits": "digits", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+        shown = [f"{DEFAULTS[k][key]:g} on {names.get(k, 'an image folder')}" for k in DEFAULTS]
+        return ", ".join(shown)
 
     methods = "\n".join(f"  {name:<16} {m.summary}" for name, m in METHODS.items())
     parser = argparse.ArgumentParser(
@@ -83,24 +89,33 @@ def build_parser() -> argparse.ArgumentParser:
             choices=("longtail", "step"),
             default="longtail",
             help="long-tailed n_i = n_max * R^(-i/(C-1)), or step: half the classes at "
-            "n_max/R (default longtail)",
+            "n_max/R (default longtail); applies with a ratio: an image folder keeps its own "
+            "counts unless --ratio is given",
         )
         p.add_argument(
             "--ratio",
             type=ratio_value,
             default=None,
             help="largest / smallest training class (default 10 on digits, 100 on "
-            "Fashion-MNIST and CIFAR-10, an image folder's own counts)",
+            "Fashion-MNIST and CIFAR-10; an image folder keeps its own counts)",
         )
         p.add_argument(
-            "--steps", type=positive_int, default=None, help="optimizer steps per method"
+            "--steps",
+            type=positive_int,
+            default=None,
+            help=f"optimizer steps per method (default {per_source('steps')})",
         )
-        p.add_argument("--batch-size", type=positive_int, default=None, help="images per step")
+        p.add_argument(
+            "--batch-size",
+            type=positive_int,
+            default=None,
+            help=f"images per step (default {per_source('batch_size')})",
+        )
         p.add_argument(
             "--image-size",
             type=positive_int,
             default=32,
-            help="image-folder images are resized to this",
+            help="image-folder images are resized to this (default 32)",
         )
 
     inspect = commands.add_parser(
@@ -126,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         help="train a small CNN under each method and compare per-class recall",
         description="Train the same small CNN under each method with the same number of "
-        "optimizer steps, evaluate on a balanced test set, print a markdown table (mean ± std "
+        "optimizer steps, evaluate on a balanced test set (an image folder's test/ as given), "
+        "print a markdown table (mean ± std "
         "over seeds) and write it, a JSON of every number and a PNG plot of per-class recall "
         "against training-class size to --out.",
         epilog="methods:\n" + methods,

@@ -354,7 +354,9 @@ def make_plan(
     """Turn a strategy into a :class:`Plan` for the labels in ``index``.
 
     Args:
-        index: The labels, indexed by class (or a label vector, indexed here).
+        index: The labels, indexed by class; or a label vector or a dataset, indexed here
+            (a dataset's labels are read with :func:`~torch_balance.labels.get_labels`, as
+            the samplers read them).
         strategy: See the module table.
         sampling_strategy: imbalanced-learn's ``sampling_strategy``, for ``"over"`` and
             ``"under"`` only (and for those used as a ``Deferred`` stage).
@@ -375,8 +377,7 @@ def make_plan(
         >>> make_plan(index, "under").as_dict(0)
         {0: 1, 1: 1}
     """
-    if not isinstance(index, LabelIndex):
-        index = LabelIndex(index)  # a label vector
+    index = resolve_labels(index)  # a label vector or a dataset, as the samplers take them
     plan = _make_plan(index, strategy, sampling_strategy=sampling_strategy, num_samples=num_samples)
     plan.description = (
         f"strategy={describe(strategy)}, sampling_strategy={describe(sampling_strategy)}, "
@@ -473,11 +474,27 @@ def target_counts(
 ) -> dict[Any, int]:
     """The per-class composition of one epoch, without building a sampler.
 
+    Args:
+        labels: A label vector, a :class:`~torch_balance.labels.LabelIndex`, or a dataset
+            (its labels read with :func:`~torch_balance.labels.get_labels`, as the samplers
+            read them).
+        strategy: See the module table.
+        sampling_strategy: imbalanced-learn's ``sampling_strategy`` (``"over"``/``"under"``).
+        num_samples: Epoch length for power strategies, schedules and callables.
+        epoch: The epoch whose composition to return (schedules change with it).
+
+    Returns:
+        Samples per class in that epoch, keyed by class.
+
     Example:
         >>> target_counts(["a", "a", "a", "b"], "sqrt", num_samples=100)
         {'a': 63, 'b': 37}
+        >>> from torch.utils.data import TensorDataset
+        >>> import torch
+        >>> target_counts(TensorDataset(torch.zeros(3, 2), torch.tensor([0, 0, 1])), "over")
+        {0: 2, 1: 2}
     """
-    index = labels if isinstance(labels, LabelIndex) else LabelIndex(labels)
+    index = resolve_labels(labels)
     plan = make_plan(index, strategy, sampling_strategy=sampling_strategy, num_samples=num_samples)
     return plan.as_dict(epoch)
 

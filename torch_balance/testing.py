@@ -103,6 +103,42 @@ def _same_rng(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return bool(torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2])
 
 
+# What each check calls on a sampler besides iterating it. A sampler without one of them fails
+# the check with a message naming the property checked, not with an AttributeError.
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "check_sampler_basics": ("__len__", "set_epoch"),
+    "check_sampler_complete_pass": ("__len__", "set_epoch", "state_dict", "epoch"),
+    "check_sampler_checkpoints": ("set_epoch", "state_dict", "load_state_dict"),
+    "check_sampler_refuses_foreign_states": ("set_epoch", "state_dict", "load_state_dict"),
+    "check_sampler_states_any_world": ("__len__", "set_epoch", "state_dict", "load_state_dict"),
+    "check_sampler_shards": ("set_epoch",),
+    "check_sampler_pickles": ("set_epoch",),
+    "check_sampler_dataloader": ("set_epoch",),
+}
+
+
+def _needs(sampler: Any, check: Callable[..., None]) -> None:
+    """Fail ``check`` by name when ``sampler`` lacks a method or attribute the check uses.
+
+    Example:
+        >>> _needs(range(3), check_sampler_shards)
+        Traceback (most recent call last):
+        ...
+        AssertionError: conformance: check_sampler_shards (Equal lengths on every rank; ...
+    """
+    missing = [name for name in _NEEDS[check.__name__] if not hasattr(sampler, name)]
+    if missing:
+        doc = (check.__doc__ or "").strip().split("\n\n")[0]
+        prop = " ".join(doc.replace("``", "").split()).rstrip(".")
+        listed = ", ".join(f"{m}()" if m != "epoch" else m for m in missing)
+        raise AssertionError(
+            f"conformance: {check.__name__} ({prop}) cannot run: {type(sampler).__name__} has "
+            f"no {listed}. Add {'it' if len(missing) == 1 else 'them'} (set_epoch(epoch) "
+            "chooses the epoch, state_dict()/load_state_dict(state) save and restore the "
+            "position), or run only the checks that apply (torch_balance.testing.CHECKS)"
+        )
+
+
 def _build(
     make: Factory,
     labels: Any,
@@ -111,7 +147,17 @@ def _build(
     rank: int = 0,
     drop_last: bool = False,
 ) -> Any:
-    return make(labels, seed=seed, num_replicas=world, rank=rank, drop_last=drop_last)
+    try:
+        return make(labels, seed=seed, num_replicas=world, rank=rank, drop_last=drop_last)
+    except TypeError as error:
+        if "argument" not in str(error):
+            raise
+        raise AssertionError(
+            "conformance: the factory is called as make(labels, seed=..., num_replicas=..., "
+            f"rank=..., drop_last=...) and raised TypeError: {error}. Pass the options on "
+            "(make = lambda labels, **options: MySampler(labels, **options)), or accept and "
+            "ignore those that do not apply"
+        ) from error
 
 
 def check_sampler_basics(make: Factory, labels: Any, *, check_counts: bool = True) -> None:
@@ -120,6 +166,7 @@ def check_sampler_basics(make: Factory, labels: Any, *, check_counts: bool = Tru
     n = label_array.shape[0]
     before = _rng_snapshot()
     sampler = _build(make, labels)
+    _needs(sampler, check_sampler_basics)
     first = _epoch(sampler, 0)
     flat = _flat(first)
     _require(_same_rng(before, _rng_snapshot()), "building or iterating touched a global RNG")
@@ -144,6 +191,7 @@ def check_sampler_basics(make: Factory, labels: Any, *, check_counts: bool = Tru
 def check_sampler_complete_pass(make: Factory, labels: Any) -> None:
     """A pass that handed out ``len()`` items is complete, without anyone asking for more."""
     reference = _build(make, labels)
+    _needs(reference, check_sampler_complete_pass)
     epoch_3 = _epoch(reference, 3)
     sampler = _build(make, labels)
     sampler.set_epoch(2)
@@ -151,6 +199,10 @@ def check_sampler_complete_pass(make: Factory, labels: Any) -> None:
     for _ in range(len(sampler)):
         next(items)  # exactly len() items, as a loop that stops after len(loader) batches
     state = sampler.state_dict()
+    _require(
+        isinstance(state, dict) and "epoch" in state and "position" in state,
+        "state_dict() holds the 'epoch' and the 'position' in it (items handed out)",
+    )
     whole = len(_epoch(_build(make, labels), 2))
     _require(
         (state["epoch"], state["position"]) == (2, whole),
@@ -170,6 +222,7 @@ def check_sampler_complete_pass(make: Factory, labels: Any) -> None:
 def check_sampler_checkpoints(make: Factory, labels: Any) -> None:
     """A checkpoint taken at any moment restores to exactly the uninterrupted sequence."""
     reference = _build(make, labels)
+    _needs(reference, check_sampler_checkpoints)
     reference.set_epoch(2)
     epochs = {2: list(reference), 3: list(reference), 4: list(reference)}
     length = len(epochs[2])
@@ -225,6 +278,7 @@ def check_sampler_refuses_foreign_states(make: Factory, labels: Any) -> None:
     """``load_state_dict`` refuses states saved for other labels or another seed."""
     label_array = np.asarray(labels)
     sampler = _build(make, labels)
+    _needs(sampler, check_sampler_refuses_foreign_states)
     sampler.set_epoch(1)
     next(iter(sampler))
     state = sampler.state_dict()
@@ -242,7 +296,9 @@ def check_sampler_refuses_foreign_states(make: Factory, labels: Any) -> None:
 
 def check_sampler_shards(make: Factory, labels: Any) -> None:
     """Equal lengths on every rank; together the shards are the padded or trimmed epoch."""
-    whole = _epoch(_build(make, labels), 0)
+    first = _build(make, labels)
+    _needs(first, check_sampler_shards)
+    whole = _epoch(first, 0)
     for world in (2, 3):
         for drop_last in (False, True):
             shards = [
@@ -263,7 +319,9 @@ def check_sampler_shards(make: Factory, labels: Any) -> None:
 def check_sampler_states_any_world(make: Factory, labels: Any) -> None:
     """A state saved on any rank loads on every rank; with another number of ranks it
     continues the same global epoch from the same global position (2 -> 1, 1 -> 2, 2 -> 3)."""
-    whole = _epoch(_build(make, labels), 2)
+    first = _build(make, labels)
+    _needs(first, check_sampler_states_any_world)
+    whole = _epoch(first, 2)
     for before, after in ((2, 2), (2, 1), (1, 2), (2, 3)):
         savers = [_build(make, labels, world=before, rank=r) for r in range(before)]
         cut = max(len(savers[0]) // 2, 1)
@@ -303,6 +361,7 @@ def check_sampler_states_any_world(make: Factory, labels: Any) -> None:
 def check_sampler_pickles(make: Factory, labels: Any) -> None:
     """A pickled copy draws the same epochs."""
     sampler = _build(make, labels)
+    _needs(sampler, check_sampler_pickles)
     _require(
         _epoch(pickle.loads(pickle.dumps(sampler)), 4) == _epoch(sampler, 4),
         "a pickled copy draws another epoch",
@@ -312,6 +371,7 @@ def check_sampler_pickles(make: Factory, labels: Any) -> None:
 def check_sampler_dataloader(make: Factory, labels: Any, workers: int = 2) -> None:
     """A DataLoader with worker processes sees the sampler's order."""
     sampler = _build(make, labels)
+    _needs(sampler, check_sampler_dataloader)
     sampler.set_epoch(6)
     expected = list(sampler)
     sampler.set_epoch(6)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from torch_balance._validation import check_epoch_size, check_int, fail
-from torch_balance.labels import LabelIndex
+from torch_balance.labels import resolve_labels
 
 __all__ = ["class_weights"]
 
@@ -32,7 +32,9 @@ def class_weights(
     labels it follows the sorted classes.
 
     Args:
-        labels: A label vector or a :class:`LabelIndex`.
+        labels: A label vector, a :class:`~torch_balance.labels.LabelIndex`, or a dataset
+            (its labels read with :func:`~torch_balance.labels.get_labels`, as the samplers
+            read them).
         kind: ``"inverse"``, ``"sqrt"`` or ``"effective"``.
         beta: For ``"effective"``, in [0, 1).
         num_classes: Length of the tensor for integer labels.
@@ -43,8 +45,11 @@ def class_weights(
     Example:
         >>> class_weights([0, 0, 0, 1]).tolist()
         [0.5, 1.5]
+        >>> from torch.utils.data import TensorDataset
+        >>> class_weights(TensorDataset(torch.zeros(4, 2), torch.tensor([0, 0, 0, 1]))).tolist()
+        [0.5, 1.5]
     """
-    index = labels if isinstance(labels, LabelIndex) else LabelIndex(labels)
+    index = resolve_labels(labels)
     counts = index.counts.astype(np.float64)
     if not isinstance(kind, str):
         fail("kind", "'inverse', 'sqrt' or 'effective'", kind, kind=TypeError)

@@ -9,7 +9,10 @@ Data flows one way through its modules:
 - ``metrics``: the scores of one set of predictions;
 - ``report``: the table, the JSON helpers, the plot and the ``inspect`` text;
 - ``workers``: where the runs train: here, or ``--jobs`` spawned single-thread processes;
-- ``runner``: the run loop of ``bench``, every seed and every method.
+- ``settings``: ``BenchConfig``, each source's defaults, the options resolved and checked,
+  and the command line that reproduces a run;
+- ``runner``: the run loop of ``bench``, every seed and every method (a method the data
+  cannot support is skipped, by name, and the others kept).
 """
 
 from __future__ import annotations

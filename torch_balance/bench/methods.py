@@ -68,6 +68,7 @@ from torch_balance.weights import class_weights
 __all__ = [
     "METHODS",
     "TAUS",
+    "CannotRun",
     "HeadRecipe",
     "Job",
     "Method",
@@ -79,6 +80,23 @@ __all__ = [
 
 Stage = Literal["backbone", "head", "post-hoc"]
 TAUS = tuple(np.round(np.arange(0.0, 2.01, 0.25), 2).tolist())
+
+
+class CannotRun(ValueError):
+    """A method that cannot run on this data (a class too small for SMOTE): the benchmark
+    skips it, says why, and keeps the methods that ran.
+
+    Example:
+        >>> str(CannotRun("pixel-smote", "class 'cat' has 1 training image"))
+        "pixel-smote: skipped: class 'cat' has 1 training image"
+    """
+
+    def __init__(self, method: str, reason: str) -> None:
+        super().__init__(f"{method}: skipped: {reason}")
+        self.method, self.reason = method, reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # travels back from a worker
+        return CannotRun, (self.method, self.reason)
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,7 @@ class Job:
         erm: The ``erm`` result (with its model), needed by the head and post-hoc stages.
         tick: Called with the number of steps done, for a progress bar.
         say: Where notes go (e.g. ``tqdm.write``).
+        classes: The class names, for messages (default the class numbers).
     """
 
     data: Tensors
@@ -104,6 +123,11 @@ class Job:
     erm: Trained | None = None
     tick: Callable[[int], None] | None = None
     say: Callable[[str], None] = print
+    classes: tuple[str, ...] = ()
+
+    def class_name(self, c: int) -> str:
+        """The name of class ``c`` (its number when no names were given)."""
+        return repr(self.classes[c]) if c < len(self.classes) else str(c)
 
     @property
     def labels(self) -> np.ndarray:
@@ -203,6 +227,8 @@ def run_method(name: str, job: Job) -> Trained:
         The logits on validation and test, the time taken and the method's notes.
 
     Raises:
+        CannotRun: For a method this data cannot support (a class with fewer than 2
+            training images for the SMOTE methods), before any training.
         ValueError: For an unknown name, or a head or post-hoc method without ``erm``.
 
     Example:
@@ -297,10 +323,22 @@ def _erm(job: Job) -> tuple[Trained, SmallCNN]:
     return job.erm, job.erm.model
 
 
-def _smallest_k(labels: np.ndarray, wanted: int = 5) -> tuple[int, int]:
-    smallest = int(np.bincount(labels).astype(np.int64)[np.unique(labels)].min())
-    if smallest < 2:
-        fail("SMOTE", "at least 2 training images in every class", smallest)
+def _smallest_k(job: Job, method: str, labels: np.ndarray, wanted: int = 5) -> tuple[int, int]:
+    """SMOTE's ``k_neighbors``: ``wanted``, or fewer when the smallest class is smaller."""
+    counts = np.bincount(labels, minlength=job.num_classes).astype(np.int64)
+    present = np.flatnonzero(counts)
+    single = [job.class_name(int(c)) for c in present if counts[c] == 1]
+    if single:
+        which = (
+            f"class {single[0]} has" if len(single) == 1 else f"classes {', '.join(single)} have"
+        )
+        raise CannotRun(
+            method,
+            f"{which} 1 training image; SMOTE interpolates between two images of a class. Add "
+            f"images to {'that class' if len(single) == 1 else 'those classes'}, or leave the "
+            "method out of --methods",
+        )
+    smallest = int(counts[present].min())
     return min(wanted, smallest - 1), smallest
 
 
@@ -388,7 +426,7 @@ def _pixel_smote(job: Job) -> Recipe:
     from imblearn.over_sampling import SMOTE as PixelSMOTE
 
     seed, y_np = job.seed, job.labels
-    k, smallest = _smallest_k(y_np)
+    k, smallest = _smallest_k(job, "pixel-smote", y_np)
     if k < 5:
         job.say(f"pixel-smote: k_neighbors clamped to {k} (smallest class has {smallest})")
     shape = job.data.x_train.shape[1:]
@@ -416,8 +454,8 @@ def _smote_embedding(job: Job, encoder: nn.Module) -> HeadRecipe:
     from torch_balance.smote import SMOTE, embed
 
     seed, device = job.seed, job.device
+    k, smallest = _smallest_k(job, "smote-embedding", job.labels)  # before the encoder pass
     emb, labels = embed(job.train_set, encoder, device=device, progress=False)
-    k, smallest = _smallest_k(np.asarray(labels, dtype=np.int64))
     if k < 5:
         job.say(f"smote-embedding: k_neighbors clamped to {k} (smallest class has {smallest})")
     x_res, y_res = SMOTE(k_neighbors=k, random_state=seed, device=device).fit_resample(emb, labels)

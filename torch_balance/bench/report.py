@@ -28,6 +28,7 @@ __all__ = [
     "finite",
     "format_table",
     "histogram",
+    "imbalance_lines",
     "inspect_report",
     "recall_by_size_rank",
     "summarize",
@@ -75,8 +76,14 @@ def _cell(stats: dict[str, float]) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
-def format_table(summary: dict[str, dict[str, dict[str, float]]], methods: list[str]) -> str:
+def format_table(
+    summary: dict[str, dict[str, dict[str, float]]],
+    methods: list[str],
+    labels: dict[str, str] | None = None,
+) -> str:
     """A markdown table: one row per method, metrics in percent as mean ± std over seeds.
+
+    ``labels`` may rename a row (a method that ran in fewer seeds than the others says so).
 
     Example:
         >>> stats = {m: {"mean": 0.5, "std": 0.01} for m in METRIC_NAMES}
@@ -88,7 +95,8 @@ def format_table(summary: dict[str, dict[str, dict[str, float]]], methods: list[
     rows = [header, rule]
     for name in methods:
         cells = [_cell(summary[name][m]) for m in METRIC_NAMES]
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+        label = (labels or {}).get(name, name)
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -175,8 +183,6 @@ def inspect_report(source: Source, split: Split, *, batch_size: int, steps: int)
     """
     counts = split.train_counts
     labels = np.repeat(np.arange(source.num_classes), counts)
-    present = counts[counts > 0]
-    ratio = float(present.max() / present.min())
     lines = [source.description]
     if split.ratio is None and source.natural:
         lines.append(f"training split (natural counts, seed {split.seed}):")
@@ -187,11 +193,11 @@ def inspect_report(source: Source, split: Split, *, batch_size: int, steps: int)
         )
     lines += ["", histogram(counts, source.classes), ""]
     lines.append(
-        f"{int(counts.sum())} training images, {source.num_classes} classes, "
-        f"imbalance ratio {ratio:.1f} (largest / smallest); validation "
+        f"{int(counts.sum())} training images, {source.num_classes} classes; validation "
         f"{int(split.val_counts.sum())}, test {int(split.test_counts.sum())}"
         + (" (balanced)" if len(set(split.test_counts.tolist())) == 1 else "")
     )
+    lines += ["", *imbalance_lines(source, split)]
     budget = Budget(steps=steps, batch_size=batch_size)  # the schedule the methods train on
     epochs = budget.epochs_spanned(len(labels))
     start = budget.decay_epoch(len(labels))
@@ -230,12 +236,56 @@ def inspect_report(source: Source, split: Split, *, batch_size: int, steps: int)
     return "\n".join(lines)
 
 
+def _ratio(counts: np.ndarray, classes: list[str]) -> str:
+    """``largest / smallest`` of ``counts``, with the classes and sizes it comes from."""
+    big, small = int(np.argmax(counts)), int(np.argmin(counts))
+    n_big, n_small = int(counts[big]), int(counts[small])
+    ratio = f"{n_big / n_small:.1f}" if n_small else "inf"
+    if n_big == n_small:
+        return f"{ratio:>6}  ({n_big} in every class)"
+    return f"{ratio:>6}  ({n_big} {classes[big]!r} / {n_small} {classes[small]!r})"
+
+
+def imbalance_lines(source: Source, split: Split) -> list[str]:
+    """The imbalance ratio (largest / smallest class) of the whole data and of each split,
+    each labelled: the training split's differs from the folder's, since the test images
+    and the validation share are taken out first (or a ``--ratio`` reshapes it).
+
+    Example:
+        >>> from torch_balance.bench.sources import load_source
+        >>> from torch_balance.bench.split import make_split
+        >>> source = load_source("digits")
+        >>> lines = imbalance_lines(source, make_split(source, ratio=10))
+        >>> [line.split()[0] for line in lines[1:]]
+        ['whole', 'training', 'validation', 'test']
+    """
+    whole = np.asarray(source.train_labels, dtype=np.int64)
+    for given in (source.val_labels, source.test_labels):
+        if given is not None:
+            whole = np.concatenate([whole, np.asarray(given, dtype=np.int64)])
+    parts = {
+        "whole data": np.bincount(whole, minlength=source.num_classes),
+        "training split": split.train_counts,
+        "validation split": split.val_counts,
+        "test split": split.test_counts,
+    }
+    lines = ["imbalance ratio (largest / smallest class):"]
+    lines += [f"  {name:<17}{_ratio(c, source.classes)}" for name, c in parts.items()]
+    if split.ratio is None and source.natural:
+        lines.append(
+            "  (the methods train on the training split: the data less the test images and"
+            " the validation share)"
+        )
+    return lines
+
+
 def recall_by_size_rank(
     runs: list[dict[str, Any]], methods: list[str]
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Per-class test recall by training-size rank, averaged over seeds.
 
     Classes are ranked by training size within each seed (ranks share a size across seeds).
+    A method's recall is averaged over the seeds in which it ran.
 
     Returns:
         The mean training size at each rank, and per method the mean recall at each rank.
@@ -256,6 +306,7 @@ def recall_by_size_rank(
             [
                 np.asarray(run[RESULTS_KEY][m]["per_class_recall"], dtype=np.float64)[r]
                 for run, r in zip(runs, ranked, strict=True)
+                if m in run[RESULTS_KEY]
             ],
             axis=0,
         )
@@ -290,19 +341,29 @@ def write_results(
     machine_line: str,
     plot_title: str,
     say: Callable[[str], None],
+    notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Summarise ``runs``; write and print the table, write the JSON and the plot.
 
     ``head`` opens the JSON document (the command, settings, data and machine, in that order);
     the summary, the recall by class size and the runs follow. The files keep their format:
     the table's header says "per strategy" and the JSON's keys are those of earlier results.
+    A method is summarised over the seeds in which it ran (its row says so when that is not
+    every seed); ``notes`` (methods skipped, an early stop) follow the table.
 
     Returns:
         The JSON document, with the paths written under ``"paths"``.
     """
-    summary = {m: summarize([run[RESULTS_KEY][m] for run in runs]) for m in methods}
+    summary = {
+        m: summarize([run[RESULTS_KEY][m] for run in runs if m in run[RESULTS_KEY]])
+        for m in methods
+    }
+    seeds_run = {m: sum(m in run[RESULTS_KEY] for run in runs) for m in methods}
+    labels = {m: f"{m} ({k} of {len(runs)} seeds)" for m, k in seeds_run.items() if k < len(runs)}
     command = head["command"]
-    markdown = f"{header}\n\n{format_table(summary, methods)}\n\n`{command}`\n\n{machine_line}\n"
+    table = format_table(summary, methods, labels)
+    below = "".join(f"{line}\n\n" for line in notes or [])
+    markdown = f"{header}\n\n{table}\n\n{below}`{command}`\n\n{machine_line}\n"
     sizes, by_rank = recall_by_size_rank(runs, methods)
     document: dict[str, Any] = {
         **head,

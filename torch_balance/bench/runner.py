@@ -1,11 +1,16 @@
 """``run_bench``: every seed, every method, then the table, the JSON and the plot.
 
-The loop reads top-down: :func:`run_bench` resolves the settings (:func:`resolve_device`,
-:func:`resolve_budget`, :func:`resolve_threads`, :func:`resolve_jobs`), cuts every seed's work
+The loop reads top-down: :func:`run_bench` resolves the settings (``bench.settings``:
+:func:`resolve_device`, :func:`resolve_budget`, :func:`resolve_threads`, :func:`resolve_jobs`;
+re-exported here), says what each seed's split holds (its warnings), cuts every seed's work
 into runs (``_runs``: one per method and seed, with the methods built on ``erm`` in ``erm``'s
 run, after it, as :func:`run_order` puts them), trains the runs ``--jobs`` at a time
 (``bench.workers``; ``_train``, one ``_score`` per method), gathers each seed's scores in the
 order of :func:`run_order` (``_seed_record``) and writes the results (``_write_results``).
+
+A method that cannot run on the data (SMOTE with a one-image class) is skipped with a line
+that names the class and why; the results keep every method that ran. If the run stops early
+(an error, Ctrl-C), the runs that finished are written before the error is raised.
 
 Every run trains on ``--threads`` threads (default 1) whatever ``--jobs`` is, and a run is a
 pure function of its seed, so ``--jobs`` changes the wall time and nothing else.
@@ -14,8 +19,6 @@ pure function of its seed, so ``--jobs`` changes the wall time and nothing else.
 from __future__ import annotations
 
 import os
-import platform
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -25,14 +28,27 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from torch_balance._validation import check_int, fail
-from torch_balance.bench.methods import METHODS, Job, check_methods, run_method
+from torch_balance._progress import progress_bar as bar
+from torch_balance._validation import Text, check_int, fail
+from torch_balance.bench.methods import METHODS, CannotRun, Job, check_methods, run_method
 from torch_balance.bench.metrics import scores, thirds
 from torch_balance.bench.report import RESULTS_KEY, write_results
+from torch_balance.bench.settings import (
+    DEFAULTS,
+    BenchConfig,
+    check_output_dir,
+    command_line,
+    defaults_for,
+    machine,
+    resolve_budget,
+    resolve_device,
+    resolve_jobs,
+    resolve_threads,
+)
 from torch_balance.bench.sources import Source, load_source
 from torch_balance.bench.split import Split, Tensors, make_split, materialize
 from torch_balance.bench.train import Budget, Trained
-from torch_balance.bench.workers import run_tasks, usable_cores
+from torch_balance.bench.workers import run_tasks
 
 __all__ = [
     "DEFAULTS",
@@ -48,181 +64,6 @@ __all__ = [
     "run_bench",
     "run_order",
 ]
-
-# Per source: default imbalance ratio, step budget and batch size.
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"ratio": 10.0, "steps": 400, "batch_size": 64},
-    "fashion-mnist": {"ratio": 100.0, "steps": 1000, "batch_size": 128},
-    "cifar10": {"ratio": 100.0, "steps": 3000, "batch_size": 128},
-    "imagefolder": {"ratio": None, "steps": 1500, "batch_size": 64},
-}
-
-
-@dataclass
-class BenchConfig:
-    """Everything ``torch-balance bench`` takes (``None`` means the source's default).
-
-    ``progress`` allows progress bars; they show only when the output is a terminal.
-    ``threads`` is the torch threads of each training run (default 1) and ``jobs`` how many
-    runs train at once, each in its own process (default the usable cores, 1 on CUDA).
-    """
-
-    data: str = "digits"
-    profile: str = "longtail"
-    ratio: float | None = None
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
-    seeds: int = 3
-    steps: int | None = None
-    batch_size: int | None = None
-    head_steps: int | None = None
-    device: str | None = None
-    out: str | None = None
-    image_size: int = 32
-    threads: int | None = None
-    progress: bool = True
-    jobs: int | None = None
-
-
-def defaults_for(source: Source) -> dict[str, Any]:
-    """The default ratio, steps and batch size for ``source``.
-
-    Example:
-        >>> defaults_for(load_source("digits"))["ratio"]
-        10.0
-    """
-    return dict(DEFAULTS.get(source.name, DEFAULTS["imagefolder"]))
-
-
-def check_output_dir(out: str | os.PathLike[str]) -> Path:
-    """Create ``out`` if needed and prove it writable, before any work starts.
-
-    Raises:
-        ValueError: If the directory cannot be created or written.
-
-    Example:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     check_output_dir(os.path.join(tmp, "new")).is_dir()
-        True
-    """
-    path = Path(out).expanduser()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as error:
-        fail(
-            "--out",
-            "a directory that can be created and written",
-            str(path),
-            f"{error.strerror or error}; choose another --out",
-        )
-    return path
-
-
-def machine(device: torch.device) -> dict[str, Any]:
-    """Where a result was measured: CPU, cores, device and library versions.
-
-    Example:
-        >>> machine(torch.device("cpu"))["device"]
-        'cpu'
-    """
-    import imblearn
-    import sklearn
-    import torchvision
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-        "imbalanced-learn": imblearn.__version__,
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """``--device``: CUDA when available by default, else the named one if this machine has it.
-
-    Example:
-        >>> resolve_device("cpu")
-        device(type='cpu')
-    """
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        fail("--device", "cpu or cuda", name)
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        fail("--device", "a device this machine has", name, "Use --device cpu")
-    return torch.device(name)
-
-
-def resolve_threads(threads: int | None) -> int:
-    """``--threads``: torch threads of each training run, 1 unless asked otherwise.
-
-    One thread per run keeps the numbers the same whatever ``--jobs`` is (a thread count
-    changes how sums are split, hence their rounding); on a busy machine it is also the
-    fastest way to use several cores: one run per core.
-
-    Example:
-        >>> resolve_threads(None), resolve_threads(2)
-        (1, 2)
-    """
-    if threads is None:
-        return 1
-    return int(check_int("--threads", threads, minimum=1))
-
-
-def resolve_jobs(jobs: int | None, device: torch.device) -> int:
-    """``--jobs``: how many runs train at once, each in its own process.
-
-    Default: the cores this process may use on the CPU; 1 on a CUDA device, which the runs
-    would share (and each worker would hold a CUDA context of its own).
-
-    Example:
-        >>> resolve_jobs(3, torch.device("cpu"))
-        3
-        >>> resolve_jobs(0, torch.device("cpu"))
-        Traceback (most recent call last):
-        ...
-        ValueError: --jobs: expected an integer >= 1, got 0. Use --jobs 1 to train one run at a time
-    """
-    if jobs is None:
-        return 1 if device.type == "cuda" else usable_cores()
-    fix = "Use --jobs 1 to train one run at a time"
-    return int(check_int("--jobs", jobs, minimum=1, fix=fix))
-
-
-def resolve_budget(config: BenchConfig, source: Source) -> tuple[float | None, Budget]:
-    """The imbalance ratio and the step budget: ``config``'s, else the source's defaults.
-
-    Example:
-        >>> ratio, budget = resolve_budget(BenchConfig(steps=40), load_source("digits"))
-        >>> ratio, budget.steps, budget.batch_size, budget.head_steps
-        (10.0, 40, 64, 50)
-    """
-    defaults = defaults_for(source)
-    ratio = config.ratio if config.ratio is not None else defaults["ratio"]
-    steps = check_int("--steps", config.steps or defaults["steps"], minimum=1)
-    batch_size = check_int("--batch-size", config.batch_size or defaults["batch_size"], minimum=1)
-    head_steps = check_int("--head-steps", config.head_steps or max(50, steps // 4), minimum=1)
-    return ratio, Budget(steps=steps, batch_size=batch_size, head_steps=head_steps)
 
 
 def run_order(methods: list[str]) -> list[str]:
@@ -250,15 +91,7 @@ def progress_bar(total: int, *, enabled: bool = True, file: IO[str] | None = Non
         >>> progress_bar(10, file=io.StringIO()).disable
         True
     """
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        unit="step",
-        disable=None if enabled else True,
-        dynamic_ncols=True,
-        file=file,
-    )
+    return bar(total=total, unit="step", enabled=enabled, file=file, dynamic_ncols=True)
 
 
 @dataclass(frozen=True)
@@ -273,9 +106,14 @@ class _Run:
     names: tuple[str, ...]
     scored: tuple[str, ...]
     arrays: dict[str, np.ndarray]
-    num_classes: int
+    classes: tuple[str, ...]
     budget: Budget
     device: torch.device
+
+    @property
+    def num_classes(self) -> int:
+        """C."""
+        return len(self.classes)
 
     @property
     def steps(self) -> int:
@@ -285,17 +123,19 @@ class _Run:
 
 @dataclass
 class _Trained:
-    """What a run sends back: each scored method's entry of ``results.json``, and notes."""
+    """What a run sends back: each scored method's entry of ``results.json``, notes, and the
+    methods that could not run on the data, with the reason."""
 
     scores: dict[str, dict[str, Any]]
     notes: list[str]
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def _runs(
     data: Tensors,
     split: Split,
     methods: list[str],
-    num_classes: int,
+    classes: list[str],
     budget: Budget,
     device: torch.device,
 ) -> list[_Run]:
@@ -310,7 +150,7 @@ def _runs(
             names,
             tuple(m for m in names if m in methods),
             arrays,
-            num_classes,
+            tuple(classes),
             budget,
             device,
         )
@@ -319,18 +159,37 @@ def _runs(
 
 
 def _train(run: _Run) -> _Trained:
-    """Train ``run``'s methods in order and score them (in this process or a worker)."""
+    """Train ``run``'s methods in order and score them (in this process or a worker).
+
+    A method that cannot run on the data (:class:`CannotRun`) is skipped with its reason, and
+    so are the methods built on ``erm`` when ``erm`` is; the others still run."""
     data = Tensors(**{name: torch.from_numpy(array) for name, array in run.arrays.items()})
     notes: list[str] = []
-    job = Job(data, run.num_classes, run.split.seed, run.budget, run.device, say=notes.append)
+    job = Job(
+        data,
+        run.num_classes,
+        run.split.seed,
+        run.budget,
+        run.device,
+        say=notes.append,
+        classes=run.classes,
+    )
     scored: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
     for name in run.names:
-        result = run_method(name, job)
+        if METHODS[name].uses_erm and "erm" in skipped:
+            skipped[name] = f"it starts from erm, which could not run ({skipped['erm']})"
+            continue
+        try:
+            result = run_method(name, job)
+        except CannotRun as cannot:
+            skipped[name] = cannot.reason
+            continue
         if name == "erm":
             job = replace(job, erm=result)  # the head and post-hoc methods start from it
         if name in run.scored:
             scored[name] = _score(data, run.split, result)
-    return _Trained(scored, notes)
+    return _Trained(scored, notes, {m: why for m, why in skipped.items() if m in run.scored})
 
 
 def _score(data: Tensors, split: Split, result: Trained) -> dict[str, Any]:
@@ -354,11 +213,14 @@ def _score(data: Tensors, split: Split, result: Trained) -> dict[str, Any]:
 
 
 def _seed_record(
-    split: Split, methods: list[str], scored: dict[str, dict[str, Any]]
+    split: Split,
+    methods: list[str],
+    scored: dict[str, dict[str, Any]],
+    skipped: dict[str, str],
 ) -> dict[str, Any]:
     """One seed's entry in ``results.json``: its class counts, groups and scores, in the
-    order of :func:`run_order`, whichever run finished first."""
-    return {
+    order of :func:`run_order`, whichever run finished first (and the methods skipped)."""
+    record = {
         "seed": split.seed,
         "train_counts": split.train_counts.tolist(),
         "val_counts": split.val_counts.tolist(),
@@ -367,12 +229,24 @@ def _seed_record(
             zip(("head", "middle", "tail"), thirds(split.train_counts), strict=True),
             minority=split.minority,
         ),
-        RESULTS_KEY: {name: scored[name] for name in run_order(methods) if name in methods},
+        RESULTS_KEY: {m: scored[m] for m in run_order(methods) if m in methods and m in scored},
     }
+    if skipped:
+        record["skipped"] = dict(skipped)
+    return record
+
+
+def _split_warnings(splits: list[Split]) -> list[str]:
+    """The splits' notes (test sets too small to trust, a given val/ folder), each once."""
+    return list(dict.fromkeys(note for split in splits for note in split.notes))
 
 
 def run_bench(config: BenchConfig, *, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the benchmark of ``config``; write ``results.md``, ``results.json`` and ``recall.png``.
+
+    A method that cannot run on the data is skipped (one line says which class and why) and
+    the results hold the others. If a run fails or is interrupted, the runs that finished are
+    written first, then the error is raised.
 
     Args:
         config: The settings.
@@ -382,7 +256,8 @@ def run_bench(config: BenchConfig, *, say: Callable[[str], None] = print) -> dic
         The JSON document (also written to ``results.json``), with ``"paths"`` added.
 
     Raises:
-        ValueError: For bad settings, missing data or an unwritable output directory.
+        ValueError: For bad settings, missing data, an unwritable output directory, or data
+            on which no asked-for method can run.
 
     Example:
         >>> import tempfile
@@ -411,63 +286,92 @@ def run_bench(config: BenchConfig, *, say: Callable[[str], None] = print) -> dic
     splits = [
         make_split(source, profile=config.profile, ratio=ratio, seed=seed) for seed in range(seeds)
     ]
+    warnings = _split_warnings(splits)
+    for line in warnings:
+        say(line)
     work = [
         run
         for split in splits
-        for run in _runs(
-            materialize(source, split), split, methods, source.num_classes, budget, device
-        )
+        for run in _runs(materialize(source, split), split, methods, source.classes, budget, device)
     ]
     # Longest first, so that no long run starts last while the other workers sit idle.
     work.sort(key=lambda run: -run.steps)
-    bar = progress_bar(sum(run.steps for run in work), enabled=config.progress)
-    note = say if bar.disable else bar.write
+    shown = progress_bar(sum(run.steps for run in work), enabled=config.progress)
+    note = say if shown.disable else shown.write
     scored: dict[int, dict[str, dict[str, Any]]] = {split.seed: {} for split in splits}
+    skipped: dict[int, dict[str, str]] = {split.seed: {} for split in splits}
 
     def finished(index: int, trained: _Trained) -> None:
         run = work[index]
         scored[run.split.seed].update(trained.scores)
         for line in trained.notes:
             note(f"seed {run.split.seed}: {line}")
-        bar.update(run.steps)
-        bar.set_description(f"seed {run.split.seed} {'+'.join(run.names)} done")
+        for name, why in trained.skipped.items():
+            if why not in (s.get(name) for s in skipped.values()):  # once per reason
+                note(f"{name}: skipped: {why}")
+            skipped[run.split.seed][name] = why
+        shown.update(run.steps)
+        shown.set_description(f"seed {run.split.seed} {'+'.join(run.names)} done")
 
+    stopped: BaseException | None = None
     try:
         run_tasks(_train, work, jobs=jobs, threads=threads, on_result=finished)
+    except (Exception, KeyboardInterrupt) as error:
+        stopped = error  # write what finished, then raise it
     finally:
-        bar.close()
-    runs = [_seed_record(split, methods, scored[split.seed]) for split in splits]
-    elapsed = time.perf_counter() - started
-    return _write_results(
+        shown.close()
+    ran = [m for m in methods if any(m in per_seed for per_seed in scored.values())]
+    if not ran:
+        if stopped is not None:
+            raise stopped
+        reasons = "; ".join(f"{m}: {why}" for m, why in skipped[splits[0].seed].items())
+        fail(
+            "--methods",
+            "at least one method that can run on this data",
+            Text(f"none could ({reasons})"),
+        )
+    runs = [
+        _seed_record(split, methods, scored[split.seed], skipped[split.seed]) for split in splits
+    ]
+    document = _write_results(
         out,
         config,
         source,
-        methods,
+        ran,
         runs,
         ratio=ratio,
         budget=budget,
         device=device,
-        elapsed=elapsed,
+        elapsed=time.perf_counter() - started,
         threads=threads,
         jobs=jobs,
         say=say,
+        stopped=stopped,
+        warnings=warnings,
     )
+    if stopped is not None:
+        say(f"torch-balance bench: stopped early; the runs that finished are written to {out}")
+        raise stopped
+    return document
 
 
-def _command(
-    config: BenchConfig, methods: list[str], ratio: float | None, budget: Budget, threads: int
-) -> str:
-    """The command that reproduces a run, as written into the results (``--jobs`` changes
-    only the wall time, so it is left out)."""
-    command = f"torch-balance bench {config.data} --profile {config.profile}" + (
-        f" --ratio {ratio:g}" if ratio is not None else ""
+def _split_sizes(runs: list[dict[str, Any]]) -> str:
+    """The split sizes for the table's header: train / validation / test images (per seed,
+    as a range where seeds differ) and the test images per class."""
+
+    def span(values: list[int]) -> str:
+        low, high = min(values), max(values)
+        return f"{low}" if low == high else f"{low}-{high}"
+
+    sizes = {
+        part: span([sum(run[f"{part}_counts"]) for run in runs])
+        for part in ("train", "val", "test")
+    }
+    per_class = span([n for run in runs for n in run["test_counts"]])
+    return (
+        f"split: {sizes['train']} train / {sizes['val']} validation / {sizes['test']} test"
+        f" images (test: {per_class} per class)"
     )
-    command += f" --seeds {config.seeds} --steps {budget.steps} --batch-size {budget.batch_size}"
-    if threads != 1:
-        command += f" --threads {threads}"
-    if config.methods != list(METHODS):
-        command += " --methods " + ",".join(methods)
-    return command
 
 
 def _write_results(
@@ -484,20 +388,30 @@ def _write_results(
     threads: int,
     jobs: int,
     say: Callable[[str], None],
+    stopped: BaseException | None = None,
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Describe the run (the command, the machine, the settings) and hand it to
-    :func:`~torch_balance.bench.report.write_results`, which summarises and writes it."""
+    """Describe the run (the command, the machine, the settings, the split sizes, what was
+    skipped) and hand it to :func:`~torch_balance.bench.report.write_results`, which
+    summarises and writes it. ``methods`` are those that ran in at least one seed;
+    ``warnings`` (the splits' notes) go under the table with the methods skipped."""
     seeds = len(runs)
-    command = _command(config, methods, ratio, budget, threads)
+    asked = check_methods(config.methods)
+    command = command_line(config, source, asked, ratio, budget, threads)
     info = {**machine(device), "torch_threads": threads, "jobs": jobs}
     ratio_text = "natural counts" if ratio is None else f"{config.profile} ratio {ratio:g}"
+    balanced = all(len(set(run["test_counts"])) == 1 for run in runs)
     header = (
-        f"{source.description}; {ratio_text}; test balanced; {seeds} seed(s); {budget.steps} SGD"
-        f" steps of {budget.batch_size} images per strategy (crt and smote-embedding: erm's"
-        f" backbone plus {budget.head_steps} head steps); metrics in % as mean ± std over seeds;"
-        " minority = "
+        f"{source.description}; {ratio_text}; {_split_sizes(runs)};"
+        f" test {'balanced' if balanced else 'as given (not balanced)'}; {seeds} seed(s);"
+        f" {budget.steps} SGD steps of {budget.batch_size} images per strategy (crt and"
+        f" smote-embedding: erm's backbone plus {budget.head_steps} head steps); metrics in %"
+        " as mean ± std over seeds; minority = "
         + ("the step's minority classes" if config.profile == "step" else "the tail third")
     )
+    notes = [*(warnings or []), *(f"{m}: skipped: {why}" for m, why in _skips(runs).items())]
+    if stopped is not None:
+        notes.insert(0, f"INCOMPLETE: stopped by {type(stopped).__name__}: {stopped}".rstrip(": "))
     machine_line = (
         f"Machine: {info['cpu']}, {info['cores']} cores, device {info['device']}; torch"
         f" {info['torch']}; {jobs} run(s) at a time on {threads} thread(s) each;"
@@ -515,13 +429,15 @@ def _write_results(
             "head_steps": budget.head_steps,
             "threads": threads,
             "jobs": jobs,
-            RESULTS_KEY: methods,
+            RESULTS_KEY: asked,
         },
         "data": source.description,
         "classes": source.classes,
         "machine": info,
         "seconds": round(elapsed, 1),
     }
+    if stopped is not None:
+        head["incomplete"] = f"{type(stopped).__name__}: {stopped}"
     return write_results(
         out,
         runs,
@@ -531,7 +447,17 @@ def _write_results(
         machine_line=machine_line,
         plot_title=f"{source.name}, {ratio_text}: per-class test recall (mean of {seeds} seeds)",
         say=say,
+        notes=notes,
     )
+
+
+def _skips(runs: list[dict[str, Any]]) -> dict[str, str]:
+    """Each skipped method with its reason (the first seed's where seeds differ)."""
+    out: dict[str, str] = {}
+    for run in runs:
+        for name, why in run.get("skipped", {}).items():
+            out.setdefault(name, why)
+    return out
 
 
 def _slug(text: str) -> str:

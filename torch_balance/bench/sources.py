@@ -344,13 +344,12 @@ def _cifar10(where: str | None) -> Source:
 
 
 def _folder_loader(dataset: Any, image_size: int, progress: bool, what: str) -> Loader:
-    from tqdm.auto import tqdm
+    from torch_balance._progress import progress_bar
 
     def load(indices: np.ndarray) -> torch.Tensor:
         out = torch.empty((len(indices), 3, image_size, image_size), dtype=torch.uint8)
-        # disable=None: quiet when the output is not a terminal (a log, a pipe, CI).
-        quiet = None if progress else True
-        for row, i in enumerate(tqdm(indices, desc=f"decoding {what}", disable=quiet, leave=False)):
+        shown = progress_bar(indices, desc=f"decoding {what}", enabled=progress, leave=False)
+        for row, i in enumerate(shown):
             out[row] = dataset[int(i)][0]
         return out
 

@@ -21,6 +21,7 @@ from torch_balance._validation import check_int, fail
 from torch_balance.bench.sources import Source
 
 __all__ = [
+    "FEW_TEST_IMAGES",
     "PROFILES",
     "Split",
     "Tensors",
@@ -28,6 +29,7 @@ __all__ = [
     "long_tail_counts",
     "make_split",
     "materialize",
+    "small_test_warning",
     "step_counts",
 ]
 
@@ -35,6 +37,8 @@ PROFILES = ("longtail", "step")
 VAL_FRACTION = 0.2
 TEST_FRACTION = 0.2
 MIN_PER_CLASS = 3
+# Below this many test images a class's recall moves in steps of 10 % or more: warned about.
+FEW_TEST_IMAGES = 10
 
 
 @dataclass
@@ -185,6 +189,9 @@ def make_split(
         notes.append("validation: the given val/ folder")
     if not test.from_pool and len(set(test.counts.tolist())) > 1:
         notes.append("test: the given test set is not balanced; accuracy follows its mix")
+    few = small_test_warning(source, test.counts, test.from_pool)
+    if few:
+        notes.append(few)
     return Split(
         seed=seed,
         profile=profile,
@@ -200,6 +207,42 @@ def make_split(
         test_from_pool=test.from_pool,
         val_given=source.val_labels is not None,
         notes=notes,
+    )
+
+
+def small_test_warning(source: Source, counts: np.ndarray, from_pool: bool) -> str | None:
+    """A warning when some class has fewer than :data:`FEW_TEST_IMAGES` test images, else None.
+
+    Example:
+        >>> from torch_balance.bench.sources import load_source
+        >>> source = load_source("digits")
+        >>> print(small_test_warning(source, np.array([50] * 9 + [2]), from_pool=False))
+        warning: 1 of 10 classes has fewer than 10 test images (class '9' has 2): ...
+        >>> small_test_warning(source, np.full(10, 50), from_pool=True) is None
+        True
+    """
+    few = [c for c in range(len(counts)) if counts[c] < FEW_TEST_IMAGES]
+    if not few:
+        return None
+    c = min(few, key=lambda k: int(counts[k]))
+    least = int(counts[c])
+    where = (
+        "the test images of every class are cut from the pool, "
+        f"{TEST_FRACTION:.0%} of the smallest class: add images to the small classes, or give "
+        "the folder train/ and test/ sub-folders"
+        if from_pool
+        else "add test images to those classes"
+    )
+    effect = (
+        f"their recall moves in steps of {100 / least:.0f} %, so the table's differences between"
+        " methods may be noise"
+        if least
+        else "a class without test images has no recall"
+    )
+    return (
+        f"warning: {len(few)} of {len(counts)} classes {'has' if len(few) == 1 else 'have'} fewer"
+        f" than {FEW_TEST_IMAGES} test"
+        f" images (class {source.classes[c]!r} has {least}): {effect}; {where}"
     )
 
 
@@ -273,6 +316,14 @@ def _class_targets(
         rare = num_classes // 2 if profile == "step" else _tail(num_classes)
         minority = sorted(int(c) for c in ranks[num_classes - rare :])
     need = 1 if source.val_labels is not None else 2
+    if int(targets.min()) < need and ratio is None and source.natural:
+        c = int(targets.argmin())
+        fail(
+            source.name,
+            f"at least {need} training images in every class (one is held out for validation)",
+            f"class {source.classes[c]!r} with {int(targets[c])}",
+            "Add images to that class, remove it, or give the folder a val/ sub-folder",
+        )
     if int(targets.min()) < need:
         c = int(targets.argmin())
         fail(

@@ -23,6 +23,7 @@ __all__ = [
     "LabelIndex",
     "MultiLabelIndex",
     "as_label_array",
+    "dataset_fix",
     "encode",
     "fingerprint",
     "group_by_class",
@@ -224,6 +225,26 @@ def fingerprint(keys: list[Any], *arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def dataset_fix(given: Any, reader: str, takers: str) -> str | None:
+    """The call to use when a dataset was given where labels belong, or ``None``.
+
+    ``reader`` reads the dataset's labels; ``takers`` names what takes the dataset itself.
+
+    Example:
+        >>> from torch.utils.data import TensorDataset
+        >>> dataset_fix(TensorDataset(torch.zeros(2)), "get_labels", "the samplers")[:53]
+        'Read the labels of a dataset with get_labels(dataset)'
+        >>> dataset_fix(3, "get_labels", "the samplers") is None
+        True
+    """
+    if not (hasattr(given, "__getitem__") and hasattr(given, "__len__")):
+        return None
+    return (
+        f"Read the labels of a dataset with {reader}(dataset) from torch_balance, or pass the "
+        f"dataset itself to {takers}"
+    )
+
+
 def as_label_array(labels: Any, name: str = "labels") -> np.ndarray:
     """Check a label vector and return it as a 1-D numpy array, without copying when possible.
 
@@ -258,6 +279,11 @@ def as_label_array(labels: Any, name: str = "labels") -> np.ndarray:
             name,
             "a 1-D numpy array, torch tensor or sequence of labels",
             type(labels).__name__,
+            dataset_fix(
+                labels,
+                "get_labels",
+                "the samplers, target_counts, class_weights or make_plan",
+            ),
             kind=TypeError,
         )
     else:
@@ -612,6 +638,7 @@ class MultiLabelIndex:
                     name,
                     "a sequence with one collection of category ids per sample",
                     type(array).__name__,
+                    dataset_fix(array, "get_labelsets", "RepeatFactorSampler or repeat_factors"),
                     kind=TypeError,
                 )
             if isinstance(array, np.ndarray) and array.ndim != 1:

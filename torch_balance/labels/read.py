@@ -26,8 +26,8 @@ from torch.utils.data import (
     Subset,
     TensorDataset,
 )
-from tqdm.auto import tqdm
 
+from torch_balance._progress import progress_bar
 from torch_balance._validation import Text, check_bool, check_int, fail
 from torch_balance.labels.index import LabelIndex, MultiLabelIndex
 from torch_balance.labels.kinds import (
@@ -228,11 +228,8 @@ def _scan(
         generator=torch.Generator(),
     )
     labels: list[Any] = []
-    with tqdm(
-        total=len(view),
-        desc=f"{kind.function}: {desc}",
-        unit="sample",
-        disable=None if progress else True,  # None: quiet when not writing to a terminal
+    with progress_bar(
+        total=len(view), desc=f"{kind.function}: {desc}", unit="sample", enabled=progress
     ) as bar:
         for batch in loader:
             for value in batch:

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from torch_balance._progress import progress_bar
 from torch_balance._validation import Text, fail
 
 __all__ = ["SINGLE_LABEL_READERS", "Reader", "attribute_reader", "reader_for"]
@@ -202,7 +202,7 @@ def _voc(dataset: Any, path: str, progress: bool) -> tuple[Any, str, bool]:
     """Object names from the annotation XML files only (no image is opened)."""
     paths = list(dataset.annotations)
     out = np.empty(len(paths), dtype=object)
-    for position, xml in enumerate(tqdm(paths, disable=not progress, desc="VOC XML")):
+    for position, xml in enumerate(progress_bar(paths, enabled=progress, desc="VOC XML")):
         try:
             root = ElementTree.parse(xml).getroot()
         except (OSError, ElementTree.ParseError) as error:

@@ -65,7 +65,8 @@ class SMOTEDataset(Dataset):
         num_workers: DataLoader workers for the encoder pass.
         device: Where the encoder, the neighbour search and the decoder run.
         chunk_size: As for :class:`SMOTE`.
-        progress: Show a progress bar during the encoder pass.
+        progress: Show a progress bar during the encoder pass (only when stderr is a
+            terminal).
 
     Attributes:
         embeddings: The real rows, float32 ``[N, d]``.

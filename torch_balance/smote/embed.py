@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from torch_balance._progress import progress_bar
 from torch_balance._validation import Text, check_bool, check_int, check_map_style, fail, internal
 from torch_balance.labels import as_label_array, get_labels
 
@@ -108,8 +109,6 @@ def _embed(
     progress: bool,
 ) -> tuple[torch.Tensor, np.ndarray, tuple[int, ...]]:
     """The encoder pass; also returns the shape of one input (for the cache and the decoder)."""
-    from tqdm import tqdm
-
     check_map_style("dataset", dataset)
     total = len(dataset)
     if total == 0:
@@ -132,7 +131,7 @@ def _embed(
     encoder.eval()
     try:
         with torch.no_grad():
-            for batch in tqdm(loader, desc="embed", disable=not progress, leave=False):
+            for batch in progress_bar(loader, desc="embed", enabled=progress, leave=False):
                 inputs, targets = _batch_parts(batch)
                 rows = len(inputs)
                 if out is None and isinstance(inputs, torch.Tensor):
@@ -211,7 +210,7 @@ def embed(
     num_workers: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
-) -> tuple[torch.Tensor, np.ndarray]:
+) -> tuple[torch.Tensor, torch.Tensor | np.ndarray]:
     """Run ``encoder`` over ``dataset`` once and return its embeddings and labels.
 
     The encoder runs in eval mode under ``torch.no_grad()``; its previous mode is restored
@@ -226,12 +225,13 @@ def embed(
         num_workers: DataLoader workers reading the dataset.
         device: Where the encoder runs (it is not moved); default the device of its
             parameters, the CPU for a module without any.
-        progress: Show a tqdm progress bar.
+        progress: Show a tqdm progress bar (only when stderr is a terminal).
 
     Returns:
-        ``(embeddings, labels)``: a float32 ``Tensor[N, d]`` on the CPU and a 1-D numpy array
-        of N labels (read by :func:`~torch_balance.get_labels` when it can, else from the
-        batches).
+        ``(embeddings, labels)``: a float32 ``Tensor[N, d]`` on the CPU and a 1-D CPU tensor
+        of N labels (int64 for integer labels, bool for booleans), read by
+        :func:`~torch_balance.get_labels` when it can, else from the batches. String labels,
+        which a tensor cannot hold, come as a 1-D numpy object array.
 
     Raises:
         TypeError: For a dataset without ``__getitem__``/``__len__``, an encoder that is not
@@ -244,8 +244,8 @@ def embed(
         >>> images = torch.arange(24, dtype=torch.float32).reshape(6, 1, 2, 2)
         >>> data = TensorDataset(images, torch.tensor([0, 0, 0, 0, 1, 1]))
         >>> X, y = embed(data, torch.nn.Flatten(), batch_size=4, progress=False)
-        >>> tuple(X.shape), y.tolist()
-        ((6, 4), [0, 0, 0, 0, 1, 1])
+        >>> tuple(X.shape), y.dtype, y.tolist()
+        ((6, 4), torch.int64, [0, 0, 0, 0, 1, 1])
     """
     check_module("encoder", encoder)
     batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -259,7 +259,24 @@ def embed(
         device=check_device(device),
         progress=progress,
     )
-    return embeddings, labels
+    return embeddings, label_tensor(labels)
+
+
+def label_tensor(labels: np.ndarray) -> torch.Tensor | np.ndarray:
+    """Labels as a CPU tensor (int64 for integers, bool for booleans), like the embeddings;
+    string labels, which no tensor holds, stay a numpy array.
+
+    Example:
+        >>> label_tensor(np.array([2, 0], dtype=np.int32))
+        tensor([2, 0])
+        >>> label_tensor(np.array(["a", "b"], dtype=object)).tolist()
+        ['a', 'b']
+    """
+    if labels.dtype.kind == "i" or (labels.dtype.kind == "u" and int(labels.max()) < 2**63):
+        return torch.from_numpy(labels.astype(np.int64))
+    if labels.dtype.kind == "b":
+        return torch.from_numpy(labels.copy())
+    return labels
 
 
 def _digest_state(module: torch.nn.Module) -> str:
