@@ -10,8 +10,8 @@ class (``max_tries`` at most).
 
 The crop follows DAFormer's retry (``mmseg/datasets/uda_dataset.py``: up to 10 random crops
 until one holds enough pixels of the class), with two differences: it re-crops the sample
-already loaded instead of loading it again, and when no try holds enough, it keeps the try
-that held the most, or, if that held none, a window around a random pixel of the class.
+already loaded instead of loading it again, and when no try holds enough, it keeps the one
+that held the most or a window around a random pixel of the class, whichever holds more.
 """
 
 from __future__ import annotations
@@ -73,6 +73,12 @@ def _cut(x: Any, top: int, left: int, height: int, width: int) -> Any:
     return x[top : top + height, left : left + width]
 
 
+def _held(table: np.ndarray, top: int, left: int, height: int, width: int) -> int:
+    """Class pixels in a window, from the summed-area table."""
+    bottom, right = top + height, left + width
+    return int(table[bottom, right] - table[top, right] - table[bottom, left] + table[top, left])
+
+
 def _uniform(high: int, g: torch.Generator) -> int:
     """An integer in ``[0, high]``."""
     return int(torch.randint(high + 1, (1,), generator=g).item())
@@ -84,11 +90,11 @@ class RareClassCrop:
     Called as ``crop(image, mask, pick)``: ``pick`` is the index the sampler yielded. For a
     :class:`~torch_balance.rare_class.ClassIndex`, up to ``max_tries`` uniform windows are
     drawn until one holds at least ``min_pixels`` pixels of ``pick.class_id``; if none does,
-    the one that held the most is kept, or, when all held none, a window around a random
-    pixel of the class (if the mask holds it at all). The windows are drawn from a generator
-    seeded by (``seed``, the pick's epoch, its position in the epoch): the same crop in
-    every run and with any number of workers. For a plain ``int`` index (no class) it makes
-    one uniform crop seeded by (``seed``, the index): the same window every epoch.
+    it keeps the one that held the most or a window around a random pixel of the class,
+    whichever holds more. The windows are drawn from a generator seeded by (``seed``, the
+    pick's epoch, its position in the epoch): the same crop in every run and with any number
+    of workers. For a plain ``int`` index (no class) it makes one uniform crop seeded by
+    (``seed``, the index): the same window every epoch.
 
     The image and the mask are PIL images, tensors (``(..., H, W)``) or numpy arrays
     (``(H, W, ...)``), each cut the way its type is; their sizes must agree. A side shorter
@@ -151,24 +157,21 @@ class RareClassCrop:
         best = (-1, 0, 0)
         for _ in range(self.max_tries):
             top, left = _uniform(rows - height, g), _uniform(cols - width, g)
-            held = int(
-                table[top + height, left + width]
-                - table[top, left + width]
-                - table[top + height, left]
-                + table[top, left]
-            )
+            held = _held(table, top, left, height, width)
             if held >= self.min_pixels:
                 return top, left, height, width
             if held > best[0]:
                 best = (held, top, left)
-        if best[0] == 0 and table[rows, cols] > 0:  # a window around a pixel of the class
+        if table[rows, cols] > best[0]:  # the class holds more: try a window around one pixel
             ys, xs = np.nonzero(hit)
             k = _uniform(ys.shape[0] - 1, g)
             y, x = int(ys[k]), int(xs[k])
             low_top, low_left = max(0, y - height + 1), max(0, x - width + 1)
             top = low_top + _uniform(min(y, rows - height) - low_top, g)
             left = low_left + _uniform(min(x, cols - width) - low_left, g)
-            return top, left, height, width
+            held = _held(table, top, left, height, width)
+            if held > best[0]:
+                best = (held, top, left)
         return best[1], best[2], height, width
 
     def __call__(self, image: Any, mask: Any, pick: Any) -> tuple[Any, Any]:
