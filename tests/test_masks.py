@@ -8,12 +8,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from torch.utils.data import Subset
 
 import torch_balance.labels.masks as masks_module
 from torch_balance import MaskFolder, class_pixel_counts
-from torch_balance.labels.masks import mask_paths
+from torch_balance.labels.masks import mask_paths, value_counts
 
 PALETTE = [v for i in range(256) for v in (i, (i * 7) % 256, (i * 13) % 256)]
 
@@ -214,3 +216,32 @@ def test_torchvision_cityscapes_semantic_column(tmp_path: Path) -> None:
     instance = datasets.Cityscapes(str(tmp_path), target_type="instance")
     with pytest.raises(ValueError, match="target_type='semantic'"):
         class_pixel_counts(instance, 34)
+
+
+@st.composite
+def label_masks(draw: st.DrawFn) -> np.ndarray:
+    """Piecewise-constant masks (rectangles on a background), sometimes with noise."""
+    rows, cols = draw(st.integers(1, 40)), draw(st.integers(1, 60))
+    mask = np.full((rows, cols), draw(st.integers(0, 255)), dtype=np.uint8)
+    for _ in range(draw(st.integers(0, 6))):
+        top, left = draw(st.integers(0, rows - 1)), draw(st.integers(0, cols - 1))
+        height, width = draw(st.integers(1, rows)), draw(st.integers(1, cols))
+        mask[top : top + height, left : left + width] = draw(st.integers(0, 255))
+    if draw(st.booleans()):
+        noise = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        spots = noise.random(mask.shape) < draw(st.floats(0.0, 1.0))
+        mask[spots] = noise.integers(0, 256, size=int(spots.sum()))
+    return mask
+
+
+@settings(max_examples=150, deadline=None)
+@given(label_masks())
+def test_value_counts_by_runs_equal_the_plain_histogram(mask: np.ndarray) -> None:
+    image = Image.fromarray(mask, mode="L")
+    plain = np.asarray(image.histogram(), dtype=np.int64)
+    flat = np.frombuffer(image.tobytes(), dtype=np.uint8)
+    np.testing.assert_array_equal(value_counts(flat), plain)
+    np.testing.assert_array_equal(value_counts(flat, image), plain)
+    np.testing.assert_array_equal(
+        value_counts(mask.ravel()), np.bincount(mask.ravel(), minlength=256)
+    )

@@ -33,6 +33,7 @@ __all__ = [
     "count_mask",
     "mask_fingerprint",
     "mask_paths",
+    "value_counts",
 ]
 
 MODES = ("P", "L")  # one 8-bit class id per pixel
@@ -241,6 +242,30 @@ def _lookup(num_classes: int, ignore_index: int | None, id_map: Any) -> np.ndarr
     return table
 
 
+def value_counts(pixels: np.ndarray, image: Image.Image | None = None) -> np.ndarray:
+    """How many of the 8-bit ``pixels`` hold each value 0-255 (``int64``).
+
+    Label masks are piecewise constant: the pixels are read as runs of one value (a vector
+    compare finds where runs start), and each run adds its length to its value, far less
+    work than a pass per pixel. Where runs are short (over one pixel in 8 starts one), it is
+    the plain histogram instead, PIL's when ``image`` is given (the reference the property
+    test holds this equal to).
+
+    Example:
+        >>> value_counts(np.array([3, 3, 3, 0, 3], dtype=np.uint8))[[0, 3]].tolist()
+        [1, 4]
+    """
+    ends = np.flatnonzero(pixels[1:] != pixels[:-1])  # the last pixel of every run but one
+    if (ends.shape[0] + 1) * 8 > pixels.shape[0]:
+        if image is not None:
+            return np.asarray(image.histogram(), dtype=np.int64)
+        return np.bincount(pixels, minlength=256).astype(np.int64)
+    starts = np.zeros(ends.shape[0] + 1, dtype=np.intp)
+    np.add(ends, 1, out=starts[1:])
+    lengths = np.diff(starts, append=pixels.shape[0])
+    return np.bincount(pixels[starts], weights=lengths, minlength=256).astype(np.int64)
+
+
 def count_mask(path: str, num_classes: int, table: np.ndarray) -> np.ndarray:
     """One mask file's class pixel counts (``int64``, ``num_classes`` long).
 
@@ -267,7 +292,8 @@ def count_mask(path: str, num_classes: int, table: np.ndarray) -> np.ndarray:
                     Text(f"mode {image.mode!r}"),
                     "Save the class ids as 8-bit PNG: Image.fromarray(ids.astype('uint8'))",
                 )
-            histogram = np.asarray(image.histogram(), dtype=np.int64)
+            image.load()
+            histogram = value_counts(np.frombuffer(image.tobytes(), dtype=np.uint8), image)
     except (OSError, SyntaxError, Image.DecompressionBombError) as error:
         fail(
             f"mask file {path!r}",
@@ -275,8 +301,6 @@ def count_mask(path: str, num_classes: int, table: np.ndarray) -> np.ndarray:
             Text(f"{type(error).__name__}: {error}"),
             "Replace or remove the file",
         )
-    if histogram.shape[0] != 256:  # pragma: no cover (a P or L histogram has 256 bins)
-        fail(f"mask file {path!r}", "an 8-bit label mask", Text(f"{histogram.shape[0]} bins"))
     used = histogram > 0
     ids = table[used]
     bad = ids >= num_classes
@@ -423,7 +447,8 @@ def class_pixel_counts(
     """Pixels of each class in each mask: an ``(images, num_classes)`` ``int64`` array.
 
     Each mask file is decoded once with PIL (a thread pool over the files; PIL's PNG decoder
-    runs outside the GIL) and reduced to its histogram; the images are never opened. The
+    runs outside the GIL) and reduced to its histogram by runs (see :func:`value_counts`);
+    the images are never opened. The
     counts are those of the files as stored, before any transform.
 
     Args:
