@@ -14,8 +14,9 @@ Two measurements, in the same run:
    that hold at least one of its pixels, and the ratio to the baseline.
 2. **The mask scan** (``class_pixel_counts``, every mask decoded once and histogrammed)
    against the floor: decoding every mask once with PIL (``Image.open(p).load()``), serially
-   and on the same threads as the scan. Best of ``--repeats``; speed ratio = floor time /
-   scan time (1.0: as fast as decoding alone).
+   and on the same threads as the scan; on the set above and on ``--scan-images`` masks of
+   ``--scan-height`` x ``--scan-width`` (default 150 of 1024x2048, Cityscapes' size). Best
+   of ``--repeats``; speed ratio = floor time / scan time (1.0: as fast as decoding alone).
 
 Run: ``python benchmarks/bench_rare_class.py`` (about a minute on 2 cores).
 """
@@ -122,7 +123,7 @@ def decode(path: Path) -> None:
         image.load()
 
 
-def scan_speed(paths: list[Path], args: argparse.Namespace) -> None:
+def scan_speed(paths: list[Path], size: tuple[int, int], args: argparse.Namespace) -> None:
     threads = min(8, os.cpu_count() or 1)
 
     def floor_serial() -> int:
@@ -177,6 +178,9 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--picks", type=int, default=4000)
     parser.add_argument("--min-pixels", type=int, default=150)
+    parser.add_argument("--scan-images", type=int, default=150)
+    parser.add_argument("--scan-height", type=int, default=1024)
+    parser.add_argument("--scan-width", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     print(describe(("torch", "numpy", "pillow")))
@@ -187,7 +191,12 @@ def main() -> None:
         counts = class_pixel_counts(paths, NUM_CLASSES, progress=False)
         masks = [np.asarray(Image.open(p)) for p in paths]
         crop_shares(masks, counts, args)
-        scan_speed(paths, args)
+        del masks
+        scan_speed(paths, (args.height, args.width), args)
+    if args.scan_images:  # the size of Cityscapes' masks
+        with tempfile.TemporaryDirectory() as folder:
+            big = write_set(Path(folder), args.scan_images, args.scan_height, args.scan_width)
+            scan_speed(big, (args.scan_height, args.scan_width), args)
 
 
 if __name__ == "__main__":
