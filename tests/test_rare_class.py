@@ -4,13 +4,18 @@ the chosen class (torch_balance.rare_class, torch_balance.rare_class_crop)."""
 from __future__ import annotations
 
 import pickle
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
 from PIL import Image
+from test_hostile import HOSTILE, _use
+from test_masks import write_mask
 from torch.utils.data import DataLoader, Subset
 
 from torch_balance import (
@@ -251,3 +256,71 @@ def test_the_chosen_class_reaches_the_crop_in_worker_processes(tmp_path: Path) -
         assert (mask == pick.class_id).any(), f"{pick!r} lost its class in the crop"
         torch.testing.assert_close(mask, dataset[pick][1])  # the same crop in every process
     assert sampler.epoch == 1
+
+
+# ---- hostile arguments (the pool and the contract of tests/test_hostile.py) ------------------
+
+COUNTS = np.array([[500, 30, 0], [400, 0, 60], [450, 20, 0], [480, 0, 0]])
+MASK_DIR = Path(tempfile.mkdtemp(prefix="torch_balance-hostile-masks-"))
+MASK_FILES = [
+    write_mask(MASK_DIR / f"{i}.png", np.array([[0, 1], [2, 255]]), mode)
+    for i, mode in enumerate("LP")
+]
+PAIRS = [(np.zeros((4, 4)), np.eye(4, dtype=np.uint8))]
+
+HOSTILE_CASES: list[tuple[str, Callable[[Any], Any]]] = [
+    ("pixel_counts", lambda v: RareClassSampler(v, min_pixels=1)),
+    ("temperature", lambda v: RareClassSampler(COUNTS, temperature=v, min_pixels=1)),
+    ("min_pixels", lambda v: RareClassSampler(COUNTS, min_pixels=v)),
+    ("num_samples", lambda v: RareClassSampler(COUNTS, min_pixels=1, num_samples=v)),
+    ("seed", lambda v: RareClassSampler(COUNTS, min_pixels=1, seed=v)),
+    ("num_replicas", lambda v: RareClassSampler(COUNTS, min_pixels=1, num_replicas=v)),
+    ("rank", lambda v: RareClassSampler(COUNTS, min_pixels=1, num_replicas=2, rank=v)),
+    ("drop_last", lambda v: RareClassSampler(COUNTS, min_pixels=1, drop_last=v)),
+    ("epoch", lambda v: RareClassSampler(COUNTS, min_pixels=1).epoch_picks(v)),
+    ("state_dict", lambda v: RareClassSampler(COUNTS, min_pixels=1).load_state_dict(v)),
+    ("pixel_counts", lambda v: rare_class_probabilities(v, min_pixels=1)),
+    ("temperature", lambda v: rare_class_probabilities(COUNTS, v, 1)),
+    ("masks", lambda v: class_pixel_counts(v, 3, progress=False)),
+    ("num_classes", lambda v: class_pixel_counts(MASK_FILES, v, progress=False)),
+    ("ignore_index", lambda v: class_pixel_counts(MASK_FILES, 3, ignore_index=v)),
+    ("id_map", lambda v: class_pixel_counts(MASK_FILES, 3, id_map=v, progress=False)),
+    ("fingerprint", lambda v: class_pixel_counts(MASK_FILES, 3, fingerprint=v)),
+    ("num_threads", lambda v: class_pixel_counts(MASK_FILES, 3, num_threads=v)),
+    ("refresh", lambda v: class_pixel_counts(MASK_FILES, 3, refresh=v)),
+    ("progress", lambda v: class_pixel_counts(MASK_FILES, 3, progress=v)),
+    ("root", lambda v: MaskFolder(v)),
+    ("size", lambda v: RareClassCrop(v)),
+    ("max_tries", lambda v: RareClassCrop(4, max_tries=v)),
+    ("min_pixels", lambda v: RareClassCrop(4, min_pixels=v)),
+    ("seed", lambda v: RareClassCrop(4, seed=v)),
+    ("dataset", lambda v: RareClassDataset(v, RareClassCrop(2))),
+    ("crop", lambda v: RareClassDataset(PAIRS, v)),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "call"), HOSTILE_CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(HOSTILE_CASES)]
+)
+@settings(
+    max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(value=HOSTILE)
+def test_hostile_argument(name: str, call: Callable[[Any], Any], value: Any) -> None:
+    try:
+        built = call(value)
+    except (TypeError, ValueError) as error:
+        message = str(error)
+        assert name in message.split(":")[0] or name in message, (
+            f"{type(error).__name__} for {value!r} does not name {name!r}: {message}"
+        )
+        return
+    if isinstance(built, RareClassCrop):
+        built(np.zeros((6, 6)), np.eye(6, dtype=np.uint8), ClassIndex(0, 1))
+    elif isinstance(built, RareClassDataset) and len(built):
+        try:  # items that are not (image, mask) pairs show at the first access
+            built[ClassIndex(0, 1)]
+        except TypeError as error:
+            assert str(error).startswith("dataset[0]: expected an (image, mask) pair")
+    elif isinstance(built, RareClassSampler) and len(built) <= 10**5:
+        _use(built)  # a legal epoch of 10**8 picks would take minutes to draw: its length only

@@ -41,7 +41,7 @@ __all__ = [
     "rare_class_probabilities",
 ]
 
-EPOCH_BYTES = 32  # an epoch's images, classes and positions, int64 each, and their gather
+EPOCH_BYTES = 64  # an epoch's draws: classes, uniforms, offsets, images, positions (8 bytes each)
 
 
 class ClassIndex(int):
@@ -147,8 +147,10 @@ def _probabilities(counts: np.ndarray, temperature: float, min_pixels: int) -> n
             min_pixels,
             "No class has an image with that many pixels of it; lower min_pixels",
         )
-    logits = (1.0 - frequencies[eligible]) / temperature
-    weights = np.exp(logits - logits.max())
+    # exp((1 - f_c) / T) over its largest value, written without the large (1 - f_c) / T,
+    # which overflows for a tiny T
+    drawn = frequencies[eligible]
+    weights = np.exp((drawn.min() - drawn) / temperature)
     probabilities = np.zeros(counts.shape[1], dtype=np.float64)
     probabilities[eligible] = weights / weights.sum()
     return probabilities

@@ -16,6 +16,7 @@ that held the most or a window around a random pixel of the class, whichever hol
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,14 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from torch_balance._rng import Stream, generator
-from torch_balance._validation import Text, check_int, check_map_style, check_seed, fail
+from torch_balance._validation import (
+    Text,
+    check_index,
+    check_int,
+    check_map_style,
+    check_seed,
+    fail,
+)
 
 __all__ = ["RareClassCrop", "RareClassDataset"]
 
@@ -190,6 +198,18 @@ class RareClassCrop:
         )
 
 
+def _takes_three(fn: Any) -> bool:
+    """Whether ``fn`` can be called with three positional arguments (True where its
+    signature cannot be read)."""
+    try:
+        inspect.signature(fn).bind(None, None, None)
+    except TypeError:
+        return False
+    except ValueError:
+        return True
+    return True
+
+
 class RareClassDataset(Dataset):
     """``dataset`` with a crop that knows the class each index was drawn for.
 
@@ -216,7 +236,13 @@ class RareClassDataset(Dataset):
 
     def __init__(self, dataset: Any, crop: Any, transforms: Any = None) -> None:
         check_map_style("dataset", dataset)
-        if not callable(crop):
+        try:
+            len(dataset)
+        except TypeError:  # a 0-d array or tensor
+            fail("dataset", "a dataset of (image, mask) pairs", dataset, kind=TypeError)
+        if isinstance(dataset, (str, bytes)):
+            fail("dataset", "a dataset of (image, mask) pairs", dataset, kind=TypeError)
+        if not callable(crop) or not _takes_three(crop):
             fail("crop", "a callable crop(image, mask, pick)", crop, kind=TypeError)
         self.dataset = dataset
         self.crop = crop
@@ -226,7 +252,7 @@ class RareClassDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, pick: Any) -> Any:
-        sample = self.dataset[int(pick)]
+        sample = self.dataset[check_index(pick, len(self.dataset))]
         if not isinstance(sample, (tuple, list)) or len(sample) != 2:
             fail(
                 f"dataset[{int(pick)}]",

@@ -79,6 +79,9 @@ class MaskFolder(Dataset):
         masks: str = "masks",
         transforms: Any = None,
     ) -> None:
+        for name, value in (("root", root), ("images", images), ("masks", masks)):
+            if not isinstance(value, (str, os.PathLike)):
+                fail(name, "a folder path (str or os.PathLike)", value, kind=TypeError)
         self.root = Path(root)
         self.transforms = transforms
         found = {}
@@ -189,7 +192,7 @@ def mask_paths(source: Any, path: str = "masks") -> list[str]:
         found = _tv_semantic(source, path)
     elif hasattr(source, "masks"):
         found = list(source.masks)
-    elif isinstance(source, (Sequence, np.ndarray)):
+    elif isinstance(source, Sequence) or (isinstance(source, np.ndarray) and source.ndim == 1):
         found = list(source)
     else:
         fail(
