@@ -156,7 +156,7 @@ def scan_speed(paths: list[Path], size: tuple[int, int], args: argparse.Namespac
         threads: times[f"floor: PIL decode, {threads} threads"],
     }
     print(
-        f"\n## Mask scan: {len(paths)} masks of {args.height}x{args.width}, best of "
+        f"\n## Mask scan: {len(paths)} masks of {size[0]}x{size[1]}, best of "
         f"{args.repeats}\n"
     )
     print("| run | seconds | masks/s | speed vs the floor on as many threads |")

@@ -134,11 +134,16 @@ def _check_min_pixels(min_pixels: Any) -> int:
     )
 
 
-def _probabilities(counts: np.ndarray, temperature: float, min_pixels: int) -> np.ndarray:
+def _frequencies(counts: np.ndarray) -> np.ndarray:
+    """``f_c``: each class's share of the counted pixels."""
     total = counts.sum(dtype=np.float64)
     if total == 0:
         fail("pixel_counts", "at least one counted pixel", Text("only zeros"))
-    frequencies = counts.sum(axis=0, dtype=np.float64) / total
+    return counts.sum(axis=0, dtype=np.float64) / total
+
+
+def _probabilities(counts: np.ndarray, temperature: float, min_pixels: int) -> np.ndarray:
+    frequencies = _frequencies(counts)
     eligible = (counts >= min_pixels).any(axis=0)
     if not eligible.any():
         fail(
@@ -259,9 +264,7 @@ class RareClassSampler(EpochShell, DistributedSampler[int]):
         self.num_samples = counts.shape[0] if length is None else int(length)
         check_epoch_size("num_samples", self.num_samples, EPOCH_BYTES, "Use a smaller num_samples")
         self.pixel_counts = counts
-        self.frequencies = counts.sum(axis=0, dtype=np.float64) / max(
-            counts.sum(dtype=np.float64), 1.0
-        )
+        self.frequencies = _frequencies(counts)
         self.class_probabilities = _probabilities(counts, self.temperature, self.min_pixels)
         eligible = counts >= self.min_pixels
         self.images_per_class = eligible.sum(axis=0).astype(np.int64)

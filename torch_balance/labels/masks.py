@@ -248,25 +248,32 @@ def _lookup(num_classes: int, ignore_index: int | None, id_map: Any) -> np.ndarr
 def value_counts(pixels: np.ndarray, image: Image.Image | None = None) -> np.ndarray:
     """How many of the 8-bit ``pixels`` hold each value 0-255 (``int64``).
 
-    Label masks are piecewise constant: the pixels are read as runs of one value (a vector
-    compare finds where runs start), and each run adds its length to its value, far less
-    work than a pass per pixel. Where runs are short (over one pixel in 8 starts one), it is
-    the plain histogram instead, PIL's when ``image`` is given (the reference the property
-    test holds this equal to).
+    Label masks are piecewise constant, so the pixels are read 8 at a time (as 64-bit words)
+    in runs of equal words: one vector compare finds where runs start, and each run adds its
+    length to each of its word's 8 bytes, far less work than a pass per pixel. Where runs are
+    short (over one word in 4 starts one), it is the plain histogram instead, PIL's when
+    ``image`` is given: the reference the property test holds this equal to.
 
     Example:
-        >>> value_counts(np.array([3, 3, 3, 0, 3], dtype=np.uint8))[[0, 3]].tolist()
-        [1, 4]
+        >>> value_counts(np.array([3] * 17 + [0] * 3, dtype=np.uint8))[[0, 3]].tolist()
+        [3, 17]
     """
-    ends = np.flatnonzero(pixels[1:] != pixels[:-1])  # the last pixel of every run but one
-    if (ends.shape[0] + 1) * 8 > pixels.shape[0]:
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    whole = pixels.shape[0] - pixels.shape[0] % 8
+    words = pixels[:whole].view(np.uint64)
+    ends = np.flatnonzero(words[1:] != words[:-1])  # the last word of every run but one
+    if whole == 0 or (ends.shape[0] + 1) * 4 > words.shape[0]:
         if image is not None:
             return np.asarray(image.histogram(), dtype=np.int64)
         return np.bincount(pixels, minlength=256).astype(np.int64)
     starts = np.zeros(ends.shape[0] + 1, dtype=np.intp)
     np.add(ends, 1, out=starts[1:])
-    lengths = np.diff(starts, append=pixels.shape[0])
-    return np.bincount(pixels[starts], weights=lengths, minlength=256).astype(np.int64)
+    lengths = np.diff(starts, append=words.shape[0])
+    counts = np.bincount(
+        words[starts].view(np.uint8), weights=np.repeat(lengths, 8), minlength=256
+    ).astype(np.int64)
+    counts += np.bincount(pixels[whole:], minlength=256)  # the last size % 8 pixels
+    return counts
 
 
 def count_mask(path: str, num_classes: int, table: np.ndarray) -> np.ndarray:
