@@ -188,7 +188,8 @@ def mask_paths(source: Any, path: str = "masks") -> list[str]:
         return [inner[int(i)] for i in source.indices]
     if type(source).__name__ == "VisionDatasetTVTensorWrapper" and hasattr(source, "_dataset"):
         return mask_paths(source._dataset, f"{path}._dataset")
-    if hasattr(source, "target_type") and type(source).__name__ == "Cityscapes":
+    cityscapes = any(cls.__name__ == "Cityscapes" for cls in type(source).__mro__)
+    if cityscapes and hasattr(source, "target_type"):
         found = _tv_semantic(source, path)
     elif hasattr(source, "masks"):
         found = list(source.masks)
