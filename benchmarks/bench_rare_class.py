@@ -155,10 +155,7 @@ def scan_speed(paths: list[Path], size: tuple[int, int], args: argparse.Namespac
         1: times["floor: PIL decode, 1 thread"],
         threads: times[f"floor: PIL decode, {threads} threads"],
     }
-    print(
-        f"\n## Mask scan: {len(paths)} masks of {size[0]}x{size[1]}, best of "
-        f"{args.repeats}\n"
-    )
+    print(f"\n## Mask scan: {len(paths)} masks of {size[0]}x{size[1]}, best of {args.repeats}\n")
     print("| run | seconds | masks/s | speed vs the floor on as many threads |")
     print("|---|---:|---:|---:|")
     for name, seconds in times.items():
