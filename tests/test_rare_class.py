@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from test_hostile import HOSTILE, _use
 from test_masks import write_mask
@@ -324,3 +325,27 @@ def test_hostile_argument(name: str, call: Callable[[Any], Any], value: Any) -> 
             assert str(error).startswith("dataset[0]: expected an (image, mask) pair")
     elif isinstance(built, RareClassSampler) and len(built) <= 10**5:
         _use(built)  # a legal epoch of 10**8 picks would take minutes to draw: its length only
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.integers(1, 30),
+    cols=st.integers(1, 30),
+    size=st.tuples(st.integers(1, 40), st.integers(1, 40)),
+    tries=st.integers(1, 5),
+    spots=st.lists(st.tuples(st.integers(0, 29), st.integers(0, 29)), max_size=4),
+    position=st.integers(0, 1000),
+)
+def test_crop_windows_stay_inside_and_find_a_present_class(
+    rows: int, cols: int, size: tuple[int, int], tries: int, spots: list, position: int
+) -> None:
+    mask = np.zeros((rows, cols), dtype=np.uint8)
+    for y, x in spots:
+        mask[y % rows, x % cols] = 7
+    crop = RareClassCrop(size, max_tries=tries, seed=5)
+    pick = ClassIndex(0, class_id=7, epoch=1, position=position)
+    top, left, height, width = crop.window(mask, 7, crop.generator_for(pick))
+    assert (height, width) == (min(size[0], rows), min(size[1], cols))
+    assert 0 <= top <= rows - height and 0 <= left <= cols - width
+    if spots:
+        assert (mask[top : top + height, left : left + width] == 7).any()
