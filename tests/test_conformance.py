@@ -17,6 +17,7 @@ from torch_balance import (
     Progressive,
     RandomOverSampler,
     RandomUnderSampler,
+    RareClassSampler,
     RepeatFactorSampler,
     StratifiedBatchSampler,
     WeightedSampler,
@@ -47,6 +48,17 @@ def alternating_plan(counts: dict, epoch: int) -> dict:
         plan[keys[0]] -= 1
         plan[keys[-1]] += 1
     return plan
+
+
+def pixel_counts_of(labels: Any) -> Any:
+    """Per-image pixel counts from a label vector: a background class 0 in every image, and
+    the image's label as class 1 + its code, with 30 to 90 pixels."""
+    _, codes = np.unique(np.asarray(labels), return_inverse=True)
+    n = codes.shape[0]
+    counts = np.zeros((n, int(codes.max()) + 2), dtype=np.int64)
+    counts[:, 0] = 500
+    counts[np.arange(n), codes + 1] = 30 + (np.arange(n) * 7) % 61
+    return counts
 
 
 # Each public sampler class maps to the configurations it is checked in.
@@ -89,6 +101,15 @@ CASES: dict[type, list[tuple[str, Any]]] = {
             "exact-at-most-once",
             lambda y, **kw: WeightedSampler(
                 inverse_frequency(y) ** 0.25, 30, exact=True, replacement=False, **kw
+            ),
+        ),
+    ],
+    RareClassSampler: [
+        ("min40", lambda y, **kw: RareClassSampler(pixel_counts_of(y), min_pixels=40, **kw)),
+        (
+            "T1-n50",
+            lambda y, **kw: RareClassSampler(
+                pixel_counts_of(y), temperature=1.0, min_pixels=1, num_samples=50, **kw
             ),
         ),
     ],

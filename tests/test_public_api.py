@@ -36,6 +36,17 @@ EXPECTED = {
     "target_counts",
 }
 
+# rare-class sampling for segmentation
+EXPECTED |= {
+    "ClassIndex",
+    "MaskFolder",
+    "RareClassCrop",
+    "RareClassDataset",
+    "RareClassSampler",
+    "class_pixel_counts",
+    "rare_class_probabilities",
+}
+
 
 def test_all_is_pinned() -> None:
     assert set(torch_balance.__all__) == EXPECTED

@@ -33,7 +33,16 @@ pytest.importorskip("transformers")
 
 STACKS = Path(__file__).parent / "stacks"
 sys.path.insert(0, str(STACKS))
-from _common import EPOCHS, LABELS, Indexed, feedback_values, hf_stream, stream  # noqa: E402
+from _common import (  # noqa: E402
+    EPOCHS,
+    LABELS,
+    Indexed,
+    feedback_values,
+    hf_stream,
+    picked_epoch,
+    rare_sampler,
+    stream,
+)
 
 WORLD = 2
 
@@ -79,12 +88,16 @@ def _covers_once(shares: list[list[int]], planned: list[int], padding: int) -> N
 
 
 def _check_sampled(ranks: list[dict[str, Any]], reference: Any, *, interleaved: bool) -> None:
-    """The ranks' epochs against the sampler's own global epochs."""
+    """The ranks' epochs against the sampler's own global epochs (a RareClassSampler's as
+    ``10 * image + class``: the class each pick carried reached the dataset)."""
     epochs = []
     for epoch in range(EPOCHS):
-        planned = reference.epoch_indices(epoch).tolist()
         shares = _epoch(ranks, epoch)
-        assert Counter(LABELS[planned].tolist()) == reference.target_counts(epoch)
+        if hasattr(reference, "target_counts"):
+            planned = reference.epoch_indices(epoch).tolist()
+            assert Counter(LABELS[planned].tolist()) == reference.target_counts(epoch)
+        else:
+            planned = picked_epoch(reference, epoch)
         if interleaved:  # sharded by the sampler: rank r holds positions r, r + R, ...
             assert shares == [planned[r::WORLD] for r in range(WORLD)]
         else:  # the whole epoch handed to a trainer that shards batches of 8 itself
@@ -145,11 +158,22 @@ def _check_dataset(ranks: list[dict[str, Any]], dataset: ResampledDataset, paddi
 
 @pytest.mark.parametrize(
     ("scenario", "seed"),
-    [("early-default", 5), ("early-manual", 6), ("late-default", 7), ("late-manual", 8)],
+    [
+        ("early-default", 5),
+        ("early-manual", 6),
+        ("late-default", 7),
+        ("late-manual", 8),
+        ("rare-default", 14),
+    ],
 )
 def test_lightning_sampler(lightning_runs: dict[str, Any], scenario: str, seed: int) -> None:
-    """use_distributed_sampler True and False, sampler built before and after the group."""
-    _check_sampled(lightning_runs[scenario], RandomOverSampler(LABELS, seed=seed), interleaved=True)
+    """use_distributed_sampler True and False, sampler built before and after the group; and
+    a RareClassSampler, whose picks bring their class to the dataset."""
+    if scenario.startswith("rare"):
+        reference = rare_sampler(seed)
+    else:
+        reference = RandomOverSampler(LABELS, seed=seed)
+    _check_sampled(lightning_runs[scenario], reference, interleaved=True)
 
 
 def test_lightning_dataset_wrapper_redraws(lightning_runs: dict[str, Any]) -> None:
@@ -227,6 +251,7 @@ def test_accelerate_prepare(torchrun_runs: dict[str, Any]) -> None:
     _check_sampled(
         torchrun_runs["accelerate-sampler"], RandomOverSampler(LABELS, seed=3), interleaved=False
     )
+    _check_sampled(torchrun_runs["accelerate-rare"], rare_sampler(15), interleaved=False)
     batches = StratifiedBatchSampler(LABELS, 8, seed=4)
     for epoch in range(EPOCHS):
         planned = [i for b in batches.epoch_indices(epoch) for i in b]

@@ -12,6 +12,9 @@ from torch_balance.batch_samplers import ClassBalancedBatchSampler, StratifiedBa
 from torch_balance.datasets import ResampledDataset
 from torch_balance.feedback import Feedback, per_class_mean, per_class_recall
 from torch_balance.labels import LabelIndex, MultiLabelIndex, get_labels, get_labelsets
+from torch_balance.labels.masks import MaskFolder, class_pixel_counts
+from torch_balance.rare_class import ClassIndex, RareClassSampler, rare_class_probabilities
+from torch_balance.rare_class_crop import RareClassCrop, RareClassDataset
 from torch_balance.samplers import (
     BalancedSampler,
     RandomOverSampler,
@@ -67,6 +70,17 @@ __all__ = [
     "per_class_recall",
     "repeat_factors",
     "target_counts",
+]
+
+# rare-class sampling for segmentation
+__all__ += [
+    "ClassIndex",
+    "MaskFolder",
+    "RareClassCrop",
+    "RareClassDataset",
+    "RareClassSampler",
+    "class_pixel_counts",
+    "rare_class_probabilities",
 ]
 
 

@@ -30,6 +30,37 @@ class Indexed(Dataset):
         return torch.tensor([float(self.labels[i])]), int(self.labels[i]), i
 
 
+def rare_counts() -> np.ndarray:
+    """LABELS as segmentation masks' pixel counts: a background class 0 of 400 pixels in every
+    image, and class 1 + label with 20 to 60 pixels."""
+    counts = np.zeros((len(LABELS), 5), dtype=np.int64)
+    counts[:, 0] = 400
+    counts[np.arange(len(LABELS)), LABELS + 1] = 20 + (np.arange(len(LABELS)) * 7) % 41
+    return counts
+
+
+def rare_sampler(seed: int) -> Any:
+    """The RareClassSampler of the rare-class scenarios."""
+    from torch_balance import RareClassSampler
+
+    return RareClassSampler(rare_counts(), min_pixels=20, temperature=0.5, seed=seed)
+
+
+def picked_epoch(sampler: Any, epoch: int) -> list[int]:
+    """A RareClassSampler's global epoch as ``10 * image + class``, what Picked records."""
+    images, classes = sampler.epoch_picks(epoch)
+    return (images * 10 + classes).tolist()
+
+
+class Picked(Indexed):
+    """Item i is (feature, label, 10 * i + the class drawn for i): a training step records
+    that the class a RareClassSampler chose reached the dataset (9: no class)."""
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        x, y, index = super().__getitem__(int(i))
+        return x, y, 10 * index + getattr(i, "class_id", 9)
+
+
 def stream_shards() -> dict[str, list[tuple[torch.Tensor, int, int]]]:
     """The dataset as 4 named shards (sample i in shard i % 4), for the balanced streams."""
     data = Indexed()

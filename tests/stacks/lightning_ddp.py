@@ -16,9 +16,11 @@ from _common import (
     EPOCHS,
     LABELS,
     Indexed,
+    Picked,
     Record,
     feedback_values,
     rank_from_env,
+    rare_sampler,
     stream,
 )
 from torch.utils.data import DataLoader
@@ -121,6 +123,12 @@ def main(out: str) -> None:
         record,
         lambda: DataLoader(data, sampler=RandomOverSampler(LABELS, seed=8), batch_size=8),
         use_distributed_sampler=False,
+    )
+    # rare-class sampling: the class each pick carries reaches the dataset
+    fit(
+        "rare-default",
+        record,
+        lambda: DataLoader(Picked(), sampler=rare_sampler(14), batch_size=8),
     )
     under = ResampledDataset(data, "under", labels=LABELS, seed=9)
     fit(

@@ -15,7 +15,17 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from _common import EPOCHS, LABELS, Indexed, Record, feedback_values, hf_stream, stream
+from _common import (
+    EPOCHS,
+    LABELS,
+    Indexed,
+    Picked,
+    Record,
+    feedback_values,
+    hf_stream,
+    rare_sampler,
+    stream,
+)
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
@@ -83,6 +93,7 @@ def with_accelerate(record: Record) -> None:
         "accelerate-batches": DataLoader(
             data, batch_sampler=StratifiedBatchSampler(LABELS, 8, seed=4)
         ),
+        "accelerate-rare": DataLoader(Picked(), sampler=rare_sampler(15), batch_size=8),
     }
     for scenario, loader in runs.items():
         prepared = accelerator.prepare(loader)

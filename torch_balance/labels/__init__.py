@@ -4,7 +4,8 @@ One layer for single- and multi-label data: :mod:`~torch_balance.labels.index`
 (:class:`LabelIndex`, :class:`MultiLabelIndex`), :mod:`~torch_balance.labels.read`
 (:func:`get_labels`, :func:`get_labelsets` and the one reader behind both),
 :mod:`~torch_balance.labels.kinds` (what one label is) and
-:mod:`~torch_balance.labels.torchvision` (the torchvision reader tables).
+:mod:`~torch_balance.labels.torchvision` (the torchvision reader tables). Segmentation masks
+have per-image class pixel counts instead: :mod:`~torch_balance.labels.masks`.
 """
 
 from __future__ import annotations

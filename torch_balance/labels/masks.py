@@ -1,0 +1,539 @@
+"""Per-image class pixel counts of segmentation masks, read from the mask files alone, once.
+
+:func:`class_pixel_counts` decodes every PNG label mask (palette ``'P'`` or greyscale ``'L'``
+mode, one class id per pixel) with PIL, takes its 256-bin histogram and folds it into one row
+of an ``(images, classes)`` ``int64`` array, pixels of ``ignore_index`` left out. The images
+are never opened. The mask files come from torchvision's ``VOCSegmentation`` and
+``Cityscapes`` (their file lists, read without loading a sample), from a :class:`MaskFolder`,
+from any dataset with a ``masks`` list of paths, or from a list of paths. With ``cache=`` the
+array is written to disk beside a fingerprint of the mask files and read back only while the
+files are unchanged: a stale cache is refused, naming the first file that differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset, Subset
+from tqdm.auto import tqdm
+
+from torch_balance._validation import Text, check_bool, check_int, fail
+
+__all__ = [
+    "MaskFolder",
+    "class_pixel_counts",
+    "count_mask",
+    "mask_fingerprint",
+    "mask_paths",
+    "value_counts",
+]
+
+MODES = ("P", "L")  # one 8-bit class id per pixel
+CACHE_VERSION = 1
+FINGERPRINTS = ("stat", "content")
+
+
+class MaskFolder(Dataset):
+    """Image/mask pairs in two folders, matched by file stem: ``root/images/<stem>.<ext>``
+    and ``root/masks/<stem>.png``.
+
+    ``dataset[i]`` is ``(image, mask)``: the image converted to RGB and the mask as stored
+    (a ``'P'`` or ``'L'`` PIL image of class ids), passed through ``transforms(image, mask)``
+    when given. The pairs are sorted by stem; every mask needs its image and every image its
+    mask. :attr:`masks` lists the mask files, which :func:`class_pixel_counts` reads.
+
+    Args:
+        root: The folder holding the two subfolders.
+        images: Name of the image subfolder.
+        masks: Name of the mask subfolder.
+        transforms: ``transforms(image, mask) -> sample``, optional.
+
+    Raises:
+        ValueError: For a missing folder, no pairs, or a file without its partner.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for sub in ("images", "masks"):
+        ...     (root / sub).mkdir()
+        >>> Image.new("RGB", (4, 4)).save(root / "images" / "a.jpg")
+        >>> Image.new("L", (4, 4)).save(root / "masks" / "a.png")
+        >>> folder = MaskFolder(root)
+        >>> len(folder), [Path(p).name for p in folder.masks]
+        (1, ['a.png'])
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        images: str = "images",
+        masks: str = "masks",
+        transforms: Any = None,
+    ) -> None:
+        for name, value in (("root", root), ("images", images), ("masks", masks)):
+            if not isinstance(value, (str, os.PathLike)):
+                fail(name, "a folder path (str or os.PathLike)", value, kind=TypeError)
+        self.root = Path(root)
+        self.transforms = transforms
+        found = {}
+        for sub in (images, masks):
+            folder = self.root / sub
+            if not folder.is_dir():
+                fail(
+                    "root",
+                    f"a folder with subfolders {images!r} and {masks!r}",
+                    str(self.root),
+                    f"{folder} is missing",
+                )
+            files = sorted(
+                p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+            )
+            by_stem: dict[str, Path] = {}
+            for path in files:
+                if path.stem in by_stem:
+                    fail(
+                        f"root/{sub}",
+                        "one file per stem",
+                        Text(f"{by_stem[path.stem].name} and {path.name}"),
+                        "Keep one file for each sample",
+                    )
+                by_stem[path.stem] = path
+            found[sub] = by_stem
+        image_files, mask_files = found[images], found[masks]
+        lonely = sorted(set(image_files) ^ set(mask_files))
+        if lonely:
+            stem = lonely[0]
+            where = masks if stem in image_files else images
+            fail(
+                "root",
+                "an image and a mask for every stem",
+                Text(
+                    f"{len(lonely)} unpaired file(s), the first {stem!r} without a file in {where}/"
+                ),
+                "Add the missing files or move the unpaired ones out",
+            )
+        if not mask_files:
+            fail("root", "at least one image/mask pair", str(self.root))
+        stems = sorted(mask_files)
+        self.images = [str(image_files[s]) for s in stems]
+        self.masks = [str(mask_files[s]) for s in stems]
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def __getitem__(self, index: int) -> Any:
+        i = int(index)
+        image = Image.open(self.images[i]).convert("RGB")
+        mask = Image.open(self.masks[i])
+        mask.load()
+        if self.transforms is not None:
+            return self.transforms(image, mask)
+        return image, mask
+
+
+def _tv_semantic(dataset: Any, path: str) -> list[str]:
+    """The mask files of torchvision's ``Cityscapes`` (``target_type`` with 'semantic')."""
+    types = dataset.target_type
+    types = [types] if isinstance(types, str) else list(types)
+    if "semantic" not in types:
+        fail(
+            f"{path}.target_type",
+            "a target_type that includes 'semantic'",
+            types,
+            "Build Cityscapes with target_type='semantic' to count its label masks",
+        )
+    column = types.index("semantic")
+    return [str(entry[column]) for entry in dataset.targets]
+
+
+def mask_paths(source: Any, path: str = "masks") -> list[str]:
+    """The mask files of ``source``, in dataset order, without opening any of them.
+
+    Args:
+        source: A sequence of paths; torchvision's ``VOCSegmentation`` (``masks``) or
+            ``Cityscapes`` (``targets``, ``target_type`` with ``'semantic'``), also inside
+            its tv_tensors wrapper; a :class:`MaskFolder` or any dataset with a ``masks``
+            list of paths; or a ``torch.utils.data.Subset`` of one of these.
+        path: How to name ``source`` in error messages.
+
+    Returns:
+        The paths, as strings.
+
+    Raises:
+        TypeError: For a source that holds no list of mask files.
+
+    Example:
+        >>> mask_paths(["a.png", Path("b.png")])
+        ['a.png', 'b.png']
+    """
+    if isinstance(source, (str, bytes, os.PathLike)):
+        fail(
+            path,
+            "a list of mask paths or a segmentation dataset",
+            source,
+            "Wrap one path in a list, or use MaskFolder(root) for a folder of pairs",
+            kind=TypeError,
+        )
+    if isinstance(source, Subset):
+        inner = mask_paths(source.dataset, f"{path}.dataset")
+        return [inner[int(i)] for i in source.indices]
+    if type(source).__name__ == "VisionDatasetTVTensorWrapper" and hasattr(source, "_dataset"):
+        return mask_paths(source._dataset, f"{path}._dataset")
+    cityscapes = any(cls.__name__ == "Cityscapes" for cls in type(source).__mro__)
+    if cityscapes and hasattr(source, "target_type"):
+        found = _tv_semantic(source, path)
+    elif hasattr(source, "masks"):
+        found = list(source.masks)
+    elif isinstance(source, Sequence) or (isinstance(source, np.ndarray) and source.ndim == 1):
+        found = list(source)
+    else:
+        fail(
+            path,
+            "a list of mask paths, VOCSegmentation, Cityscapes, MaskFolder or a "
+            "dataset with a 'masks' list",
+            Text(f"a {type(source).__name__}"),
+            "Pass the list of mask files in dataset order",
+            kind=TypeError,
+        )
+    for i, item in enumerate(found):
+        if not isinstance(item, (str, os.PathLike)):
+            fail(f"{path}[{i}]", "a path (str or os.PathLike)", item, kind=TypeError)
+    return [os.fspath(p) for p in found]
+
+
+def _lookup(num_classes: int, ignore_index: int | None, id_map: Any) -> np.ndarray:
+    """Pixel value (0-255) -> class id, or -1 for pixels left out; ids >= num_classes kept to
+    be reported."""
+    if id_map is None:
+        table = np.arange(256, dtype=np.int64)
+    else:
+        if isinstance(id_map, dict):
+            table = np.full(256, -1 if ignore_index is None else ignore_index, dtype=np.int64)
+            items = list(id_map.items())
+        else:
+            values = np.asarray(id_map)
+            if values.ndim != 1 or values.shape[0] > 256 or values.dtype.kind not in "iu":
+                fail(
+                    "id_map",
+                    "a dict or a 1-D integer array of at most 256 entries "
+                    "(pixel value -> class id)",
+                    Text(f"an array of shape {values.shape}, dtype {values.dtype}"),
+                    kind=TypeError,
+                )
+            table = np.full(256, -1 if ignore_index is None else ignore_index, dtype=np.int64)
+            items = list(enumerate(values.tolist()))
+        for key, value in items:
+            check_int("id_map key", key, minimum=0, maximum=255)
+            value = check_int(f"id_map[{key}]", value)
+            if value != ignore_index and not 0 <= value < num_classes:
+                fail(
+                    f"id_map[{key}]",
+                    f"a class id in [0, {num_classes}) or the ignore_index {ignore_index}",
+                    value,
+                )
+            table[key] = value
+    if ignore_index is not None:
+        table[table == ignore_index] = -1
+    return table
+
+
+def value_counts(pixels: np.ndarray, image: Image.Image | None = None) -> np.ndarray:
+    """How many of the 8-bit ``pixels`` hold each value 0-255 (``int64``).
+
+    Label masks are piecewise constant, so the pixels are read 8 at a time (as 64-bit words)
+    in runs of equal words: one vector compare finds where runs start, and each run adds its
+    length to each of its word's 8 bytes, far less work than a pass per pixel. Where runs are
+    short (over one word in 4 starts one), it is the plain histogram instead, PIL's when
+    ``image`` is given: the reference the property test holds this equal to.
+
+    Example:
+        >>> value_counts(np.array([3] * 17 + [0] * 3, dtype=np.uint8))[[0, 3]].tolist()
+        [3, 17]
+    """
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    whole = pixels.shape[0] - pixels.shape[0] % 8
+    words = pixels[:whole].view(np.uint64)
+    ends = np.flatnonzero(words[1:] != words[:-1])  # the last word of every run but one
+    if whole == 0 or (ends.shape[0] + 1) * 4 > words.shape[0]:
+        if image is not None:
+            return np.asarray(image.histogram(), dtype=np.int64)
+        return np.bincount(pixels, minlength=256).astype(np.int64)
+    starts = np.zeros(ends.shape[0] + 1, dtype=np.intp)
+    np.add(ends, 1, out=starts[1:])
+    lengths = np.diff(starts, append=words.shape[0])
+    counts = np.bincount(
+        words[starts].view(np.uint8), weights=np.repeat(lengths, 8), minlength=256
+    ).astype(np.int64)
+    counts += np.bincount(pixels[whole:], minlength=256)  # the last size % 8 pixels
+    return counts
+
+
+def count_mask(path: str, num_classes: int, table: np.ndarray) -> np.ndarray:
+    """One mask file's class pixel counts (``int64``, ``num_classes`` long).
+
+    ``table`` maps each pixel value (0-255) to a class id, or -1 for a pixel left out.
+
+    Raises:
+        ValueError: Naming the file, for one that cannot be read, is not a ``'P'`` or ``'L'``
+            image, or holds a class id ``>= num_classes``.
+
+    Example:
+        >>> import tempfile
+        >>> file = os.path.join(tempfile.mkdtemp(), "m.png")
+        >>> Image.fromarray(np.array([[0, 1], [1, 255]], dtype=np.uint8)).save(file)
+        >>> count_mask(file, 2, np.r_[np.arange(255), -1]).tolist()
+        [1, 2]
+    """
+    try:
+        with Image.open(path) as image:
+            if image.mode not in MODES:
+                fail(
+                    f"mask file {path!r}",
+                    "a label mask in PIL mode 'P' (palette) or 'L' "
+                    "(greyscale), one class id per pixel",
+                    Text(f"mode {image.mode!r}"),
+                    "Save the class ids as 8-bit PNG: Image.fromarray(ids.astype('uint8'))",
+                )
+            image.load()
+            histogram = value_counts(np.frombuffer(image.tobytes(), dtype=np.uint8), image)
+    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
+        fail(
+            f"mask file {path!r}",
+            "a readable PNG label mask",
+            Text(f"{type(error).__name__}: {error}"),
+            "Replace or remove the file",
+        )
+    used = histogram > 0
+    ids = table[used]
+    bad = ids >= num_classes
+    if bad.any():
+        values = np.flatnonzero(used)[bad]
+        fail(
+            f"mask file {path!r}",
+            f"class ids in [0, {num_classes}) or the ignore_index",
+            Text(f"pixel value(s) {values[:5].tolist()} (class {int(ids[bad][0])})"),
+            "Pass the right num_classes, ignore_index, or an id_map for these values",
+        )
+    keep = ids >= 0
+    return np.bincount(ids[keep], weights=histogram[used][keep], minlength=num_classes).astype(
+        np.int64
+    )
+
+
+def mask_fingerprint(paths: Sequence[str], how: str = "stat") -> list[str]:
+    """What identifies each mask file: its size and modification time (``"stat"``, cheap) or
+    a digest of its bytes (``"content"``, survives copies and touches).
+
+    Example:
+        >>> import tempfile
+        >>> file = os.path.join(tempfile.mkdtemp(), "m.png")
+        >>> _ = open(file, "wb").write(b"x")
+        >>> mask_fingerprint([file], "content")
+        ['1:...']
+    """
+    out = []
+    for path in paths:
+        try:
+            if how == "content":
+                digest = hashlib.blake2b(digest_size=12)
+                with open(path, "rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(block)
+                out.append(f"{os.path.getsize(path)}:{digest.hexdigest()}")
+            else:
+                stat = os.stat(path)
+                out.append(f"{stat.st_size}:{stat.st_mtime_ns}")
+        except OSError as error:
+            fail(
+                f"mask file {path!r}",
+                "a readable file",
+                Text(f"{type(error).__name__}: {error}"),
+                "Replace or remove the file",
+            )
+    return out
+
+
+def _settings(num_classes: int, ignore_index: int | None, table: np.ndarray, how: str) -> dict:
+    return {
+        "version": CACHE_VERSION,
+        "num_classes": num_classes,
+        "ignore_index": ignore_index,
+        "id_map": hashlib.blake2b(table.tobytes(), digest_size=8).hexdigest(),
+        "fingerprint": how,
+    }
+
+
+def _read_cache(cache: Path, paths: list[str], stamps: list[str], settings: dict) -> np.ndarray:
+    try:
+        with np.load(cache, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            counts = np.asarray(data["counts"], dtype=np.int64)
+    except (OSError, ValueError, KeyError) as error:
+        fail(
+            "cache",
+            "a cache file written by class_pixel_counts",
+            Text(f"{cache} ({type(error).__name__}: {error})"),
+            "Delete it or pass refresh=True",
+        )
+    fix = f"Delete {cache} or pass refresh=True to count the masks again"
+    for key, value in settings.items():
+        if meta.get(key) != value:
+            fail(
+                "cache",
+                f"counts for {key}={value!r}",
+                Text(f"a cache written with {key}={meta.get(key)!r} ({cache})"),
+                fix,
+            )
+    saved_paths, saved_stamps = meta["paths"], meta["stamps"]
+    if saved_paths != paths:
+        gone = [p for p in saved_paths if p not in set(paths)]
+        new = [p for p in paths if p not in set(saved_paths)]
+        what = (
+            f"{len(new)} file(s) not in it, the first {new[0]!r}"
+            if new
+            else f"{len(gone)} file(s) no longer listed, the first {gone[0]!r}"
+            if gone
+            else "the same files in another order"
+        )
+        fail(
+            "cache",
+            f"counts for these {len(paths)} mask files",
+            Text(f"a stale cache ({cache}): {what}"),
+            fix,
+        )
+    changed = [i for i, (a, b) in enumerate(zip(saved_stamps, stamps, strict=True)) if a != b]
+    if changed:
+        first = paths[changed[0]]
+        fail(
+            "cache",
+            "counts for the mask files as they are now",
+            Text(
+                f"a stale cache ({cache}): {len(changed)} file(s) changed since it was written "
+                f"(size or modification time), the first {first!r}"
+            ),
+            fix,
+        )
+    if counts.shape != (len(paths), settings["num_classes"]):
+        fail(
+            "cache",
+            f"counts of shape {(len(paths), settings['num_classes'])}",
+            Text(f"shape {counts.shape} in {cache}"),
+            fix,
+        )
+    return counts
+
+
+def _write_cache(
+    cache: Path, counts: np.ndarray, paths: list[str], stamps: list[str], settings: dict
+) -> None:
+    meta = json.dumps({**settings, "paths": paths, "stamps": stamps})
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    with open(partial, "wb") as handle:  # a file object: np.savez adds no suffix to it
+        np.savez(handle, counts=counts, meta=np.array(meta))
+    os.replace(partial, cache)  # atomic: ranks writing at once leave one whole file
+
+
+def class_pixel_counts(
+    source: Any,
+    num_classes: int,
+    *,
+    ignore_index: int | None = 255,
+    id_map: Any = None,
+    cache: str | os.PathLike[str] | None = None,
+    refresh: bool = False,
+    fingerprint: str = "stat",
+    num_threads: int | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Pixels of each class in each mask: an ``(images, num_classes)`` ``int64`` array.
+
+    Each mask file is decoded once with PIL (a thread pool over the files; PIL's PNG decoder
+    runs outside the GIL) and reduced to its histogram by runs (see :func:`value_counts`);
+    the images are never opened. The
+    counts are those of the files as stored, before any transform.
+
+    Args:
+        source: The masks: a list of paths, ``VOCSegmentation``, ``Cityscapes`` (with
+            ``target_type`` including ``'semantic'``), a :class:`MaskFolder`, a dataset with a
+            ``masks`` list, or a ``Subset`` of one (see :func:`mask_paths`).
+        num_classes: Number of classes; every pixel value must be a class id below it, the
+            ``ignore_index``, or mapped by ``id_map``.
+        ignore_index: Pixel value left out of the counts (255, the VOC and mmseg convention);
+            None to count every value.
+        id_map: Pixel value -> class id, a dict or an array indexed by value (Cityscapes'
+            ``labelIds`` to its 19 ``trainIds``, for instance); values it leaves out, and
+            those it maps to ``ignore_index``, are ignored.
+        cache: A file (``.npz``) to keep the counts in: written on the first call, read on
+            later ones while the fingerprint of the mask files still matches; refused,
+            naming the first file that differs, when it does not.
+        refresh: Count again and overwrite ``cache``.
+        fingerprint: ``"stat"`` (size and modification time of every file) or
+            ``"content"`` (a digest of every file's bytes).
+        num_threads: Threads that decode masks; default ``min(8, os.cpu_count())``.
+        progress: Show a progress bar (only where stderr is a terminal).
+
+    Returns:
+        The counts, one row per mask in dataset order.
+
+    Raises:
+        TypeError: For a source without mask files or arguments of the wrong type.
+        ValueError: Naming the file, for a mask that cannot be read, is not in mode ``'P'``
+            or ``'L'``, or holds a class id ``>= num_classes``; and for a stale cache.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> ids = np.array([[0, 0, 1], [2, 255, 1]], dtype=np.uint8)
+        >>> Image.fromarray(ids).save(folder / "a.png")
+        >>> Image.fromarray(np.zeros((2, 3), dtype=np.uint8)).save(folder / "b.png")
+        >>> class_pixel_counts([folder / "a.png", folder / "b.png"], 3, progress=False)
+        array([[2, 2, 1],
+               [6, 0, 0]])
+    """
+    num_classes = int(check_int("num_classes", num_classes, minimum=1, maximum=256))
+    if ignore_index is not None:
+        ignore_index = int(check_int("ignore_index", ignore_index, minimum=0, maximum=255))
+    check_bool("refresh", refresh)
+    check_bool("progress", progress)
+    if fingerprint not in FINGERPRINTS:
+        fail("fingerprint", "'stat' or 'content'", fingerprint)
+    threads = check_int("num_threads", num_threads, minimum=1, allow_none=True)
+    threads = min(8, os.cpu_count() or 1) if threads is None else threads
+    paths = mask_paths(source)
+    table = _lookup(num_classes, ignore_index, id_map)
+    settings = _settings(num_classes, ignore_index, table, fingerprint)
+    stamps: list[str] = []
+    cache_path = None if cache is None else Path(cache)
+    if cache_path is not None:
+        stamps = mask_fingerprint(paths, fingerprint)
+        if cache_path.exists() and not refresh:
+            return _read_cache(cache_path, paths, stamps, settings)
+    counts = np.zeros((len(paths), num_classes), dtype=np.int64)
+    with tqdm(
+        total=len(paths), desc="class_pixel_counts", unit="mask", disable=None if progress else True
+    ) as bar:
+        if threads == 1 or len(paths) < 2:
+            for i, path in enumerate(paths):
+                counts[i] = count_mask(path, num_classes, table)
+                bar.update(1)
+        else:
+            with ThreadPoolExecutor(threads, thread_name_prefix="torch_balance-masks") as pool:
+                rows = pool.map(
+                    count_mask, paths, [num_classes] * len(paths), [table] * len(paths), chunksize=1
+                )
+                for i, row in enumerate(rows):
+                    counts[i] = row
+                    bar.update(1)
+    if cache_path is not None:
+        _write_cache(cache_path, counts, paths, stamps, settings)
+    return counts
