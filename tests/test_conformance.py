@@ -25,6 +25,7 @@ from torch_balance.testing import (
     CHECKS,
     check_sampler_basics,
     check_sampler_dataloader,
+    check_sampler_distributed_attributes,
     conformance_labels,
 )
 
@@ -59,6 +60,10 @@ CASES: dict[type, list[tuple[str, Any]]] = {
         ("deferred", lambda y, **kw: BalancedSampler(y, Deferred(2, "instance", "over"), **kw)),
         ("replacement", lambda y, **kw: BalancedSampler(y, "class", replacement=True, **kw)),
         ("callable", lambda y, **kw: BalancedSampler(y, alternating_plan, **kw)),
+        (
+            "sample-weights",
+            lambda y, **kw: BalancedSampler(y, "sqrt", sample_weights=inverse_frequency(y), **kw),
+        ),
     ],
     RandomOverSampler: [
         ("auto", lambda y, **kw: RandomOverSampler(y, **kw)),
@@ -150,3 +155,23 @@ def test_check_counts_catches_a_wrong_plan_and_can_be_skipped() -> None:
     with pytest.raises(AssertionError, match="plan says"):
         check_sampler_basics(make, conformance_labels())
     check_sampler_basics(make, conformance_labels(), check_counts=False)
+
+
+class GlobalCountSampler(BalancedSampler):
+    """Reports the global epoch's length as ``num_samples``, against DistributedSampler's
+    meaning (this rank's count): only the attribute check can tell."""
+
+    @property
+    def num_samples(self) -> int:
+        return self.global_length
+
+
+def test_distributed_attributes_catch_a_global_num_samples() -> None:
+    def make(y: Any, **kw: Any) -> BalancedSampler:
+        return GlobalCountSampler(y, "over", **kw)
+
+    with pytest.raises(AssertionError, match="num_samples is 200 with num_replicas=3"):
+        check_sampler_distributed_attributes(make, conformance_labels())
+    check_sampler_distributed_attributes(
+        lambda y, **kw: BalancedSampler(y, "over", **kw), conformance_labels()
+    )

@@ -328,7 +328,7 @@ def test_fixed_length_is_round_sum_and_holds_every_epoch() -> None:
     expected = math.floor(
         float(sampler.repeat_factors.sum()) + 0.5
     )  # 7 + 2 sqrt(2) + 2 = 11.83 -> 12
-    assert sampler.num_samples == expected == len(sampler) == 12
+    assert sampler.global_length == expected == len(sampler) == sampler.num_samples == 12
     lengths = set()
     for epoch in range(40):
         sampler.set_epoch(epoch)
@@ -439,8 +439,8 @@ def test_large_index_from_csr_stays_compact() -> None:
     values = rng.zipf(1.5, int(offsets[-1])) % 300
     index = MultiLabelIndex.from_csr(values, offsets)
     sampler = RepeatFactorSampler(index, 0.01)
-    assert sampler.index is index and len(sampler) == sampler.num_samples
-    assert sampler.num_samples == math.floor(float(sampler.repeat_factors.sum()) + 0.5)
+    assert sampler.index is index and len(sampler) == sampler.global_length
+    assert sampler.global_length == math.floor(float(sampler.repeat_factors.sum()) + 0.5)
     assert len(list(sampler)) == len(sampler)
 
 

@@ -15,9 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DistributedSampler
 
-from torch_balance._epoch import EpochShell, describe_plan, describe_weights
+from torch_balance._epoch import SamplerShell, describe_plan, describe_weights
 from torch_balance._rng import Stream, generator
 from torch_balance._threads import alongside, helper_allowed
 from torch_balance._validation import check_bool, check_epoch_size, fail
@@ -31,7 +30,7 @@ from torch_balance.draws import (
     shuffle_order,
     shuffled_epoch,
 )
-from torch_balance.labels import MultiLabelIndex, resolve_labelsets
+from torch_balance.labels import MultiLabelIndex, given_dataset, resolve_labelsets
 from torch_balance.sharding import iter_shard
 from torch_balance.strategies import EPOCH_BYTES, Strategy, plan_for
 
@@ -55,14 +54,17 @@ def ahead_pays(length: int) -> bool:
     return length <= NextOrder.LIMIT and helper_allowed(length)
 
 
-class BalancedSampler(EpochShell, DistributedSampler[int]):
+class BalancedSampler(SamplerShell):
     """Over- or undersample a dataset at the index level, redrawn every epoch.
 
     It is a ``DistributedSampler`` (without its constructor): trainers that wrap every other
     sampler for DDP (Lightning's ``use_distributed_sampler=True``) leave it alone and call its
     ``set_epoch``. Ranks are looked up when each epoch starts, so it can be built anywhere,
     before or after ``init_process_group``; under accelerate's ``prepare()`` (and so the
-    Hugging Face ``Trainer``), which shards batches itself, it yields the whole epoch.
+    Hugging Face ``Trainer``), which shards batches itself, it yields the whole epoch. Its
+    ``DistributedSampler`` attributes have their meaning there: ``num_samples`` is this rank's
+    count per epoch (``len(self)``), ``total_size`` that times ``num_replicas``; the global
+    epoch's length is ``global_length``.
 
     Args:
         dataset_or_labels: A dataset (labels are read with :func:`get_labels`) or a 1-D array,
@@ -72,7 +74,8 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
             ``(counts, epoch) -> dict``; see :mod:`torch_balance.strategies`.
         sampling_strategy: imbalanced-learn's ``sampling_strategy`` for ``"over"`` and
             ``"under"``, with exactly its meaning.
-        num_samples: Epoch length for power strategies, schedules and callables.
+        num_samples: Epoch length (global, all ranks) for power strategies, schedules and
+            callables; read it back as ``global_length``.
         replacement: Draw each class i.i.d. with replacement instead of walking through it.
         seed: Shared seed; must be the same on every rank.
         num_replicas: Number of ranks; default: looked up from ``torch.distributed`` when each
@@ -132,6 +135,7 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
             num_samples=num_samples,
             label_fn=label_fn,
         )
+        self._dataset = given_dataset(dataset_or_labels, label_fn)
         self._weights = group_sample_weights(self.index, self.plan, sample_weights)
         self.strategy = strategy
         self._global_length = self.plan.length
@@ -320,7 +324,7 @@ def repeat_factors(labelsets: Any, threshold: float = 0.001, *, sqrt: bool = Tru
 Rounding = Literal["stochastic", "ceil"]
 
 
-class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
+class RepeatFactorSampler(SamplerShell):
     """Repeat-factor sampling for multi-label and detection data (LVIS; detectron2, mmengine).
 
     Image ``i`` is repeated ``r_i`` times per epoch on average, with ``r_i`` from
@@ -331,7 +335,7 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
 
     Fixed epoch length: with stochastic rounding the number of copies drawn changes from epoch
     to epoch, but DDP needs every rank to yield the same, fixed number of indices. The global
-    epoch therefore always has ``num_samples = round(sum_i r_i)`` indices (``sum_i ceil(r_i)``
+    epoch therefore always has ``global_length = round(sum_i r_i)`` indices (``sum_i ceil(r_i)``
     with ``"ceil"``): the copies drawn are shuffled, then cut to that length or, when fewer
     were drawn, extended by repeating the start of the shuffled order. It is then sharded with
     ``DistributedSampler``'s padding and ``drop_last`` rules. :meth:`image_copies` gives the
@@ -355,7 +359,9 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
 
     Attributes:
         repeat_factors: ``float64`` tensor, one factor per image.
-        num_samples: Length of the global epoch.
+        global_length: Length of the global epoch (all ranks, before padding).
+        num_samples: This rank's indices per epoch, as in ``DistributedSampler`` (before
+            the ``DistributedSampler`` attributes, it was the global length).
 
     Example:
         >>> sets = [(0,), (0,), (0,), (0, 1), ()]
@@ -392,6 +398,7 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
         self.rounding: Rounding = rounding
         self._open(seed, num_replicas, rank, drop_last, process_group)
         self.index = resolve_labelsets(dataset_or_labelsets, label_fn)
+        self._dataset = given_dataset(dataset_or_labelsets, label_fn)
         factors = image_factors(self.index, self.threshold, self.sqrt)
         check_epoch_size(
             "threshold",
@@ -403,21 +410,20 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
         if rounding == "ceil":
             self._whole = torch.from_numpy(np.ceil(factors).astype(np.int64))
             self._fraction: torch.Tensor | None = None
-            self.num_samples = int(self._whole.sum())
+            self._global_length = int(self._whole.sum())
         else:
             self._whole = torch.from_numpy(np.floor(factors).astype(np.int64))
             self._fraction = self.repeat_factors - self._whole
-            self.num_samples = max(len(self.index), math.floor(float(factors.sum()) + 0.5))
-        self._global_length = self.num_samples
+            self._global_length = max(len(self.index), math.floor(float(factors.sum()) + 0.5))
         self._ready()
 
     def _draw(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(copies per image, positions)``: the epoch is ``repeat_values(copies)[positions]``."""
         g = generator(self.seed, Stream.REPEAT, epoch)
-        return repeat_copies(self._whole, self._fraction, self.num_samples, g)
+        return repeat_copies(self._whole, self._fraction, self._global_length, g)
 
     def image_copies(self, epoch: int | None = None) -> torch.Tensor:
-        """Copies of each image drawn for ``epoch`` (before the cut to ``num_samples``)."""
+        """Copies of each image drawn for ``epoch`` (before the cut to ``global_length``)."""
         epoch = self._epoch_arg(epoch)
         return self._draw(epoch)[0].clone()
 
@@ -452,5 +458,5 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
     def extra_repr(self) -> str:
         return (
             f"threshold={self.threshold}, sqrt={self.sqrt}, rounding={self.rounding!r}, "
-            f"images={len(self.index)}, num_samples={self.num_samples}"
+            f"images={len(self.index)}, global_length={self._global_length}"
         )

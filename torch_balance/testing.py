@@ -6,8 +6,9 @@ the composition matches ``target_counts``, the complete-pass rule (``len()`` ite
 pass complete), checkpoints at any moment (mid-epoch, at pass boundaries, after
 ``set_epoch``) restoring the uninterrupted sequence, states that load on every rank and with
 another number of ranks, refusal of states saved for other labels or seeds, sharding across
-ranks, pickling, a DataLoader with worker
-processes, and that the global RNGs of torch, numpy and ``random`` are left alone.
+ranks, the attributes of a ``DistributedSampler`` in their meaning (for a sampler that is
+one), pickling, a DataLoader with worker processes, and that the global RNGs of torch, numpy
+and ``random`` are left alone.
 
 Options passed to the factory: ``seed``, ``num_replicas``, ``rank`` and ``drop_last``.
 Batch samplers (yielding lists of indices) are checked on their flattened output and must
@@ -24,7 +25,7 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 __all__ = [
     "CHECKS",
@@ -34,6 +35,7 @@ __all__ = [
     "check_sampler_checkpoints",
     "check_sampler_complete_pass",
     "check_sampler_dataloader",
+    "check_sampler_distributed_attributes",
     "check_sampler_pickles",
     "check_sampler_refuses_foreign_states",
     "check_sampler_shards",
@@ -300,6 +302,55 @@ def check_sampler_states_any_world(make: Factory, labels: Any) -> None:
             )
 
 
+def check_sampler_distributed_attributes(make: Factory, labels: Any) -> None:
+    """A ``DistributedSampler`` keeps its contract: ``num_replicas``, ``rank``, ``epoch``,
+    ``shuffle``, ``seed``, ``drop_last``, ``num_samples``, ``total_size`` and ``dataset`` in
+    ``DistributedSampler``'s meaning, which trainers read (a sampler that is not one passes).
+
+    ``num_samples`` and ``total_size`` are compared with those of a ``DistributedSampler``
+    over an epoch of the same length on the same ranks.
+    """
+    whole = len(_epoch(_build(make, labels), 0))
+    n = np.asarray(labels).shape[0]
+    for world, rank, drop_last in ((1, 0, False), (3, 1, False), (3, 2, True), (4, 3, False)):
+        sampler = _build(make, labels, world=world, rank=rank, drop_last=drop_last)
+        if not isinstance(sampler, DistributedSampler):
+            return
+        where = f"with num_replicas={world}, rank={rank}, drop_last={drop_last}"
+        reference: DistributedSampler[int] = DistributedSampler(
+            IndexDataset(whole), num_replicas=world, rank=rank, shuffle=False, drop_last=drop_last
+        )
+        attributes = {
+            "num_replicas": world,
+            "rank": rank,
+            "seed": 3,
+            "drop_last": drop_last,
+            "num_samples": reference.num_samples,
+            "total_size": reference.total_size,
+        }
+        for name, expected in attributes.items():
+            got = getattr(sampler, name, AttributeError)
+            _require(
+                got == expected,
+                f"{name} is {got!r} {where}; DistributedSampler's is {expected!r}",
+            )
+        _require(
+            isinstance(getattr(sampler, "shuffle", None), bool), f"shuffle is not a bool {where}"
+        )
+        dataset: Any = getattr(sampler, "dataset", None)
+        _require(
+            hasattr(dataset, "__len__") and len(dataset) == n,
+            f"dataset is {type(dataset).__name__}, not one of {n} samples {where}",
+        )
+        sampler.set_epoch(4)
+        _require(sampler.epoch == 4, f"after set_epoch(4), epoch is {sampler.epoch!r} {where}")
+        got = len(list(sampler))
+        _require(
+            got == sampler.num_samples == len(sampler),
+            f"a pass yielded {got} indices, num_samples is {sampler.num_samples} {where}",
+        )
+
+
 def check_sampler_pickles(make: Factory, labels: Any) -> None:
     """A pickled copy draws the same epochs."""
     sampler = _build(make, labels)
@@ -331,6 +382,7 @@ CHECKS: dict[str, Callable[[Factory, Any], None]] = {
     "foreign_states": check_sampler_refuses_foreign_states,
     "states_any_world": check_sampler_states_any_world,
     "shards": check_sampler_shards,
+    "distributed_attributes": check_sampler_distributed_attributes,
     "pickles": check_sampler_pickles,
 }
 

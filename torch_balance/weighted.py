@@ -37,10 +37,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DistributedSampler
 
 from torch_balance._collective import all_gather_int, all_gather_varying, distributed
-from torch_balance._epoch import EpochShell
+from torch_balance._epoch import SamplerShell
 from torch_balance._rng import ORDER, Stream, SubStream, generator
 from torch_balance._threads import Early, helper_allowed
 from torch_balance._validation import (
@@ -149,7 +148,7 @@ def _combine(index: torch.Tensor, value: torch.Tensor, reduce: str) -> tuple[Any
     return unique, sums if reduce == "sum" else sums / counts
 
 
-class WeightedSampler(EpochShell, DistributedSampler[int]):
+class WeightedSampler(SamplerShell):
     """Draw samples in proportion to per-sample weights, one global draw per epoch, sharded.
 
     ``torch.utils.data.WeightedRandomSampler``'s meaning, for DDP: every rank draws the same
@@ -188,7 +187,9 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         weights: One finite weight ``>= 0`` per sample (sequence, numpy array or tensor),
             not all zero. Copied; later changes to your object do not reach the sampler.
         num_samples: Indices per global epoch ``K``; default ``len(weights)`` (with
-            ``replacement=False``, the number of positive weights). Fixed for the run.
+            ``replacement=False``, the number of positive weights). Fixed for the run. The
+            attribute ``num_samples`` is this rank's count, as in ``DistributedSampler``;
+            ``K`` is :attr:`global_length`.
         replacement: Allow a sample more than once per epoch.
         exact: Floor-or-ceiling counts of the shares instead of random draws.
         seed: Shared seed; must be the same on every rank.
@@ -235,16 +236,15 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         self.num_weights = values.shape[0]
         if num_samples is None:
             num_samples = self.num_weights if replacement else int((values > 0).sum())
-        self.num_samples: int = check_int(
+        self._global_length: int = check_int(
             "num_samples", num_samples, minimum=1, fix="Ask for at least one index per epoch"
         )
         check_epoch_size(
             "num_samples",
-            self.num_samples,
+            self._global_length,
             WEIGHTED_EPOCH_BYTES,
             "Ask for a shorter epoch (num_samples)",
         )
-        self._global_length = self.num_samples
         self._check_drawable("weights", values)
         self._weights = values
         self._digest: str | None = None  # computed when first needed (a pass over the weights)
@@ -259,7 +259,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         """Refuse weights this sampler's ``num_samples`` cannot be drawn from."""
         if self.replacement:
             return
-        k = self.num_samples
+        k = self._global_length
         positive = int((values > 0).sum())
         if not self.exact and k > positive:
             fail(
@@ -498,13 +498,16 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
             self._next = later
         self._unchecked = True
 
+    def _num_indices(self) -> int:
+        return self.num_weights
+
     def _fingerprint(self) -> str:
         return f"{self.num_weights} samples"
 
     def _own_settings(self, epoch: int) -> dict[str, Any]:
         return {
             "weights": self._current_digest(),
-            "num_samples": self.num_samples,
+            "num_samples": self._global_length,
             "replacement": self.replacement,
             "exact": self.exact,
         }
@@ -541,18 +544,19 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
     def _exact_layout(self) -> ExactLayout:
         if self._layout is None:
             self._layout = ExactLayout(
-                self._weights, self.num_samples, self.seed, at_most_one=not self.replacement
+                self._weights, self._global_length, self.seed, at_most_one=not self.replacement
             )
         return self._layout
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         g = generator(self.seed, Stream.WEIGHTED, epoch, ORDER)
-        return torch.randperm(self.num_samples, generator=g, dtype=index_dtype(self.num_samples))
+        k = self._global_length
+        return torch.randperm(k, generator=g, dtype=index_dtype(k))
 
     def _draw(self, epoch: int, helper: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``(values, order)`` without replacement or in exact mode: the epoch is
         ``values[order]``."""
-        k = self.num_samples
+        k = self._global_length
         if not self.exact:
             g = generator(self.seed, Stream.WEIGHTED_KEYS, epoch)
             drawn = successive_draws(self._weights, k, g)
@@ -563,7 +567,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
 
     def _iid(self, epoch: int) -> tuple[Callable[[int], torch.Tensor], int]:
         """``(chunk, size)``: chunk ``c`` of the i.i.d. epoch is ``chunk(c)``."""
-        k = self.num_samples
+        k = self._global_length
         size = chunk_size(k)
         lookup = WeightLookup(self._weights)
         seed = self.seed
@@ -580,7 +584,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         epoch = self._epoch_arg(epoch)
         if self.replacement and not self.exact:
             chunk, size = self._iid(epoch)
-            return torch.cat([chunk(c) for c in range(-(-self.num_samples // size))])
+            return torch.cat([chunk(c) for c in range(-(-self._global_length // size))])
         values, order = self._draw(epoch)
         return values.index_select(0, order)
 
@@ -596,16 +600,16 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         if self.replacement and not self.exact:
             chunk, size = self._iid(current.epoch)
             chunks = iter_shard_chunks(
-                chunk, size, self.num_samples, world, rank, self.drop_last, current.start
+                chunk, size, self._global_length, world, rank, self.drop_last, current.start
             )
         else:
-            values, order = self._draw(current.epoch, helper=helper_allowed(self.num_samples))
+            values, order = self._draw(current.epoch, helper=helper_allowed(self._global_length))
             chunks = iter_shard(values, order, world, rank, self.drop_last, current.start)
         return self._state.run(current, chunks)
 
     def extra_repr(self) -> str:
         mode = "exact" if self.exact else "i.i.d." if self.replacement else "successive"
         return (
-            f"num_weights={self.num_weights}, num_samples={self.num_samples}, "
+            f"num_weights={self.num_weights}, num_samples={self._global_length}, "
             f"replacement={self.replacement}, mode={mode!r}"
         )

@@ -46,6 +46,7 @@ __all__ = [
     "as_labelsets",
     "get_labels",
     "get_labelsets",
+    "given_dataset",
     "is_label_data",
     "resolve_labels",
     "resolve_labelsets",
@@ -592,6 +593,20 @@ def get_labelsets(
     """
     num_workers = _check_options(MULTI, label_fn, num_workers, progress)
     return _read(dataset, MULTI, label_fn, num_workers, progress)
+
+
+def given_dataset(dataset_or_labels: Any, label_fn: Any = None) -> Any:
+    """The dataset a sampler was built on, or None when it was given labels (or an index).
+
+    Example:
+        >>> given_dataset([0, 1, 1]) is None, given_dataset([{"label": 0}]) is not None
+        (True, True)
+    """
+    if isinstance(dataset_or_labels, LabelIndex | MultiLabelIndex):
+        return None
+    if label_fn is None and is_label_data(dataset_or_labels):
+        return None
+    return dataset_or_labels
 
 
 def resolve_labelsets(
