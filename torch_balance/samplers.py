@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterable, Iterator
-from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -18,18 +17,8 @@ import torch
 
 from torch_balance._epoch import SamplerShell, describe_plan, describe_weights
 from torch_balance._rng import Stream, generator
-from torch_balance._threads import alongside, helper_allowed
 from torch_balance._validation import check_bool, check_epoch_size, fail
-from torch_balance.draws import (
-    NextOrder,
-    WalkCache,
-    draw_within_class,
-    group_sample_weights,
-    repeat_copies,
-    repeat_values,
-    shuffle_order,
-    shuffled_epoch,
-)
+from torch_balance.draws import EpochDraw, group_sample_weights, repeat_copies, repeat_values
 from torch_balance.labels import MultiLabelIndex, given_dataset, resolve_labelsets
 from torch_balance.sharding import iter_shard
 from torch_balance.strategies import EPOCH_BYTES, Strategy, plan_for
@@ -41,17 +30,6 @@ __all__ = [
     "RepeatFactorSampler",
     "repeat_factors",
 ]
-
-
-def ahead_pays(length: int) -> bool:
-    """Whether a helper should draw the next epoch's permutation while this one is handed
-    out: for epochs of ``MIN_WORK`` to ``NextOrder.LIMIT`` indices, where helpers may run.
-
-    The sampler asks only from its second pass on (it is being run epoch after epoch) and
-    not while a ``WalkCache`` is in use: there the epoch is short beside the data and the
-    thread, measured, cost more than the permutation it hid.
-    """
-    return length <= NextOrder.LIMIT and helper_allowed(length)
 
 
 class BalancedSampler(SamplerShell):
@@ -136,12 +114,10 @@ class BalancedSampler(SamplerShell):
             label_fn=label_fn,
         )
         self._dataset = given_dataset(dataset_or_labels, label_fn)
-        self._weights = group_sample_weights(self.index, self.plan, sample_weights)
+        weights = group_sample_weights(self.index, self.plan, sample_weights)
+        self._epoch_draw = EpochDraw(self.plan, weights, self.replacement)
         self.strategy = strategy
         self._global_length = self.plan.length
-        self._walks = WalkCache()
-        self._next_order = NextOrder()
-        self._passes = 0
         self._ready()
 
     def target_counts(self, epoch: int | None = None) -> dict[Any, int]:
@@ -155,50 +131,21 @@ class BalancedSampler(SamplerShell):
     def epoch_indices(self, epoch: int | None = None) -> torch.Tensor:
         """The global epoch (before sharding) as one tensor, in iteration order."""
         epoch = self._epoch_arg(epoch)
-        picks, order = self._draw(epoch, helper=False)
+        picks, order = self._epoch_draw.shuffled(self.seed, epoch)
         return picks.index_select(0, order)
-
-    def _draw(self, epoch: int, *, helper: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(picks, order)``: the epoch is ``picks[order]``."""
-        if self._weights is not None:  # a separate path: the plain epochs stay as they are
-            picks = draw_within_class(
-                self.plan, self._weights, self.seed, epoch, replacement=self.replacement
-            )
-            order = self._next_order.take(self.plan.length, self.seed, epoch)
-            return picks, order if order is not None else shuffle_order(
-                self.plan.length, self.seed, epoch
-            )
-        # a helper thread draws the permutation while this one groups and draws
-        return shuffled_epoch(
-            self.plan,
-            self.seed,
-            epoch,
-            replacement=self.replacement,
-            cache=self._walks,
-            helper=helper,
-            drawn_ahead=self._next_order,
-        )
-
-    def _draw_ahead(self, epoch: int) -> None:
-        """The permutation of ``epoch``, drawn ahead (one torch call: a helper holds the GIL
-        only to start it and to store it, so it runs beside the hand-out's Python loop)."""
-        length = self.plan.length
-        self._next_order.put(length, self.seed, epoch, shuffle_order(length, self.seed, epoch))
 
     def __iter__(self) -> Iterator[int]:
         current, world, rank = self._begin()
-        picks, order = self._draw(current.epoch, helper=helper_allowed(self.plan.length))
+        draw = self._epoch_draw
+        picks, order = draw.for_pass(self.seed, current.epoch)
         chunks = iter_shard(picks, order, world, rank, self.drop_last, current.start)
-        self._passes += 1
-        if self._passes > 1 and self._walks.buffer is None and ahead_pays(self.plan.length):
-            chunks = alongside(chunks, partial(self._draw_ahead, current.epoch + 1), helper=True)
-        return self._state.run(current, chunks)
+        return self._state.run(current, draw.alongside(chunks, self.seed, current.epoch))
 
     def _own_settings(self, epoch: int) -> dict[str, Any]:
         return {
             "replacement": self.replacement,
             **describe_plan(self.plan, epoch),
-            **describe_weights(self._weights),
+            **describe_weights(self._epoch_draw.weights),
         }
 
     def extra_repr(self) -> str:
