@@ -13,6 +13,10 @@ and ``random`` are left alone.
 Options passed to the factory: ``seed``, ``num_replicas``, ``rank`` and ``drop_last``.
 Batch samplers (yielding lists of indices) are checked on their flattened output and must
 shard whole batches.
+
+:func:`check_dataset` does the same for dataset wrappers (``ResampledDataset``,
+``SMOTEDataset``, yours): length, bounds, determinism in (seed, epoch), new epochs,
+composition, global RNGs, pickling, and ``set_epoch`` reaching persistent DataLoader workers.
 """
 
 from __future__ import annotations
@@ -29,7 +33,12 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 __all__ = [
     "CHECKS",
+    "DATASET_CHECKS",
     "IndexDataset",
+    "check_dataset",
+    "check_dataset_basics",
+    "check_dataset_dataloader",
+    "check_dataset_pickles",
     "check_sampler",
     "check_sampler_basics",
     "check_sampler_checkpoints",
@@ -419,3 +428,111 @@ def check_sampler(
             check(make, labels)
     if dataloader_workers:
         check_sampler_dataloader(make, labels, dataloader_workers)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal items, tensors compared by value (an item may be a tensor, a tuple or a number)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _dataset_epoch(dataset: Any, epoch: int) -> list[Any]:
+    dataset.set_epoch(epoch)
+    return [dataset[i] for i in range(len(dataset))]
+
+
+def check_dataset_basics(make: Factory, labels: Any, *, check_counts: bool = True) -> None:
+    """Length, bounds, determinism in (seed, epoch), new epochs, composition, global RNGs."""
+    label_array = np.asarray(labels)
+    n = label_array.shape[0]
+    before = _rng_snapshot()
+    dataset = make(labels, seed=3)
+    first = _dataset_epoch(dataset, 0)
+    _require(_same_rng(before, _rng_snapshot()), "building or reading touched a global RNG")
+    _require(len(first) > 0, "epoch 0 is empty")
+    if hasattr(dataset, "epoch_indices"):
+        drawn = np.asarray(dataset.epoch_indices(0))
+        _require(drawn.shape[0] == len(dataset), "epoch_indices() and len() disagree")
+        _require(bool(((drawn >= 0) & (drawn < n)).all()), "an index is out of range")
+    again = make(labels, seed=3)
+    _require(_same(_dataset_epoch(again, 0), first), "the same seed and epoch gave other items")
+    _require(
+        _same(_dataset_epoch(again, 5), _dataset_epoch(dataset, 5)),
+        "epoch 5 differs between equal datasets",
+    )
+    _require(not _same(_dataset_epoch(dataset, 1), first), "epoch 1 repeats epoch 0")
+    _require(
+        not _same(_dataset_epoch(make(labels, seed=4), 0), first),
+        "another seed gave the same items",
+    )
+    _require(_same(_dataset_epoch(dataset, 0), first), "going back to epoch 0 gave other items")
+    if check_counts and hasattr(dataset, "target_counts") and hasattr(dataset, "labels"):
+        held = Counter(np.asarray(dataset.labels).tolist())
+        planned = {k: v for k, v in dataset.target_counts(0).items() if v}
+        _require(dict(held) == planned, f"epoch holds {dict(held)}, plan says {planned}")
+
+
+def check_dataset_pickles(make: Factory, labels: Any) -> None:
+    """A pickled copy holds the same items, for the epoch it was pickled at and for others."""
+    dataset = make(labels, seed=3)
+    dataset.set_epoch(4)
+    copy = pickle.loads(pickle.dumps(dataset))
+    _require(
+        _same(_dataset_epoch(copy, 4), _dataset_epoch(dataset, 4)),
+        "a pickled copy holds other items",
+    )
+    _require(
+        _same(_dataset_epoch(copy, 2), _dataset_epoch(make(labels, seed=3), 2)),
+        "a pickled copy draws another epoch 2",
+    )
+
+
+def check_dataset_dataloader(make: Factory, labels: Any, workers: int = 2) -> None:
+    """``set_epoch`` in the main process reaches persistent DataLoader workers."""
+    dataset = make(labels, seed=3)
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=True)
+    for epoch in (0, 3, 1):
+        dataset.set_epoch(epoch)
+        got = list(loader)
+        expected = _dataset_epoch(make(labels, seed=3), epoch)
+        _require(_same(got, expected), f"persistent workers saw other items in epoch {epoch}")
+
+
+DATASET_CHECKS: dict[str, Callable[[Factory, Any], None]] = {
+    "basics": check_dataset_basics,
+    "pickles": check_dataset_pickles,
+}
+
+
+def check_dataset(
+    make: Factory,
+    labels: Any = None,
+    *,
+    check_counts: bool = True,
+    dataloader_workers: int = 2,
+) -> None:
+    """Run every conformance check on the dataset wrapper built by ``make(labels, seed=...)``.
+
+    Args:
+        make: ``make(labels, seed=...)``, a wrapper with ``set_epoch``, ``len`` and items.
+        labels: The labels to build it on; default :func:`conformance_labels`.
+        check_counts: Compare its ``labels`` with ``target_counts`` (where it has both).
+        dataloader_workers: Worker processes for the DataLoader check (0 to skip it).
+
+    Raises:
+        AssertionError: Naming the first property that failed.
+
+    Example:
+        >>> from torch_balance import ResampledDataset
+        >>> def make(y, seed):
+        ...     return ResampledDataset(IndexDataset(len(y)), "under", labels=y, seed=seed)
+        >>> check_dataset(make, dataloader_workers=0)
+    """
+    labels = conformance_labels() if labels is None else labels
+    check_dataset_basics(make, labels, check_counts=check_counts)
+    check_dataset_pickles(make, labels)
+    if dataloader_workers:
+        check_dataset_dataloader(make, labels, dataloader_workers)
