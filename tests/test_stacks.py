@@ -39,7 +39,9 @@ WORLD = 2
 
 
 def _launch(command: list[str], out: Path, world: int = WORLD) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(STACKS), "OMP_NUM_THREADS": "1"}
+    # the tree under test first (not whichever copy the environment installed), then the scripts
+    path = os.pathsep.join([str(STACKS.parent.parent), str(STACKS)])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [*command, str(out)], env=env, capture_output=True, text=True, timeout=600
     )
