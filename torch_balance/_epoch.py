@@ -15,8 +15,10 @@ weights put in class order (:func:`torch_balance.draws.group_sample_weights`).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
+import torch
 from torch.utils.data import DistributedSampler, Sampler
 
 from torch_balance._collective import check_group, trainer_sharder
@@ -30,12 +32,13 @@ from torch_balance._epoch_state import (
 )
 from torch_balance._validation import check_bool, check_seed, refuse_sampler_input
 from torch_balance.feedback import feedback_of, restoring
-from torch_balance.sharding import check_replicas, current_ranks, shard_length
+from torch_balance.sharding import check_replicas, current_ranks, iter_shard, shard_length
 
 __all__ = [
     "EpochShell",
     "EpochState",
     "Key",
+    "Pass",
     "SamplerShell",
     "check_epoch",
     "describe_plan",
@@ -48,8 +51,9 @@ class EpochShell:
     and batch sampler shares.
 
     A subclass calls :meth:`_open` in its ``__init__``, sets ``_global_length`` (items, or
-    batches, in one global epoch) and says in ``_own_settings`` what else a saved state must
-    agree on. ``num_replicas`` and ``rank`` left as None are looked up when each epoch starts
+    batches, in one global epoch), says in ``_own_settings`` what else a saved state must
+    agree on, and gives this rank's share of an epoch in ``_chunks`` (the one ``__iter__``
+    is here). ``num_replicas`` and ``rank`` left as None are looked up when each epoch starts
     (:func:`~torch_balance.sharding.current_ranks`), so where the sampler is built does not
     matter, and a trainer that shards batches itself gets the whole epoch.
     """
@@ -162,6 +166,16 @@ class EpochShell:
         self._rank_length(world)  # refuses a length that cannot be sharded
         return self._state.begin(self._global_length, world, self.drop_last), world, rank
 
+    def __iter__(self) -> Iterator[Any]:
+        """One pass: this rank's share of the epoch, from where the state stands."""
+        current, world, rank = self._begin()
+        return self._state.run(current, self._chunks(current, world, rank))
+
+    def _chunks(self, current: Pass, world: int, rank: int) -> Iterator[list[Any]]:
+        """This rank's items of the pass ``current`` (from global position
+        ``current.start``), in lists: the source of each class's epoch, sharded."""
+        raise NotImplementedError
+
     def _own_settings(self, epoch: int) -> dict[str, Any]:
         """What else a saved state must agree on (beyond the labels)."""
         return {}
@@ -253,7 +267,8 @@ class SamplerShell(EpochShell, DistributedSampler[int]):
 
     A subclass sets ``_dataset`` in ``__init__``: the dataset it samples from, or None when
     it was given labels or weights (``dataset`` is then ``range(n)``, whose item ``i`` is
-    ``i``).
+    ``i``), and gives its epoch as ``_source(epoch) -> (values, order)``; the shell's
+    ``__iter__`` shards it.
     """
 
     _dataset: Any = None
@@ -274,6 +289,14 @@ class SamplerShell(EpochShell, DistributedSampler[int]):
     def shuffle(self) -> bool:  # type: ignore[override]
         """Always True: every epoch is drawn in a random order from (seed, epoch)."""
         return True
+
+    def _source(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(values, order)``: the global epoch is ``values[order]``."""
+        raise NotImplementedError
+
+    def _chunks(self, current: Pass, world: int, rank: int) -> Iterator[list[Any]]:
+        values, order = self._source(current.epoch)
+        return iter_shard(values, order, world, rank, self.drop_last, current.start)
 
     @property
     def num_samples(self) -> int:  # type: ignore[override]

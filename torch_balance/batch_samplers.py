@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from torch_balance._epoch import EpochShell, describe_plan, describe_weights
+from torch_balance._epoch import EpochShell, Pass, describe_plan, describe_weights
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import check_bool, check_epoch_size, check_int, fail
 from torch_balance.draws import (
@@ -98,18 +98,11 @@ class _BatchShell(EpochShell):
     def _flat(self, epoch: int) -> torch.Tensor:
         raise NotImplementedError
 
-    def __iter__(self) -> Iterator[list[int]]:
-        current, world, rank = self._begin()
-        chunks = _shard_batches(
-            self._flat(current.epoch),
-            self.batch_size,
-            self.num_batches,
-            world,
-            rank,
-            self.drop_last,
-            current.start,
+    def _chunks(self, current: Pass, world: int, rank: int) -> Iterator[list[Any]]:
+        flat = self._flat(current.epoch)
+        return _shard_batches(
+            flat, self.batch_size, self.num_batches, world, rank, self.drop_last, current.start
         )
-        return self._state.run(current, chunks)
 
     @property
     def sampler(self) -> _EpochHandle:

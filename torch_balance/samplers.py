@@ -15,12 +15,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from torch_balance._epoch import SamplerShell, describe_plan, describe_weights
+from torch_balance._epoch import Pass, SamplerShell, describe_plan, describe_weights
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import check_bool, check_epoch_size, fail
 from torch_balance.draws import EpochDraw, group_sample_weights, repeat_copies, repeat_values
 from torch_balance.labels import MultiLabelIndex, given_dataset, resolve_labelsets
-from torch_balance.sharding import iter_shard
 from torch_balance.strategies import EPOCH_BYTES, Strategy, plan_for
 
 __all__ = [
@@ -134,12 +133,12 @@ class BalancedSampler(SamplerShell):
         picks, order = self._epoch_draw.shuffled(self.seed, epoch)
         return picks.index_select(0, order)
 
-    def __iter__(self) -> Iterator[int]:
-        current, world, rank = self._begin()
-        draw = self._epoch_draw
-        picks, order = draw.for_pass(self.seed, current.epoch)
-        chunks = iter_shard(picks, order, world, rank, self.drop_last, current.start)
-        return self._state.run(current, draw.alongside(chunks, self.seed, current.epoch))
+    def _source(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._epoch_draw.for_pass(self.seed, epoch)
+
+    def _chunks(self, current: Pass, world: int, rank: int) -> Iterator[list[Any]]:
+        chunks = super()._chunks(current, world, rank)
+        return self._epoch_draw.alongside(chunks, self.seed, current.epoch)
 
     def _own_settings(self, epoch: int) -> dict[str, Any]:
         return {
@@ -388,12 +387,9 @@ class RepeatFactorSampler(SamplerShell):
         counts = np.bincount(self.index.codes, weights, minlength=self.index.num_categories)
         return dict(zip(self.index.keys(), counts.astype(np.int64).tolist(), strict=True))
 
-    def __iter__(self) -> Iterator[int]:
-        current, world, rank = self._begin()
-        copies, order = self._draw(current.epoch)
-        values = repeat_values(copies)
-        chunks = iter_shard(values, order, world, rank, self.drop_last, current.start)
-        return self._state.run(current, chunks)
+    def _source(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        copies, order = self._draw(epoch)
+        return repeat_values(copies), order
 
     def _own_settings(self, epoch: int) -> dict[str, Any]:
         return {

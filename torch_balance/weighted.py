@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from torch_balance._collective import all_gather_int, all_gather_varying, distributed
-from torch_balance._epoch import SamplerShell
+from torch_balance._epoch import Pass, SamplerShell
 from torch_balance._rng import ORDER, Stream, SubStream, generator
 from torch_balance._threads import Early, helper_allowed
 from torch_balance._validation import (
@@ -69,7 +69,7 @@ from torch_balance.draws.weighted import (
     index_dtype,
     successive_draws,
 )
-from torch_balance.sharding import iter_shard, iter_shard_chunks
+from torch_balance.sharding import iter_shard_chunks
 
 __all__ = ["WeightedSampler", "weights_digest"]
 
@@ -503,16 +503,17 @@ class WeightedSampler(SamplerShell):
         self._promote()
         if self._unchecked and self._shards_itself():
             self.check_weights_agree()  # every rank starts its pass in step
-        current, world, rank = self._begin()
-        if self.replacement and not self.exact:
-            chunk, size = self._iid(current.epoch)
-            chunks = iter_shard_chunks(
-                chunk, size, self._global_length, world, rank, self.drop_last, current.start
-            )
-        else:
-            values, order = self._draw(current.epoch, helper=helper_allowed(self._global_length))
-            chunks = iter_shard(values, order, world, rank, self.drop_last, current.start)
-        return self._state.run(current, chunks)
+        return super().__iter__()
+
+    def _source(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._draw(epoch, helper=helper_allowed(self._global_length))
+
+    def _chunks(self, current: Pass, world: int, rank: int) -> Iterator[list[Any]]:
+        if not self.replacement or self.exact:
+            return super()._chunks(current, world, rank)
+        chunk, size = self._iid(current.epoch)
+        k = self._global_length
+        return iter_shard_chunks(chunk, size, k, world, rank, self.drop_last, current.start)
 
     def extra_repr(self) -> str:
         mode = "exact" if self.exact else "i.i.d." if self.replacement else "successive"
