@@ -28,19 +28,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe, drain, long_tailed_labels
 
-import torch_balance.draws as draws
+import torch_balance.draws.fast as fast
 import torch_balance.labels.index as index
 from torch_balance import BalancedSampler
 
 STAGES = (
     (index, "group_by_class"),
-    (draws, "shuffle_order"),
-    (draws, "walk_orders"),
-    (draws, "draw_epoch"),
+    (fast, "shuffle_order"),
+    (fast, "walk_orders"),
+    (fast, "draw_epoch"),
 )
 """The kernels of a first epoch without sample weights: the grouping by class, the
 permutation, the walks, the draw. That epoch calls each through its module's global name
-(``LabelIndex.order`` and ``shuffled_epoch``), so wrapping the name reaches those calls."""
+(``LabelIndex.order`` in ``labels.index``, ``shuffled_epoch`` in ``draws.fast``), so wrapping
+the name reaches those calls."""
 
 Record = tuple[str, str, float, float]
 

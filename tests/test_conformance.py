@@ -28,6 +28,7 @@ from torch_balance.testing import (
     check_sampler_basics,
     check_sampler_checkpoints,
     check_sampler_dataloader,
+    check_sampler_distributed_attributes,
     conformance_labels,
 )
 
@@ -73,6 +74,10 @@ CASES: dict[type, list[tuple[str, Any]]] = {
         ("deferred", lambda y, **kw: BalancedSampler(y, Deferred(2, "instance", "over"), **kw)),
         ("replacement", lambda y, **kw: BalancedSampler(y, "class", replacement=True, **kw)),
         ("callable", lambda y, **kw: BalancedSampler(y, alternating_plan, **kw)),
+        (
+            "sample-weights",
+            lambda y, **kw: BalancedSampler(y, "sqrt", sample_weights=inverse_frequency(y), **kw),
+        ),
     ],
     RandomOverSampler: [
         ("auto", lambda y, **kw: RandomOverSampler(y, **kw)),
@@ -218,3 +223,23 @@ def test_a_sampler_without_a_needed_method_fails_naming_the_property() -> None:
 def test_a_factory_without_the_options_is_told_how_to_pass_them() -> None:
     with pytest.raises(AssertionError, match=r"make\(labels, seed=.*\*\*options"):
         check_sampler(lambda labels: BalancedSampler(labels), dataloader_workers=0)
+
+
+class GlobalCountSampler(BalancedSampler):
+    """Reports the global epoch's length as ``num_samples``, against DistributedSampler's
+    meaning (this rank's count): only the attribute check can tell."""
+
+    @property
+    def num_samples(self) -> int:
+        return self.global_length
+
+
+def test_distributed_attributes_catch_a_global_num_samples() -> None:
+    def make(y: Any, **kw: Any) -> BalancedSampler:
+        return GlobalCountSampler(y, "over", **kw)
+
+    with pytest.raises(AssertionError, match="num_samples is 200 with num_replicas=3"):
+        check_sampler_distributed_attributes(make, conformance_labels())
+    check_sampler_distributed_attributes(
+        lambda y, **kw: BalancedSampler(y, "over", **kw), conformance_labels()
+    )

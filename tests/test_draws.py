@@ -145,4 +145,4 @@ def test_cached_walks_give_the_epochs_of_a_fresh_object(name: str) -> None:
         if isinstance(got, torch.Tensor):
             got, want = got.tolist(), want.tolist()
         assert got == want, epoch
-    assert kept._walks.walks, "the undersampled class's walk should have been cached"
+    assert kept._epoch_draw.cache.walks, "the undersampled class's walk should have been cached"

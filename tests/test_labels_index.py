@@ -9,7 +9,7 @@ from conftest import label_sets, label_vectors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import torch_balance.labels.index as index_module
+import torch_balance.labels.encode as encode_module
 from torch_balance.labels import LabelIndex, MultiLabelIndex
 
 
@@ -70,7 +70,7 @@ def test_counts_from_one_chunked_scan(
         values -= min(0, int(values.min()))
     values = values.astype(dtype)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(index_module, "GROUP_CHUNK", chunk)
+        patch.setattr(encode_module, "GROUP_CHUNK", chunk)
         index = LabelIndex(values)
     classes, counts = np.unique(values, return_counts=True)
     assert index.classes.tolist() == classes.tolist()
@@ -97,7 +97,7 @@ def test_label_index_groups_and_fingerprints() -> None:
 @given(labels=label_vectors(max_classes=8, max_count=30))
 def test_chunked_grouping_is_a_stable_argsort(labels: np.ndarray, chunk: int) -> None:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(index_module, "GROUP_CHUNK", chunk)
+        patch.setattr(encode_module, "GROUP_CHUNK", chunk)
         for values in (labels, labels.astype(str), labels + 2**40):
             index = LabelIndex(values)
             _, codes = np.unique(values, return_inverse=True)
@@ -107,7 +107,7 @@ def test_chunked_grouping_is_a_stable_argsort(labels: np.ndarray, chunk: int) ->
 @pytest.mark.parametrize("num_classes", [256, 257, 1500])
 def test_grouping_with_many_classes(num_classes: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # 256 is the last count with 8-bit codes; past 1024 classes each chunk is scattered at once
-    monkeypatch.setattr(index_module, "GROUP_CHUNK", 1000)
+    monkeypatch.setattr(encode_module, "GROUP_CHUNK", 1000)
     labels = np.random.default_rng(num_classes).integers(-7, num_classes - 7, 5000)
     index = LabelIndex(labels)
     assert index.order.tolist() == np.argsort(labels, kind="stable").tolist()

@@ -158,7 +158,7 @@ def test_class_index_is_an_int_everywhere() -> None:
     assert repr(copy) == "ClassIndex(3, class_id=7)"
     sampler = RareClassSampler([[10, 1], [5, 5]], min_pixels=1, seed=2)
     assert repr(sampler).startswith(
-        "RareClassSampler(temperature=0.01, min_pixels=1, num_samples=2, images=2, classes=2/2"
+        "RareClassSampler(temperature=0.01, min_pixels=1, global_length=2, images=2, classes=2/2"
     )
 
 

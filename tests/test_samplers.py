@@ -328,7 +328,7 @@ def test_fixed_length_is_round_sum_and_holds_every_epoch() -> None:
     expected = math.floor(
         float(sampler.repeat_factors.sum()) + 0.5
     )  # 7 + 2 sqrt(2) + 2 = 11.83 -> 12
-    assert sampler.num_samples == expected == len(sampler) == 12
+    assert sampler.global_length == expected == len(sampler) == sampler.num_samples == 12
     lengths = set()
     for epoch in range(40):
         sampler.set_epoch(epoch)
@@ -439,8 +439,8 @@ def test_large_index_from_csr_stays_compact() -> None:
     values = rng.zipf(1.5, int(offsets[-1])) % 300
     index = MultiLabelIndex.from_csr(values, offsets)
     sampler = RepeatFactorSampler(index, 0.01)
-    assert sampler.index is index and len(sampler) == sampler.num_samples
-    assert sampler.num_samples == math.floor(float(sampler.repeat_factors.sum()) + 0.5)
+    assert sampler.index is index and len(sampler) == sampler.global_length
+    assert sampler.global_length == math.floor(float(sampler.repeat_factors.sum()) + 0.5)
     assert len(list(sampler)) == len(sampler)
 
 
@@ -448,17 +448,17 @@ def test_next_epoch_drawn_ahead_changes_nothing(monkeypatch: pytest.MonkeyPatch)
     # From the second pass on, a helper draws the next epoch's permutation while this one is
     # handed out: epochs run in order, a jump with set_epoch, a pass left half-read and a
     # seed changed in between must all be what a fresh sampler draws for that epoch.
-    import torch_balance.samplers as samplers
+    import torch_balance.draws.epoch as epoch_draw
 
-    monkeypatch.setattr(samplers, "helper_allowed", lambda *args, **kwargs: True)
+    monkeypatch.setattr(epoch_draw, "helper_allowed", lambda *args, **kwargs: True)
     made = []
-    original = samplers.BalancedSampler._draw_ahead
+    original = epoch_draw.EpochDraw._draw_ahead
 
-    def spy(self: samplers.BalancedSampler, epoch: int) -> None:
+    def spy(self: epoch_draw.EpochDraw, seed: int, epoch: int) -> None:
         made.append(epoch)
-        original(self, epoch)
+        original(self, seed, epoch)
 
-    monkeypatch.setattr(samplers.BalancedSampler, "_draw_ahead", spy)
+    monkeypatch.setattr(epoch_draw.EpochDraw, "_draw_ahead", spy)
     labels = np.repeat(np.arange(4), [5000, 800, 150, 50])
     sampler = BalancedSampler(labels, "sqrt", seed=3)
     for step in range(6):
@@ -475,7 +475,7 @@ def test_next_epoch_drawn_ahead_changes_nothing(monkeypatch: pytest.MonkeyPatch)
         want = BalancedSampler(labels, "sqrt", seed=seed).epoch_indices(epoch).tolist()
         assert got == want, (step, epoch)
     assert made, "the next epoch should have been drawn ahead"
-    assert sampler._walks.buffer is None
+    assert sampler._epoch_draw.cache.buffer is None
 
 
 def test_work_alongside_is_joined_and_its_errors_dropped() -> None:
@@ -513,10 +513,10 @@ def test_next_epoch_drawn_ahead_inside_a_dataloader_with_workers(
     # a DataLoader with worker processes, epochs set as trainers set them.
     from torch.utils.data import DataLoader
 
-    import torch_balance.samplers as samplers
+    import torch_balance.draws.epoch as epoch_draw
     from torch_balance.testing import IndexDataset
 
-    monkeypatch.setattr(samplers, "helper_allowed", lambda *args, **kwargs: True)
+    monkeypatch.setattr(epoch_draw, "helper_allowed", lambda *args, **kwargs: True)
     labels = np.repeat(np.arange(3), [100_000, 25_000, 6_072])
     sampler = BalancedSampler(labels, "class", seed=11)
     assert len(sampler) == 1 << 17
@@ -525,4 +525,4 @@ def test_next_epoch_drawn_ahead_inside_a_dataloader_with_workers(
         sampler.set_epoch(epoch)
         got = torch.cat(list(loader))
         assert torch.equal(got, sampler.epoch_indices(epoch).long()), epoch
-    assert sampler._next_order._held is not None, "the helper should have drawn ahead"
+    assert sampler._epoch_draw.ahead._held is not None, "the helper should have drawn ahead"

@@ -48,7 +48,9 @@ WORLD = 2
 
 
 def _launch(command: list[str], out: Path, world: int = WORLD) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(STACKS), "OMP_NUM_THREADS": "1"}
+    # the tree under test first (not whichever copy the environment installed), then the scripts
+    path = os.pathsep.join([str(STACKS.parent.parent), str(STACKS)])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [*command, str(out)], env=env, capture_output=True, text=True, timeout=600
     )
@@ -176,6 +178,22 @@ def test_lightning_sampler(lightning_runs: dict[str, Any], scenario: str, seed: 
     _check_sampled(lightning_runs[scenario], reference, interleaved=True)
 
 
+@pytest.mark.parametrize(
+    "scenario", ["early-default", "early-manual", "late-default", "late-manual"]
+)
+def test_lightning_keeps_the_sampler_and_its_attributes(
+    lightning_runs: dict[str, Any], scenario: str
+) -> None:
+    """Lightning hands the loop our sampler, unwrapped, and its DistributedSampler attributes
+    have their meaning: this rank's count and the padded global epoch."""
+    length = len(RandomOverSampler(LABELS))
+    per_rank = -(-length // WORLD)
+    for rank, recorded in enumerate(lightning_runs[f"{scenario}-sampler"]):
+        for epoch in range(EPOCHS):
+            expected = [WORLD, rank, per_rank, per_rank * WORLD, True]
+            assert recorded[str(epoch)] == [*expected, "RandomOverSampler", len(LABELS)]
+
+
 def test_lightning_dataset_wrapper_redraws(lightning_runs: dict[str, Any]) -> None:
     dataset = ResampledDataset(Indexed(), "under", labels=LABELS, seed=9)
     _check_dataset(lightning_runs["dataset-under"], dataset, padding=WORLD)
@@ -267,6 +285,19 @@ def test_accelerate_dispatch_batches(torchrun_runs: dict[str, Any]) -> None:
     for epoch in range(EPOCHS):
         planned = reference.epoch_indices(epoch).tolist()
         _covers_once(_epoch(torchrun_runs["accelerate-dispatch"], epoch), planned, WORLD * 8)
+
+
+def test_ddp_sampler_attributes_are_distributed_samplers(torchrun_runs: dict[str, Any]) -> None:
+    """Under plain DDP the attributes are those of a DistributedSampler of the same epoch;
+    under accelerate, which shards batches itself, the sampler yields the whole epoch and
+    says so."""
+    length = len(RandomOverSampler(LABELS))
+    per_rank = -(-length // WORLD)
+    for rank, recorded in enumerate(torchrun_runs["ddp-attributes"]):
+        expected = [WORLD, rank, per_rank, per_rank * WORLD, True, False, per_rank, len(LABELS)]
+        assert recorded["0"] == expected
+    for recorded in torchrun_runs["accelerate-attributes"]:
+        assert recorded["0"] == [length, length]
 
 
 def test_accelerate_sampler_answers_the_same_from_outside(torchrun_runs: dict[str, Any]) -> None:

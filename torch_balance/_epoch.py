@@ -1,14 +1,12 @@
-"""The epoch layer: what every sampler, batch sampler and dataset wrapper shares.
+"""The shell every sampler and batch sampler shares, around the pass and its state.
 
-* :class:`EpochState`: the epoch number, the pass under way, resume, and the check that a
-  saved state belongs to this object. One rule defines a *complete pass*: a pass that has
-  handed out ``len()`` items is complete, whether or not anyone asks for one more, and the
-  next pass (and ``state_dict()``) is the next epoch.
-* :class:`EpochShell`: the shell around it: ``seed``, ``epoch``, ``set_epoch``, ``len``,
-  ranks looked up when an epoch starts, ``state_dict`` / ``load_state_dict``.
-* :class:`Key`: the keys of a saved state, and :func:`describe_plan` /
-  :func:`describe_weights`: what a state records of what its epoch was drawn from.
+* :class:`EpochShell`: ``seed``, ``epoch``, ``set_epoch``, ``len``, ranks looked up when an
+  epoch starts, ``state_dict`` / ``load_state_dict``, ``repr`` from one hook.
+* :class:`SamplerShell`: an :class:`EpochShell` that is a ``DistributedSampler``, with its
+  attributes in their meaning (trainers read them from anything that passes
+  ``isinstance(s, DistributedSampler)``).
 
+The pass and its saved state are :mod:`torch_balance._epoch_state` (re-exported here).
 Elsewhere: the shared-memory epoch of dataset wrappers (:mod:`torch_balance._shared_epoch`),
 the opening labels -> index -> plan (:func:`torch_balance.strategies.plan_for`), per-sample
 weights put in class order (:func:`torch_balance.draws.group_sample_weights`).
@@ -16,327 +14,36 @@ weights put in class order (:func:`torch_balance.draws.group_sample_weights`).
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler, Sampler
 
 from torch_balance._collective import check_group, trainer_sharder
-from torch_balance._validation import (
-    check_bool,
-    check_int,
-    check_seed,
-    fail,
-    internal,
-    refuse_sampler_input,
+from torch_balance._epoch_state import (
+    EpochState,
+    Key,
+    Pass,
+    check_epoch,
+    describe_plan,
+    describe_weights,
 )
-from torch_balance.feedback import feedback_of, plan_state, restoring
-from torch_balance.sharding import check_replicas, current_ranks, pass_length, shard_length
-from torch_balance.strategies import Plan
+from torch_balance._validation import check_bool, check_seed, refuse_sampler_input
+from torch_balance.feedback import feedback_of, restoring
+from torch_balance.sharding import check_replicas, current_ranks, iter_shard, shard_length
 
 __all__ = [
     "EpochShell",
     "EpochState",
     "Key",
+    "Pass",
+    "SamplerShell",
     "check_epoch",
     "describe_plan",
     "describe_weights",
 ]
-
-MAX_EPOCH = 2**62
-
-
-def check_epoch(epoch: Any) -> int:
-    """An epoch number: an integer in ``[0, 2**62]``.
-
-    Example:
-        >>> check_epoch(3)
-        3
-    """
-    return int(
-        check_int(
-            "epoch",
-            epoch,
-            minimum=0,
-            maximum=MAX_EPOCH,
-            fix="Pass the trainer's epoch counter (0, 1, 2, ...)",
-        )
-    )
-
-
-def describe_weights(weights: torch.Tensor | None) -> dict[str, Any]:
-    """What a saved state records of per-sample weights: a digest, or None without weights
-    (a state saved before weights existed has no entry, which reads as None)."""
-    return {"sample_weights": None if weights is None else _digest(weights.numpy())}
-
-
-class Key:
-    """The keys of a saved state that every sampler and batch sampler shares."""
-
-    KIND = "kind"
-    SEED = "seed"
-    EPOCH = "epoch"
-    # Items of the global epoch handed out, over every rank: rank r of R has handed out
-    # positions r, r + R, ... below it. The same on every rank, whatever the world size.
-    POSITION = "position"
-    WORLD = "num_replicas"  # the world size it was saved with: informative, never checked
-    LEGACY = "yielded"  # this rank's count, in states saved before ``position`` existed
-
-
-class _Pass:
-    """One pass over this rank's share of an epoch, from global position ``start`` on.
-
-    Items flow out through ``itertools.chain`` (no Python frame per item); how many went out
-    is read from the current chunk's list iterator only when someone asks.
-    """
-
-    __slots__ = ("base", "epoch", "global_length", "items", "length", "size", "start", "world")
-
-    def __init__(self, epoch: int, start: int, world: int, length: int, global_length: int):
-        self.epoch = epoch
-        self.start = start  # global position the pass began at
-        self.world = world
-        self.length = length  # items this rank hands out in this pass
-        self.global_length = global_length
-        self.base = 0  # items handed out before the current chunk
-        self.size = 0  # length of the current chunk
-        self.items: Any = iter(())
-
-    def handed_out(self) -> int:
-        remaining = self.items.__length_hint__() if self.size else 0
-        return self.base + self.size - remaining
-
-    def position(self) -> int:
-        """Global position reached: every rank has handed out the same count."""
-        done = self.handed_out()
-        if done >= self.length:
-            return self.global_length
-        return self.start + done * self.world
-
-
-def _digest(*parts: Any) -> str:
-    h = hashlib.blake2b(digest_size=12)
-    for part in parts:
-        h.update(part.tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
-        h.update(b"\x00")
-    return h.hexdigest()
-
-
-class EpochState:
-    """Epoch, the pass under way, and resume: the state part of every sampler.
-
-    ``set_epoch(e)`` picks the epoch of the next pass, as with ``DistributedSampler``. A
-    complete pass (one that handed out its ``length`` items) moves on to the next epoch, so a
-    sampler that nobody calls ``set_epoch`` on still redraws every epoch, and a loop that
-    stops after ``len(loader)`` batches sees the same epochs as one that runs the iterator dry.
-
-    Positions are global (see :class:`Key`), so a state saved on any rank loads on every rank,
-    and with another world size it continues the same global epoch from the same place. A
-    state saved at the end of epoch ``e`` records ``e`` as complete: loaded, the next pass is
-    ``e + 1``, and after ``set_epoch(e)`` the rest of ``e`` (nothing), as torchdata's
-    ``StatefulDistributedSampler`` does.
-    """
-
-    def __init__(self, seed: int, kind: str) -> None:
-        self.seed = check_seed(seed)
-        self.kind = kind
-        self._epoch = 0
-        # (epoch, global position) where the next pass of that epoch starts; the position
-        # may be the epoch's length (a state saved at its end)
-        self._resume: tuple[int, int] | None = None
-        self._pass: _Pass | None = None
-        self._last: tuple[int, int] | None = None  # (epoch, length) of the last complete pass
-        self.told = False  # set_epoch or load_state_dict was called, or a pass completed
-        self._chosen: int | None = None  # set by set_epoch for the next pass, not yet begun
-
-    @property
-    def epoch(self) -> int:
-        """The epoch the next pass draws (or the one under way)."""
-        self._settle()
-        return self._pass.epoch if self._pass is not None else self._epoch
-
-    def set_epoch(self, epoch: int) -> None:
-        epoch = check_epoch(epoch)
-        self.told = True
-        self._chosen = epoch
-        self._settle()
-        if self._pass is not None and self._pass.epoch != epoch:
-            self._pass = None  # a pass under way no longer moves the epoch on
-        # A pass of this very epoch stays: trainers that build the iterator first (Lightning's
-        # first epoch with a StatefulDataLoader) set its epoch after, and it still counts.
-        if self._resume is not None and self._resume[0] != epoch:
-            self._resume = None
-        self._epoch = epoch
-
-    def _settle(self) -> None:
-        """Close the pass under way if it has handed out everything."""
-        current = self._pass
-        if current is not None and current.handed_out() >= current.length:
-            self._pass = None
-            self._epoch = current.epoch + 1
-            self._last = (current.epoch, current.global_length)
-            self.told = True
-            self._chosen = None
-
-    def begin(self, global_length: int, world: int, drop_last: bool) -> _Pass:
-        """Start this rank's pass over an epoch of ``global_length`` items shared by
-        ``world`` ranks (the rest of it, when resuming)."""
-        self._settle()
-        epoch, start = self._epoch, 0
-        if self._resume is not None and self._resume[0] == epoch:
-            start = min(self._resume[1], global_length)
-        self._resume = None
-        length = pass_length(global_length, start, world, drop_last)
-        current = _Pass(epoch, start, world, length, global_length)
-        self._pass = current
-        return current
-
-    def run(self, current: _Pass, chunks: Iterator[list[Any]]) -> Iterator[Any]:
-        """Hand out the items of ``chunks`` for the pass ``current``, keeping count."""
-        return itertools.chain.from_iterable(self._tracked(current, chunks))
-
-    def _tracked(self, current: _Pass, chunks: Iterator[list[Any]]) -> Iterator[Any]:
-        for chunk in chunks:
-            current.base += current.size
-            current.items = iter(chunk)
-            current.size = len(chunk)
-            yield current.items
-        current.base += current.size
-        current.size = 0
-        current.items = iter(())
-        internal(
-            current.base == current.length,
-            f"a pass handed out {current.base} items, its length is {current.length}",
-        )
-        self._settle()
-
-    def unstarted(self) -> int:
-        """The first epoch no pass has started drawing: where new feedback takes effect."""
-        self._settle()
-        if self._pass is not None:
-            return self._pass.epoch + 1
-        if self._resume is not None:
-            return max(self._resume[0] + 1, self._epoch)
-        return self._epoch
-
-    def mid_epoch(self) -> bool:
-        """A pass is under way, or the next one resumes part-way through its epoch."""
-        self._settle()
-        if self._pass is not None:
-            return True
-        return self._resume is not None and self._resume[0] == self._epoch
-
-    def position(self) -> tuple[int, int]:
-        """``(epoch, global position)`` this object stands at.
-
-        After a complete pass of epoch ``e`` (and no ``set_epoch`` since) that is ``e`` and its
-        length: the epoch is done, and the next pass is ``e + 1``.
-        """
-        self._settle()
-        if self._pass is not None:
-            return self._pass.epoch, self._pass.position()
-        if self._resume is not None and self._resume[0] in (self._epoch, self._epoch - 1):
-            return self._resume
-        if self._last is not None and self._last[0] == self._epoch - 1:
-            return self._last
-        return self._epoch, 0
-
-    def state_dict(self, settings: Callable[[int], dict[str, Any]], world: int) -> dict[str, Any]:
-        epoch, position = self.position()
-        return {
-            Key.KIND: self.kind,
-            Key.SEED: self.seed,
-            Key.EPOCH: epoch,
-            Key.POSITION: position,
-            Key.WORLD: world,
-        } | settings(epoch)
-
-    def load_state_dict(
-        self, state: Any, settings: Callable[[int], dict[str, Any]], global_length: int
-    ) -> None:
-        if not isinstance(state, dict):
-            fail("state_dict", "a dict from state_dict()", type(state).__name__, kind=TypeError)
-        missing = {Key.KIND, Key.SEED, Key.EPOCH} - set(state)
-        if Key.POSITION not in state and Key.LEGACY not in state:
-            missing.add(Key.POSITION)
-        if missing:
-            fail("state_dict", "a dict from state_dict()", f"a dict without {sorted(missing)}")
-        if state[Key.KIND] != self.kind:
-            fail("state_dict['kind']", f"a state saved by {self.kind}", state[Key.KIND])
-        epoch = check_epoch(state[Key.EPOCH])
-        expected = settings(epoch)
-        if state.get("fingerprint") != expected.pop("fingerprint"):
-            fail(
-                "state_dict",
-                "a state saved for these labels",
-                "a state saved for other labels",
-                "Build the sampler on the same dataset it was saved with",
-            )
-        if state[Key.SEED] != self.seed:
-            fail(
-                "state_dict['seed']",
-                f"{self.seed}, this sampler's seed",
-                state[Key.SEED],
-                f"Build the sampler with seed={state[Key.SEED]!r} to resume that run",
-            )
-        for key, value in expected.items():
-            if state.get(key) != value:
-                fail(
-                    f"state_dict[{key!r}]",
-                    f"{value!r}, as in this sampler",
-                    state.get(key),
-                    "Resume with the same strategy and settings it was saved with",
-                )
-        position = _saved_position(state, global_length)
-        # set_epoch(e) chose e for the next pass; a pass begun since but with nothing handed
-        # out (torchdata builds the iterator, then loads) still counts as that choice
-        unused = self._pass is None or self._pass.handed_out() == 0
-        chosen = self._chosen if unused else None
-        self._pass = None
-        self._resume = (epoch, position) if position else None
-        # A state saved at an epoch's end: the next pass is the next epoch, unless the loop
-        # has already chosen this epoch for it (torchdata's StatefulDataLoader loads the state
-        # when the pass begins, after the loop's set_epoch(e)): then the rest of e, nothing.
-        done = position == global_length and chosen != epoch
-        self._epoch = epoch + 1 if done else epoch
-        self._last = None
-        self.told = True
-
-    def __getstate__(self) -> dict[str, Any]:
-        # A copy taken mid-pass continues where the pass stood.
-        epoch, position = self.position()
-        state = self.__dict__.copy()
-        state["_pass"] = None
-        if self._pass is not None:
-            state["_epoch"] = epoch + 1 if position == self._pass.global_length else epoch
-            state["_resume"] = (epoch, position) if position else None
-        return state
-
-
-def _saved_position(state: dict[str, Any], global_length: int) -> int:
-    """The global position a state records (converted from a per-rank count in states saved
-    before positions were global)."""
-    if Key.POSITION in state:
-        return int(
-            check_int(
-                f"state_dict[{Key.POSITION!r}]",
-                state[Key.POSITION],
-                minimum=0,
-                maximum=global_length,
-                fix="Pass a state saved by state_dict() of a sampler on the same data",
-            )
-        )
-    world = check_int("state_dict['num_replicas']", state.get(Key.WORLD, 1), minimum=1)
-    rank_length = -(-global_length // int(world))
-    done = int(
-        check_int(f"state_dict[{Key.LEGACY!r}]", state[Key.LEGACY], minimum=0, maximum=rank_length)
-    )
-    return global_length if done == rank_length else min(done * int(world), global_length)
 
 
 class EpochShell:
@@ -344,8 +51,9 @@ class EpochShell:
     and batch sampler shares.
 
     A subclass calls :meth:`_open` in its ``__init__``, sets ``_global_length`` (items, or
-    batches, in one global epoch) and says in ``_own_settings`` what else a saved state must
-    agree on. ``num_replicas`` and ``rank`` left as None are looked up when each epoch starts
+    batches, in one global epoch), says in ``_own_settings`` what else a saved state must
+    agree on, and gives this rank's share of an epoch in ``_chunks`` (the one ``__iter__``
+    is here). ``num_replicas`` and ``rank`` left as None are looked up when each epoch starts
     (:func:`~torch_balance.sharding.current_ranks`), so where the sampler is built does not
     matter, and a trainer that shards batches itself gets the whole epoch.
     """
@@ -431,6 +139,12 @@ class EpochShell:
     def rank(self, value: int | None) -> None:
         self._requested = check_replicas(self._requested[0], value)
 
+    @property
+    def global_length(self) -> int:
+        """Items (batches, for a batch sampler) in one global epoch: every rank together,
+        before padding or ``drop_last``. Fixed at construction."""
+        return self._global_length
+
     def _rank_length(self, world: int) -> int:
         return shard_length(self._global_length, world, self.drop_last)
 
@@ -444,13 +158,23 @@ class EpochShell:
     def _epoch_arg(self, epoch: int | None) -> int:
         return self.epoch if epoch is None else check_epoch(epoch)
 
-    def _begin(self) -> tuple[_Pass, int, int]:
+    def _begin(self) -> tuple[Pass, int, int]:
         """Start a pass: ``(pass, num_replicas, rank)`` with the ranks of this moment."""
         if not self._state.told and self._group is None and self._requested == (None, None):
             _warn_untold(self)
         world, rank = self._ranks()
         self._rank_length(world)  # refuses a length that cannot be sharded
         return self._state.begin(self._global_length, world, self.drop_last), world, rank
+
+    def __iter__(self) -> Iterator[Any]:
+        """One pass: this rank's share of the epoch, from where the state stands."""
+        current, world, rank = self._begin()
+        return self._state.run(current, self._chunks(current, world, rank))
+
+    def _chunks(self, current: Pass, world: int, rank: int) -> Iterator[list[Any]]:
+        """This rank's items of the pass ``current`` (from global position
+        ``current.start``), in lists: the source of each class's epoch, sharded."""
+        raise NotImplementedError
 
     def _own_settings(self, epoch: int) -> dict[str, Any]:
         """What else a saved state must agree on (beyond the labels)."""
@@ -529,10 +253,59 @@ def _warn_untold(shell: EpochShell) -> None:
     )
 
 
-def describe_plan(plan: Plan, epoch: int) -> dict[str, Any]:
-    """What a saved state records of a plan: its strategy and a digest of the epoch's counts."""
-    return {
-        "strategy": plan.description,
-        "plan": _digest(plan.targets(epoch)),
-        **plan_state(plan),
-    }
+class SamplerShell(EpochShell, DistributedSampler[int]):
+    """An :class:`EpochShell` that is a ``DistributedSampler`` (without its constructor), with
+    its attributes in ``DistributedSampler``'s meaning.
+
+    Trainers treat anything that passes ``isinstance(s, DistributedSampler)`` as already
+    sharded (Lightning does not wrap it again) and may read its attributes, so every one is
+    there: ``num_replicas``, ``rank``, ``epoch``, ``seed`` and ``drop_last`` from the shell,
+    and ``num_samples`` (this rank's indices per epoch, ``len(self)``), ``total_size``
+    (``num_samples * num_replicas``: the global epoch padded or cut), ``shuffle`` (always
+    True) and ``dataset`` here. A constructor argument named ``num_samples`` keeps its own
+    meaning (the global epoch's length, :attr:`global_length`).
+
+    A subclass sets ``_dataset`` in ``__init__``: the dataset it samples from, or None when
+    it was given labels or weights (``dataset`` is then ``range(n)``, whose item ``i`` is
+    ``i``), and gives its epoch as ``_source(epoch) -> (values, order)``; the shell's
+    ``__iter__`` shards it.
+    """
+
+    _dataset: Any = None
+
+    # DistributedSampler stores these four in its constructor; here they are read-only,
+    # derived from the ranks of the moment (hence the overrides mypy flags).
+
+    def _num_indices(self) -> int:
+        """How many samples the indices run over (``len(dataset)``)."""
+        return len(getattr(self, "index"))  # noqa: B009 (a sampler without an index overrides)
+
+    @property
+    def dataset(self) -> Any:  # type: ignore[override]
+        """The dataset the indices point into; ``range(n)`` when built from labels or weights."""
+        return self._dataset if self._dataset is not None else range(self._num_indices())
+
+    @property
+    def shuffle(self) -> bool:  # type: ignore[override]
+        """Always True: every epoch is drawn in a random order from (seed, epoch)."""
+        return True
+
+    def _source(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(values, order)``: the global epoch is ``values[order]``."""
+        raise NotImplementedError
+
+    def _chunks(self, current: Pass, world: int, rank: int) -> Iterator[list[Any]]:
+        values, order = self._source(current.epoch)
+        return iter_shard(values, order, world, rank, self.drop_last, current.start)
+
+    @property
+    def num_samples(self) -> int:  # type: ignore[override]
+        """This rank's indices per epoch, as of now (``len(self)``; as in
+        ``DistributedSampler``). The global epoch's length is :attr:`global_length`."""
+        return len(self)
+
+    @property
+    def total_size(self) -> int:  # type: ignore[override]
+        """``num_samples * num_replicas``: the global epoch after padding or ``drop_last``."""
+        world = self._ranks()[0]
+        return self._rank_length(world) * world

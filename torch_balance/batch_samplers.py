@@ -26,15 +26,13 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from torch_balance._epoch import EpochShell, describe_plan, describe_weights
+from torch_balance._epoch import EpochShell, Pass, describe_plan, describe_weights
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import check_bool, check_epoch_size, check_int, fail
 from torch_balance.draws import (
-    WalkCache,
+    EpochDraw,
     class_balanced_grid,
     class_sequence,
-    draw_epoch,
-    draw_within_class,
     group_sample_weights,
     stratified_order,
 )
@@ -100,18 +98,11 @@ class _BatchShell(EpochShell):
     def _flat(self, epoch: int) -> torch.Tensor:
         raise NotImplementedError
 
-    def __iter__(self) -> Iterator[list[int]]:
-        current, world, rank = self._begin()
-        chunks = _shard_batches(
-            self._flat(current.epoch),
-            self.batch_size,
-            self.num_batches,
-            world,
-            rank,
-            self.drop_last,
-            current.start,
+    def _chunks(self, current: Pass, world: int, rank: int) -> Iterator[list[Any]]:
+        flat = self._flat(current.epoch)
+        return _shard_batches(
+            flat, self.batch_size, self.num_batches, world, rank, self.drop_last, current.start
         )
-        return self._state.run(current, chunks)
 
     @property
     def sampler(self) -> _EpochHandle:
@@ -319,7 +310,8 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
             num_samples=num_samples,
             label_fn=label_fn,
         )
-        self._weights = group_sample_weights(self.index, self.plan, sample_weights)
+        weights = group_sample_weights(self.index, self.plan, sample_weights)
+        self._epoch_draw = EpochDraw(self.plan, weights, self.replacement)
         self.strategy = strategy
         full, rem = divmod(self.plan.length, self.batch_size)
         self.num_batches = full + (1 if rem and not self.drop_last else 0)
@@ -331,18 +323,10 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
                 "Use a smaller batch_size or drop_last=False",
             )
         self._global_length = self.num_batches
-        self._walks = WalkCache()
         self._ready()
 
     def _flat(self, epoch: int) -> torch.Tensor:
-        if self._weights is not None:
-            picks = draw_within_class(
-                self.plan, self._weights, self.seed, epoch, replacement=self.replacement
-            )
-        else:
-            picks = draw_epoch(
-                self.plan, self.seed, epoch, replacement=self.replacement, cache=self._walks
-            )
+        picks = self._epoch_draw.picks(self.seed, epoch)
         g = generator(self.seed, Stream.STRATIFIED, epoch)
         return stratified_order(picks, self.plan.targets(epoch), self.batch_size, g)
 
@@ -371,7 +355,7 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
             "batch_size": self.batch_size,
             "replacement": self.replacement,
             **describe_plan(self.plan, epoch),
-            **describe_weights(self._weights),
+            **describe_weights(self._epoch_draw.weights),
         }
 
     def extra_repr(self) -> str:

@@ -19,13 +19,7 @@ from torch_balance._validation import (
     check_seed,
     fail,
 )
-from torch_balance.draws import (
-    WalkCache,
-    draw_epoch,
-    draw_within_class,
-    group_sample_weights,
-    shuffle_order,
-)
+from torch_balance.draws import EpochDraw, group_sample_weights
 from torch_balance.feedback import feedback_of
 from torch_balance.strategies import Strategy, plan_for
 
@@ -116,12 +110,12 @@ class ResampledDataset(Dataset):
                 "DataLoader workers' copies of a dataset would not see its updates: use "
                 "BalancedSampler(..., Feedback(...)) or StratifiedBatchSampler instead",
             )
-        self._weights = group_sample_weights(self.index, self.plan, sample_weights)
+        weights = group_sample_weights(self.index, self.plan, sample_weights)
+        self._epoch_draw = EpochDraw(self.plan, weights, self.replacement)
         self._epoch = SharedEpoch()
         self._watch = SameDrawWatch()
         self._drawn_for = -1
         self._source: torch.Tensor | None = None
-        self._walks = WalkCache()
 
     @property
     def epoch(self) -> int:
@@ -146,17 +140,10 @@ class ResampledDataset(Dataset):
         return self._source
 
     def _draw(self, epoch: int) -> torch.Tensor:
-        if self._weights is not None:
-            picks = draw_within_class(
-                self.plan, self._weights, self.seed, epoch, replacement=self.replacement
-            )
-        else:
-            picks = draw_epoch(
-                self.plan, self.seed, epoch, replacement=self.replacement, cache=self._walks
-            )
-        if self.shuffle:
-            picks = picks.index_select(0, shuffle_order(picks.shape[0], self.seed, epoch))
-        return picks
+        if not self.shuffle:
+            return self._epoch_draw.picks(self.seed, epoch)
+        picks, order = self._epoch_draw.shuffled(self.seed, epoch)
+        return picks.index_select(0, order)
 
     @property
     def labels(self) -> np.ndarray:

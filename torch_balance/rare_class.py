@@ -26,9 +26,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DistributedSampler
 
-from torch_balance._epoch import EpochShell
+from torch_balance._epoch import Pass, SamplerShell
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import Text, check_epoch_size, check_int, fail
 from torch_balance.draws.rare_class import class_members, rare_class_draws
@@ -195,7 +194,7 @@ def rare_class_probabilities(
     )
 
 
-class RareClassSampler(EpochShell, DistributedSampler[int]):
+class RareClassSampler(SamplerShell):
     """Pick a class by ``P(c) ∝ exp((1 - f_c) / T)``, then uniformly an image with at least
     ``min_pixels`` of it: DAFormer's rare class sampling, as a resumable, sharded sampler.
 
@@ -227,7 +226,8 @@ class RareClassSampler(EpochShell, DistributedSampler[int]):
         frequencies: ``f_c``, each class's share of the counted pixels.
         class_probabilities: ``P(c)``, 0 for classes left out.
         images_per_class: How many images qualify for each class.
-        num_samples: Length of the global epoch.
+        num_samples: This rank's picks per epoch (``DistributedSampler``'s meaning); the
+            global epoch's length is ``global_length``.
 
     Raises:
         TypeError: For arguments of the wrong type (a dataset instead of counts, too).
@@ -261,8 +261,8 @@ class RareClassSampler(EpochShell, DistributedSampler[int]):
         self.temperature = _check_temperature(temperature)
         self.min_pixels = _check_min_pixels(min_pixels)
         length = check_int("num_samples", num_samples, minimum=1, allow_none=True)
-        self.num_samples = counts.shape[0] if length is None else int(length)
-        check_epoch_size("num_samples", self.num_samples, EPOCH_BYTES, "Use a smaller num_samples")
+        picks = counts.shape[0] if length is None else int(length)
+        check_epoch_size("num_samples", picks, EPOCH_BYTES, "Use a smaller num_samples")
         self.pixel_counts = counts
         self.frequencies = _frequencies(counts)
         self.class_probabilities = _probabilities(counts, self.temperature, self.min_pixels)
@@ -274,7 +274,7 @@ class RareClassSampler(EpochShell, DistributedSampler[int]):
         digest.update(repr(counts.shape).encode())
         digest.update(np.ascontiguousarray(counts).tobytes())
         self._counts_digest = digest.hexdigest()
-        self._global_length = self.num_samples
+        self._global_length = picks
         self._ready()
 
     def epoch_picks(self, epoch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -286,7 +286,7 @@ class RareClassSampler(EpochShell, DistributedSampler[int]):
         epoch = self._epoch_arg(epoch)
         g = generator(self.seed, Stream.RARE_CLASS, epoch)
         return rare_class_draws(
-            self._probabilities, self._offsets, self._members, self.num_samples, g
+            self._probabilities, self._offsets, self._members, self._global_length, g
         )
 
     def epoch_indices(self, epoch: int | None = None) -> torch.Tensor:
@@ -299,13 +299,14 @@ class RareClassSampler(EpochShell, DistributedSampler[int]):
         counts = np.bincount(classes, minlength=self.pixel_counts.shape[1])
         return {c: int(n) for c, n in enumerate(counts.tolist())}
 
-    def __iter__(self) -> Iterator[int]:
-        current, world, rank = self._begin()
+    def _chunks(self, current: Pass, world: int, rank: int) -> Iterator[list[Any]]:
         images, classes = self.epoch_picks(current.epoch)
-        positions = torch.arange(self.num_samples, dtype=torch.int64)
+        positions = torch.arange(self._global_length, dtype=torch.int64)
         chunks = iter_shard(positions, positions, world, rank, self.drop_last, current.start)
-        picks = _picks(chunks, images.numpy(), classes.numpy(), current.epoch)
-        return self._state.run(current, picks)
+        return _picks(chunks, images.numpy(), classes.numpy(), current.epoch)
+
+    def _num_indices(self) -> int:
+        return int(self.pixel_counts.shape[0])
 
     def _fingerprint(self) -> str:
         return self._counts_digest
@@ -317,7 +318,7 @@ class RareClassSampler(EpochShell, DistributedSampler[int]):
         drawn = int((self.class_probabilities > 0).sum())
         return (
             f"temperature={self.temperature}, min_pixels={self.min_pixels}, "
-            f"num_samples={self.num_samples}, images={self.pixel_counts.shape[0]}, "
+            f"global_length={self._global_length}, images={self.pixel_counts.shape[0]}, "
             f"classes={drawn}/{self.pixel_counts.shape[1]}"
         )
 

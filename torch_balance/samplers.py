@@ -10,29 +10,16 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterable, Iterator
-from functools import partial
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DistributedSampler
 
-from torch_balance._epoch import EpochShell, describe_plan, describe_weights
+from torch_balance._epoch import Pass, SamplerShell, describe_plan, describe_weights
 from torch_balance._rng import Stream, generator
-from torch_balance._threads import alongside, helper_allowed
 from torch_balance._validation import check_bool, check_epoch_size, fail
-from torch_balance.draws import (
-    NextOrder,
-    WalkCache,
-    draw_within_class,
-    group_sample_weights,
-    repeat_copies,
-    repeat_values,
-    shuffle_order,
-    shuffled_epoch,
-)
-from torch_balance.labels import MultiLabelIndex, resolve_labelsets
-from torch_balance.sharding import iter_shard
+from torch_balance.draws import EpochDraw, group_sample_weights, repeat_copies, repeat_values
+from torch_balance.labels import MultiLabelIndex, given_dataset, resolve_labelsets
 from torch_balance.strategies import EPOCH_BYTES, Strategy, plan_for
 
 __all__ = [
@@ -44,25 +31,17 @@ __all__ = [
 ]
 
 
-def ahead_pays(length: int) -> bool:
-    """Whether a helper should draw the next epoch's permutation while this one is handed
-    out: for epochs of ``MIN_WORK`` to ``NextOrder.LIMIT`` indices, where helpers may run.
-
-    The sampler asks only from its second pass on (it is being run epoch after epoch) and
-    not while a ``WalkCache`` is in use: there the epoch is short beside the data and the
-    thread, measured, cost more than the permutation it hid.
-    """
-    return length <= NextOrder.LIMIT and helper_allowed(length)
-
-
-class BalancedSampler(EpochShell, DistributedSampler[int]):
+class BalancedSampler(SamplerShell):
     """Over- or undersample a dataset at the index level, redrawn every epoch.
 
     It is a ``DistributedSampler`` (without its constructor): trainers that wrap every other
     sampler for DDP (Lightning's ``use_distributed_sampler=True``) leave it alone and call its
     ``set_epoch``. Ranks are looked up when each epoch starts, so it can be built anywhere,
     before or after ``init_process_group``; under accelerate's ``prepare()`` (and so the
-    Hugging Face ``Trainer``), which shards batches itself, it yields the whole epoch.
+    Hugging Face ``Trainer``), which shards batches itself, it yields the whole epoch. Its
+    ``DistributedSampler`` attributes have their meaning there: ``num_samples`` is this rank's
+    count per epoch (``len(self)``), ``total_size`` that times ``num_replicas``; the global
+    epoch's length is ``global_length``.
 
     Args:
         dataset_or_labels: A dataset (labels are read with :func:`get_labels`) or a 1-D array,
@@ -72,7 +51,8 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
             ``(counts, epoch) -> dict``; see :mod:`torch_balance.strategies`.
         sampling_strategy: imbalanced-learn's ``sampling_strategy`` for ``"over"`` and
             ``"under"``, with exactly its meaning.
-        num_samples: Epoch length for power strategies, schedules and callables.
+        num_samples: Epoch length (global, all ranks) for power strategies, schedules and
+            callables; read it back as ``global_length``.
         replacement: Draw each class i.i.d. with replacement instead of walking through it.
         seed: Shared seed; must be the same on every rank.
         num_replicas: Number of ranks; default: looked up from ``torch.distributed`` when each
@@ -132,12 +112,11 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
             num_samples=num_samples,
             label_fn=label_fn,
         )
-        self._weights = group_sample_weights(self.index, self.plan, sample_weights)
+        self._dataset = given_dataset(dataset_or_labels, label_fn)
+        weights = group_sample_weights(self.index, self.plan, sample_weights)
+        self._epoch_draw = EpochDraw(self.plan, weights, self.replacement)
         self.strategy = strategy
         self._global_length = self.plan.length
-        self._walks = WalkCache()
-        self._next_order = NextOrder()
-        self._passes = 0
         self._ready()
 
     def target_counts(self, epoch: int | None = None) -> dict[Any, int]:
@@ -151,50 +130,21 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
     def epoch_indices(self, epoch: int | None = None) -> torch.Tensor:
         """The global epoch (before sharding) as one tensor, in iteration order."""
         epoch = self._epoch_arg(epoch)
-        picks, order = self._draw(epoch, helper=False)
+        picks, order = self._epoch_draw.shuffled(self.seed, epoch)
         return picks.index_select(0, order)
 
-    def _draw(self, epoch: int, *, helper: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(picks, order)``: the epoch is ``picks[order]``."""
-        if self._weights is not None:  # a separate path: the plain epochs stay as they are
-            picks = draw_within_class(
-                self.plan, self._weights, self.seed, epoch, replacement=self.replacement
-            )
-            order = self._next_order.take(self.plan.length, self.seed, epoch)
-            return picks, order if order is not None else shuffle_order(
-                self.plan.length, self.seed, epoch
-            )
-        # a helper thread draws the permutation while this one groups and draws
-        return shuffled_epoch(
-            self.plan,
-            self.seed,
-            epoch,
-            replacement=self.replacement,
-            cache=self._walks,
-            helper=helper,
-            drawn_ahead=self._next_order,
-        )
+    def _source(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._epoch_draw.for_pass(self.seed, epoch)
 
-    def _draw_ahead(self, epoch: int) -> None:
-        """The permutation of ``epoch``, drawn ahead (one torch call: a helper holds the GIL
-        only to start it and to store it, so it runs beside the hand-out's Python loop)."""
-        length = self.plan.length
-        self._next_order.put(length, self.seed, epoch, shuffle_order(length, self.seed, epoch))
-
-    def __iter__(self) -> Iterator[int]:
-        current, world, rank = self._begin()
-        picks, order = self._draw(current.epoch, helper=helper_allowed(self.plan.length))
-        chunks = iter_shard(picks, order, world, rank, self.drop_last, current.start)
-        self._passes += 1
-        if self._passes > 1 and self._walks.buffer is None and ahead_pays(self.plan.length):
-            chunks = alongside(chunks, partial(self._draw_ahead, current.epoch + 1), helper=True)
-        return self._state.run(current, chunks)
+    def _chunks(self, current: Pass, world: int, rank: int) -> Iterator[list[Any]]:
+        chunks = super()._chunks(current, world, rank)
+        return self._epoch_draw.alongside(chunks, self.seed, current.epoch)
 
     def _own_settings(self, epoch: int) -> dict[str, Any]:
         return {
             "replacement": self.replacement,
             **describe_plan(self.plan, epoch),
-            **describe_weights(self._weights),
+            **describe_weights(self._epoch_draw.weights),
         }
 
     def extra_repr(self) -> str:
@@ -320,7 +270,7 @@ def repeat_factors(labelsets: Any, threshold: float = 0.001, *, sqrt: bool = Tru
 Rounding = Literal["stochastic", "ceil"]
 
 
-class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
+class RepeatFactorSampler(SamplerShell):
     """Repeat-factor sampling for multi-label and detection data (LVIS; detectron2, mmengine).
 
     Image ``i`` is repeated ``r_i`` times per epoch on average, with ``r_i`` from
@@ -331,7 +281,7 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
 
     Fixed epoch length: with stochastic rounding the number of copies drawn changes from epoch
     to epoch, but DDP needs every rank to yield the same, fixed number of indices. The global
-    epoch therefore always has ``num_samples = round(sum_i r_i)`` indices (``sum_i ceil(r_i)``
+    epoch therefore always has ``global_length = round(sum_i r_i)`` indices (``sum_i ceil(r_i)``
     with ``"ceil"``): the copies drawn are shuffled, then cut to that length or, when fewer
     were drawn, extended by repeating the start of the shuffled order. It is then sharded with
     ``DistributedSampler``'s padding and ``drop_last`` rules. :meth:`image_copies` gives the
@@ -355,7 +305,9 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
 
     Attributes:
         repeat_factors: ``float64`` tensor, one factor per image.
-        num_samples: Length of the global epoch.
+        global_length: Length of the global epoch (all ranks, before padding).
+        num_samples: This rank's indices per epoch, as in ``DistributedSampler`` (before
+            the ``DistributedSampler`` attributes, it was the global length).
 
     Example:
         >>> sets = [(0,), (0,), (0,), (0, 1), ()]
@@ -392,6 +344,7 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
         self.rounding: Rounding = rounding
         self._open(seed, num_replicas, rank, drop_last, process_group)
         self.index = resolve_labelsets(dataset_or_labelsets, label_fn)
+        self._dataset = given_dataset(dataset_or_labelsets, label_fn)
         factors = image_factors(self.index, self.threshold, self.sqrt)
         check_epoch_size(
             "threshold",
@@ -403,21 +356,20 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
         if rounding == "ceil":
             self._whole = torch.from_numpy(np.ceil(factors).astype(np.int64))
             self._fraction: torch.Tensor | None = None
-            self.num_samples = int(self._whole.sum())
+            self._global_length = int(self._whole.sum())
         else:
             self._whole = torch.from_numpy(np.floor(factors).astype(np.int64))
             self._fraction = self.repeat_factors - self._whole
-            self.num_samples = max(len(self.index), math.floor(float(factors.sum()) + 0.5))
-        self._global_length = self.num_samples
+            self._global_length = max(len(self.index), math.floor(float(factors.sum()) + 0.5))
         self._ready()
 
     def _draw(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(copies per image, positions)``: the epoch is ``repeat_values(copies)[positions]``."""
         g = generator(self.seed, Stream.REPEAT, epoch)
-        return repeat_copies(self._whole, self._fraction, self.num_samples, g)
+        return repeat_copies(self._whole, self._fraction, self._global_length, g)
 
     def image_copies(self, epoch: int | None = None) -> torch.Tensor:
-        """Copies of each image drawn for ``epoch`` (before the cut to ``num_samples``)."""
+        """Copies of each image drawn for ``epoch`` (before the cut to ``global_length``)."""
         epoch = self._epoch_arg(epoch)
         return self._draw(epoch)[0].clone()
 
@@ -435,12 +387,9 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
         counts = np.bincount(self.index.codes, weights, minlength=self.index.num_categories)
         return dict(zip(self.index.keys(), counts.astype(np.int64).tolist(), strict=True))
 
-    def __iter__(self) -> Iterator[int]:
-        current, world, rank = self._begin()
-        copies, order = self._draw(current.epoch)
-        values = repeat_values(copies)
-        chunks = iter_shard(values, order, world, rank, self.drop_last, current.start)
-        return self._state.run(current, chunks)
+    def _source(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        copies, order = self._draw(epoch)
+        return repeat_values(copies), order
 
     def _own_settings(self, epoch: int) -> dict[str, Any]:
         return {
@@ -452,5 +401,5 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
     def extra_repr(self) -> str:
         return (
             f"threshold={self.threshold}, sqrt={self.sqrt}, rounding={self.rounding!r}, "
-            f"images={len(self.index)}, num_samples={self.num_samples}"
+            f"images={len(self.index)}, global_length={self._global_length}"
         )

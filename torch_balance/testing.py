@@ -6,12 +6,17 @@ the composition matches ``target_counts``, the complete-pass rule (``len()`` ite
 pass complete), checkpoints at any moment (mid-epoch, at pass boundaries, after
 ``set_epoch``) restoring the uninterrupted sequence, states that load on every rank and with
 another number of ranks, refusal of states saved for other labels or seeds, sharding across
-ranks, pickling, a DataLoader with worker
-processes, and that the global RNGs of torch, numpy and ``random`` are left alone.
+ranks, the attributes of a ``DistributedSampler`` in their meaning (for a sampler that is
+one), pickling, a DataLoader with worker processes, and that the global RNGs of torch, numpy
+and ``random`` are left alone.
 
 Options passed to the factory: ``seed``, ``num_replicas``, ``rank`` and ``drop_last``.
 Batch samplers (yielding lists of indices) are checked on their flattened output and must
 shard whole batches.
+
+:func:`check_dataset` does the same for dataset wrappers (``ResampledDataset``,
+``SMOTEDataset``, yours): length, bounds, determinism in (seed, epoch), new epochs,
+composition, global RNGs, pickling, and ``set_epoch`` reaching persistent DataLoader workers.
 """
 
 from __future__ import annotations
@@ -24,16 +29,22 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 __all__ = [
     "CHECKS",
+    "DATASET_CHECKS",
     "IndexDataset",
+    "check_dataset",
+    "check_dataset_basics",
+    "check_dataset_dataloader",
+    "check_dataset_pickles",
     "check_sampler",
     "check_sampler_basics",
     "check_sampler_checkpoints",
     "check_sampler_complete_pass",
     "check_sampler_dataloader",
+    "check_sampler_distributed_attributes",
     "check_sampler_pickles",
     "check_sampler_refuses_foreign_states",
     "check_sampler_shards",
@@ -358,6 +369,55 @@ def check_sampler_states_any_world(make: Factory, labels: Any) -> None:
             )
 
 
+def check_sampler_distributed_attributes(make: Factory, labels: Any) -> None:
+    """A ``DistributedSampler`` keeps its contract: ``num_replicas``, ``rank``, ``epoch``,
+    ``shuffle``, ``seed``, ``drop_last``, ``num_samples``, ``total_size`` and ``dataset`` in
+    ``DistributedSampler``'s meaning, which trainers read (a sampler that is not one passes).
+
+    ``num_samples`` and ``total_size`` are compared with those of a ``DistributedSampler``
+    over an epoch of the same length on the same ranks.
+    """
+    whole = len(_epoch(_build(make, labels), 0))
+    n = np.asarray(labels).shape[0]
+    for world, rank, drop_last in ((1, 0, False), (3, 1, False), (3, 2, True), (4, 3, False)):
+        sampler = _build(make, labels, world=world, rank=rank, drop_last=drop_last)
+        if not isinstance(sampler, DistributedSampler):
+            return
+        where = f"with num_replicas={world}, rank={rank}, drop_last={drop_last}"
+        reference: DistributedSampler[int] = DistributedSampler(
+            IndexDataset(whole), num_replicas=world, rank=rank, shuffle=False, drop_last=drop_last
+        )
+        attributes = {
+            "num_replicas": world,
+            "rank": rank,
+            "seed": 3,
+            "drop_last": drop_last,
+            "num_samples": reference.num_samples,
+            "total_size": reference.total_size,
+        }
+        for name, expected in attributes.items():
+            got = getattr(sampler, name, AttributeError)
+            _require(
+                got == expected,
+                f"{name} is {got!r} {where}; DistributedSampler's is {expected!r}",
+            )
+        _require(
+            isinstance(getattr(sampler, "shuffle", None), bool), f"shuffle is not a bool {where}"
+        )
+        dataset: Any = getattr(sampler, "dataset", None)
+        _require(
+            hasattr(dataset, "__len__") and len(dataset) == n,
+            f"dataset is {type(dataset).__name__}, not one of {n} samples {where}",
+        )
+        sampler.set_epoch(4)
+        _require(sampler.epoch == 4, f"after set_epoch(4), epoch is {sampler.epoch!r} {where}")
+        got = len(list(sampler))
+        _require(
+            got == sampler.num_samples == len(sampler),
+            f"a pass yielded {got} indices, num_samples is {sampler.num_samples} {where}",
+        )
+
+
 def check_sampler_pickles(make: Factory, labels: Any) -> None:
     """A pickled copy draws the same epochs."""
     sampler = _build(make, labels)
@@ -391,6 +451,7 @@ CHECKS: dict[str, Callable[[Factory, Any], None]] = {
     "foreign_states": check_sampler_refuses_foreign_states,
     "states_any_world": check_sampler_states_any_world,
     "shards": check_sampler_shards,
+    "distributed_attributes": check_sampler_distributed_attributes,
     "pickles": check_sampler_pickles,
 }
 
@@ -427,3 +488,111 @@ def check_sampler(
             check(make, labels)
     if dataloader_workers:
         check_sampler_dataloader(make, labels, dataloader_workers)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal items, tensors compared by value (an item may be a tensor, a tuple or a number)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _dataset_epoch(dataset: Any, epoch: int) -> list[Any]:
+    dataset.set_epoch(epoch)
+    return [dataset[i] for i in range(len(dataset))]
+
+
+def check_dataset_basics(make: Factory, labels: Any, *, check_counts: bool = True) -> None:
+    """Length, bounds, determinism in (seed, epoch), new epochs, composition, global RNGs."""
+    label_array = np.asarray(labels)
+    n = label_array.shape[0]
+    before = _rng_snapshot()
+    dataset = make(labels, seed=3)
+    first = _dataset_epoch(dataset, 0)
+    _require(_same_rng(before, _rng_snapshot()), "building or reading touched a global RNG")
+    _require(len(first) > 0, "epoch 0 is empty")
+    if hasattr(dataset, "epoch_indices"):
+        drawn = np.asarray(dataset.epoch_indices(0))
+        _require(drawn.shape[0] == len(dataset), "epoch_indices() and len() disagree")
+        _require(bool(((drawn >= 0) & (drawn < n)).all()), "an index is out of range")
+    again = make(labels, seed=3)
+    _require(_same(_dataset_epoch(again, 0), first), "the same seed and epoch gave other items")
+    _require(
+        _same(_dataset_epoch(again, 5), _dataset_epoch(dataset, 5)),
+        "epoch 5 differs between equal datasets",
+    )
+    _require(not _same(_dataset_epoch(dataset, 1), first), "epoch 1 repeats epoch 0")
+    _require(
+        not _same(_dataset_epoch(make(labels, seed=4), 0), first),
+        "another seed gave the same items",
+    )
+    _require(_same(_dataset_epoch(dataset, 0), first), "going back to epoch 0 gave other items")
+    if check_counts and hasattr(dataset, "target_counts") and hasattr(dataset, "labels"):
+        held = Counter(np.asarray(dataset.labels).tolist())
+        planned = {k: v for k, v in dataset.target_counts(0).items() if v}
+        _require(dict(held) == planned, f"epoch holds {dict(held)}, plan says {planned}")
+
+
+def check_dataset_pickles(make: Factory, labels: Any) -> None:
+    """A pickled copy holds the same items, for the epoch it was pickled at and for others."""
+    dataset = make(labels, seed=3)
+    dataset.set_epoch(4)
+    copy = pickle.loads(pickle.dumps(dataset))
+    _require(
+        _same(_dataset_epoch(copy, 4), _dataset_epoch(dataset, 4)),
+        "a pickled copy holds other items",
+    )
+    _require(
+        _same(_dataset_epoch(copy, 2), _dataset_epoch(make(labels, seed=3), 2)),
+        "a pickled copy draws another epoch 2",
+    )
+
+
+def check_dataset_dataloader(make: Factory, labels: Any, workers: int = 2) -> None:
+    """``set_epoch`` in the main process reaches persistent DataLoader workers."""
+    dataset = make(labels, seed=3)
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=True)
+    for epoch in (0, 3, 1):
+        dataset.set_epoch(epoch)
+        got = list(loader)
+        expected = _dataset_epoch(make(labels, seed=3), epoch)
+        _require(_same(got, expected), f"persistent workers saw other items in epoch {epoch}")
+
+
+DATASET_CHECKS: dict[str, Callable[[Factory, Any], None]] = {
+    "basics": check_dataset_basics,
+    "pickles": check_dataset_pickles,
+}
+
+
+def check_dataset(
+    make: Factory,
+    labels: Any = None,
+    *,
+    check_counts: bool = True,
+    dataloader_workers: int = 2,
+) -> None:
+    """Run every conformance check on the dataset wrapper built by ``make(labels, seed=...)``.
+
+    Args:
+        make: ``make(labels, seed=...)``, a wrapper with ``set_epoch``, ``len`` and items.
+        labels: The labels to build it on; default :func:`conformance_labels`.
+        check_counts: Compare its ``labels`` with ``target_counts`` (where it has both).
+        dataloader_workers: Worker processes for the DataLoader check (0 to skip it).
+
+    Raises:
+        AssertionError: Naming the first property that failed.
+
+    Example:
+        >>> from torch_balance import ResampledDataset
+        >>> def make(y, seed):
+        ...     return ResampledDataset(IndexDataset(len(y)), "under", labels=y, seed=seed)
+        >>> check_dataset(make, dataloader_workers=0)
+    """
+    labels = conformance_labels() if labels is None else labels
+    check_dataset_basics(make, labels, check_counts=check_counts)
+    check_dataset_pickles(make, labels)
+    if dataloader_workers:
+        check_dataset_dataloader(make, labels, dataloader_workers)

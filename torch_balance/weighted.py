@@ -5,8 +5,10 @@ per class. Every rank draws the same global epoch from ``(seed, epoch)`` and the
 keeps its share with ``DistributedSampler``'s rules, so a rank can draw a sample held by
 any other, unlike sharding first and weighting within each shard.
 
-The functional core comes first: three pure kernels of ``(weights, num_samples,
-generator)``.
+The functional core is three pure kernels of ``(weights, num_samples, generator)``, in
+:mod:`torch_balance.draws.weighted`; the weights' bookkeeping (the epoch's weights, newer ones
+waiting, digests, the reports that ``update_weights`` combines) is
+:mod:`torch_balance._weight_book`.
 
 * :func:`iid_draws`: i.i.d. draws with ``P(i) = w_i / sum(w)``, sorted (the caller shuffles).
   ``K`` sorted uniforms are the normalised partial sums of ``K + 1`` exponentials (the
@@ -30,17 +32,15 @@ generator)``.
 
 from __future__ import annotations
 
-import hashlib
 import numbers
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DistributedSampler
 
 from torch_balance._collective import all_gather_int, all_gather_varying, distributed
-from torch_balance._epoch import EpochShell
+from torch_balance._epoch import Pass, SamplerShell
 from torch_balance._rng import ORDER, Stream, SubStream, generator
 from torch_balance._threads import Early, helper_allowed
 from torch_balance._validation import (
@@ -50,8 +50,15 @@ from torch_balance._validation import (
     check_int,
     check_sample_weights,
     fail,
-    real_values,
     scaled_weights,
+)
+from torch_balance._weight_book import (
+    REDUCE,
+    Reduce,
+    WeightBook,
+    check_update,
+    combine_reports,
+    weights_digest,
 )
 from torch_balance.draws import repeat_values
 from torch_balance.draws.weighted import (
@@ -62,7 +69,7 @@ from torch_balance.draws.weighted import (
     index_dtype,
     successive_draws,
 )
-from torch_balance.sharding import iter_shard, iter_shard_chunks
+from torch_balance.sharding import iter_shard_chunks
 
 __all__ = ["WeightedSampler", "weights_digest"]
 
@@ -71,85 +78,7 @@ __all__ = ["WeightedSampler", "weights_digest"]
 WEIGHTED_EPOCH_BYTES = 24
 
 
-def weights_digest(weights: torch.Tensor) -> str:
-    """A short digest of float64 weights: what a saved state and the rank check compare.
-
-    Example:
-        >>> a = weights_digest(torch.tensor([1.0, 2.0], dtype=torch.float64))
-        >>> a == weights_digest(torch.tensor([1.0, 2.0], dtype=torch.float64)), len(a)
-        (True, 32)
-    """
-    h = hashlib.blake2b(digest_size=16)
-    h.update(str(weights.shape[0]).encode() + b"\x00")
-    h.update(weights.contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-Reduce = Literal["mean", "sum", "max", "min"]
-_REDUCE = ("mean", "sum", "max", "min")
-
-
-def _check_update(n: int, indices: Any, values: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(indices, values)`` of :meth:`WeightedSampler.update_weights` as int64 and float64."""
-    if isinstance(indices, torch.Tensor):
-        if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
-            fail(
-                "indices", "integer sample indices", Text(f"dtype {indices.dtype}"), kind=TypeError
-            )
-        index = indices.detach().to("cpu", torch.int64)
-    else:
-        if isinstance(indices, (str, bytes)) or not hasattr(indices, "__len__"):
-            fail("indices", "a 1-d sequence of sample indices", indices, kind=TypeError)
-        array = np.asarray(indices)
-        if array.size and (array.dtype.kind not in "iu"):
-            fail("indices", "integer sample indices", Text(f"dtype {array.dtype}"), kind=TypeError)
-        index = torch.from_numpy(array.astype(np.int64).reshape(array.shape))
-    if index.dim() != 1:
-        fail("indices", "a 1-d sequence of sample indices", Text(f"shape {tuple(index.shape)}"))
-    bad = (index < 0) | (index >= n)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0])
-        fail(
-            "indices",
-            f"sample indices in [0, {n})",
-            Text(f"{int(index[i])} at position {i}"),
-            "Report the dataset indices the loader handed out",
-        )
-    if isinstance(values, numbers.Real) and not isinstance(values, bool):
-        value = torch.full((index.shape[0],), float(values), dtype=torch.float64)
-    else:
-        value = real_values("values", values).reshape(-1)
-    if value.shape[0] != index.shape[0]:
-        fail(
-            "values",
-            f"one value per index ({index.shape[0]})",
-            Text(f"{value.shape[0]} values"),
-        )
-    bad = ~torch.isfinite(value) | (value < 0)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0])
-        fail("values", "finite values >= 0", Text(f"{float(value[i])!r} at index {i}"))
-    return index, value
-
-
-def _combine(index: torch.Tensor, value: torch.Tensor, reduce: str) -> tuple[Any, Any]:
-    """One value per reported sample: ``(unique indices, combined values)`` as numpy arrays,
-    computed in one fixed order (the same bits on every rank)."""
-    idx, val = index.numpy(), value.numpy()
-    order = np.argsort(idx, kind="stable")
-    idx, val = idx[order], val[order]
-    unique, starts, counts = np.unique(idx, return_index=True, return_counts=True)
-    if unique.shape[0] == 0:
-        return unique, val
-    if reduce == "max":
-        return unique, np.maximum.reduceat(val, starts)
-    if reduce == "min":
-        return unique, np.minimum.reduceat(val, starts)
-    sums = np.add.reduceat(val, starts)
-    return unique, sums if reduce == "sum" else sums / counts
-
-
-class WeightedSampler(EpochShell, DistributedSampler[int]):
+class WeightedSampler(SamplerShell):
     """Draw samples in proportion to per-sample weights, one global draw per epoch, sharded.
 
     ``torch.utils.data.WeightedRandomSampler``'s meaning, for DDP: every rank draws the same
@@ -188,7 +117,9 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         weights: One finite weight ``>= 0`` per sample (sequence, numpy array or tensor),
             not all zero. Copied; later changes to your object do not reach the sampler.
         num_samples: Indices per global epoch ``K``; default ``len(weights)`` (with
-            ``replacement=False``, the number of positive weights). Fixed for the run.
+            ``replacement=False``, the number of positive weights). Fixed for the run. The
+            attribute ``num_samples`` is this rank's count, as in ``DistributedSampler``;
+            ``K`` is :attr:`global_length`.
         replacement: Allow a sample more than once per epoch.
         exact: Floor-or-ceiling counts of the shares instead of random draws.
         seed: Shared seed; must be the same on every rank.
@@ -235,22 +166,17 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         self.num_weights = values.shape[0]
         if num_samples is None:
             num_samples = self.num_weights if replacement else int((values > 0).sum())
-        self.num_samples: int = check_int(
+        self._global_length: int = check_int(
             "num_samples", num_samples, minimum=1, fix="Ask for at least one index per epoch"
         )
         check_epoch_size(
             "num_samples",
-            self.num_samples,
+            self._global_length,
             WEIGHTED_EPOCH_BYTES,
             "Ask for a shorter epoch (num_samples)",
         )
-        self._global_length = self.num_samples
         self._check_drawable("weights", values)
-        self._weights = values
-        self._digest: str | None = None  # computed when first needed (a pass over the weights)
-        self._next: torch.Tensor | None = None
-        self._next_digest: str | None = None
-        self._layout: ExactLayout | None = None
+        self._book = WeightBook(values)
         self._ready()
 
     # -- weights ---------------------------------------------------------------------------
@@ -259,7 +185,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         """Refuse weights this sampler's ``num_samples`` cannot be drawn from."""
         if self.replacement:
             return
-        k = self.num_samples
+        k = self._global_length
         positive = int((values > 0).sum())
         if not self.exact and k > positive:
             fail(
@@ -287,7 +213,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         """The weights the next pass draws with (or the pass under way); do not modify it in
         place: pass new weights to :meth:`set_weights`."""
         self._promote()
-        return self._weights
+        return self._book.current
 
     def _mid_epoch(self) -> bool:
         """An epoch is partly handed out, or its pass has started."""
@@ -295,22 +221,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
 
     def _promote(self) -> None:
         """At an epoch's start, weights set while the previous epoch was under way apply."""
-        if self._next is not None and not self._mid_epoch():
-            self._weights, self._digest = self._next, self._next_digest
-            self._next = self._next_digest = None
-            self._layout = None
-
-    def _current_digest(self) -> str:
-        if self._digest is None:
-            self._digest = weights_digest(self._weights)
-        return self._digest
-
-    def _latest_digest(self) -> str:
-        if self._next is None:
-            return self._current_digest()
-        if self._next_digest is None:
-            self._next_digest = weights_digest(self._next)
-        return self._next_digest
+        self._book.promote(self._mid_epoch())
 
     def set_weights(self, weights: Any) -> None:
         """New weights, used from the next epoch on (an epoch under way keeps its weights).
@@ -331,7 +242,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
 
     def _install(self, values: torch.Tensor) -> None:
         self._check_drawable("weights", values)
-        self._next, self._next_digest = values, None
+        self._book.offer(values)
         self._promote()
 
     def update_weights(
@@ -371,7 +282,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
             >>> sampler.update_weights([1], [3.0], momentum=0.5).tolist()
             [4.0, 2.0, 2.0, 1.0]
         """
-        if not isinstance(reduce, str) or reduce not in _REDUCE:
+        if not isinstance(reduce, str) or reduce not in REDUCE:
             fail("reduce", "'mean', 'sum', 'max' or 'min'", reduce)
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
             fail("momentum", "a number in (0, 1]", momentum, kind=TypeError)
@@ -379,7 +290,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
             fail("momentum", "a number in (0, 1]", momentum, "1 replaces the weight")
         error: Exception | None = None
         try:
-            index, value = _check_update(self.num_weights, indices, values)
+            index, value = check_update(self.num_weights, indices, values)
         except (TypeError, ValueError) as raised:
             error = raised
             index = torch.zeros(0, dtype=torch.int64)
@@ -406,8 +317,8 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
                 value = torch.cat(all_gather_varying(value, sizes, group))
         if error is not None:
             raise error
-        unique, combined = _combine(index, value, reduce)
-        new = self._latest().clone()
+        unique, combined = combine_reports(index, value, reduce)
+        new = self._book.latest().clone()
         if unique.shape[0]:
             at = torch.from_numpy(unique)
             old = new.index_select(0, at)
@@ -419,17 +330,13 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         self._install(values_checked)
         return values_checked
 
-    def _latest(self) -> torch.Tensor:
-        """The newest weights (those waiting for the next epoch, if any)."""
-        return self._next if self._next is not None else self._weights
-
     def _shards_itself(self) -> bool:
         """Whether this sampler splits the epoch across ranks itself (so every rank runs its
         passes and its collectives): not under a trainer that shards prepared loaders."""
         return self._ranks()[0] > 1
 
     def _digest_tensor(self) -> torch.Tensor:
-        digest = self._latest_digest()
+        digest = self._book.latest_digest()
         return torch.tensor(
             np.frombuffer(bytes.fromhex(digest), dtype=np.int64).copy(), dtype=torch.int64
         )
@@ -475,8 +382,8 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         """
         self._promote()
         return {
-            "weights": self._weights.clone(),
-            "next": None if self._next is None else self._next.clone(),
+            "weights": self._book.current.clone(),
+            "next": None if self._book.next is None else self._book.next.clone(),
         }
 
     def load_weights_state_dict(self, state: dict[str, Any]) -> None:
@@ -490,21 +397,23 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
             )
         values = check_sample_weights("state['weights']", state["weights"], self.num_weights)
         self._check_drawable("state['weights']", values)
-        self._weights, self._digest, self._layout = values, None, None
-        self._next = self._next_digest = None
+        later = None
         if state.get("next") is not None:
             later = check_sample_weights("state['next']", state["next"], self.num_weights)
             self._check_drawable("state['next']", later)
-            self._next = later
+        self._book.restore(values, later)
         self._unchecked = True
+
+    def _num_indices(self) -> int:
+        return self.num_weights
 
     def _fingerprint(self) -> str:
         return f"{self.num_weights} samples"
 
     def _own_settings(self, epoch: int) -> dict[str, Any]:
         return {
-            "weights": self._current_digest(),
-            "num_samples": self.num_samples,
+            "weights": self._book.current_digest(),
+            "num_samples": self._global_length,
             "replacement": self.replacement,
             "exact": self.exact,
         }
@@ -525,7 +434,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         """
         if isinstance(state_dict, dict) and state_dict.get("kind") == type(self).__name__:
             saved = state_dict.get("weights")
-            if saved != self._current_digest():
+            if saved != self._book.current_digest():
                 fail(
                     "state_dict['weights']",
                     "a state saved for this sampler's weights",
@@ -539,23 +448,25 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
     # -- drawing ---------------------------------------------------------------------------
 
     def _exact_layout(self) -> ExactLayout:
-        if self._layout is None:
-            self._layout = ExactLayout(
-                self._weights, self.num_samples, self.seed, at_most_one=not self.replacement
+        book = self._book
+        if book.layout is None:
+            book.layout = ExactLayout(
+                book.current, self._global_length, self.seed, at_most_one=not self.replacement
             )
-        return self._layout
+        return book.layout
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         g = generator(self.seed, Stream.WEIGHTED, epoch, ORDER)
-        return torch.randperm(self.num_samples, generator=g, dtype=index_dtype(self.num_samples))
+        k = self._global_length
+        return torch.randperm(k, generator=g, dtype=index_dtype(k))
 
     def _draw(self, epoch: int, helper: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``(values, order)`` without replacement or in exact mode: the epoch is
         ``values[order]``."""
-        k = self.num_samples
+        k = self._global_length
         if not self.exact:
             g = generator(self.seed, Stream.WEIGHTED_KEYS, epoch)
-            drawn = successive_draws(self._weights, k, g)
+            drawn = successive_draws(self._book.current, k, g)
             return drawn, torch.arange(k, dtype=index_dtype(k))
         order = Early(self._permutation, epoch, helper=helper)
         values = repeat_values(self._exact_layout().copies(epoch))
@@ -563,9 +474,9 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
 
     def _iid(self, epoch: int) -> tuple[Callable[[int], torch.Tensor], int]:
         """``(chunk, size)``: chunk ``c`` of the i.i.d. epoch is ``chunk(c)``."""
-        k = self.num_samples
+        k = self._global_length
         size = chunk_size(k)
-        lookup = WeightLookup(self._weights)
+        lookup = WeightLookup(self._book.current)
         seed = self.seed
 
         def chunk(c: int) -> torch.Tensor:
@@ -580,7 +491,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         epoch = self._epoch_arg(epoch)
         if self.replacement and not self.exact:
             chunk, size = self._iid(epoch)
-            return torch.cat([chunk(c) for c in range(-(-self.num_samples // size))])
+            return torch.cat([chunk(c) for c in range(-(-self._global_length // size))])
         values, order = self._draw(epoch)
         return values.index_select(0, order)
 
@@ -592,20 +503,21 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         self._promote()
         if self._unchecked and self._shards_itself():
             self.check_weights_agree()  # every rank starts its pass in step
-        current, world, rank = self._begin()
-        if self.replacement and not self.exact:
-            chunk, size = self._iid(current.epoch)
-            chunks = iter_shard_chunks(
-                chunk, size, self.num_samples, world, rank, self.drop_last, current.start
-            )
-        else:
-            values, order = self._draw(current.epoch, helper=helper_allowed(self.num_samples))
-            chunks = iter_shard(values, order, world, rank, self.drop_last, current.start)
-        return self._state.run(current, chunks)
+        return super().__iter__()
+
+    def _source(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._draw(epoch, helper=helper_allowed(self._global_length))
+
+    def _chunks(self, current: Pass, world: int, rank: int) -> Iterator[list[Any]]:
+        if not self.replacement or self.exact:
+            return super()._chunks(current, world, rank)
+        chunk, size = self._iid(current.epoch)
+        k = self._global_length
+        return iter_shard_chunks(chunk, size, k, world, rank, self.drop_last, current.start)
 
     def extra_repr(self) -> str:
         mode = "exact" if self.exact else "i.i.d." if self.replacement else "successive"
         return (
-            f"num_weights={self.num_weights}, num_samples={self.num_samples}, "
+            f"num_weights={self.num_weights}, num_samples={self._global_length}, "
             f"replacement={self.replacement}, mode={mode!r}"
         )

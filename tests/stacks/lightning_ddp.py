@@ -48,6 +48,16 @@ class Model(pl.LightningModule):
     def train_dataloader(self) -> DataLoader:
         return self.make_loader()  # type: ignore[operator]
 
+    def on_train_epoch_start(self) -> None:
+        # what Lightning hands the loop: our sampler itself (a DistributedSampler, so not
+        # wrapped again), with DistributedSampler's attributes in their meaning
+        sampler = getattr(self.trainer.train_dataloader, "sampler", None)
+        names = ("num_replicas", "rank", "num_samples", "total_size", "shuffle")
+        values = [getattr(sampler, name, None) for name in names]
+        dataset = getattr(sampler, "dataset", None)
+        values += [type(sampler).__name__, len(dataset) if dataset is not None else None]
+        self.record.add(f"{self.scenario}-sampler", self.current_epoch, values)
+
     def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
         x, y, index = batch
         self.record.add(self.scenario, self.current_epoch, index)

@@ -47,6 +47,9 @@ def plain_ddp(record: Record) -> None:
     model = DistributedDataParallel(torch.nn.Linear(1, 4))
     data = Indexed()
     loader = DataLoader(data, sampler=sampler, batch_size=8)
+    names = ("num_replicas", "rank", "num_samples", "total_size", "shuffle", "drop_last")
+    values = [getattr(sampler, name) for name in names]
+    record.add("ddp-attributes", 0, [*values, len(sampler), len(sampler.dataset)])
     for epoch in range(EPOCHS):
         sampler.set_epoch(epoch)
         for x, y, index in loader:
@@ -130,6 +133,7 @@ def with_accelerate(record: Record) -> None:
     again = RandomOverSampler(LABELS, seed=26)
     again.load_state_dict(state)
     record.add("accelerate-outside", 0, [len(outside), len(prepared), state["position"]])
+    record.add("accelerate-attributes", 0, [outside.num_samples, outside.total_size])
     record.add("accelerate-outside", 1, list(again))
     del batches
     with warnings.catch_warnings(record=True) as caught:

@@ -15,6 +15,8 @@ permutation; the next epoch opens a new cycle with a fresh permutation.
 The package: :mod:`~torch_balance.draws.walk` (the plain reference walk and the shuffle),
 :mod:`~torch_balance.draws.fast` (the walk cache, the next order, the helper thread; the same
 epochs), :mod:`~torch_balance.draws.weights` (members by per-sample weight),
+:mod:`~torch_balance.draws.epoch` (:class:`EpochDraw`: the weights-or-walk choice and the
+thread policy that samplers, batch samplers and dataset wrappers share),
 :mod:`~torch_balance.draws.batches`, :mod:`~torch_balance.draws.repeat` and
 :mod:`~torch_balance.draws.weighted` (``WeightedSampler``'s kernels). The stateful helpers in
 ``fast`` keep caches between epochs, never randomness: each epoch is the same without them.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from torch_balance._rng import generator
 from torch_balance.draws.batches import class_balanced_grid, class_sequence, stratified_order
+from torch_balance.draws.epoch import EpochDraw
 from torch_balance.draws.fast import (
     NextOrder,
     WalkCache,
@@ -36,6 +39,7 @@ from torch_balance.draws.walk import draw_walks, shuffle_order, walk_orders, wal
 from torch_balance.draws.weights import draw_within_class, group_sample_weights
 
 __all__ = [
+    "EpochDraw",
     "NextOrder",
     "WalkCache",
     "class_balanced_grid",

@@ -7,11 +7,13 @@ nested), ``ConcatDataset``, ``TensorDataset``, the torchvision tables of
 (``.targets``, ``.labels``, ``.labelsets``), ``label_fn``, and, for anything else, one scan
 through a ``DataLoader`` that keeps the label of each item. What differs between the two is
 a :class:`Kind`: what one label is, and where a dataset keeps it.
+
+Beside it: the scan (:mod:`~torch_balance.labels.scan`), and the opening every sampler
+shares, labels given or a dataset to read (:mod:`~torch_balance.labels.resolve`).
 """
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -20,16 +22,13 @@ import numpy as np
 import torch
 from torch.utils.data import (
     ConcatDataset,
-    DataLoader,
-    Dataset,
     IterableDataset,
     Subset,
     TensorDataset,
 )
 
-from torch_balance._progress import progress_bar
 from torch_balance._validation import Text, check_bool, check_int, fail
-from torch_balance.labels.index import LabelIndex, MultiLabelIndex
+from torch_balance.labels.check import is_label_data
 from torch_balance.labels.kinds import (
     MULTI,
     SINGLE,
@@ -40,53 +39,10 @@ from torch_balance.labels.kinds import (
     missing_labels,
     transformed,
 )
+from torch_balance.labels.scan import ScanView, read_item, scan
 from torch_balance.labels.torchvision import Reader, attribute_reader, reader_for
 
-__all__ = [
-    "as_labelsets",
-    "get_labels",
-    "get_labelsets",
-    "is_label_data",
-    "resolve_labels",
-    "resolve_labelsets",
-]
-
-_SCAN_BATCH_SIZE = 128
-
-
-def is_label_data(data: Any, *, label_sets: bool = True) -> bool:
-    """Is ``data`` labels given directly (``True``) or a dataset to read them from?
-
-    Arrays and tensors are labels; so is a list or tuple whose first item is a label. A list
-    of samples such as ``[(image, label), ...]`` or of dicts is a dataset instead, except
-    that with ``label_sets`` a first item that holds only ids (``[3, 7]``, ``("cat",)``) is a
-    label set, so the list is labels.
-
-    Args:
-        data: Anything a sampler or reader accepts.
-        label_sets: Count a list of id collections as labels (``False`` where a list of
-            ``(x, y)`` pairs of plain values must be read as samples: :func:`get_labels`).
-
-    Returns:
-        Whether ``data`` is labels.
-
-    Example:
-        >>> is_label_data([0, 1]), is_label_data([[1, 2], [3]]), is_label_data([("img", 0)])
-        (True, True, True)
-        >>> is_label_data([("img", 0)], label_sets=False), is_label_data([{"label": 0}])
-        (False, False)
-    """
-    if isinstance(data, np.ndarray | torch.Tensor):
-        return True
-    if not isinstance(data, list | tuple):
-        return False
-    if not data or not isinstance(data[0], list | tuple | Mapping):
-        return True
-    return (
-        label_sets
-        and not isinstance(data[0], Mapping)
-        and all(isinstance(v, numbers.Integral | str) for v in data[0])
-    )
+__all__ = ["as_labelsets", "get_labels", "get_labelsets"]
 
 
 def _dataset_length(dataset: Any) -> int | None:
@@ -165,81 +121,6 @@ def _concat(parts: list[np.ndarray]) -> np.ndarray:
     if len(parts) == 1:
         return parts[0]
     return np.concatenate(parts)
-
-
-def _getitem(dataset: Any, i: int) -> Any:
-    return dataset[i]
-
-
-class _ScanView(Dataset):
-    """``dataset`` seen through ``read(dataset, i)`` and ``convert``: what a scan loads.
-
-    A label that cannot be used, and with ``fn_expected`` a ``read`` that raises (a
-    ``label_fn``), come back as a :class:`LabelProblem` in its place, so that the main
-    process can name the sample's index.
-    """
-
-    def __init__(
-        self,
-        dataset: Any,
-        read: Callable[[Any, int], Any],
-        convert: Callable[[Any], Any],
-        fn_expected: str | None,
-    ) -> None:
-        self.dataset = dataset
-        self.read = read
-        self.convert = convert
-        self.fn_expected = fn_expected
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> Any:
-        if self.fn_expected is None:
-            value = self.read(self.dataset, i)
-        else:
-            try:
-                value = self.read(self.dataset, i)
-            except Exception as error:
-                return LabelProblem(
-                    ValueError, self.fn_expected, f"{type(error).__name__}: {error}", cause=error
-                )
-        try:
-            return self.convert(value)
-        except LabelProblem as problem:
-            return problem
-
-
-def _keep(batch: list[Any]) -> list[Any]:
-    return batch
-
-
-def _scan(
-    view: _ScanView, kind: Kind, name: str, num_workers: int, progress: bool, desc: str
-) -> np.ndarray:
-    """Load every item of ``view`` once through a DataLoader: the one scan of both kinds."""
-    # A DataLoader draws its workers' base seed from the global RNG unless given a generator.
-    loader = DataLoader(
-        view,
-        batch_size=_SCAN_BATCH_SIZE,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=_keep,
-        generator=torch.Generator(),
-    )
-    labels: list[Any] = []
-    with progress_bar(
-        total=len(view), desc=f"{kind.function}: {desc}", unit="sample", enabled=progress
-    ) as bar:
-        for batch in loader:
-            for value in batch:
-                if isinstance(value, LabelProblem):
-                    # a label_fn's value is "returned at index i"; a label_fn that raised is not
-                    returned = view.fn_expected not in (None, value.expected)
-                    value.throw(name, f"{'returned ' if returned else ''}at index {len(labels)}")
-                labels.append(value)
-            bar.update(len(batch))
-    return kind.vector(labels, name)
 
 
 def _is_stream(dataset: Any) -> bool:
@@ -392,8 +273,8 @@ class _Reading:
             UserWarning,
             stacklevel=depth + 2,
         )
-        view = _ScanView(dataset, _getitem, self.kind.of_item, None)
-        return _scan(view, self.kind, path, self.num_workers, self.progress, "scanning")
+        view = ScanView(dataset, read_item, self.kind.of_item, None)
+        return scan(view, self.kind, path, self.num_workers, self.progress, "scanning")
 
 
 def _check_options(kind: Kind, label_fn: Any, num_workers: Any, progress: Any) -> int:
@@ -442,8 +323,8 @@ def _read(
                 kind=TypeError,
             )
         expected = f"a function (dataset, i) -> {kind.what} that works for every index"
-        view = _ScanView(dataset, label_fn, kind.of_value, expected)
-        labels = _scan(view, kind, "label_fn", num_workers, progress, "label_fn")
+        view = ScanView(dataset, label_fn, kind.of_value, expected)
+        labels = scan(view, kind, "label_fn", num_workers, progress, "label_fn")
     else:
         labels = _Reading(kind, num_workers, progress).read(dataset, "dataset", 2)
     if labels.shape[0] == 0:
@@ -589,30 +470,3 @@ def get_labelsets(
     """
     num_workers = _check_options(MULTI, label_fn, num_workers, progress)
     return _read(dataset, MULTI, label_fn, num_workers, progress)
-
-
-def resolve_labelsets(
-    dataset_or_labelsets: Any, label_fn: Callable[[Any, int], Iterable[Any]] | None = None
-) -> MultiLabelIndex:
-    """Index the category sets of a dataset, or of label sets given directly.
-
-    Example:
-        >>> resolve_labelsets([[2, 1], [], [2]]).counts.tolist()
-        [1, 2]
-    """
-    if isinstance(dataset_or_labelsets, MultiLabelIndex):
-        return dataset_or_labelsets
-    if label_fn is None and is_label_data(dataset_or_labelsets):
-        return MultiLabelIndex(dataset_or_labelsets, "dataset_or_labelsets")
-    return MultiLabelIndex(get_labelsets(dataset_or_labelsets, label_fn=label_fn, progress=False))
-
-
-def resolve_labels(
-    dataset_or_labels: Any, label_fn: Callable[[Any, int], Any] | None = None
-) -> LabelIndex:
-    """Index the labels of a dataset, or of a label vector given directly."""
-    if isinstance(dataset_or_labels, LabelIndex):
-        return dataset_or_labels
-    if label_fn is None and is_label_data(dataset_or_labels):
-        return LabelIndex(dataset_or_labels)
-    return LabelIndex(get_labels(dataset_or_labels, label_fn=label_fn))

@@ -237,7 +237,9 @@ class SMOTEDataset(Dataset):
             row = self.embeddings[i]
         else:
             label = self.index.classes[int(self._codes[i - n])]
-            row = self.synthetic[i - n]
+            # a copy: the buffer is rewritten in place at the next set_epoch, and an item
+            # kept from this epoch must not change with it
+            row = self.synthetic[i - n].clone()
         return row, label.item() if hasattr(label, "item") else label
 
     def __repr__(self) -> str:
