@@ -1,118 +1,26 @@
-"""The conformance suite every torch_balance sampler passes, public so you can run it on yours.
-
-:func:`check_sampler` takes a factory ``make(labels, **options) -> sampler`` and checks
-length, index bounds, determinism in (seed, epoch), that a new epoch changes the order, that
-the composition matches ``target_counts``, the complete-pass rule (``len()`` items make a
-pass complete), checkpoints at any moment (mid-epoch, at pass boundaries, after
-``set_epoch``) restoring the uninterrupted sequence, states that load on every rank and with
-another number of ranks, refusal of states saved for other labels or seeds, sharding across
-ranks, the attributes of a ``DistributedSampler`` in their meaning (for a sampler that is
-one), pickling, a DataLoader with worker processes, and that the global RNGs of torch, numpy
-and ``random`` are left alone.
-
-Options passed to the factory: ``seed``, ``num_replicas``, ``rank`` and ``drop_last``.
-Batch samplers (yielding lists of indices) are checked on their flattened output and must
-shard whole batches.
-
-:func:`check_dataset` does the same for dataset wrappers (``ResampledDataset``,
-``SMOTEDataset``, yours): length, bounds, determinism in (seed, epoch), new epochs,
-composition, global RNGs, pickling, and ``set_epoch`` reaching persistent DataLoader workers.
-"""
+"""The sampler checks: one function per property, :data:`CHECKS`, :func:`check_sampler`."""
 
 from __future__ import annotations
 
 import pickle
-import random
 from collections import Counter
-from collections.abc import Callable, Iterable
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
-__all__ = [
-    "CHECKS",
-    "DATASET_CHECKS",
-    "IndexDataset",
-    "check_dataset",
-    "check_dataset_basics",
-    "check_dataset_dataloader",
-    "check_dataset_pickles",
-    "check_sampler",
-    "check_sampler_basics",
-    "check_sampler_checkpoints",
-    "check_sampler_complete_pass",
-    "check_sampler_dataloader",
-    "check_sampler_distributed_attributes",
-    "check_sampler_pickles",
-    "check_sampler_refuses_foreign_states",
-    "check_sampler_shards",
-    "check_sampler_states_any_world",
-    "conformance_labels",
-]
-
-Factory = Callable[..., Any]
-
-
-def conformance_labels(kind: str = "int") -> np.ndarray:
-    """A small long-tailed label vector (counts 40, 20, 10, 5, 3) in a fixed shuffled order.
-
-    Example:
-        >>> sorted(Counter(conformance_labels().tolist()).values())
-        [3, 5, 10, 20, 40]
-    """
-    counts = [40, 20, 10, 5, 3]
-    labels = np.repeat(np.arange(len(counts)), counts)
-    order = torch.randperm(labels.shape[0], generator=torch.Generator().manual_seed(7)).numpy()
-    labels = labels[order]
-    if kind == "str":
-        names = np.array(["ant", "bee", "cat", "dog", "eel"], dtype=object)
-        return names[labels]
-    return labels
-
-
-class IndexDataset(Dataset):
-    """Item ``i`` is ``i``: what a DataLoader hands out shows the sampler's order."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> int:
-        return i
-
-
-def _flat(items: Iterable[Any]) -> list[int]:
-    out: list[int] = []
-    for item in items:
-        if isinstance(item, list):
-            out.extend(int(i) for i in item)
-        else:
-            out.append(int(item))
-    return out
-
-
-def _epoch(sampler: Any, epoch: int) -> list[Any]:
-    sampler.set_epoch(epoch)
-    return list(sampler)
-
-
-def _require(condition: bool, what: str) -> None:
-    if not condition:
-        raise AssertionError(f"conformance: {what}")
-
-
-def _rng_snapshot() -> tuple[Any, ...]:
-    numpy_state = cast(Any, np.random.get_state())
-    return (torch.get_rng_state(), numpy_state[1].copy(), random.getstate())
-
-
-def _same_rng(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    return bool(torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2])
-
+from torch_balance.testing._support import (
+    Factory,
+    IndexDataset,
+    _build,
+    _epoch,
+    _flat,
+    _require,
+    _rng_snapshot,
+    _same_rng,
+    conformance_labels,
+)
 
 # What each check calls on a sampler besides iterating it. A sampler without one of them fails
 # the check with a message naming the property checked, not with an AttributeError.
@@ -148,27 +56,6 @@ def _needs(sampler: Any, check: Callable[..., None]) -> None:
             "chooses the epoch, state_dict()/load_state_dict(state) save and restore the "
             "position), or run only the checks that apply (torch_balance.testing.CHECKS)"
         )
-
-
-def _build(
-    make: Factory,
-    labels: Any,
-    seed: int = 3,
-    world: int = 1,
-    rank: int = 0,
-    drop_last: bool = False,
-) -> Any:
-    try:
-        return make(labels, seed=seed, num_replicas=world, rank=rank, drop_last=drop_last)
-    except TypeError as error:
-        if "argument" not in str(error):
-            raise
-        raise AssertionError(
-            "conformance: the factory is called as make(labels, seed=..., num_replicas=..., "
-            f"rank=..., drop_last=...) and raised TypeError: {error}. Pass the options on "
-            "(make = lambda labels, **options: MySampler(labels, **options)), or accept and "
-            "ignore those that do not apply"
-        ) from error
 
 
 def check_sampler_basics(make: Factory, labels: Any, *, check_counts: bool = True) -> None:
@@ -488,111 +375,3 @@ def check_sampler(
             check(make, labels)
     if dataloader_workers:
         check_sampler_dataloader(make, labels, dataloader_workers)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal items, tensors compared by value (an item may be a tensor, a tuple or a number)."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
-    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
-
-
-def _dataset_epoch(dataset: Any, epoch: int) -> list[Any]:
-    dataset.set_epoch(epoch)
-    return [dataset[i] for i in range(len(dataset))]
-
-
-def check_dataset_basics(make: Factory, labels: Any, *, check_counts: bool = True) -> None:
-    """Length, bounds, determinism in (seed, epoch), new epochs, composition, global RNGs."""
-    label_array = np.asarray(labels)
-    n = label_array.shape[0]
-    before = _rng_snapshot()
-    dataset = make(labels, seed=3)
-    first = _dataset_epoch(dataset, 0)
-    _require(_same_rng(before, _rng_snapshot()), "building or reading touched a global RNG")
-    _require(len(first) > 0, "epoch 0 is empty")
-    if hasattr(dataset, "epoch_indices"):
-        drawn = np.asarray(dataset.epoch_indices(0))
-        _require(drawn.shape[0] == len(dataset), "epoch_indices() and len() disagree")
-        _require(bool(((drawn >= 0) & (drawn < n)).all()), "an index is out of range")
-    again = make(labels, seed=3)
-    _require(_same(_dataset_epoch(again, 0), first), "the same seed and epoch gave other items")
-    _require(
-        _same(_dataset_epoch(again, 5), _dataset_epoch(dataset, 5)),
-        "epoch 5 differs between equal datasets",
-    )
-    _require(not _same(_dataset_epoch(dataset, 1), first), "epoch 1 repeats epoch 0")
-    _require(
-        not _same(_dataset_epoch(make(labels, seed=4), 0), first),
-        "another seed gave the same items",
-    )
-    _require(_same(_dataset_epoch(dataset, 0), first), "going back to epoch 0 gave other items")
-    if check_counts and hasattr(dataset, "target_counts") and hasattr(dataset, "labels"):
-        held = Counter(np.asarray(dataset.labels).tolist())
-        planned = {k: v for k, v in dataset.target_counts(0).items() if v}
-        _require(dict(held) == planned, f"epoch holds {dict(held)}, plan says {planned}")
-
-
-def check_dataset_pickles(make: Factory, labels: Any) -> None:
-    """A pickled copy holds the same items, for the epoch it was pickled at and for others."""
-    dataset = make(labels, seed=3)
-    dataset.set_epoch(4)
-    copy = pickle.loads(pickle.dumps(dataset))
-    _require(
-        _same(_dataset_epoch(copy, 4), _dataset_epoch(dataset, 4)),
-        "a pickled copy holds other items",
-    )
-    _require(
-        _same(_dataset_epoch(copy, 2), _dataset_epoch(make(labels, seed=3), 2)),
-        "a pickled copy draws another epoch 2",
-    )
-
-
-def check_dataset_dataloader(make: Factory, labels: Any, workers: int = 2) -> None:
-    """``set_epoch`` in the main process reaches persistent DataLoader workers."""
-    dataset = make(labels, seed=3)
-    loader = DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=True)
-    for epoch in (0, 3, 1):
-        dataset.set_epoch(epoch)
-        got = list(loader)
-        expected = _dataset_epoch(make(labels, seed=3), epoch)
-        _require(_same(got, expected), f"persistent workers saw other items in epoch {epoch}")
-
-
-DATASET_CHECKS: dict[str, Callable[[Factory, Any], None]] = {
-    "basics": check_dataset_basics,
-    "pickles": check_dataset_pickles,
-}
-
-
-def check_dataset(
-    make: Factory,
-    labels: Any = None,
-    *,
-    check_counts: bool = True,
-    dataloader_workers: int = 2,
-) -> None:
-    """Run every conformance check on the dataset wrapper built by ``make(labels, seed=...)``.
-
-    Args:
-        make: ``make(labels, seed=...)``, a wrapper with ``set_epoch``, ``len`` and items.
-        labels: The labels to build it on; default :func:`conformance_labels`.
-        check_counts: Compare its ``labels`` with ``target_counts`` (where it has both).
-        dataloader_workers: Worker processes for the DataLoader check (0 to skip it).
-
-    Raises:
-        AssertionError: Naming the first property that failed.
-
-    Example:
-        >>> from torch_balance import ResampledDataset
-        >>> def make(y, seed):
-        ...     return ResampledDataset(IndexDataset(len(y)), "under", labels=y, seed=seed)
-        >>> check_dataset(make, dataloader_workers=0)
-    """
-    labels = conformance_labels() if labels is None else labels
-    check_dataset_basics(make, labels, check_counts=check_counts)
-    check_dataset_pickles(make, labels)
-    if dataloader_workers:
-        check_dataset_dataloader(make, labels, dataloader_workers)
