@@ -101,6 +101,7 @@ class _BatchShell(EpochShell):
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[list[int]]:
+        """Yield this rank's batches of the current epoch, as lists of dataset indices."""
         current, world, rank = self._begin()
         chunks = _shard_batches(
             self._flat(current.epoch),
@@ -247,6 +248,7 @@ class ClassBalancedBatchSampler(_BatchShell, Sampler[list[int]]):
         }
 
     def extra_repr(self) -> str:
+        """The settings shown by ``repr()``."""
         return (
             f"classes_per_batch={self.classes_per_batch}, "
             f"samples_per_class={self.samples_per_class}, num_batches={self.num_batches}, "
@@ -375,6 +377,7 @@ class StratifiedBatchSampler(_BatchShell, Sampler[list[int]]):
         }
 
     def extra_repr(self) -> str:
+        """The settings shown by ``repr()``."""
         return (
             f"batch_size={self.batch_size}, strategy={self.strategy!r}, "
             f"num_samples={self.plan.length}, classes={self.index.num_classes}"

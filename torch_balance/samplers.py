@@ -182,6 +182,7 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
         self._next_order.put(length, self.seed, epoch, shuffle_order(length, self.seed, epoch))
 
     def __iter__(self) -> Iterator[int]:
+        """Yield this rank's indices of the current epoch."""
         current, world, rank = self._begin()
         picks, order = self._draw(current.epoch, helper=helper_allowed(self.plan.length))
         chunks = iter_shard(picks, order, world, rank, self.drop_last, current.start)
@@ -198,6 +199,7 @@ class BalancedSampler(EpochShell, DistributedSampler[int]):
         }
 
     def extra_repr(self) -> str:
+        """The settings shown by ``repr()``."""
         return (
             f"strategy={self.strategy!r}, num_samples={self.plan.length}, "
             f"classes={self.index.num_classes}"
@@ -436,6 +438,7 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
         return dict(zip(self.index.keys(), counts.astype(np.int64).tolist(), strict=True))
 
     def __iter__(self) -> Iterator[int]:
+        """Yield this rank's indices of the current epoch."""
         current, world, rank = self._begin()
         copies, order = self._draw(current.epoch)
         values = repeat_values(copies)
@@ -450,6 +453,7 @@ class RepeatFactorSampler(EpochShell, DistributedSampler[int]):
         }
 
     def extra_repr(self) -> str:
+        """The settings shown by ``repr()``."""
         return (
             f"threshold={self.threshold}, sqrt={self.sqrt}, rounding={self.rounding!r}, "
             f"images={len(self.index)}, num_samples={self.num_samples}"

@@ -589,6 +589,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         return torch.bincount(self.epoch_indices(epoch).long(), minlength=self.num_weights)
 
     def __iter__(self) -> Iterator[int]:
+        """Yield this rank's indices of the current epoch."""
         self._promote()
         if self._unchecked and self._shards_itself():
             self.check_weights_agree()  # every rank starts its pass in step
@@ -604,6 +605,7 @@ class WeightedSampler(EpochShell, DistributedSampler[int]):
         return self._state.run(current, chunks)
 
     def extra_repr(self) -> str:
+        """The settings shown by ``repr()``."""
         mode = "exact" if self.exact else "i.i.d." if self.replacement else "successive"
         return (
             f"num_weights={self.num_weights}, num_samples={self.num_samples}, "
