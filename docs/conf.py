@@ -15,7 +15,7 @@ import torch_balance  # noqa: E402
 
 project = "torch_balance"
 author = "the torch_balance authors"
-copyright = "the torch_balance authors"  # noqa: A001
+copyright = "the torch_balance authors"
 version = release = torch_balance.__version__
 
 extensions = [
@@ -57,7 +57,8 @@ autodoc_mock_imports = [
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
-napoleon_use_ivar = True  # "Attributes:" as fields: a property documented there is not described twice
+# "Attributes:" as fields, so that a property named there is not described twice
+napoleon_use_ivar = True
 
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
