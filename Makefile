@@ -27,8 +27,8 @@ demo: $(STAMP)
 	$(BIN)/torch-balance bench digits --seeds 3 --out bench-out/demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check torch_balance tests benchmarks examples
-	$(BIN)/ruff format --check torch_balance tests benchmarks examples
+	$(BIN)/ruff check torch_balance tests benchmarks examples docs
+	$(BIN)/ruff format --check torch_balance tests benchmarks examples docs
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -2,10 +2,12 @@
 
 Each page's blocks run top to bottom as one script, in a fresh interpreter whose working
 directory is an empty temporary folder, so a snippet may use only what the page itself defines
-or writes. A block that must not run here (one that needs torchrun, a GPU or files that are not
-on this machine) is marked by an HTML comment ``<!-- skip -->`` on the line before it; the test
-also checks that the marks stay few. Also: README stays a landing page (at most 250 lines), and
-its Layout section names every module of the package.
+or writes. The selected pages run two at a time (most of a page's cost is importing torch, so
+the two cores are kept busy), each test waiting for its own page. A block that must not run
+here (one that needs torchrun, a GPU or files that are not on this machine) is marked by an
+HTML comment ``<!-- skip -->`` on the line before it; the test also checks that the marks stay
+few. Also: README stays a landing page (at most 250 lines), and its Layout section names every
+module of the package.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,11 +63,10 @@ def test_few_blocks_are_skipped() -> None:
     assert total <= MAX_SKIPPED, f"{total} blocks marked {SKIP_MARK}: {skipped}"
 
 
-@pytest.mark.parametrize("page", RUNNABLE, ids=_page_id)
-def test_page_snippets_run(page: Path, tmp_path: Path) -> None:
+def _run_page(page: Path, folder: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
     blocks, _ = python_blocks(page.read_text())
     script = "\n\n".join(f"# --- block {i + 1}\n{block}" for i, block in enumerate(blocks))
-    (tmp_path / "snippets.py").write_text(script)
+    (folder / "snippets.py").write_text(script)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -71,17 +74,46 @@ def test_page_snippets_run(page: Path, tmp_path: Path) -> None:
         "OMP_NUM_THREADS": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    run = subprocess.run(
-        [sys.executable, "snippets.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
+    try:
+        run = subprocess.run(
+            [sys.executable, "snippets.py"],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as error:
+        stderr = error.stderr.decode() if isinstance(error.stderr, bytes) else error.stderr or ""
+        run = subprocess.CompletedProcess(
+            error.cmd, -1, "", f"timed out after {TIMEOUT_S} s\n{stderr}"
+        )
+    return folder, run
+
+
+@pytest.fixture(scope="module")
+def page_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[Path, Future[tuple[Path, Any]]]:
+    """Every selected page started, two at a time; the futures, by page."""
+    selected = [
+        item.callspec.params["page"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_page_snippets_run"
+    ]
+    pool = ThreadPoolExecutor(max_workers=2)
+    request.addfinalizer(lambda: pool.shutdown(cancel_futures=True))
+    return {
+        page: pool.submit(_run_page, page, tmp_path_factory.mktemp("snippets")) for page in selected
+    }
+
+
+@pytest.mark.parametrize("page", RUNNABLE, ids=_page_id)
+def test_page_snippets_run(page: Path, page_runs: dict[Path, Future[tuple[Path, Any]]]) -> None:
+    folder, run = page_runs[page].result()
     assert run.returncode == 0, (
         f"{_page_id(page)}: its python blocks failed as one script "
-        f"(written to {tmp_path / 'snippets.py'}):\n{run.stderr[-4000:]}"
+        f"(written to {folder / 'snippets.py'}):\n{run.stderr[-4000:]}"
     )
 
 
