@@ -38,7 +38,7 @@ myst_heading_anchors = 3
 autodoc_default_options = {
     "members": True,
     "inherited-members": (
-        "Sampler,Dataset,IterableDataset,Generic,object,Callback,TrainerCallback,"
+        "Sampler,Dataset,IterableDataset,Generic,object,Callback,TrainerCallback,Module,"
         "BaseOverSampler,BaseSampler,BaseEstimator,SamplerMixin,OneToOneFeatureMixin,"
         "_MetadataRequester"
     ),
