@@ -6,8 +6,8 @@ or writes. The selected pages run two at a time (most of a page's cost is import
 the two cores are kept busy), each test waiting for its own page. A block that must not run
 here (one that needs torchrun, a GPU or files that are not on this machine) is marked by an
 HTML comment ``<!-- skip -->`` on the line before it; the test also checks that the marks stay
-few. Also: README stays a landing page (at most 250 lines), and its Layout section names every
-module of the package.
+few. The gallery's scripts (examples/plot_*.py) run the same way. Also: README stays a landing
+page (at most 250 lines), and its Layout section names every module of the package.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def _page_id(path: Path) -> str:
 
 
 RUNNABLE = [p for p in PAGES if python_blocks(p.read_text())[0]]
+GALLERY = sorted((ROOT / "examples").glob("plot_*.py"))  # the site's gallery, run by make docs too
 
 
 def test_blocks_are_found() -> None:
@@ -64,9 +65,14 @@ def test_few_blocks_are_skipped() -> None:
 
 
 def _run_page(page: Path, folder: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    blocks, _ = python_blocks(page.read_text())
-    script = "\n\n".join(f"# --- block {i + 1}\n{block}" for i, block in enumerate(blocks))
-    (folder / "snippets.py").write_text(script)
+    """Run a page's blocks as one script, or a gallery script where it lies, in ``folder``."""
+    if page.suffix == ".py":
+        script = page
+    else:
+        blocks, _ = python_blocks(page.read_text())
+        text = "\n\n".join(f"# --- block {i + 1}\n{block}" for i, block in enumerate(blocks))
+        script = folder / "snippets.py"
+        script.write_text(text)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -76,7 +82,7 @@ def _run_page(page: Path, folder: Path) -> tuple[Path, subprocess.CompletedProce
     }
     try:
         run = subprocess.run(
-            [sys.executable, "snippets.py"],
+            [sys.executable, str(script)],
             cwd=folder,
             env=env,
             capture_output=True,
@@ -88,7 +94,7 @@ def _run_page(page: Path, folder: Path) -> tuple[Path, subprocess.CompletedProce
         run = subprocess.CompletedProcess(
             error.cmd, -1, "", f"timed out after {TIMEOUT_S} s\n{stderr}"
         )
-    return folder, run
+    return script, run
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +105,7 @@ def page_runs(
     selected = [
         item.callspec.params["page"]
         for item in request.session.items
-        if getattr(item, "originalname", None) == "test_page_snippets_run"
+        if getattr(item, "originalname", None) in ("test_page_snippets_run", "test_gallery_runs")
     ]
     pool = ThreadPoolExecutor(max_workers=2)
     request.addfinalizer(lambda: pool.shutdown(cancel_futures=True))
@@ -110,11 +116,17 @@ def page_runs(
 
 @pytest.mark.parametrize("page", RUNNABLE, ids=_page_id)
 def test_page_snippets_run(page: Path, page_runs: dict[Path, Future[tuple[Path, Any]]]) -> None:
-    folder, run = page_runs[page].result()
+    script, run = page_runs[page].result()
     assert run.returncode == 0, (
         f"{_page_id(page)}: its python blocks failed as one script "
-        f"(written to {folder / 'snippets.py'}):\n{run.stderr[-4000:]}"
+        f"(written to {script}):\n{run.stderr[-4000:]}"
     )
+
+
+@pytest.mark.parametrize("page", GALLERY, ids=_page_id)
+def test_gallery_runs(page: Path, page_runs: dict[Path, Future[tuple[Path, Any]]]) -> None:
+    _, run = page_runs[page].result()
+    assert run.returncode == 0, f"{_page_id(page)} failed:\n{run.stderr[-4000:]}"
 
 
 def _layout_section() -> str:
