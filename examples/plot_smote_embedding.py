@@ -35,6 +35,7 @@ data = TensorDataset(images, torch.tensor(digits.target[keep]))
 torch.manual_seed(0)
 encoder = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Tanh())
 X, y = embed(data, encoder, progress=False)
+y = np.asarray(y)  # the labels, as numpy for the plot
 smote = SMOTE(k_neighbors=5, random_state=0)
 X_res, y_res = smote.fit_resample(X, y)
 synthetic = slice(len(X), len(X_res))
