@@ -2,7 +2,7 @@
 
 Runs ``torch-balance bench`` twice with its defaults (13 strategies, 3 seeds, the same step
 budget for every strategy) and writes each run's table, JSON and plot under
-``benchmarks/results/<data>/``. README quotes the tables this script printed.
+``benchmarks/results/<data>/``. README and docs/guide/choosing.md quote the tables it printed.
 
 Usage:
     python benchmarks/bench_recall.py                 # both, about 3.5 min on 2 CPU cores

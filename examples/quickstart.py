@@ -1,4 +1,5 @@
-"""Quickstart: a sampler fixes a skewed batch mix on scikit-learn's bundled digits.
+"""Quickstart: a sampler fixes a skewed batch mix on scikit-learn's bundled digits
+===============================================================================
 
 Builds a long-tailed training set from the 8x8 digits (class 0 keeps all its images, class 9
 about a tenth), then counts what a DataLoader hands out in one epoch with a plain shuffle,

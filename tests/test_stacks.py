@@ -441,8 +441,8 @@ def test_accelerate_save_state_with_a_stateful_loader_resumes_exactly(
 def test_hf_trainer_resumes_exactly_with_the_recipe(
     resume_runs: tuple[int, dict[str, Any]],
 ) -> None:
-    """README's recipe, resumed from a checkpoint in the middle of epoch 1 and from the end of
-    epoch 0."""
+    """The documented recipe (docs/guide/trainers.md), resumed from a checkpoint in the middle of
+    epoch 1 and from the end of epoch 0."""
     _, runs = resume_runs
     ranks = [dict(zip(runs, values, strict=True)) for values in zip(*runs.values(), strict=True)]
     per = _per_epoch(ranks, "hf")

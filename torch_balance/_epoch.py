@@ -106,6 +106,7 @@ class EpochShell:
     # Writable, as in DistributedSampler: assigning goes through the same checks.
     @property
     def seed(self) -> int:
+        """The base seed, the same on every rank; assigning it is checked as in ``__init__``."""
         return self._state.seed
 
     @seed.setter
@@ -149,6 +150,7 @@ class EpochShell:
         return shard_length(self._global_length, world, self.drop_last)
 
     def __len__(self) -> int:
+        """The number of indices this rank gets in one pass (the whole epoch on one rank)."""
         return self._rank_length(self._ranks()[0])
 
     def set_epoch(self, epoch: int) -> None:

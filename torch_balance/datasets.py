@@ -119,6 +119,7 @@ class ResampledDataset(Dataset):
 
     @property
     def epoch(self) -> int:
+        """The epoch the next read draws from (shared with DataLoader workers)."""
         return self._epoch.get()
 
     def set_epoch(self, epoch: int) -> None:
@@ -151,9 +152,11 @@ class ResampledDataset(Dataset):
         return self.index.labels[self.epoch_indices().numpy()]
 
     def __len__(self) -> int:
+        """The epoch length, the plan's total."""
         return self.plan.length
 
     def __getitem__(self, i: int) -> Any:
+        """The wrapped dataset's item at position ``i`` of the current epoch."""
         self._watch.read("ResampledDataset", self.plan.length, self._epoch)
         return self.dataset[int(self.epoch_indices()[check_index(i, self.plan.length)])]
 

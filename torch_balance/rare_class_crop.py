@@ -249,9 +249,12 @@ class RareClassDataset(Dataset):
         self.transforms = transforms
 
     def __len__(self) -> int:
+        """The wrapped dataset's length."""
         return len(self.dataset)
 
     def __getitem__(self, pick: Any) -> Any:
+        """Sample ``pick`` as ``crop(image, mask, pick)`` gives it (then ``transforms``): the
+        crop reads the class a :class:`ClassIndex` carries."""
         sample = self.dataset[check_index(pick, len(self.dataset))]
         if not isinstance(sample, (tuple, list)) or len(sample) != 2:
             fail(

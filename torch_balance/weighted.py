@@ -500,6 +500,7 @@ class WeightedSampler(SamplerShell):
         return torch.bincount(self.epoch_indices(epoch).long(), minlength=self.num_weights)
 
     def __iter__(self) -> Iterator[int]:
+        """Yield this rank's indices of the current epoch."""
         self._promote()
         if self._unchecked and self._shards_itself():
             self.check_weights_agree()  # every rank starts its pass in step
@@ -516,6 +517,7 @@ class WeightedSampler(SamplerShell):
         return iter_shard_chunks(chunk, size, k, world, rank, self.drop_last, current.start)
 
     def extra_repr(self) -> str:
+        """The settings shown by ``repr()``."""
         mode = "exact" if self.exact else "i.i.d." if self.replacement else "successive"
         return (
             f"num_weights={self.num_weights}, num_samples={self._global_length}, "

@@ -108,7 +108,7 @@ class Recorder(torch.nn.Module):
 def hf_trainer(
     record: Record, out: Path, with_callback: bool, name: str = "", **options: Any
 ) -> None:
-    """README's recipe (``_get_train_sampler`` and ``SetEpochCallback``), checkpoints every 3
+    """The documented recipe (``_get_train_sampler``, ``SetEpochCallback``), checkpoints every 3
     steps, resumed from one mid-epoch and from the end of an epoch; without the callback a
     mid-epoch resume must say so."""
     from transformers import Trainer, TrainingArguments

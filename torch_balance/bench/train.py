@@ -136,6 +136,7 @@ class SmallCNN(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, classes]`` for images ``[N, C, H, W]`` of 0..255 pixels (scaled in here)."""
         return self.head(self.features(x))
 
 

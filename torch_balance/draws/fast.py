@@ -132,6 +132,7 @@ class NextOrder:
         self._held: tuple[tuple[int, int, int], torch.Tensor] | None = None
 
     def put(self, length: int, seed: int, epoch: int, order: torch.Tensor) -> None:
+        """Hold ``order``, the permutation drawn ahead for ``(length, seed, epoch)``."""
         self._held = ((length, seed, epoch), order)
 
     def take(self, length: int, seed: int, epoch: int) -> torch.Tensor | None:

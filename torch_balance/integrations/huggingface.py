@@ -40,6 +40,7 @@ class SetEpochCallback(TrainerCallback):
         self._set = EpochSetter(warn_if_unused)
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Set the epoch of every torch_balance object in the train DataLoader."""
         # state.epoch is fractional progress; at an epoch's start it is that epoch's number
         epoch = state.epoch or 0.0
         if (

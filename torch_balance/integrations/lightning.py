@@ -56,9 +56,11 @@ class SetEpochCallback(Callback):
         self._pending: list[dict[str, Any]] | None = None
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Remember the trainer, whose loader and progress the state is read from."""
         self._trainer = trainer
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Hand resumed positions to the samplers before the first batch is drawn."""
         # Resumed mid-epoch, Lightning skips on_train_epoch_start for that epoch: the saved
         # positions go in here, before the first batch is drawn.
         self._trainer = trainer
@@ -66,6 +68,7 @@ class SetEpochCallback(Callback):
         self._resume(trainer)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        """Set the epoch of every torch_balance object in the train DataLoader."""
         self._trainer = trainer
         _adopt_data_parallel(trainer)
         self._set(trainer.train_dataloader, trainer.current_epoch)
@@ -82,6 +85,7 @@ class SetEpochCallback(Callback):
                 sampler.load_state_dict(state)
 
     def state_dict(self) -> dict[str, Any]:
+        """The positions of the train DataLoader's samplers, counted from completed batches."""
         trainer = self._trainer
         loader = getattr(trainer, "train_dataloader", None) if trainer is not None else None
         if not isinstance(loader, DataLoader) or hasattr(loader, "state_dict"):
@@ -102,6 +106,7 @@ class SetEpochCallback(Callback):
         return {"samplers": states}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Keep the saved sampler positions until the resumed fit starts."""
         samplers = state_dict.get("samplers") if isinstance(state_dict, dict) else None
         self._pending = list(samplers) if samplers else None
 

@@ -79,10 +79,12 @@ class LabelIndex:
         return self._order
 
     def __len__(self) -> int:
+        """The number of samples."""
         return int(self.labels.shape[0])
 
     @property
     def num_classes(self) -> int:
+        """The number of distinct classes."""
         return int(self.classes.shape[0])
 
     def keys(self) -> list[Any]:
@@ -313,10 +315,12 @@ class MultiLabelIndex:
         self._fingerprint = None
 
     def __len__(self) -> int:
+        """The number of samples (images)."""
         return int(self.offsets.shape[0] - 1)
 
     @property
     def num_categories(self) -> int:
+        """The number of distinct categories."""
         return int(self.categories.shape[0])
 
     def sizes(self) -> np.ndarray:

@@ -128,9 +128,11 @@ class MaskFolder(Dataset):
         self.masks = [str(mask_files[s]) for s in stems]
 
     def __len__(self) -> int:
+        """The number of image/mask pairs."""
         return len(self.masks)
 
     def __getitem__(self, index: int) -> Any:
+        """Pair ``index``: ``(image, mask)`` as PIL images, through ``transforms`` if given."""
         i = int(index)
         image = Image.open(self.images[i]).convert("RGB")
         mask = Image.open(self.masks[i])

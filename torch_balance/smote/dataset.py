@@ -196,6 +196,7 @@ class SMOTEDataset(Dataset):
 
     @property
     def epoch(self) -> int:
+        """The epoch the synthetic rows are drawn for (shared with DataLoader workers)."""
         return self._epoch.get()
 
     def set_epoch(self, epoch: int) -> None:
@@ -220,9 +221,11 @@ class SMOTEDataset(Dataset):
         return np.concatenate([self.index.labels, synthetic])
 
     def __len__(self) -> int:
+        """The number of real plus synthetic rows."""
         return int(self.embeddings.shape[0] + self.synthetic.shape[0])
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
+        """Item ``i`` as ``(embedding, label)``: real rows first, then this epoch's synthetic."""
         i = check_index(i, len(self))
         self._watch.read("SMOTEDataset", len(self), self._epoch)
         n = self.embeddings.shape[0]

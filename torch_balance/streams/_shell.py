@@ -140,6 +140,7 @@ class StreamShell(IterableDataset):
         return None
 
     def __iter__(self) -> Iterator[Any]:
+        """Yield this reader's samples of the current epoch (from where a loaded state stood)."""
         slot = self.slot()
         epoch = self._epoch.get()
         self._note_pass(epoch, slot)

@@ -532,6 +532,7 @@ class BalancedIterableDataset(StreamShell):
         return self._copies[1]
 
     def __len__(self) -> int:
+        """The number of samples one rank emits per epoch."""
         world, _ = current_ranks(*self._requested)
         if self.plan is not None:
             return shard_length(self.plan.length, world, self.drop_last)

@@ -132,10 +132,12 @@ class Manifest:
         self._index: LabelIndex | None = None
 
     def __len__(self) -> int:
+        """The number of samples over all shards."""
         return int(self.offsets[-1])
 
     @property
     def num_shards(self) -> int:
+        """The number of shards."""
         return len(self.names)
 
     @property

@@ -141,6 +141,7 @@ class BalancedMix(StreamShell):
         return self.plan.as_dict(epoch)
 
     def __len__(self) -> int:
+        """The number of samples one rank emits per epoch."""
         world, _ = current_ranks(*self._requested)
         return shard_length(self.plan.length, world, self.drop_last)
 

@@ -124,6 +124,7 @@ class Shards:
         self._open_fn = open_fn
 
     def open(self, shard: int) -> Iterator[Any]:
+        """An iterator over the samples of shard number ``shard``."""
         return iter(self._open_fn(self.names[shard]))
 
     def labels_only(self, label_fn: Callable[[Any], Any] | None) -> Shards:

@@ -40,9 +40,11 @@ class IndexDataset(Dataset):
         self.n = n
 
     def __len__(self) -> int:
+        """The dataset length, ``n``."""
         return self.n
 
     def __getitem__(self, i: int) -> int:
+        """The index itself."""
         return i
 
 
