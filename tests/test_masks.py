@@ -92,6 +92,8 @@ def test_hostile_masks_name_the_file(tmp_path: Path) -> None:
         class_pixel_counts([good], 0)
     with pytest.raises(ValueError, match="fingerprint"):
         class_pixel_counts([good], 2, fingerprint="mtime")
+    with pytest.raises(TypeError, match="cache: expected a file path"):
+        class_pixel_counts([good], 2, cache=5)
 
 
 def test_cache_is_reused_then_refused_when_stale(

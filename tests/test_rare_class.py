@@ -91,6 +91,8 @@ def test_bad_arguments() -> None:
         RareClassSampler([1, 2, 3])
     with pytest.raises(ValueError, match=">= 0"):
         RareClassSampler([[1, -2]], min_pixels=1)
+    with pytest.raises(ValueError, match=r"pixel_counts: .*one row per image, got ragged rows"):
+        RareClassSampler([[1, 2], [3]], min_pixels=1)
     with pytest.raises(ValueError, match="only zeros"):
         RareClassSampler([[0, 0]], min_pixels=1)
     with pytest.raises(TypeError, match="class_pixel_counts"):
@@ -297,6 +299,8 @@ HOSTILE_CASES: list[tuple[str, Callable[[Any], Any]]] = [
     ("seed", lambda v: RareClassCrop(4, seed=v)),
     ("dataset", lambda v: RareClassDataset(v, RareClassCrop(2))),
     ("crop", lambda v: RareClassDataset(PAIRS, v)),
+    ("cache", lambda v: class_pixel_counts(MASK_FILES, 3, cache=v, progress=False)),
+    ("pick", lambda v: RareClassCrop(2)(np.zeros((4, 4)), np.eye(4, dtype=np.uint8), v)),
 ]
 
 

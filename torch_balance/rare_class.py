@@ -94,7 +94,10 @@ def check_pixel_counts(counts: Any, name: str = "pixel_counts") -> np.ndarray:
             "Count the masks first: class_pixel_counts(dataset, num_classes)",
             kind=TypeError,
         )
-    array = np.asarray(counts)
+    try:
+        array = np.asarray(counts)
+    except ValueError:  # ragged rows
+        fail(name, "a 2-D (images, classes) array with one row per image", Text("ragged rows"))
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
         fail(
             name,

@@ -146,7 +146,8 @@ class RareClassCrop:
         epoch, position = getattr(pick, "epoch", None), getattr(pick, "position", None)
         if getattr(pick, "class_id", None) is not None and epoch is not None:
             return generator(self.seed, Stream.RARE_CROP, epoch, position or 0)
-        return generator(self.seed, Stream.RARE_CROP_INDEX, int(pick))
+        index = check_int("pick", pick, minimum=0)  # a plain index: one window per index
+        return generator(self.seed, Stream.RARE_CROP_INDEX, int(index))
 
     def window(
         self, mask: Any, class_id: int | None, g: torch.Generator

@@ -515,6 +515,8 @@ def class_pixel_counts(
     table = _lookup(num_classes, ignore_index, id_map)
     settings = _settings(num_classes, ignore_index, table, fingerprint)
     stamps: list[str] = []
+    if cache is not None and not isinstance(cache, (str, os.PathLike)):
+        fail("cache", "a file path (str or os.PathLike) or None", cache, kind=TypeError)
     cache_path = None if cache is None else Path(cache)
     if cache_path is not None:
         stamps = mask_fingerprint(paths, fingerprint)
