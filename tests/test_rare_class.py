@@ -3,6 +3,7 @@ the chosen class (torch_balance.rare_class, torch_balance.rare_class_crop)."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import tempfile
 from collections.abc import Callable
@@ -271,6 +272,14 @@ MASK_FILES = [
 ]
 PAIRS = [(np.zeros((4, 4)), np.eye(4, dtype=np.uint8))]
 
+
+def _in_mask_dir(value: Any) -> Any:
+    """A path value moved under MASK_DIR (a hostile string must not write where tests run)."""
+    if isinstance(value, (str, os.PathLike)):
+        return MASK_DIR / f"cache-{abs(hash(os.fspath(value)))}"
+    return value
+
+
 HOSTILE_CASES: list[tuple[str, Callable[[Any], Any]]] = [
     ("pixel_counts", lambda v: RareClassSampler(v, min_pixels=1)),
     ("temperature", lambda v: RareClassSampler(COUNTS, temperature=v, min_pixels=1)),
@@ -299,7 +308,7 @@ HOSTILE_CASES: list[tuple[str, Callable[[Any], Any]]] = [
     ("seed", lambda v: RareClassCrop(4, seed=v)),
     ("dataset", lambda v: RareClassDataset(v, RareClassCrop(2))),
     ("crop", lambda v: RareClassDataset(PAIRS, v)),
-    ("cache", lambda v: class_pixel_counts(MASK_FILES, 3, cache=v, progress=False)),
+    ("cache", lambda v: class_pixel_counts(MASK_FILES, 3, cache=_in_mask_dir(v), progress=False)),
     ("pick", lambda v: RareClassCrop(2)(np.zeros((4, 4)), np.eye(4, dtype=np.uint8), v)),
 ]
 
