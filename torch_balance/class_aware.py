@@ -27,6 +27,7 @@ Where this differs from mmdetection (``mmdet/datasets/samplers/class_aware_sampl
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -75,11 +76,16 @@ def _check_strategy(strategy: Any) -> None:
 
 def _refuse_single_label(given: Any, label_fn: Any) -> None:
     """One label per sample, given as scalars, is single-label data: say what balances it."""
+    if label_fn is not None:
+        return
     data = given
-    if label_fn is None and not is_label_data(given):
+    if not is_label_data(given):  # a dataset: class labels as integer .targets (CIFAR, ...)
         data = getattr(given, "targets", None)
-        if data is None or not is_label_data(data):
+        if hasattr(given, "labelsets") or data is None or not is_label_data(data):
             return
+        first = data[0] if len(data) else None
+        if not isinstance(first, numbers.Integral | np.integer | torch.Tensor):
+            return  # VOCDetection's .targets are annotation paths
     scalars = False
     if isinstance(data, torch.Tensor):
         scalars = data.ndim == 1
