@@ -313,7 +313,7 @@ def test_repr_and_pickle() -> None:
 SETS = random_sets(20, 4)
 
 
-@pytest.mark.parametrize("value", [0, -1, 1.5, True, None, "2", 2**70])
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, None, "2", 21, 2**62, 2**70])
 def test_num_sample_class_refused(value: Any) -> None:
     with pytest.raises((TypeError, ValueError), match="num_sample_class"):
         ClassAwareSampler(SETS, num_sample_class=value)

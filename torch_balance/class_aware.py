@@ -47,6 +47,7 @@ from torch_balance.strategies import Deferred, Power, Progressive, Strategy, mak
 __all__ = ["ClassAwareSampler", "ClassExposure"]
 
 EPOCH_BYTES = 40  # per pick: the choices, their ranks, the order and the values (8 bytes each)
+_RUNS_FIX = "Images drawn in a row for each class choice (mmdetection's default is 1)"
 _SETS = (list, tuple, set, frozenset, range, np.ndarray, torch.Tensor)
 _STRATEGIES = "'class' (uniform), 'sqrt', 'instance', Power(q), Progressive(T) or Deferred(E)"
 
@@ -246,14 +247,7 @@ class ClassAwareSampler(SamplerShell):
     ) -> None:
         self._open(seed, num_replicas, rank, drop_last, process_group)
         _check_strategy(strategy)
-        self.num_sample_class = int(
-            check_int(
-                "num_sample_class",
-                num_sample_class,
-                minimum=1,
-                fix="Images drawn in a row for each class choice (mmdetection's default is 1)",
-            )
-        )
+        check_int("num_sample_class", num_sample_class, minimum=1, fix=_RUNS_FIX)
         length = check_int("num_samples", num_samples, minimum=1, allow_none=True)
         _refuse_single_label(dataset_or_labelsets, label_fn)
         self.index: MultiLabelIndex = resolve_labelsets(dataset_or_labelsets, label_fn)
@@ -266,6 +260,15 @@ class ClassAwareSampler(SamplerShell):
             )
         picks = len(self.index) if length is None else int(length)
         check_epoch_size("num_samples", picks, EPOCH_BYTES, "Use a smaller num_samples")
+        self.num_sample_class = int(
+            check_int(
+                "num_sample_class",
+                num_sample_class,
+                minimum=1,
+                maximum=picks,
+                fix=f"{_RUNS_FIX}; at most the epoch's {picks} picks",
+            )
+        )
         self.strategy = strategy
         counts = self.index.counts
         self.images_per_class = counts
