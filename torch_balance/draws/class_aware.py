@@ -107,8 +107,9 @@ def choice_ranks(choices: np.ndarray) -> np.ndarray:
         [2, 0, 3, 1]
     """
     grouped = np.argsort(choices, kind="stable")
-    ranks = np.empty(grouped.shape[0], dtype=np.int64)
-    ranks[grouped] = np.arange(grouped.shape[0], dtype=np.int64)
+    dtype = np.int32 if grouped.shape[0] < 2**31 else np.int64
+    ranks = np.empty(grouped.shape[0], dtype=dtype)
+    ranks[grouped] = np.arange(grouped.shape[0], dtype=dtype)
     return ranks
 
 
@@ -250,7 +251,7 @@ def class_aware_epoch(
         order = ranks
     else:
         steps = torch.arange(num_sample_class, dtype=torch.int64)
-        order = (ranks.unsqueeze(1) * num_sample_class + steps).reshape(-1)
+        order = (ranks.long().unsqueeze(1) * num_sample_class + steps).reshape(-1)
     values = torch.empty(choices.shape[0] * num_sample_class, dtype=members.dtype)
     at = 0
     sizes = np.diff(offsets).tolist()
