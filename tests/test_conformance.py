@@ -11,6 +11,7 @@ from torch.utils.data import Sampler
 import torch_balance
 from torch_balance import (
     BalancedSampler,
+    ClassAwareSampler,
     ClassBalancedBatchSampler,
     Deferred,
     Power,
@@ -60,6 +61,16 @@ def pixel_counts_of(labels: Any) -> Any:
     counts[:, 0] = 500
     counts[np.arange(n), codes + 1] = 30 + (np.arange(n) * 7) % 61
     return counts
+
+
+def labelsets_of(labels: Any) -> list[tuple[Any, ...]]:
+    """Category sets from a label vector: each image's label, and every third image also the
+    label of the next image (co-occurrence)."""
+    values = np.asarray(labels).tolist()
+    n = len(values)
+    return [
+        tuple({values[i], values[(i + 1) % n]}) if i % 3 == 0 else (values[i],) for i in range(n)
+    ]
 
 
 # Each public sampler class maps to the configurations it is checked in.
@@ -115,6 +126,15 @@ CASES: dict[type, list[tuple[str, Any]]] = {
             "T1-n50",
             lambda y, **kw: RareClassSampler(
                 pixel_counts_of(y), temperature=1.0, min_pixels=1, num_samples=50, **kw
+            ),
+        ),
+    ],
+    ClassAwareSampler: [
+        ("uniform", lambda y, **kw: ClassAwareSampler(labelsets_of(y), **kw)),
+        (
+            "power-runs3-n50",
+            lambda y, **kw: ClassAwareSampler(
+                labelsets_of(y), Power(-0.5), num_sample_class=3, num_samples=50, **kw
             ),
         ),
     ],

@@ -22,6 +22,7 @@ import numpy as np
 
 from torch_balance import (
     BalancedSampler,
+    ClassAwareSampler,
     ClassBalancedBatchSampler,
     RandomOverSampler,
     RandomUnderSampler,
@@ -53,6 +54,7 @@ CASES: dict[str, Callable[..., Any]] = {
     "stratified": lambda **kw: StratifiedBatchSampler(SMALL, 16, seed=9, **kw),
     "pk": lambda **kw: ClassBalancedBatchSampler(SMALL, 3, 2, seed=10, **kw),
     "repeat-factor": lambda **kw: RepeatFactorSampler(SETS, 0.3, rounding="ceil", seed=11, **kw),
+    "class-aware": lambda **kw: ClassAwareSampler(SETS, num_sample_class=2, seed=13, **kw),
 }
 
 

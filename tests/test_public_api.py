@@ -47,6 +47,9 @@ EXPECTED |= {
     "rare_class_probabilities",
 }
 
+# class-aware sampling for multi-label and detection data
+EXPECTED |= {"ClassAwareSampler", "ClassExposure"}
+
 
 def test_all_is_pinned() -> None:
     assert set(torch_balance.__all__) == EXPECTED

@@ -37,6 +37,7 @@ from _common import (  # noqa: E402
     EPOCHS,
     LABELS,
     Indexed,
+    class_aware_sampler,
     feedback_values,
     hf_stream,
     picked_epoch,
@@ -98,6 +99,8 @@ def _check_sampled(ranks: list[dict[str, Any]], reference: Any, *, interleaved: 
         if hasattr(reference, "target_counts"):
             planned = reference.epoch_indices(epoch).tolist()
             assert Counter(LABELS[planned].tolist()) == reference.target_counts(epoch)
+        elif hasattr(reference, "class_exposure"):  # a ClassAwareSampler: plain image indices
+            planned = reference.epoch_indices(epoch).tolist()
         else:
             planned = picked_epoch(reference, epoch)
         if interleaved:  # sharded by the sampler: rank r holds positions r, r + R, ...
@@ -166,6 +169,7 @@ def _check_dataset(ranks: list[dict[str, Any]], dataset: ResampledDataset, paddi
         ("late-default", 7),
         ("late-manual", 8),
         ("rare-default", 14),
+        ("class-aware-default", 16),
     ],
 )
 def test_lightning_sampler(lightning_runs: dict[str, Any], scenario: str, seed: int) -> None:
@@ -173,6 +177,8 @@ def test_lightning_sampler(lightning_runs: dict[str, Any], scenario: str, seed: 
     a RareClassSampler, whose picks bring their class to the dataset."""
     if scenario.startswith("rare"):
         reference = rare_sampler(seed)
+    elif scenario.startswith("class-aware"):
+        reference = class_aware_sampler(seed)
     else:
         reference = RandomOverSampler(LABELS, seed=seed)
     _check_sampled(lightning_runs[scenario], reference, interleaved=True)
@@ -274,6 +280,13 @@ def test_accelerate_prepare(torchrun_runs: dict[str, Any]) -> None:
     for epoch in range(EPOCHS):
         planned = [i for b in batches.epoch_indices(epoch) for i in b]
         _covers_once(_epoch(torchrun_runs["accelerate-batches"], epoch), planned, WORLD * 8)
+
+
+def test_accelerate_class_aware(torchrun_runs: dict[str, Any]) -> None:
+    """A ClassAwareSampler under accelerate's prepare(): the whole epoch, batches sharded."""
+    _check_sampled(
+        torchrun_runs["accelerate-class-aware"], class_aware_sampler(17), interleaved=False
+    )
 
 
 def test_accelerate_weighted_sampler_fed_back(torchrun_runs: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from torch_balance.batch_samplers import ClassBalancedBatchSampler, StratifiedBatchSampler
+from torch_balance.class_aware import ClassAwareSampler, ClassExposure
 from torch_balance.datasets import ResampledDataset
 from torch_balance.feedback import Feedback, per_class_mean, per_class_recall
 from torch_balance.labels import LabelIndex, MultiLabelIndex, get_labels, get_labelsets
@@ -82,6 +83,9 @@ __all__ += [
     "class_pixel_counts",
     "rare_class_probabilities",
 ]
+
+# class-aware sampling for multi-label and detection data
+__all__ += ["ClassAwareSampler", "ClassExposure"]
 
 
 def __getattr__(name: str) -> Any:

@@ -37,6 +37,8 @@ class Stream(IntEnum):
     RARE_CLASS = 51  # RareClassSampler: the classes of an epoch and an image for each
     RARE_CROP = 52  # RareClassCrop's windows for one pick: (seed, RARE_CROP, epoch, position)
     RARE_CROP_INDEX = 53  # RareClassCrop's window for a plain index: (seed, ..., index)
+    CLASS_AWARE = 61  # ClassAwareSampler: the order of an epoch's class choices
+    CLASS_AWARE_WALK = 62  # ClassAwareSampler: a class's walk, a group of cycles at a time
     BENCH_TEST = 101  # the benchmark's test split
     BENCH_CLASSES = 102  # which classes the benchmark makes rare
     BENCH_SUBSET = 103  # which samples of each class the benchmark keeps

@@ -46,6 +46,18 @@ def rare_sampler(seed: int) -> Any:
     return RareClassSampler(rare_counts(), min_pixels=20, temperature=0.5, seed=seed)
 
 
+def class_aware_sets() -> list[tuple[int, ...]]:
+    """LABELS as category sets: each image's label, and every fourth image also class 3."""
+    return [tuple({int(y), 3}) if i % 4 == 0 else (int(y),) for i, y in enumerate(LABELS)]
+
+
+def class_aware_sampler(seed: int) -> Any:
+    """The ClassAwareSampler of the class-aware scenarios: 2 images per class choice."""
+    from torch_balance import ClassAwareSampler
+
+    return ClassAwareSampler(class_aware_sets(), num_sample_class=2, seed=seed)
+
+
 def picked_epoch(sampler: Any, epoch: int) -> list[int]:
     """A RareClassSampler's global epoch as ``10 * image + class``, what Picked records."""
     images, classes = sampler.epoch_picks(epoch)

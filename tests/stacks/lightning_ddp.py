@@ -18,6 +18,7 @@ from _common import (
     Indexed,
     Picked,
     Record,
+    class_aware_sampler,
     feedback_values,
     rank_from_env,
     rare_sampler,
@@ -139,6 +140,12 @@ def main(out: str) -> None:
         "rare-default",
         record,
         lambda: DataLoader(Picked(), sampler=rare_sampler(14), batch_size=8),
+    )
+    # class-aware sampling of multi-label data, left to Lightning to keep (a DistributedSampler)
+    fit(
+        "class-aware-default",
+        record,
+        lambda: DataLoader(data, sampler=class_aware_sampler(16), batch_size=8),
     )
     under = ResampledDataset(data, "under", labels=LABELS, seed=9)
     fit(

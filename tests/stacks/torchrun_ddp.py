@@ -21,6 +21,7 @@ from _common import (
     Indexed,
     Picked,
     Record,
+    class_aware_sampler,
     feedback_values,
     hf_stream,
     rare_sampler,
@@ -97,6 +98,7 @@ def with_accelerate(record: Record) -> None:
             data, batch_sampler=StratifiedBatchSampler(LABELS, 8, seed=4)
         ),
         "accelerate-rare": DataLoader(Picked(), sampler=rare_sampler(15), batch_size=8),
+        "accelerate-class-aware": DataLoader(data, sampler=class_aware_sampler(17), batch_size=8),
     }
     for scenario, loader in runs.items():
         prepared = accelerator.prepare(loader)
