@@ -13,6 +13,7 @@ from torch_balance import (
     BalancedSampler,
     ClassBalancedBatchSampler,
     Deferred,
+    MixtureSampler,
     Power,
     Progressive,
     RandomOverSampler,
@@ -115,6 +116,20 @@ CASES: dict[type, list[tuple[str, Any]]] = {
             "T1-n50",
             lambda y, **kw: RareClassSampler(
                 pixel_counts_of(y), temperature=1.0, min_pixels=1, num_samples=50, **kw
+            ),
+        ),
+    ],
+    MixtureSampler: [
+        (
+            "proportions-class-and-as-is",
+            lambda y, **kw: MixtureSampler(
+                [y[:50], y[50:]], proportions=[1, 2], strategy=["class", None], **kw
+            ),
+        ),
+        (
+            "temperature-over-n90",
+            lambda y, **kw: MixtureSampler(
+                [y[:30], y[30:60], y[60:]], temperature=2.0, strategy="over", num_samples=90, **kw
             ),
         ),
     ],

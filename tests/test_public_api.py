@@ -47,6 +47,9 @@ EXPECTED |= {
     "rare_class_probabilities",
 }
 
+# mixtures of sources, each balanced inside
+EXPECTED |= {"MixtureSampler", "mixture_shares"}
+
 
 def test_all_is_pinned() -> None:
     assert set(torch_balance.__all__) == EXPECTED
