@@ -23,6 +23,7 @@ import numpy as np
 from torch_balance import (
     BalancedSampler,
     ClassBalancedBatchSampler,
+    MixtureSampler,
     RandomOverSampler,
     RandomUnderSampler,
     RepeatFactorSampler,
@@ -53,6 +54,15 @@ CASES: dict[str, Callable[..., Any]] = {
     "stratified": lambda **kw: StratifiedBatchSampler(SMALL, 16, seed=9, **kw),
     "pk": lambda **kw: ClassBalancedBatchSampler(SMALL, 3, 2, seed=10, **kw),
     "repeat-factor": lambda **kw: RepeatFactorSampler(SETS, 0.3, rounding="ceil", seed=11, **kw),
+    # shares 3/4 and 1/4 and "class" over integer counts: exact, no float rounding
+    "mixture": lambda **kw: MixtureSampler(
+        [SMALL, SMALL[:100]],
+        proportions=[3, 1],
+        strategy=["class", None],
+        num_samples=400,
+        seed=13,
+        **kw,
+    ),
 }
 
 

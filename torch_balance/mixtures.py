@@ -335,7 +335,7 @@ class MixtureSampler(SamplerShell):
             self.indexes.append(index)
             self.plans.append(plan)
             self._draws.append(None if plan is None else EpochDraw(plan, None, self.replacement))
-        self._digest = _digest(self.indexes)
+        self._digest: str | None = None  # on first use: it reads every source's grouping
         self._ready()
 
     def _labelled(self, s: int) -> bool:
@@ -429,6 +429,8 @@ class MixtureSampler(SamplerShell):
         return int(self._offsets[-1])
 
     def _fingerprint(self) -> str:
+        if self._digest is None:
+            self._digest = _digest(self.indexes)
         return self._digest
 
     def _own_settings(self, epoch: int) -> dict[str, Any]:
