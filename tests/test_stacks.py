@@ -39,6 +39,7 @@ from _common import (  # noqa: E402
     Indexed,
     feedback_values,
     hf_stream,
+    mixture_sampler,
     picked_epoch,
     rare_sampler,
     stream,
@@ -98,6 +99,10 @@ def _check_sampled(ranks: list[dict[str, Any]], reference: Any, *, interleaved: 
         if hasattr(reference, "target_counts"):
             planned = reference.epoch_indices(epoch).tolist()
             assert Counter(LABELS[planned].tolist()) == reference.target_counts(epoch)
+        elif hasattr(reference, "mixture_report"):  # a MixtureSampler: each source's count
+            planned = reference.epoch_indices(epoch).tolist()
+            drawn = [sum(i < 30 for i in planned), sum(i >= 30 for i in planned)]
+            assert drawn == reference.source_counts
         else:
             planned = picked_epoch(reference, epoch)
         if interleaved:  # sharded by the sampler: rank r holds positions r, r + R, ...
@@ -166,13 +171,16 @@ def _check_dataset(ranks: list[dict[str, Any]], dataset: ResampledDataset, paddi
         ("late-default", 7),
         ("late-manual", 8),
         ("rare-default", 14),
+        ("mixture-default", 16),
     ],
 )
 def test_lightning_sampler(lightning_runs: dict[str, Any], scenario: str, seed: int) -> None:
     """use_distributed_sampler True and False, sampler built before and after the group; and
-    a RareClassSampler, whose picks bring their class to the dataset."""
+    a RareClassSampler, whose picks bring their class to the dataset; a MixtureSampler."""
     if scenario.startswith("rare"):
         reference = rare_sampler(seed)
+    elif scenario.startswith("mixture"):
+        reference = mixture_sampler(seed)
     else:
         reference = RandomOverSampler(LABELS, seed=seed)
     _check_sampled(lightning_runs[scenario], reference, interleaved=True)
@@ -274,6 +282,11 @@ def test_accelerate_prepare(torchrun_runs: dict[str, Any]) -> None:
     for epoch in range(EPOCHS):
         planned = [i for b in batches.epoch_indices(epoch) for i in b]
         _covers_once(_epoch(torchrun_runs["accelerate-batches"], epoch), planned, WORLD * 8)
+
+
+def test_accelerate_prepare_mixture(torchrun_runs: dict[str, Any]) -> None:
+    """A MixtureSampler under accelerate's prepare: the whole epoch, batches sharded."""
+    _check_sampled(torchrun_runs["accelerate-mixture"], mixture_sampler(17), interleaved=False)
 
 
 def test_accelerate_weighted_sampler_fed_back(torchrun_runs: dict[str, Any]) -> None:

@@ -46,6 +46,15 @@ def rare_sampler(seed: int) -> Any:
     return RareClassSampler(rare_counts(), min_pixels=20, temperature=0.5, seed=seed)
 
 
+def mixture_sampler(seed: int) -> Any:
+    """The MixtureSampler of the mixture scenarios: LABELS as two sources (its first 30 items,
+    class-balanced, and the rest as they are), shares 1 : 2."""
+    from torch_balance import MixtureSampler
+
+    sources = [LABELS[:30], LABELS[30:]]
+    return MixtureSampler(sources, proportions=[1, 2], strategy=["class", None], seed=seed)
+
+
 def picked_epoch(sampler: Any, epoch: int) -> list[int]:
     """A RareClassSampler's global epoch as ``10 * image + class``, what Picked records."""
     images, classes = sampler.epoch_picks(epoch)

@@ -19,6 +19,7 @@ from _common import (
     Picked,
     Record,
     feedback_values,
+    mixture_sampler,
     rank_from_env,
     rare_sampler,
     stream,
@@ -139,6 +140,12 @@ def main(out: str) -> None:
         "rare-default",
         record,
         lambda: DataLoader(Picked(), sampler=rare_sampler(14), batch_size=8),
+    )
+    # a mixture of two sources, one class-balanced inside
+    fit(
+        "mixture-default",
+        record,
+        lambda: DataLoader(data, sampler=mixture_sampler(16), batch_size=8),
     )
     under = ResampledDataset(data, "under", labels=LABELS, seed=9)
     fit(

@@ -23,6 +23,7 @@ from _common import (
     Record,
     feedback_values,
     hf_stream,
+    mixture_sampler,
     rare_sampler,
     stream,
 )
@@ -97,6 +98,7 @@ def with_accelerate(record: Record) -> None:
             data, batch_sampler=StratifiedBatchSampler(LABELS, 8, seed=4)
         ),
         "accelerate-rare": DataLoader(Picked(), sampler=rare_sampler(15), batch_size=8),
+        "accelerate-mixture": DataLoader(data, sampler=mixture_sampler(17), batch_size=8),
     }
     for scenario, loader in runs.items():
         prepared = accelerator.prepare(loader)
