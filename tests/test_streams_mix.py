@@ -234,6 +234,8 @@ def test_one_stream_per_class_still_plans_by_strategy() -> None:
         ({"proportions": [1, 1], "exhausted": "stop"}, ValueError, "exhausted: expected 'cycle'"),
         ({"temperature": 1.0, "counts": [1]}, ValueError, "counts: expected 2 sizes"),
         ({}, TypeError, "sources_by_class: expected a dict"),
+        ({"proportions": [1, 1], "counts": [3, 4]}, ValueError, "counts: expected None"),
+        ({"proportions": [1, 1], "drop_last": True}, ValueError, "drop_last: expected False"),
     ],
 )
 def test_bad_mixing_arguments_are_refused_by_name(kwargs: dict, kind: type, match: str) -> None:

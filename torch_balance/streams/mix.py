@@ -146,6 +146,18 @@ class BalancedMix(StreamShell):
         if self.mixing:
             self._open_sources(sources_by_class, proportions, temperature, stop, counts)
             self._refuse_in_source_mode(strategy, sampling_strategy, num_samples, exhausted)
+            if counts is not None and temperature is None:
+                fail(
+                    "counts",
+                    "None with proportions= (the sizes set only temperature= shares)",
+                    Text(type(counts).__name__),
+                )
+            if self.drop_last:
+                fail(
+                    "drop_last",
+                    "False when mixing sources (epoch_length fixes each rank's samples)",
+                    True,
+                )
             self.epoch_length = check_int("epoch_length", epoch_length, minimum=1, allow_none=True)
             if self.epoch_length is not None and self.stop != "cycle_until_all":
                 fail(
