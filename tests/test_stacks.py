@@ -39,6 +39,7 @@ from _common import (  # noqa: E402
     Indexed,
     feedback_values,
     hf_stream,
+    mixed_stream,
     mixture_sampler,
     picked_epoch,
     rare_sampler,
@@ -234,6 +235,25 @@ def test_lightning_balanced_stream_by_rank_and_epoch(lightning_runs: dict[str, A
         # the plan's 37 of each class, give or take what each rank cut or padded to 74
         together = Counter(int(LABELS[i]) for share in shares for i in share)
         assert all(abs(together[c] - 37) <= 8 for c in range(4)), together
+        epochs.append(shares)
+    assert epochs[0] != epochs[1] != epochs[2]
+
+
+def test_lightning_stream_mixture_by_rank_and_epoch(lightning_runs: dict[str, Any]) -> None:
+    """A BalancedMix of sources under Lightning DDP: each rank emits epoch_length samples, what
+    the mix built for that rank explicitly emits, both sources in it, anew each epoch."""
+    ranks = lightning_runs["stream-mix"]
+    epochs = []
+    for epoch in range(EPOCHS):
+        expected = []
+        for rank in range(WORLD):
+            own = mixed_stream(18, num_replicas=WORLD, rank=rank)
+            own.set_epoch(epoch)
+            expected.append([index for _, _, index in own])
+        shares = _epoch(ranks, epoch)
+        assert shares == expected, epoch
+        assert [len(s) for s in shares] == [40, 40]
+        assert shares[0] != shares[1]
         epochs.append(shares)
     assert epochs[0] != epochs[1] != epochs[2]
 

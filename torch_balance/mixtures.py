@@ -26,7 +26,8 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -34,11 +35,12 @@ import torch
 from torch.utils.data import ConcatDataset, IterableDataset
 
 from torch_balance._apportion import apportion, describe
-from torch_balance._epoch import SamplerShell, describe_plan
+from torch_balance._epoch import Pass, SamplerShell, describe_plan
 from torch_balance._rng import Stream, generator
-from torch_balance._threads import Early, helper_allowed
+from torch_balance._threads import Early, alongside, helper_allowed
 from torch_balance._validation import Text, check_bool, check_epoch_size, check_int, fail
-from torch_balance.draws import EpochDraw, shuffle_order
+from torch_balance.draws import EpochDraw, NextOrder, shuffle_order
+from torch_balance.draws.epoch import ahead_pays
 from torch_balance.draws.mixtures import join_sources, temperature_shares
 from torch_balance.feedback import Feedback
 from torch_balance.labels import LabelIndex, given_dataset, resolve_labels
@@ -336,6 +338,8 @@ class MixtureSampler(SamplerShell):
             self.plans.append(plan)
             self._draws.append(None if plan is None else EpochDraw(plan, None, self.replacement))
         self._digest: str | None = None  # on first use: it reads every source's grouping
+        self._ahead = NextOrder()  # the next epoch's shuffle, drawn during a pass
+        self._passes = 0
         self._ready()
 
     def _labelled(self, s: int) -> bool:
@@ -358,18 +362,38 @@ class MixtureSampler(SamplerShell):
         return found
 
     def _draw(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(values, order)``: the sources' draws joined (source by source), and the shuffle."""
+        """``(values, order)``: the sources' draws joined (source by source), and the shuffle
+        (drawn ahead during the last pass, where that paid, or beside the draws now)."""
         length = self._global_length
-        order = Early(shuffle_order, length, self.seed, epoch, helper=helper_allowed(length))
+        ahead = self._ahead.take(length, self.seed, epoch)
+        order = Early(
+            shuffle_order,
+            length,
+            self.seed,
+            epoch,
+            helper=ahead is None and helper_allowed(length),
+        )
         parts = [
             None if draw is None else draw.picks(_source_seed(self.seed, s), epoch)
             for s, draw in enumerate(self._draws)
         ]
         values = join_sources(parts, self._offsets[:-1].tolist(), self._dtype)
-        return values, order.result()
+        return values, ahead if ahead is not None else order.result()
 
     def _source(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self._draw(epoch)
+
+    def _chunks(self, current: Pass, world: int, rank: int) -> Iterator[list[Any]]:
+        chunks = super()._chunks(current, world, rank)
+        self._passes += 1
+        if self._passes > 1 and ahead_pays(self._global_length):  # epochs run one by one
+            draw = partial(self._draw_ahead, self.seed, current.epoch + 1)
+            return alongside(chunks, draw, helper=True)
+        return chunks
+
+    def _draw_ahead(self, seed: int, epoch: int) -> None:
+        length = self._global_length
+        self._ahead.put(length, seed, epoch, shuffle_order(length, seed, epoch))
 
     def epoch_indices(self, epoch: int | None = None) -> torch.Tensor:
         """The global epoch (before sharding) as one tensor, in iteration order."""

@@ -19,6 +19,7 @@ from _common import (
     Picked,
     Record,
     feedback_values,
+    mixed_stream,
     mixture_sampler,
     rank_from_env,
     rare_sampler,
@@ -183,6 +184,14 @@ def main(out: str) -> None:
         "stream-over",
         record,
         lambda: DataLoader(balanced, batch_size=8),
+        callbacks=[SetEpochCallback()],
+    )
+    # a mix of sources (one of them the balanced stream): ranks from the process group
+    mixed = mixed_stream(18)
+    fit(
+        "stream-mix",
+        record,
+        lambda: DataLoader(mixed, batch_size=8),
         callbacks=[SetEpochCallback()],
     )
     weighted = WeightedSampler([1.0] * len(LABELS), seed=12)
