@@ -264,7 +264,8 @@ class MixtureSampler(SamplerShell):
         shares: ``p_s``, each source's target share.
         source_sizes: Samples in each source.
         source_counts: ``k_s``, each source's samples in every epoch.
-        plans: Each source's plan (None for a source without samples this epoch).
+        plans: Each source's plan (None for a source of share 0); a source taken as it is
+            has one class holding all its samples, drawn as ``"instance"``.
 
     Raises:
         TypeError: For arguments of the wrong type.
