@@ -9,9 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import label_vectors
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.utils.data import ConcatDataset, IterableDataset, TensorDataset
 
-from torch_balance import BalancedSampler, Feedback, MixtureSampler, Power, mixture_shares
+from torch_balance import BalancedSampler, Feedback, MixtureSampler, Power, mixture_shares, mixtures
 from torch_balance.draws import join_sources, source_choices, temperature_shares
 
 # chi-square critical values at p = 0.001 by degrees of freedom
@@ -204,6 +207,36 @@ class Stream(IterableDataset):
         return 3
 
 
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    sources=st.lists(label_vectors(max_classes=4, max_count=12), min_size=1, max_size=3),
+    data=st.data(),
+)
+def test_any_mixture_draws_exactly_its_counts_and_plans(sources: list, data: Any) -> None:
+    count = len(sources)
+    weights = data.draw(st.lists(st.integers(0, 5), min_size=count, max_size=count))
+    weights[data.draw(st.integers(0, count - 1))] += 1  # at least one weight > 0
+    strategy = data.draw(
+        st.lists(
+            st.sampled_from(["class", "sqrt", Power(-0.5), None]), min_size=count, max_size=count
+        )
+    )
+    length = data.draw(st.integers(1, 120))
+    sampler = MixtureSampler(
+        sources, proportions=weights, strategy=strategy, num_samples=length, seed=length
+    )
+    epoch = sampler.epoch_indices(1).numpy()
+    sizes = sampler.source_sizes
+    assert epoch.shape[0] == length and ((epoch >= 0) & (epoch < sum(sizes))).all()
+    drawn = np.bincount(owners(epoch, sizes), minlength=count).tolist()
+    assert drawn == sampler.source_counts and sum(drawn) == length
+    for s, row in enumerate(sampler.mixture_report(1)["sources"]):
+        if weights[s] == 0:
+            assert row["drawn"] == 0
+        if row["classes"] is not None:
+            assert all(t == d for t, d in row["classes"].values())
+
+
 # ---- hostile input ----------------------------------------------------------------------
 
 
@@ -237,6 +270,26 @@ class Stream(IterableDataset):
 def test_hostile_arguments_are_refused_by_name(kwargs: dict, kind: type, match: str) -> None:
     with pytest.raises(kind, match=match):
         MixtureSampler(SOURCES, **kwargs)
+
+
+@pytest.mark.parametrize("helper", [False, True])
+def test_epochs_are_the_same_with_and_without_the_helper_thread(
+    monkeypatch: pytest.MonkeyPatch, helper: bool
+) -> None:
+    def make() -> MixtureSampler:
+        return MixtureSampler(SOURCES, temperature=2.0, strategy=["class", None, "over"], seed=8)
+
+    plain = make()
+    expected = [plain.epoch_indices(e).tolist() for e in range(4)]
+    monkeypatch.setattr(mixtures, "helper_allowed", lambda *args, **kwargs: helper)
+    monkeypatch.setattr(mixtures, "ahead_pays", lambda *args, **kwargs: helper)
+    sampler = make()
+    assert [list(sampler) for _ in range(4)] == expected  # next shuffles drawn ahead, too
+
+
+def test_a_source_its_strategy_refuses_is_named() -> None:
+    with pytest.raises(ValueError, match=r"sources\[1\], strategy='over': sampling_strategy: "):
+        MixtureSampler([SOURCES[0], np.zeros(5, dtype=np.int64)], strategy="over")
 
 
 def test_hostile_sources_are_refused_by_name() -> None:

@@ -330,11 +330,11 @@ class MixtureSampler(SamplerShell):
             if len(index) != len(part):
                 fail(f"sources[{s}]", f"{len(part)} labels", len(index))
             k = self.source_counts[s]
-            plan = (
-                _source_plan(index, "instance" if chosen is None else chosen, sampling[s], k)
-                if k
-                else None
-            )
+            try:
+                rule = "instance" if chosen is None else chosen
+                plan = _source_plan(index, rule, sampling[s], k) if k else None
+            except (TypeError, ValueError) as error:  # say which source's plan failed
+                raise type(error)(f"sources[{s}], strategy={describe(chosen)}: {error}") from error
             self.indexes.append(index)
             self.plans.append(plan)
             self._draws.append(None if plan is None else EpochDraw(plan, None, self.replacement))
@@ -364,22 +364,32 @@ class MixtureSampler(SamplerShell):
 
     def _draw(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(values, order)``: the sources' draws joined (source by source), and the shuffle
-        (drawn ahead during the last pass, where that paid, or beside the draws now)."""
-        length = self._global_length
-        ahead = self._ahead.take(length, self.seed, epoch)
-        order = Early(
-            shuffle_order,
-            length,
-            self.seed,
-            epoch,
-            helper=ahead is None and helper_allowed(length),
-        )
-        parts = [
-            None if draw is None else draw.picks(_source_seed(self.seed, s), epoch)
-            for s, draw in enumerate(self._draws)
-        ]
-        values = join_sources(parts, self._offsets[:-1].tolist(), self._dtype)
-        return values, ahead if ahead is not None else order.result()
+        (drawn ahead during the last pass, where that paid, or now).
+
+        Where a helper thread may run, it draws the shuffle and then takes sources from the
+        same queue as this thread, largest first: each source is drawn by one thread, from its
+        own seed, so which thread draws it does not change it.
+        """
+        length, seed = self._global_length, self.seed
+        parts: list[torch.Tensor | None] = [None] * len(self._draws)
+        queue = iter(sorted(range(len(parts)), key=lambda s: -self.source_counts[s]))
+
+        def take_sources() -> None:
+            for s in queue:
+                draw = self._draws[s]
+                if draw is not None:
+                    parts[s] = draw.picks(_source_seed(seed, s), epoch)
+
+        def shuffle_then_sources(ahead: torch.Tensor | None) -> torch.Tensor:
+            order = ahead if ahead is not None else shuffle_order(length, seed, epoch)
+            take_sources()
+            return order
+
+        ahead = self._ahead.take(length, seed, epoch)
+        early = Early(shuffle_then_sources, ahead, helper=helper_allowed(length))
+        take_sources()
+        order = early.result()
+        return join_sources(parts, self._offsets[:-1].tolist(), self._dtype), order
 
     def _source(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self._draw(epoch)
