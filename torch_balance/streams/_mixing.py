@@ -45,7 +45,8 @@ def cycle_of(
     if isinstance(source, StreamShell):
         return source._emit(epoch, slot)
     shards: Shards = source
-    return (sample for _, _, sample in read_slot(shards, order or [0], slot))
+    read = order if order is not None else list(range(len(shards.names)))
+    return (sample for _, _, sample in read_slot(shards, read, slot))
 
 
 class MixedPass:
