@@ -14,6 +14,7 @@ from torch_balance import (
     ClassAwareSampler,
     ClassBalancedBatchSampler,
     Deferred,
+    MixtureSampler,
     Power,
     Progressive,
     RandomOverSampler,
@@ -135,6 +136,20 @@ CASES: dict[type, list[tuple[str, Any]]] = {
             "power-runs3-n50",
             lambda y, **kw: ClassAwareSampler(
                 labelsets_of(y), Power(-0.5), num_sample_class=3, num_samples=50, **kw
+            ),
+        ),
+    ],
+    MixtureSampler: [
+        (
+            "proportions-class-and-as-is",
+            lambda y, **kw: MixtureSampler(
+                [y[:50], y[50:]], proportions=[1, 2], strategy=["class", None], **kw
+            ),
+        ),
+        (
+            "temperature-over-n90",
+            lambda y, **kw: MixtureSampler(
+                [y[:30], y[30:60], y[60:]], temperature=2.0, strategy="over", num_samples=90, **kw
             ),
         ),
     ],

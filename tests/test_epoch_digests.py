@@ -24,6 +24,7 @@ from torch_balance import (
     BalancedSampler,
     ClassAwareSampler,
     ClassBalancedBatchSampler,
+    MixtureSampler,
     RandomOverSampler,
     RandomUnderSampler,
     RepeatFactorSampler,
@@ -55,6 +56,15 @@ CASES: dict[str, Callable[..., Any]] = {
     "pk": lambda **kw: ClassBalancedBatchSampler(SMALL, 3, 2, seed=10, **kw),
     "repeat-factor": lambda **kw: RepeatFactorSampler(SETS, 0.3, rounding="ceil", seed=11, **kw),
     "class-aware": lambda **kw: ClassAwareSampler(SETS, num_sample_class=2, seed=13, **kw),
+    # shares 3/4 and 1/4 and "class" over integer counts: exact, no float rounding
+    "mixture": lambda **kw: MixtureSampler(
+        [SMALL, SMALL[:100]],
+        proportions=[3, 1],
+        strategy=["class", None],
+        num_samples=400,
+        seed=13,
+        **kw,
+    ),
 }
 
 

@@ -49,6 +49,8 @@ EXPECTED |= {
 
 # class-aware sampling for multi-label and detection data
 EXPECTED |= {"ClassAwareSampler", "ClassExposure"}
+# mixtures of sources, each balanced inside
+EXPECTED |= {"MixtureSampler", "mixture_shares"}
 
 
 def test_all_is_pinned() -> None:

@@ -40,6 +40,8 @@ from _common import (  # noqa: E402
     class_aware_sampler,
     feedback_values,
     hf_stream,
+    mixed_stream,
+    mixture_sampler,
     picked_epoch,
     rare_sampler,
     stream,
@@ -101,6 +103,10 @@ def _check_sampled(ranks: list[dict[str, Any]], reference: Any, *, interleaved: 
             assert Counter(LABELS[planned].tolist()) == reference.target_counts(epoch)
         elif hasattr(reference, "class_exposure"):  # a ClassAwareSampler: plain image indices
             planned = reference.epoch_indices(epoch).tolist()
+        elif hasattr(reference, "mixture_report"):  # a MixtureSampler: each source's count
+            planned = reference.epoch_indices(epoch).tolist()
+            drawn = [sum(i < 30 for i in planned), sum(i >= 30 for i in planned)]
+            assert drawn == reference.source_counts
         else:
             planned = picked_epoch(reference, epoch)
         if interleaved:  # sharded by the sampler: rank r holds positions r, r + R, ...
@@ -170,15 +176,18 @@ def _check_dataset(ranks: list[dict[str, Any]], dataset: ResampledDataset, paddi
         ("late-manual", 8),
         ("rare-default", 14),
         ("class-aware-default", 16),
+        ("mixture-default", 16),
     ],
 )
 def test_lightning_sampler(lightning_runs: dict[str, Any], scenario: str, seed: int) -> None:
     """use_distributed_sampler True and False, sampler built before and after the group; and
-    a RareClassSampler, whose picks bring their class to the dataset."""
+    a RareClassSampler, whose picks bring their class to the dataset; a MixtureSampler."""
     if scenario.startswith("rare"):
         reference = rare_sampler(seed)
     elif scenario.startswith("class-aware"):
         reference = class_aware_sampler(seed)
+    elif scenario.startswith("mixture"):
+        reference = mixture_sampler(seed)
     else:
         reference = RandomOverSampler(LABELS, seed=seed)
     _check_sampled(lightning_runs[scenario], reference, interleaved=True)
@@ -236,6 +245,25 @@ def test_lightning_balanced_stream_by_rank_and_epoch(lightning_runs: dict[str, A
     assert epochs[0] != epochs[1] != epochs[2]
 
 
+def test_lightning_stream_mixture_by_rank_and_epoch(lightning_runs: dict[str, Any]) -> None:
+    """A BalancedMix of sources under Lightning DDP: each rank emits epoch_length samples, what
+    the mix built for that rank explicitly emits, both sources in it, anew each epoch."""
+    ranks = lightning_runs["stream-mix"]
+    epochs = []
+    for epoch in range(EPOCHS):
+        expected = []
+        for rank in range(WORLD):
+            own = mixed_stream(18, num_replicas=WORLD, rank=rank)
+            own.set_epoch(epoch)
+            expected.append([index for _, _, index in own])
+        shares = _epoch(ranks, epoch)
+        assert shares == expected, epoch
+        assert [len(s) for s in shares] == [40, 40]
+        assert shares[0] != shares[1]
+        epochs.append(shares)
+    assert epochs[0] != epochs[1] != epochs[2]
+
+
 def test_lightning_default_flag_refuses_batch_sampler_by_name(
     lightning_runs: dict[str, Any],
 ) -> None:
@@ -287,6 +315,11 @@ def test_accelerate_class_aware(torchrun_runs: dict[str, Any]) -> None:
     _check_sampled(
         torchrun_runs["accelerate-class-aware"], class_aware_sampler(17), interleaved=False
     )
+
+
+def test_accelerate_prepare_mixture(torchrun_runs: dict[str, Any]) -> None:
+    """A MixtureSampler under accelerate's prepare: the whole epoch, batches sharded."""
+    _check_sampled(torchrun_runs["accelerate-mixture"], mixture_sampler(17), interleaved=False)
 
 
 def test_accelerate_weighted_sampler_fed_back(torchrun_runs: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from torch_balance.datasets import ResampledDataset
 from torch_balance.feedback import Feedback, per_class_mean, per_class_recall
 from torch_balance.labels import LabelIndex, MultiLabelIndex, get_labels, get_labelsets
 from torch_balance.labels.masks import MaskFolder, class_pixel_counts
+from torch_balance.mixtures import MixtureSampler, mixture_shares
 from torch_balance.rare_class import ClassIndex, RareClassSampler, rare_class_probabilities
 from torch_balance.rare_class_crop import RareClassCrop, RareClassDataset
 from torch_balance.samplers import (
@@ -86,6 +87,8 @@ __all__ += [
 
 # class-aware sampling for multi-label and detection data
 __all__ += ["ClassAwareSampler", "ClassExposure"]
+# mixtures of sources, each balanced inside
+__all__ += ["MixtureSampler", "mixture_shares"]
 
 
 def __getattr__(name: str) -> Any:

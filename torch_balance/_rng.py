@@ -34,11 +34,13 @@ class Stream(IntEnum):
     STREAM_BUFFER = 42  # a stream's shuffle buffer and padding copies, per epoch and reader
     STREAM_ONLINE = 43  # the rounding of copies where labels are seen as the stream flows
     STREAM_MIX = 44  # BalancedMix's class sequence for one epoch
+    STREAM_SOURCES = 45  # BalancedMix over sources: one reader's source choices per epoch
     RARE_CLASS = 51  # RareClassSampler: the classes of an epoch and an image for each
     RARE_CROP = 52  # RareClassCrop's windows for one pick: (seed, RARE_CROP, epoch, position)
     RARE_CROP_INDEX = 53  # RareClassCrop's window for a plain index: (seed, ..., index)
     CLASS_AWARE = 61  # ClassAwareSampler: the order of an epoch's class choices
     CLASS_AWARE_WALK = 62  # ClassAwareSampler: a class's walk, a group of cycles at a time
+    MIXTURE_SOURCE = 63  # MixtureSampler: the seed of source s's draws, (seed, ..., s)
     BENCH_TEST = 101  # the benchmark's test split
     BENCH_CLASSES = 102  # which classes the benchmark makes rare
     BENCH_SUBSET = 103  # which samples of each class the benchmark keeps

@@ -58,6 +58,25 @@ def class_aware_sampler(seed: int) -> Any:
     return ClassAwareSampler(class_aware_sets(), num_sample_class=2, seed=seed)
 
 
+def mixture_sampler(seed: int) -> Any:
+    """The MixtureSampler of the mixture scenarios: LABELS as two sources (its first 30 items,
+    class-balanced, and the rest as they are), shares 1 : 2."""
+    from torch_balance import MixtureSampler
+
+    sources = [LABELS[:30], LABELS[30:]]
+    return MixtureSampler(sources, proportions=[1, 2], strategy=["class", None], seed=seed)
+
+
+def mixed_stream(seed: int, **kwargs: Any) -> Any:
+    """A BalancedMix of two sources, shares 1 : 1: the balanced stream above and the dataset
+    as it is (one shard), 40 samples per rank and epoch."""
+    from torch_balance import BalancedMix
+
+    data = Indexed()
+    sources = {"balanced": stream(seed), "plain": [data[i] for i in range(len(LABELS))]}
+    return BalancedMix(sources, proportions=[1, 1], epoch_length=40, seed=seed, **kwargs)
+
+
 def picked_epoch(sampler: Any, epoch: int) -> list[int]:
     """A RareClassSampler's global epoch as ``10 * image + class``, what Picked records."""
     images, classes = sampler.epoch_picks(epoch)

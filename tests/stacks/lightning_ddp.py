@@ -20,6 +20,8 @@ from _common import (
     Record,
     class_aware_sampler,
     feedback_values,
+    mixed_stream,
+    mixture_sampler,
     rank_from_env,
     rare_sampler,
     stream,
@@ -147,6 +149,12 @@ def main(out: str) -> None:
         record,
         lambda: DataLoader(data, sampler=class_aware_sampler(16), batch_size=8),
     )
+    # a mixture of two sources, one class-balanced inside
+    fit(
+        "mixture-default",
+        record,
+        lambda: DataLoader(data, sampler=mixture_sampler(16), batch_size=8),
+    )
     under = ResampledDataset(data, "under", labels=LABELS, seed=9)
     fit(
         "dataset-under",
@@ -183,6 +191,14 @@ def main(out: str) -> None:
         "stream-over",
         record,
         lambda: DataLoader(balanced, batch_size=8),
+        callbacks=[SetEpochCallback()],
+    )
+    # a mix of sources (one of them the balanced stream): ranks from the process group
+    mixed = mixed_stream(18)
+    fit(
+        "stream-mix",
+        record,
+        lambda: DataLoader(mixed, batch_size=8),
         callbacks=[SetEpochCallback()],
     )
     weighted = WeightedSampler([1.0] * len(LABELS), seed=12)

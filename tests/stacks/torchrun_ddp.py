@@ -24,6 +24,7 @@ from _common import (
     class_aware_sampler,
     feedback_values,
     hf_stream,
+    mixture_sampler,
     rare_sampler,
     stream,
 )
@@ -99,6 +100,7 @@ def with_accelerate(record: Record) -> None:
         ),
         "accelerate-rare": DataLoader(Picked(), sampler=rare_sampler(15), batch_size=8),
         "accelerate-class-aware": DataLoader(data, sampler=class_aware_sampler(17), batch_size=8),
+        "accelerate-mixture": DataLoader(data, sampler=mixture_sampler(17), batch_size=8),
     }
     for scenario, loader in runs.items():
         prepared = accelerator.prepare(loader)

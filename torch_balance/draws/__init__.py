@@ -18,7 +18,9 @@ epochs), :mod:`~torch_balance.draws.weights` (members by per-sample weight),
 :mod:`~torch_balance.draws.epoch` (:class:`EpochDraw`: the weights-or-walk choice and the
 thread policy that samplers, batch samplers and dataset wrappers share),
 :mod:`~torch_balance.draws.batches`, :mod:`~torch_balance.draws.repeat` and
-:mod:`~torch_balance.draws.weighted` (``WeightedSampler``'s kernels). The stateful helpers in
+:mod:`~torch_balance.draws.weighted` (``WeightedSampler``'s kernels),
+:mod:`~torch_balance.draws.rare_class` and :mod:`~torch_balance.draws.mixtures` (source
+shares, the joined epoch, a stream's source choices). The stateful helpers in
 ``fast`` keep caches between epochs, never randomness: each epoch is the same without them.
 """
 
@@ -34,6 +36,7 @@ from torch_balance.draws.fast import (
     pending_walks,
     shuffled_epoch,
 )
+from torch_balance.draws.mixtures import join_sources, source_choices, temperature_shares
 from torch_balance.draws.repeat import repeat_copies, repeat_values
 from torch_balance.draws.walk import draw_walks, shuffle_order, walk_orders, walk_state
 from torch_balance.draws.weights import draw_within_class, group_sample_weights
@@ -49,12 +52,15 @@ __all__ = [
     "draw_within_class",
     "generator",
     "group_sample_weights",
+    "join_sources",
     "pending_walks",
     "repeat_copies",
     "repeat_values",
     "shuffle_order",
     "shuffled_epoch",
+    "source_choices",
     "stratified_order",
+    "temperature_shares",
     "walk_orders",
     "walk_state",
 ]
