@@ -38,7 +38,7 @@ class Stream(IntEnum):
     RARE_CLASS = 51  # RareClassSampler: the classes of an epoch and an image for each
     RARE_CROP = 52  # RareClassCrop's windows for one pick: (seed, RARE_CROP, epoch, position)
     RARE_CROP_INDEX = 53  # RareClassCrop's window for a plain index: (seed, ..., index)
-    MIXTURE_SOURCE = 71  # MixtureSampler: the seed of source s's draws, (seed, ..., s)
+    MIXTURE_SOURCE = 63  # MixtureSampler: the seed of source s's draws, (seed, ..., s)
     BENCH_TEST = 101  # the benchmark's test split
     BENCH_CLASSES = 102  # which classes the benchmark makes rare
     BENCH_SUBSET = 103  # which samples of each class the benchmark keeps
