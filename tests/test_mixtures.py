@@ -14,7 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import ConcatDataset, IterableDataset, TensorDataset
 
-from torch_balance import BalancedSampler, Feedback, MixtureSampler, Power, mixture_shares, mixtures
+from torch_balance import (
+    BalancedSampler,
+    Feedback,
+    MixtureSampler,
+    Power,
+    Progressive,
+    mixture_shares,
+    mixtures,
+)
 from torch_balance.draws import join_sources, source_choices, temperature_shares
 
 # chi-square critical values at p = 0.001 by degrees of freedom
@@ -151,6 +159,18 @@ def test_per_source_sampling_strategy() -> None:
         num_samples=480,
     )
     assert sampler.class_targets()[0] == {0: 60, 1: 60, 2: 60, 3: 60}
+
+
+def test_a_schedule_inside_a_source_moves_its_classes_not_its_share() -> None:
+    sampler = MixtureSampler(SOURCES[:2], proportions=[1, 1], strategy=[Progressive(3), None])
+    plans = [sampler.class_targets(e)[0] for e in range(3)]
+    assert plans[0] == {0: 42, 1: 18, 2: 7, 3: 3}  # the source's own mix (60:25:10:5)
+    assert plans[2] == {0: 18, 1: 18, 2: 17, 3: 17}  # class-balanced from epoch 2
+    assert all(sum(p.values()) == sampler.source_counts[0] == 70 for p in plans)
+    assert plans[0][0] > plans[1][0] > plans[2][0]  # the largest class gives way, epoch by epoch
+    sampler.set_epoch(2)
+    report = sampler.mixture_report()
+    assert all(t == d for t, d in report["sources"][0]["classes"].values())
 
 
 def test_a_source_of_share_zero_is_never_drawn() -> None:

@@ -258,3 +258,51 @@ def test_bad_sources_are_refused_by_name() -> None:
         len(BalancedMix([A, B], proportions=[1, 1]))
     with pytest.raises(ValueError, match="target_counts: expected one stream per class"):
         BalancedMix([A, B], proportions=[1, 1]).target_counts()
+
+
+# ---- parity with torchdata's MultiNodeWeightedSampler ----------------------------------------
+
+TORCHDATA_RULES = {
+    "all": "ALL_DATASETS_EXHAUSTED",
+    "first_exhausted": "FIRST_DATASET_EXHAUSTED",
+    "cycle_until_all": "CYCLE_UNTIL_ALL_DATASETS_EXHAUSTED",
+}
+
+
+@pytest.mark.parametrize("stop", list(TORCHDATA_RULES))
+def test_stop_rules_match_torchdata(stop: str) -> None:
+    """The same stop rule ends passes alike: the same invariants on every pass, and pass
+    lengths of the same distribution (means within four standard errors over 200 seeds)."""
+    nodes = pytest.importorskip("torchdata.nodes")
+    criteria = pytest.importorskip("torchdata.nodes.samplers.stop_criteria").StopCriteria
+
+    def theirs(seed: int) -> list[str]:
+        sources = {"a": nodes.IterableWrapper(A), "b": nodes.IterableWrapper(B)}
+        rule = getattr(criteria, TORCHDATA_RULES[stop])
+        return list(
+            nodes.MultiNodeWeightedSampler(
+                sources, {"a": 1.0, "b": 1.0}, stop_criteria=rule, rank=0, world_size=1, seed=seed
+            )
+        )
+
+    def ours(seed: int) -> list[str]:
+        return list(BalancedMix([A, B], proportions=[1, 1], stop=stop, seed=seed))
+
+    lengths = {}
+    for name, run in (("theirs", theirs), ("ours", ours)):
+        found = []
+        for seed in range(200):
+            out = run(seed)
+            counts = Counter(out)
+            if stop == "all":
+                assert sorted(out) == sorted(A + B), name
+            elif stop == "first_exhausted":
+                assert max(counts.values()) == 1, name  # nothing starts again
+                assert set(A) <= set(out) or set(B) <= set(out), name
+            else:
+                assert set(A + B) <= set(out), name  # every source ran out at least once
+            found.append(len(out))
+        lengths[name] = np.array(found, dtype=np.float64)
+    a, b = lengths["theirs"], lengths["ours"]
+    error = math.sqrt(a.var() / a.size + b.var() / b.size)
+    assert abs(a.mean() - b.mean()) <= 4 * error + 1e-9, (a.mean(), b.mean())

@@ -277,7 +277,7 @@ class MixtureSampler(SamplerShell):
         >>> sampler.source_counts, sampler.class_targets()
         ([6, 6], [{0: 3, 1: 3}, None])
         >>> sorted(sampler)[:6]  # source 0: three of class 0 (0..5), three of class 1 (6, 7)
-        [2, 3, 4, 6, 6, 7]
+        [0, 1, 3, 6, 7, 7]
     """
 
     def __init__(

@@ -226,7 +226,9 @@ class BalancedMix(StreamShell):
             s if isinstance(s, StreamShell) else as_source(s, f"sources_by_class[{n!r}]")
             for n, s in zip(names, given, strict=True)
         ]
-        self._take_node_splits([s for s in self.mixed if isinstance(s, Shards)])
+        # a balanced stream's own source counts too: one split by node must be this rank's
+        inner = [getattr(s, "source", s) for s in self.mixed]
+        self._take_node_splits([s for s in inner if isinstance(s, Shards)])
         if stop is not None and (not isinstance(stop, str) or stop not in STOP_RULES):
             kind = ValueError if isinstance(stop, str) else TypeError
             fail("stop", " or ".join(repr(r) for r in STOP_RULES), stop, kind=kind)
