@@ -10,7 +10,8 @@ Two measurements, in the same run:
 
 1. **One epoch** of ``ClassAwareSampler`` (``--images`` picks, every index handed out as a
    training loop reads them) against the shuffle floor ``torch.randperm(N).tolist()`` iterated
-   the same way. Each method run is followed by a floor run; best of ``--repeats``. "first
+   the same way. The variants run round-robin, each run followed by a floor run; best of
+   ``--repeats`` for each, against the best floor run. "first
    epoch" empties the walk cache before each run (every class draws its permutation, as the
    first epoch after construction does); "later epoch" is epoch 1 after epoch 0 (the cache
    holds the large classes' cycles, as every epoch of a training run after the first).
@@ -75,10 +76,12 @@ def epoch_rows(index: MultiLabelIndex, args: argparse.Namespace) -> None:
     }
     floors: list[float] = []
     best: dict[str, float] = {}
-    for name, (sampler, cold) in variants.items():
+    for sampler, _ in variants.values():
         sampler.set_epoch(0)
-        drain(sampler)  # epoch 0 done: the next pass is epoch 1
-        for _ in range(args.repeats):
+        drain(sampler)  # epoch 0 done: the walk caches hold what epoch 1 continues
+    # round-robin, each run followed by a floor run: every variant sees the same load
+    for _ in range(args.repeats):
+        for name, (sampler, cold) in variants.items():
             if cold:
                 sampler._walks.clear()
             sampler.set_epoch(1)

@@ -33,6 +33,7 @@ from torch_balance.draws.class_aware import (
     class_choices,
     group_cycles,
     members_by_class,
+    permutation,
     walk_group,
     walk_positions,
 )
@@ -69,6 +70,24 @@ def test_walk_goes_through_every_image_once_per_cycle(n: int) -> None:
     assert torch.equal(walk.sort(dim=1).values, expected)
     if n > 2:  # a fresh permutation each cycle
         assert len({tuple(row.tolist()) for row in walk}) > 1
+
+
+@pytest.mark.parametrize("n", [3, 40_000, 300_000])
+def test_permutation_in_pieces_is_a_permutation(n: int) -> None:
+    perm = permutation(n, generator(1, Stream.CLASS_AWARE_WALK), torch.int32)
+    assert perm.dtype == torch.int32
+    assert torch.equal(perm.sort().values, torch.arange(n, dtype=torch.int32))
+
+
+def test_permutation_in_pieces_is_uniform() -> None:
+    """Where the first and the last item land, over many draws: uniform over 10 bins."""
+    n, draws = 40_000, 400
+    first, last = np.zeros(10, dtype=np.int64), np.zeros(10, dtype=np.int64)
+    for seed in range(draws):
+        perm = permutation(n, generator(seed, Stream.CLASS_AWARE_WALK), torch.int64)
+        first[int(perm[0]) * 10 // n] += 1
+        last[int(np.flatnonzero(perm.numpy() == n - 1)[0]) * 10 // n] += 1
+    assert chisquare(first).pvalue > 1e-3 and chisquare(last).pvalue > 1e-3
 
 
 def test_walk_positions_are_a_pure_function_of_the_position() -> None:

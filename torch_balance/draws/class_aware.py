@@ -32,17 +32,22 @@ from torch_balance._validation import internal
 
 __all__ = [
     "GROUP",
+    "PIECE",
+    "PIECES_UP_TO",
     "WalkGroups",
     "choice_ranks",
     "class_aware_epoch",
     "class_choices",
     "group_cycles",
     "members_by_class",
+    "permutation",
     "walk_group",
     "walk_positions",
 ]
 
 GROUP = 8192  # walk positions drawn at once for a small class: cycles of n images per group
+PIECE = 16384  # the size of a piece of a permutation shuffled at once (see permutation)
+PIECES_UP_TO = 2**18  # larger permutations are one torch.randperm
 SORT_BELOW = 64  # classes with fewer images draw a group's cycles with one sort, not a loop
 
 
@@ -113,6 +118,35 @@ def choice_ranks(choices: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def permutation(n: int, g: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    """A uniformly random permutation of ``range(n)``; for ``n`` in ``(2 * PIECE, PIECES_UP_TO]``
+    drawn in pieces of about ``PIECE`` (Rao 1961; Sandelius 1962): every item goes to a
+    random bucket, the buckets are laid out in order, and each bucket is shuffled on its own.
+
+    ``torch.randperm`` hands sizes past 2**15 to its parallel path, whose start costs about
+    as much as shuffling a million items on a busy 2-core machine (measured 15 ms for 40,000
+    items, against 0.16 ms on one thread); the pieces stay on the sequential path. Past
+    ``PIECES_UP_TO`` the parallel path pays for itself.
+
+    Example:
+        >>> perm = permutation(100_000, torch.Generator().manual_seed(0), torch.int32)
+        >>> bool((perm.sort().values == torch.arange(100_000, dtype=torch.int32)).all())
+        True
+    """
+    if n <= 2 * PIECE or n > PIECES_UP_TO:
+        return torch.randperm(n, generator=g, dtype=dtype)
+    buckets = -(-n // PIECE)
+    keys = torch.randint(buckets, (n,), generator=g, dtype=torch.int32).numpy()
+    laid = np.argsort(_small_codes(keys, buckets), kind="stable")
+    out = torch.from_numpy(laid.astype(np.int32 if dtype == torch.int32 else np.int64))
+    at = 0
+    for size in np.bincount(keys, minlength=buckets).tolist():
+        piece = out[at : at + size]
+        piece.copy_(piece.index_select(0, torch.randperm(size, generator=g)))
+        at += size
+    return out
+
+
 def group_cycles(n: int) -> int:
     """Cycles per group of a class with ``n`` images: one for ``n >= GROUP``.
 
@@ -139,7 +173,7 @@ def walk_group(n: int, code: int, group: int, seed: int) -> torch.Tensor:
         return torch.zeros(cycles, dtype=dtype)
     g = generator(seed, Stream.CLASS_AWARE_WALK, code, group)
     if n >= SORT_BELOW:  # one permutation after another from the group's generator
-        walks = [torch.randperm(n, generator=g, dtype=dtype) for _ in range(cycles)]
+        walks = [permutation(n, g, dtype) for _ in range(cycles)]
         return walks[0] if cycles == 1 else torch.cat(walks)
     # many short cycles: one sort of random keys, row by row
     keys = torch.rand(cycles, n, generator=g, dtype=torch.float64)
