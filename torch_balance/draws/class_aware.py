@@ -99,7 +99,7 @@ def class_choices(targets: np.ndarray, g: torch.Generator) -> np.ndarray:
     dtype = torch.int32 if total < 2**31 else torch.int64
     codes = _small_codes(np.arange(targets.shape[0]), targets.shape[0])
     grouped = np.repeat(codes, targets)
-    return grouped[torch.randperm(total, generator=g, dtype=dtype).numpy()]
+    return grouped[permutation(total, g, dtype).numpy()]
 
 
 def choice_ranks(choices: np.ndarray) -> np.ndarray:
