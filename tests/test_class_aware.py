@@ -390,3 +390,13 @@ def test_single_label_data_is_sent_to_balanced_sampler(labels: Any) -> None:
     with pytest.raises(TypeError, match="BalancedSampler") as raised:
         ClassAwareSampler(labels)
     assert str(raised.value).startswith("dataset_or_labelsets: expected multi-label data")
+
+
+def test_a_class_the_plan_gives_nothing_is_never_chosen() -> None:
+    sets = random_sets(300, 6, seed=5)
+    sampler = ClassAwareSampler(sets, Power(8), num_samples=40, seed=0)
+    report = sampler.class_exposure()
+    zero = np.flatnonzero(sampler.plan.targets(0) == 0)
+    assert zero.size and (report.chosen[zero] == 0).all()
+    assert report.table(rows=zero.tolist()).splitlines()[-1].endswith("| - |")
+    assert set(sampler.epoch_picks(0)[1].tolist()).isdisjoint(zero.tolist())
