@@ -13,8 +13,12 @@ Pure functions of (the images of each class, the plan's choices per class, seed,
   with more images than an epoch takes still has every image shown before any repeats.
   Permutations are drawn a *group* of cycles at a time (enough cycles for ``GROUP`` positions,
   one cycle for a large class), each group from its own generator, so a position of the walk
-  is a pure function of (seed, class, position) whichever epoch reaches it;
-* :func:`class_aware_epoch`: the epoch as ``(values, order)``, the shell's source.
+  is a pure function of (seed, class, position) whichever epoch reaches it. An epoch
+  advances each class's walk by every pick planned for it, the few cut from the end of the
+  epoch's last run included (they are skipped, not shown later); large permutations come
+  from :func:`permutation`;
+* :func:`class_aware_epoch`: the epoch as ``(values, order, choices)``; the shell's source is
+  ``(values, order)``.
 
 Nothing here keeps randomness between calls; a :class:`WalkGroups` cache only saves drawing
 a group twice.
