@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 import torchvision.datasets as tvd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import chisquare
 from test_labels_torchvision import coco, voc  # noqa: F401 (fixtures)
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -30,6 +32,7 @@ from torch_balance.draws.class_aware import (
     WalkGroups,
     choice_ranks,
     class_aware_epoch,
+    class_aware_reference,
     class_choices,
     group_cycles,
     members_by_class,
@@ -400,3 +403,36 @@ def test_a_class_the_plan_gives_nothing_is_never_chosen() -> None:
     assert zero.size and (report.chosen[zero] == 0).all()
     assert report.table(rows=zero.tolist()).splitlines()[-1].endswith("| - |")
     assert set(sampler.epoch_picks(0)[1].tolist()).isdisjoint(zero.tolist())
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    sizes=st.lists(st.integers(1, 70), min_size=1, max_size=6),
+    runs=st.integers(1, 4),
+    extra=st.integers(0, 3),
+    epoch_start=st.integers(0, 3 * GROUP),
+    seed=st.integers(0, 2**20),
+)
+def test_the_vectorised_epoch_equals_the_plain_reference(
+    sizes: list[int], runs: int, extra: int, epoch_start: int, seed: int
+) -> None:
+    """Random classes (1 to 70 images, a few shared), runs, targets and walk positions (past
+    group boundaries): the vectorised epoch is the reference's, pick for pick."""
+    rng = np.random.default_rng(seed)
+    sets = [
+        tuple(sorted({c, int(rng.integers(len(sizes)))}))
+        for c, n in enumerate(sizes)
+        for _ in range(n)
+    ]
+    index = MultiLabelIndex(sets)
+    offsets, members = members_by_class(index.codes, index.offsets, index.num_categories)
+    targets = rng.integers(0, 5, size=index.num_categories)
+    targets[0] += 1
+    length = int(targets.sum()) * runs - min(extra, runs - 1)
+    starts = (epoch_start + rng.integers(0, 50, size=index.num_categories)).tolist()
+    args = (offsets, members, targets, starts, runs, length)
+    values, order, _ = class_aware_epoch(
+        *args, generator(seed, Stream.CLASS_AWARE, 2), seed, WalkGroups()
+    )
+    reference = class_aware_reference(*args, generator(seed, Stream.CLASS_AWARE, 2), seed)
+    assert values.index_select(0, order).tolist() == reference

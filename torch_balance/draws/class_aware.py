@@ -41,6 +41,7 @@ __all__ = [
     "WalkGroups",
     "choice_ranks",
     "class_aware_epoch",
+    "class_aware_reference",
     "class_choices",
     "group_cycles",
     "members_by_class",
@@ -304,3 +305,36 @@ def class_aware_epoch(
         at += count
     internal(at == values.shape[0], "class_aware_epoch: the walks did not fill the epoch")
     return values, order[:length], choices
+
+
+def class_aware_reference(
+    offsets: np.ndarray,
+    members: torch.Tensor,
+    targets: np.ndarray,
+    starts: list[int],
+    num_sample_class: int,
+    length: int,
+    g: torch.Generator,
+    seed: int,
+) -> list[int]:
+    """The plain reference of :func:`class_aware_epoch`: the same epoch's images, one pick at a
+    time (each choice in order, each of its picks the next step of its class's walk). The
+    property tests hold the two equal.
+
+    Example:
+        >>> offsets, members = members_by_class(np.array([0, 1, 1]), np.array([0, 2, 2, 3]), 2)
+        >>> args = (offsets, members, np.array([1, 1]), [0, 0], 2, 3)
+        >>> fast = class_aware_epoch(*args, generator(0, Stream.CLASS_AWARE, 0), seed=0)
+        >>> reference = class_aware_reference(*args, generator(0, Stream.CLASS_AWARE, 0), seed=0)
+        >>> fast[0][fast[1]].tolist() == reference
+        True
+    """
+    steps = list(starts)
+    picks: list[int] = []
+    for code in class_choices(targets, g).tolist():
+        first, n = int(offsets[code]), int(offsets[code + 1] - offsets[code])
+        for _ in range(num_sample_class):
+            position = int(walk_positions(n, code, steps[code], 1, seed)[0])
+            picks.append(int(members[first + position]))
+            steps[code] += 1
+    return picks[:length]
