@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 import torchvision.datasets as tvd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import chisquare
 from test_labels_torchvision import coco, voc  # noqa: F401 (fixtures)
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -30,9 +32,11 @@ from torch_balance.draws.class_aware import (
     WalkGroups,
     choice_ranks,
     class_aware_epoch,
+    class_aware_reference,
     class_choices,
     group_cycles,
     members_by_class,
+    permutation,
     walk_group,
     walk_positions,
 )
@@ -69,6 +73,24 @@ def test_walk_goes_through_every_image_once_per_cycle(n: int) -> None:
     assert torch.equal(walk.sort(dim=1).values, expected)
     if n > 2:  # a fresh permutation each cycle
         assert len({tuple(row.tolist()) for row in walk}) > 1
+
+
+@pytest.mark.parametrize("n", [3, 40_000, 300_000])
+def test_permutation_in_pieces_is_a_permutation(n: int) -> None:
+    perm = permutation(n, generator(1, Stream.CLASS_AWARE_WALK), torch.int32)
+    assert perm.dtype == torch.int32
+    assert torch.equal(perm.sort().values, torch.arange(n, dtype=torch.int32))
+
+
+def test_permutation_in_pieces_is_uniform() -> None:
+    """Where the first and the last item land, over many draws: uniform over 10 bins."""
+    n, draws = 40_000, 400
+    first, last = np.zeros(10, dtype=np.int64), np.zeros(10, dtype=np.int64)
+    for seed in range(draws):
+        perm = permutation(n, generator(seed, Stream.CLASS_AWARE_WALK), torch.int64)
+        first[int(perm[0]) * 10 // n] += 1
+        last[int(np.flatnonzero(perm.numpy() == n - 1)[0]) * 10 // n] += 1
+    assert chisquare(first).pvalue > 1e-3 and chisquare(last).pvalue > 1e-3
 
 
 def test_walk_positions_are_a_pure_function_of_the_position() -> None:
@@ -371,3 +393,46 @@ def test_single_label_data_is_sent_to_balanced_sampler(labels: Any) -> None:
     with pytest.raises(TypeError, match="BalancedSampler") as raised:
         ClassAwareSampler(labels)
     assert str(raised.value).startswith("dataset_or_labelsets: expected multi-label data")
+
+
+def test_a_class_the_plan_gives_nothing_is_never_chosen() -> None:
+    sets = random_sets(300, 6, seed=5)
+    sampler = ClassAwareSampler(sets, Power(8), num_samples=40, seed=0)
+    report = sampler.class_exposure()
+    zero = np.flatnonzero(sampler.plan.targets(0) == 0)
+    assert zero.size and (report.chosen[zero] == 0).all()
+    assert report.table(rows=zero.tolist()).splitlines()[-1].endswith("| - |")
+    assert set(sampler.epoch_picks(0)[1].tolist()).isdisjoint(zero.tolist())
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    sizes=st.lists(st.integers(1, 70), min_size=1, max_size=6),
+    runs=st.integers(1, 4),
+    extra=st.integers(0, 3),
+    epoch_start=st.integers(0, 3 * GROUP),
+    seed=st.integers(0, 2**20),
+)
+def test_the_vectorised_epoch_equals_the_plain_reference(
+    sizes: list[int], runs: int, extra: int, epoch_start: int, seed: int
+) -> None:
+    """Random classes (1 to 70 images, a few shared), runs, targets and walk positions (past
+    group boundaries): the vectorised epoch is the reference's, pick for pick."""
+    rng = np.random.default_rng(seed)
+    sets = [
+        tuple(sorted({c, int(rng.integers(len(sizes)))}))
+        for c, n in enumerate(sizes)
+        for _ in range(n)
+    ]
+    index = MultiLabelIndex(sets)
+    offsets, members = members_by_class(index.codes, index.offsets, index.num_categories)
+    targets = rng.integers(0, 5, size=index.num_categories)
+    targets[0] += 1
+    length = int(targets.sum()) * runs - min(extra, runs - 1)
+    starts = (epoch_start + rng.integers(0, 50, size=index.num_categories)).tolist()
+    args = (offsets, members, targets, starts, runs, length)
+    values, order, _ = class_aware_epoch(
+        *args, generator(seed, Stream.CLASS_AWARE, 2), seed, WalkGroups()
+    )
+    reference = class_aware_reference(*args, generator(seed, Stream.CLASS_AWARE, 2), seed)
+    assert values.index_select(0, order).tolist() == reference

@@ -13,8 +13,12 @@ Pure functions of (the images of each class, the plan's choices per class, seed,
   with more images than an epoch takes still has every image shown before any repeats.
   Permutations are drawn a *group* of cycles at a time (enough cycles for ``GROUP`` positions,
   one cycle for a large class), each group from its own generator, so a position of the walk
-  is a pure function of (seed, class, position) whichever epoch reaches it;
-* :func:`class_aware_epoch`: the epoch as ``(values, order)``, the shell's source.
+  is a pure function of (seed, class, position) whichever epoch reaches it. An epoch
+  advances each class's walk by every pick planned for it, the few cut from the end of the
+  epoch's last run included (they are skipped, not shown later); large permutations come
+  from :func:`permutation`;
+* :func:`class_aware_epoch`: the epoch as ``(values, order, choices)``; the shell's source is
+  ``(values, order)``.
 
 Nothing here keeps randomness between calls; a :class:`WalkGroups` cache only saves drawing
 a group twice.
@@ -32,17 +36,23 @@ from torch_balance._validation import internal
 
 __all__ = [
     "GROUP",
+    "PIECE",
+    "PIECES_UP_TO",
     "WalkGroups",
     "choice_ranks",
     "class_aware_epoch",
+    "class_aware_reference",
     "class_choices",
     "group_cycles",
     "members_by_class",
+    "permutation",
     "walk_group",
     "walk_positions",
 ]
 
 GROUP = 8192  # walk positions drawn at once for a small class: cycles of n images per group
+PIECE = 16384  # the size of a piece of a permutation shuffled at once (see permutation)
+PIECES_UP_TO = 2**18  # larger permutations are one torch.randperm
 SORT_BELOW = 64  # classes with fewer images draw a group's cycles with one sort, not a loop
 
 
@@ -94,7 +104,7 @@ def class_choices(targets: np.ndarray, g: torch.Generator) -> np.ndarray:
     dtype = torch.int32 if total < 2**31 else torch.int64
     codes = _small_codes(np.arange(targets.shape[0]), targets.shape[0])
     grouped = np.repeat(codes, targets)
-    return grouped[torch.randperm(total, generator=g, dtype=dtype).numpy()]
+    return grouped[permutation(total, g, dtype).numpy()]
 
 
 def choice_ranks(choices: np.ndarray) -> np.ndarray:
@@ -111,6 +121,35 @@ def choice_ranks(choices: np.ndarray) -> np.ndarray:
     ranks = np.empty(grouped.shape[0], dtype=dtype)
     ranks[grouped] = np.arange(grouped.shape[0], dtype=dtype)
     return ranks
+
+
+def permutation(n: int, g: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    """A uniformly random permutation of ``range(n)``; for ``n`` in ``(2 * PIECE, PIECES_UP_TO]``
+    drawn in pieces of about ``PIECE`` (Rao 1961; Sandelius 1962): every item goes to a
+    random bucket, the buckets are laid out in order, and each bucket is shuffled on its own.
+
+    ``torch.randperm`` hands sizes past 2**15 to its parallel path, whose start costs about
+    as much as shuffling a million items on a busy 2-core machine (measured 15 ms for 40,000
+    items, against 0.16 ms on one thread); the pieces stay on the sequential path. Past
+    ``PIECES_UP_TO`` the parallel path pays for itself.
+
+    Example:
+        >>> perm = permutation(100_000, torch.Generator().manual_seed(0), torch.int32)
+        >>> bool((perm.sort().values == torch.arange(100_000, dtype=torch.int32)).all())
+        True
+    """
+    if n <= 2 * PIECE or n > PIECES_UP_TO:
+        return torch.randperm(n, generator=g, dtype=dtype)
+    buckets = -(-n // PIECE)
+    keys = torch.randint(buckets, (n,), generator=g, dtype=torch.int32).numpy()
+    laid = np.argsort(_small_codes(keys, buckets), kind="stable")
+    out = torch.from_numpy(laid.astype(np.int32 if dtype == torch.int32 else np.int64))
+    at = 0
+    for size in np.bincount(keys, minlength=buckets).tolist():
+        piece = out[at : at + size]
+        piece.copy_(piece.index_select(0, torch.randperm(size, generator=g)))
+        at += size
+    return out
 
 
 def group_cycles(n: int) -> int:
@@ -139,7 +178,7 @@ def walk_group(n: int, code: int, group: int, seed: int) -> torch.Tensor:
         return torch.zeros(cycles, dtype=dtype)
     g = generator(seed, Stream.CLASS_AWARE_WALK, code, group)
     if n >= SORT_BELOW:  # one permutation after another from the group's generator
-        walks = [torch.randperm(n, generator=g, dtype=dtype) for _ in range(cycles)]
+        walks = [permutation(n, g, dtype) for _ in range(cycles)]
         return walks[0] if cycles == 1 else torch.cat(walks)
     # many short cycles: one sort of random keys, row by row
     keys = torch.rand(cycles, n, generator=g, dtype=torch.float64)
@@ -266,3 +305,36 @@ def class_aware_epoch(
         at += count
     internal(at == values.shape[0], "class_aware_epoch: the walks did not fill the epoch")
     return values, order[:length], choices
+
+
+def class_aware_reference(
+    offsets: np.ndarray,
+    members: torch.Tensor,
+    targets: np.ndarray,
+    starts: list[int],
+    num_sample_class: int,
+    length: int,
+    g: torch.Generator,
+    seed: int,
+) -> list[int]:
+    """The plain reference of :func:`class_aware_epoch`: the same epoch's images, one pick at a
+    time (each choice in order, each of its picks the next step of its class's walk). The
+    property tests hold the two equal.
+
+    Example:
+        >>> offsets, members = members_by_class(np.array([0, 1, 1]), np.array([0, 2, 2, 3]), 2)
+        >>> args = (offsets, members, np.array([1, 1]), [0, 0], 2, 3)
+        >>> fast = class_aware_epoch(*args, generator(0, Stream.CLASS_AWARE, 0), seed=0)
+        >>> reference = class_aware_reference(*args, generator(0, Stream.CLASS_AWARE, 0), seed=0)
+        >>> fast[0][fast[1]].tolist() == reference
+        True
+    """
+    steps = list(starts)
+    picks: list[int] = []
+    for code in class_choices(targets, g).tolist():
+        first, n = int(offsets[code]), int(offsets[code + 1] - offsets[code])
+        for _ in range(num_sample_class):
+            position = int(walk_positions(n, code, steps[code], 1, seed)[0])
+            picks.append(int(members[first + position]))
+            steps[code] += 1
+    return picks[:length]
