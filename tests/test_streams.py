@@ -36,7 +36,7 @@ from torch_balance import (
 )
 from torch_balance.streams import Shards, expand_shards
 from torch_balance.streams import sources as sources_module
-from torch_balance.streams.balanced import CopyBuffer
+from torch_balance.streams.buffer import CopyBuffer
 
 wds = pytest.importorskip("webdataset")
 
@@ -786,11 +786,11 @@ def test_closing_a_stream_early_does_no_work_and_prints_nothing() -> None:
     script = """
 import sys
 from torch_balance import BalancedIterableDataset, BalancedMix
-from torch_balance.streams import balanced
+from torch_balance.streams import online
 
 calls = []
-plan = balanced._ratios
-balanced._ratios = lambda *a: calls.append(1) or plan(*a)
+plan = online.class_ratios
+online.class_ratios = lambda *a: calls.append(1) or plan(*a)
 data = [(i, i % 7 == 0) for i in range(500)]
 stream = BalancedIterableDataset(data, "over", buffer_size=8)
 for n, _ in enumerate(stream):
@@ -880,7 +880,7 @@ def test_cli_inspect_shard_pattern(shards: str, capsys: pytest.CaptureFixture[st
 def test_mode2_plans_from_counts_alone() -> None:
     """The online ratios come from the counts, never a label vector of them: 10**12 samples
     read cost nothing, and small counts give what target_counts gives for their labels."""
-    from torch_balance.streams.balanced import _targets
+    from torch_balance.streams.online import class_targets as _targets
 
     huge = {0: 10**12, 1: 10**9, 2: 7}
     assert _targets(huge, "under", "auto", 0) == {0: 7, 1: 7, 2: 7}
