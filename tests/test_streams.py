@@ -658,7 +658,7 @@ def test_state_dict_in_process_and_refusals(shards: str) -> None:
     it = iter(stream)
     head = [next(it)[0] for _ in range(17)]
     state = stream.state_dict()
-    assert state["emitted"] == 17 and state["epoch"] == 0
+    assert state["position"] == 17 and state["epoch"] == 0 and "emitted" not in state
     again = make()
     again.load_state_dict(state)
     assert head + [s[0] for s in again] == [s[0] for s in make()]
@@ -758,24 +758,42 @@ def test_a_second_pass_without_set_epoch_warns_in_workers(
 def test_load_state_dict_refuses_more_than_the_pass(shards: str) -> None:
     """Issue 24: emitted=10**9 was accepted and the next pass was empty."""
     for mode in ("mode1", "mode2"):
-        stream = makers(shards)[mode]()
+        make = makers(shards)[mode]
         if mode == "mode2":  # with a length, refused at once
-            stream = BalancedIterableDataset(
-                pipeline(shards), "over", label_fn=lambda s: s[2], epoch_length=50, seed=4
-            )
+
+            def make() -> BalancedIterableDataset:
+                return BalancedIterableDataset(
+                    pipeline(shards), "over", label_fn=lambda s: s[2], epoch_length=50, seed=4
+                )
+
+        stream = make()
         state = stream.state_dict()
         length = len(stream)
         with pytest.raises(
-            ValueError, match=rf"state_dict\['emitted'\]: expected at most {length}"
+            ValueError, match=rf"state_dict\['position'\]: expected an integer in \[0, {length}\]"
         ):
-            stream.load_state_dict({**state, "emitted": 10**9})
-        stream.load_state_dict({**state, "emitted": length})  # the end of the pass is a state
-        assert list(stream) == []
+            stream.load_state_dict({**state, "position": 10**9})
+        # states saved before positions: the count was named 'emitted'
+        legacy = {k: v for k, v in state.items() if k != "position"}
+        with pytest.raises(ValueError, match=rf"state_dict\['emitted'\]: expected .* {length}\]"):
+            stream.load_state_dict({**legacy, "emitted": 10**9})
+        for saved in ({**state, "position": length}, {**legacy, "emitted": length}):
+            # the end of the pass is a state: the next epoch, or after set_epoch of its own
+            # epoch the rest of it (nothing), as with a sampler
+            stream = make()
+            stream.load_state_dict(saved)
+            assert stream.epoch == 1
+            stream = make()
+            stream.set_epoch(0)
+            stream.load_state_dict(saved)
+            assert list(stream) == []
+            stream.set_epoch(1)
+            assert len(list(stream)) == length
     # a pass whose length is known only by reading it: refused when the replay runs out
     for stream in (makers(shards)["mode2"](), makers(shards)["mode3"]()):
-        state = {**stream.state_dict(), "emitted": 10**9}
+        state = {**stream.state_dict(), "position": 10**9}
         stream.load_state_dict(state)
-        with pytest.raises(ValueError, match=r"state_dict\['emitted'\]: expected at most \d+"):
+        with pytest.raises(ValueError, match=r"state_dict\['position'\]: expected at most \d+"):
             list(stream)
 
 
