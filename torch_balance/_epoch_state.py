@@ -323,9 +323,7 @@ def _saved_position(state: dict[str, Any], global_length: int) -> int:
     legacy = Key.LEGACY if Key.LEGACY in state else Key.LEGACY_STREAM
     world = check_int("state_dict['num_replicas']", state.get(Key.WORLD, 1), minimum=1)
     rank_length = -(-global_length // int(world))
-    done = int(
-        check_int(f"state_dict[{legacy!r}]", state[legacy], minimum=0, maximum=rank_length)
-    )
+    done = int(check_int(f"state_dict[{legacy!r}]", state[legacy], minimum=0, maximum=rank_length))
     return global_length if done == rank_length else min(done * int(world), global_length)
 
 

@@ -18,8 +18,11 @@ epochs), :mod:`~torch_balance.draws.weights` (members by per-sample weight),
 :mod:`~torch_balance.draws.epoch` (:class:`EpochDraw`: the weights-or-walk choice and the
 thread policy that samplers, batch samplers and dataset wrappers share),
 :mod:`~torch_balance.draws.batches`, :mod:`~torch_balance.draws.repeat` and
-:mod:`~torch_balance.draws.weighted` (``WeightedSampler``'s kernels). The stateful helpers in
-``fast`` keep caches between epochs, never randomness: each epoch is the same without them.
+:mod:`~torch_balance.draws.weighted` (``WeightedSampler``'s kernels) and
+:mod:`~torch_balance.draws.permute` (a keyed random-access permutation: which samples of a
+class a stream reader's share gives the extra copies, computed at those samples alone). The
+stateful helpers in ``fast`` keep caches between epochs, never randomness: each epoch is the
+same without them.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from torch_balance.draws.fast import (
     pending_walks,
     shuffled_epoch,
 )
+from torch_balance.draws.permute import permute, permute_reference
 from torch_balance.draws.repeat import repeat_copies, repeat_values
 from torch_balance.draws.walk import draw_walks, shuffle_order, walk_orders, walk_state
 from torch_balance.draws.weights import draw_within_class, group_sample_weights
@@ -50,6 +54,8 @@ __all__ = [
     "generator",
     "group_sample_weights",
     "pending_walks",
+    "permute",
+    "permute_reference",
     "repeat_copies",
     "repeat_values",
     "shuffle_order",

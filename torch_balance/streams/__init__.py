@@ -16,6 +16,7 @@ from __future__ import annotations
 from torch_balance.streams.balanced import BalancedIterableDataset
 from torch_balance.streams.manifest import Manifest
 from torch_balance.streams.mix import BalancedMix
-from torch_balance.streams.sources import Shards, expand_shards
+from torch_balance.streams.patterns import expand_shards
+from torch_balance.streams.sources import Shards
 
 __all__ = ["BalancedIterableDataset", "BalancedMix", "Manifest", "Shards", "expand_shards"]

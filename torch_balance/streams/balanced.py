@@ -1,9 +1,17 @@
 """BalancedIterableDataset: over- and undersampling for streams, exact or online.
 
-**Mode 1, labels known up front** (``manifest=``): an epoch is drawn exactly as
-:class:`~torch_balance.BalancedSampler` draws it (same plan, same walk, same seed), then
-turned into a copy count per sample (:func:`epoch_copies`). Each reader reads only its
-shards and emits every sample its planned number of times through a :class:`CopyBuffer`.
+**Mode 1, labels known up front** (``manifest=``): the plan is ``BalancedSampler``'s (the
+same strategies over the manifest's class counts), and each sample's copies follow from it
+exactly: class c with ``n_c`` samples and target ``t_c`` gives each sample ``t_c // n_c``
+copies and one more to ``t_c % n_c`` of them, those that a keyed permutation of the class
+(seed, epoch, class) puts first. Each reader computes this for its own samples only
+(:func:`~torch_balance.streams.copies.reader_copies`: per-class counts of the shards before
+its own give each sample its index within its class), so its cost follows its shards, not
+the collection; over all readers each class gets exactly its target and each sample floor or
+ceil of its class's share. The epochs are not ``BalancedSampler``'s (which samples take the
+extra copies differs); with ``replacement=True`` they are, drawn over the whole collection.
+Each reader reads only its shards and emits every sample its planned number of times through
+a :class:`~torch_balance.streams.buffer.CopyBuffer`.
 
 **Mode 2, labels seen as the stream flows** (no manifest): running class counts ``n``
 (optionally primed with ``priors``) give, through the same strategies, a ratio per class
@@ -23,15 +31,16 @@ decided so far), so wherever a pass is cut (``epoch_length``, the rank's length,
 
 **One fixed length per rank** (so DDP never hangs; webdataset's ``with_epoch`` makes the same
 promise by cutting or repeating): in mode 1 a rank emits ``ceil(K / R)`` samples (``floor``
-with ``drop_last``) for a plan of ``K``, as ``DistributedSampler`` pads. Its workers share
-that in proportion to what their shards hold in the plan; a worker whose share is below what
-its shards plan drops some of its planned copies (the cut), one above it repeats some (the
+with ``drop_last``) for a plan of ``K``, as ``DistributedSampler`` pads, shared equally by its
+workers (:func:`~torch_balance.streams.readers.worker_quota`: worker ``w`` emits as many on
+every rank, so one rank's reader state is every rank's). A reader whose share is below what
+its samples plan drops some of its planned copies (the cut), one above it repeats some (the
 pad), chosen at random within each class, with each class's part of the cut or pad in
 proportion to its planned count in the epoch, so that all readers together change each class
-in proportion to the plan (within one copy per reader). On one rank nothing is cut or padded
-and the epoch's per-class counts equal :meth:`~BalancedIterableDataset.target_counts` exactly.
-In mode 2 the length is ``epoch_length`` per rank, split evenly among workers; a reader that
-reaches the end of its shards starts them again.
+in proportion to the plan (within one copy per reader). With one reader nothing is cut or
+padded and the epoch's per-class counts equal :meth:`~BalancedIterableDataset.target_counts`
+exactly. In mode 2 the length is ``epoch_length`` per rank, split evenly among workers; a
+reader that reaches the end of its shards starts them again.
 """
 
 from __future__ import annotations
@@ -42,20 +51,32 @@ from typing import Any
 
 import numpy as np
 
-from torch_balance._apportion import apportion, describe
+from torch_balance._apportion import describe
 from torch_balance._epoch import check_epoch
 from torch_balance._rng import Stream, SubStream, generator
 from torch_balance._validation import Text, check_bool, check_int, fail
-from torch_balance.draws import WalkCache
+from torch_balance.labels.index import CountIndex
 from torch_balance.sharding import current_ranks, shard_length
 from torch_balance.strategies import Plan, Strategy, make_plan
 from torch_balance.streams._shell import StreamShell, refuse_feedback
 from torch_balance.streams.buffer import CopyBuffer
-from torch_balance.streams.copies import epoch_copies, fit_copies
+from torch_balance.streams.copies import epoch_copies, fit_copies, reader_copies
 from torch_balance.streams.manifest import Manifest
 from torch_balance.streams.online import Online, check_priors, class_ratios, class_targets
-from torch_balance.streams.readers import shard_order, slot_samples
-from torch_balance.streams.sources import Shards, Slot, as_source, label_reader, read_slot
+from torch_balance.streams.readers import (
+    ReaderPlan,
+    shard_order,
+    warn_shared_shards,
+    worker_quota,
+)
+from torch_balance.streams.sources import (
+    Shards,
+    Slot,
+    as_source,
+    label_reader,
+    read_slot,
+    reader_parts,
+)
 
 __all__ = ["BalancedIterableDataset"]
 
@@ -150,16 +171,18 @@ class BalancedIterableDataset(StreamShell):
                         "Leave it out, or drop the manifest for mode 2",
                     )
             self._check_shards(self.manifest)
+            # the plan reads class counts only: a CountIndex, never a label vector (a draw with
+            # replacement walks the classes, so it needs them grouped: the whole index)
             self.plan: Plan | None = make_plan(
-                self.manifest.index,
+                self.manifest.index if self.replacement else CountIndex(self.manifest.counts()),
                 strategy,
                 sampling_strategy=sampling_strategy,
                 num_samples=num_samples,
             )
             self.priors: dict[Any, int] | None = None
             self.epoch_length: int | None = None
-            self._walks = WalkCache()
             self._copies: tuple[int, np.ndarray] | None = None
+            self._reader: tuple[tuple[int, Slot], ReaderPlan] | None = None
         else:
             if num_samples is not None or replacement:
                 fail(
@@ -210,14 +233,19 @@ class BalancedIterableDataset(StreamShell):
         return class_targets(self.priors, self.strategy, self.sampling_strategy, epoch)
 
     def epoch_copies(self, epoch: int | None = None) -> np.ndarray:
-        """Mode 1: copies of each sample (manifest order) in the global epoch, before cut or pad."""
-        if self.plan is None:
+        """Mode 1: copies of each sample (manifest order) in the global epoch, before cut or
+        pad (of the whole collection: for inspection; a reader computes its own part only)."""
+        if self.plan is None or self.manifest is None:
             fail("epoch_copies", "a mode 1 stream (with a manifest)", Text("mode 2"))
         epoch = self.epoch if epoch is None else check_epoch(epoch)
         if self._copies is None or self._copies[0] != epoch:
-            copies = epoch_copies(
-                self.plan, self.seed, epoch, replacement=self.replacement, cache=self._walks
-            )
+            if self.replacement:
+                copies = epoch_copies(self.plan, self.seed, epoch, replacement=True)
+            else:
+                parts = [(s, 0, 1) for s in range(self.manifest.num_shards)]
+                targets = self.plan.targets(epoch)
+                found = reader_copies(self.manifest, parts, targets, self.seed, epoch)
+                copies = np.concatenate([c for _, c in found])
             self._copies = (epoch, copies)
         return self._copies[1]
 
@@ -262,7 +290,7 @@ class BalancedIterableDataset(StreamShell):
 
     def _emit(self, epoch: int, slot: Slot) -> Iterator[Any]:
         if self.manifest is not None and self.plan is not None:
-            return self._emit_planned(self.manifest, self.plan, epoch, slot)
+            return self._emit_planned(self.manifest, epoch, slot)
         if self.epoch_length is None and slot.num_replicas > 1:
             fail(
                 "epoch_length",
@@ -274,93 +302,104 @@ class BalancedIterableDataset(StreamShell):
 
     # ---- mode 1 ---------------------------------------------------------------------------
 
-    def _reader_plan(
-        self, manifest: Manifest, plan: Plan, epoch: int, slot: Slot
-    ) -> tuple[list[int], np.ndarray, int]:
-        """Mode 1: the shard order, the samples ``slot`` reads and its quota (its workers share
-        the rank's length in proportion to what their shards plan)."""
-        copies = self.epoch_copies(epoch)
+    def reader_plan(self, epoch: int, slot: Slot) -> ReaderPlan:
+        """Mode 1: what reader ``slot`` reads and emits in ``epoch`` (computed from its own
+        shards alone; the last one asked is kept)."""
+        if self.manifest is None or self.plan is None:
+            fail("reader_plan", "a mode 1 stream (with a manifest)", Text("mode 2"))
+        if self._reader is not None and self._reader[0] == (epoch, slot):
+            return self._reader[1]
+        manifest, plan = self.manifest, self.plan
         order = shard_order(manifest.num_shards, self.seed, epoch, shuffle=self.shuffle_shards)
-        read = [slot_samples(manifest.offsets, order, s) for s in slot.siblings()]
-        planned = [int(copies[ids].sum()) for ids in read]
-        length = shard_length(plan.length, slot.num_replicas, self.drop_last)
-        if sum(planned) == 0:
+        parts = reader_parts(order, slot)
+        warn_shared_shards(manifest.num_shards, slot)
+        if self.replacement:  # the sampler's draw, over the whole collection
+            every = self.epoch_copies(epoch)
+            found = []
+            for shard, start, step in parts:
+                at = slice(manifest.offsets[shard] + start, manifest.offsets[shard + 1], step)
+                found.append((np.asarray(manifest.codes[at], dtype=np.int64), every[at]))
+        else:
+            found = reader_copies(manifest, parts, plan.targets(epoch), self.seed, epoch)
+        codes = np.concatenate([c for c, _ in found]) if found else np.zeros(0, np.int64)
+        wanted = np.concatenate([w for _, w in found]) if found else np.zeros(0, np.int64)
+        quota = worker_quota(shard_length(plan.length, slot.num_replicas, self.drop_last), slot)
+        if codes.shape[0] == 0 and quota > 0:
             fail(
                 "manifest",
-                "planned samples in the shards of every rank",
-                Text(f"none for rank {slot.rank} of {slot.num_replicas}"),
-                "Write more shards than ranks, or use fewer ranks",
+                "samples in the shards of every reader",
+                Text(f"none for rank {slot.rank}, worker {slot.worker}"),
+                "Write at least as many shards as readers (ranks x DataLoader workers), or "
+                "use fewer",
             )
-        quotas = (
-            planned
-            if sum(planned) == length
-            else apportion(np.array(planned, dtype=np.float64), length).tolist()
-        )
-        return order, read[slot.worker], int(quotas[slot.worker])
+        if quota != int(wanted.sum()):  # the cut or the pad, in proportion to each class
+            g = generator(
+                self.seed, Stream.STREAM_BUFFER, epoch, slot.rank, slot.worker, SubStream.FIT
+            )
+            weights = plan.targets(epoch).astype(np.float64)
+            wanted = fit_copies(wanted, codes, quota, weights, g)
+        result = ReaderPlan(order, parts, codes, wanted, quota)
+        self._reader = ((epoch, slot), result)
+        return result
 
     def _online_quota(self, slot: Slot) -> int | None:
         """Mode 2: ``slot``'s share of ``epoch_length`` (None without one)."""
         if self.epoch_length is None:
             return None
-        workers = slot.num_workers
-        return self.epoch_length // workers + (slot.worker < self.epoch_length % workers)
+        return worker_quota(self.epoch_length, slot)
 
     def _pass_length(self, epoch: int, slot: Slot) -> int | None:
         if self.manifest is not None and self.plan is not None:
-            return self._reader_plan(self.manifest, self.plan, epoch, slot)[2]
+            return self.reader_plan(epoch, slot).quota
         return self._online_quota(slot)
 
-    def _emit_planned(
-        self, manifest: Manifest, plan: Plan, epoch: int, slot: Slot
-    ) -> Iterator[Any]:
-        order, mine, quota = self._reader_plan(manifest, plan, epoch, slot)
-        wanted = self.epoch_copies(epoch)[mine]
-        if quota != int(wanted.sum()):  # the cut or the pad, in proportion to each class
-            g = generator(
-                self.seed, Stream.STREAM_BUFFER, epoch, slot.rank, slot.worker, SubStream.FIT
-            )
-            codes = np.searchsorted(manifest.index.classes, manifest.labels[mine])
-            weights = plan.targets(epoch).astype(np.float64)
-            wanted = fit_copies(wanted, codes, quota, weights, g)
-        lookup = np.zeros(len(manifest), dtype=np.int64)
-        lookup[mine] = wanted
-        classes, codes = np.unique(manifest.labels[mine], return_inverse=True)
-        per_class = np.bincount(codes.reshape(-1), weights=wanted, minlength=classes.shape[0])
-        totals = dict(zip(classes.tolist(), per_class.astype(np.int64).tolist(), strict=True))
-        stream = self._planned_stream(manifest, epoch, slot, order, lookup, totals)
-        return itertools.islice(stream, quota)
+    def _emit_planned(self, manifest: Manifest, epoch: int, slot: Slot) -> Iterator[Any]:
+        reader = self.reader_plan(epoch, slot)
+        per_class = np.bincount(
+            reader.codes, weights=reader.copies, minlength=len(manifest.classes)
+        )
+        totals = {c: int(n) for c, n in enumerate(per_class.tolist()) if n}
+        stream = self._planned_stream(manifest, epoch, slot, reader, totals)
+        return itertools.islice(stream, reader.quota)
 
     def _planned_stream(
         self,
         manifest: Manifest,
         epoch: int,
         slot: Slot,
-        order: list[int],
-        lookup: np.ndarray,
-        totals: dict[Any, int],
+        reader: ReaderPlan,
+        totals: dict[int, int],
     ) -> Iterator[Any]:
-        offsets = manifest.offsets.tolist()
-        labels = manifest.labels
+        classes = manifest.classes
         check = self._label_fn is not None
         buffer = CopyBuffer(
             self.buffer_size,
             generator(self.seed, Stream.STREAM_BUFFER, epoch, slot.rank, slot.worker),
             totals,  # the reader's whole pass, known: every prefix follows its mix
         )
+        # where each part's samples begin in the reader's arrays
+        begins = {}
+        at = 0
+        for shard, start, step in reader.parts:
+            begins[shard] = (at, start, step)
+            at += len(range(start, int(manifest.sizes[shard]), step))
+        codes, copies = reader.codes.tolist(), reader.copies.tolist()
         read = emitted = 0
         stats = self._stats = {"read": 0, "emitted": 0}
         self._online = None
-        for shard, position, sample in read_slot(self.source, order, slot, manifest.sizes):
-            at = offsets[shard] + position
+        for shard, position, sample in read_slot(self.source, reader.order, slot, manifest.sizes):
+            base, start, step = begins[shard]
+            i = base + (position - start) // step
             read += 1
-            if check and self._read_label(sample) != labels[at]:
+            if check and self._read_label(sample) != classes[codes[i]]:
                 fail(
                     "manifest",
-                    f"label {labels[at]!r} for sample {position} of {manifest.names[shard]!r}",
+                    f"label {classes[codes[i]]!r} for sample {position} of "
+                    f"{manifest.names[shard]!r}",
                     self._read_label(sample),
                     "The manifest and the source disagree: rebuild the manifest",
                 )
-            for item in buffer.put(sample, int(lookup[at]), labels[at]):
+            for item in buffer.put(sample, copies[i], codes[i]):
                 emitted += 1
                 stats["read"], stats["emitted"] = read, emitted
                 yield item

@@ -10,6 +10,7 @@ dict, from a JSON index file, by scanning tar shards for their label members onl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,15 +20,60 @@ import numpy as np
 
 from torch_balance._validation import Text, check_int, fail
 from torch_balance.labels import LabelIndex, as_label_array
-from torch_balance.labels.index import fingerprint
 from torch_balance.labels.kinds import LabelProblem, scalar_label
-from torch_balance.streams.sources import as_source, expand_shards, label_reader, label_value
+from torch_balance.streams.patterns import expand_shards
+from torch_balance.streams.sources import as_source, label_reader, label_value
 from torch_balance.streams.tar import tar_samples
 
-__all__ = ["Manifest", "manifest_label"]
+__all__ = ["Manifest", "code_dtype", "manifest_label"]
 
 #: Default size limit of a label member read by :meth:`Manifest.scan_tar`, in bytes.
 MAX_LABEL_SIZE = 4096
+
+
+def code_dtype(num_classes: int) -> np.dtype[Any]:
+    """The smallest unsigned integer type that holds a class code: uint8 up to 256 classes,
+    uint16 up to 65,536, else uint32.
+
+    Example:
+        >>> code_dtype(20), code_dtype(1000), code_dtype(70_000)
+        (dtype('uint8'), dtype('uint16'), dtype('uint32'))
+    """
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if num_classes <= np.iinfo(dtype).max + 1:
+            return np.dtype(dtype)
+    fail("num_classes", "at most 2**32 classes", num_classes)
+
+
+def checkpoint_stride(num_shards: int, num_classes: int, num_samples: int, itemsize: int) -> int:
+    """Shards between two stored rows of per-class prefix counts: rows at most an eighth of
+    the codes' bytes (a reader adds the counts of fewer than this many shards to a row).
+
+    Example:
+        >>> checkpoint_stride(10_000, 1_000, 10**8, 2)
+        4
+    """
+    need = 64 * num_shards * num_classes
+    return max(1, -(-need // max(num_samples * itemsize, 1)))
+
+
+def class_checkpoints(
+    codes: np.ndarray, offsets: np.ndarray, num_classes: int, stride: int
+) -> np.ndarray:
+    """Row ``k``: the samples of each class in the shards before ``min(k * stride, S)``, for
+    ``k = 0 .. ceil(S / stride)`` (the last row: each class's count), ``int64``.
+
+    Example:
+        >>> class_checkpoints(np.array([0, 1, 1, 0]), np.array([0, 1, 3, 4]), 2, 2).tolist()
+        [[0, 0], [1, 2], [2, 2]]
+    """
+    num_shards = offsets.shape[0] - 1
+    bounds = [min(k * stride, num_shards) for k in range(-(-num_shards // stride) + 1)]
+    rows = np.zeros((len(bounds), num_classes), dtype=np.int64)
+    for k in range(1, len(bounds)):
+        part = codes[offsets[bounds[k - 1]] : offsets[bounds[k]]]
+        rows[k] = rows[k - 1] + np.bincount(part, minlength=num_classes)
+    return rows
 
 
 def manifest_label(value: Any, name: str, where: str = "") -> Any:
@@ -125,10 +171,33 @@ class Manifest:
             fail("shards", "distinct shard names", Text(f"{repeated[:3]} more than once"))
         if not values:
             fail("shards", "at least one sample", Text("shards without samples"))
+        labels = as_label_array(values, "shards")
+        classes, codes = np.unique(labels, return_inverse=True)
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self._set(names, offsets, classes, codes.reshape(-1).astype(code_dtype(len(classes))))
+
+    def _set(
+        self,
+        names: list[str],
+        offsets: np.ndarray,
+        classes: np.ndarray,
+        codes: np.ndarray,
+        checkpoints: np.ndarray | None = None,
+        stride: int | None = None,
+        digest: str | None = None,
+    ) -> None:
+        """Hold the parts (built here, or read from a binary file without copying)."""
         self.names = names
-        self.sizes = np.array(sizes, dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
-        self.labels = as_label_array(values, "shards")
+        self.offsets = offsets
+        self.sizes = np.diff(offsets)
+        self.classes = classes
+        self.codes = codes
+        if stride is None or checkpoints is None:
+            stride = checkpoint_stride(len(names), len(classes), len(codes), codes.itemsize)
+            checkpoints = class_checkpoints(codes, offsets, len(classes), stride)
+        self.stride = stride
+        self.checkpoints = checkpoints
+        self._digest = digest
         self._index: LabelIndex | None = None
 
     def __len__(self) -> int:
@@ -141,26 +210,62 @@ class Manifest:
         return len(self.names)
 
     @property
+    def labels(self) -> np.ndarray:
+        """Every sample's label, in manifest order (built on each call: ``len(self)`` values;
+        a reader uses :attr:`codes` and :meth:`class_prefix` instead)."""
+        return self.classes[self.codes]
+
+    @property
     def index(self) -> LabelIndex:
-        """The labels of the whole collection, indexed by class (built on first use)."""
+        """The labels of the whole collection, indexed by class (built on first use, in memory
+        that grows with the collection; the copy counts of a stream do not use it)."""
         if self._index is None:
             self._index = LabelIndex(self.labels)
         return self._index
 
+    def class_counts(self) -> np.ndarray:
+        """Samples of each class (in :attr:`classes` order), ``int64``."""
+        return np.asarray(self.checkpoints[-1], dtype=np.int64)
+
+    def class_prefix(self, shard: int) -> np.ndarray:
+        """Samples of each class in the shards before ``shard`` (manifest order): a stored row
+        plus the codes of fewer than :attr:`stride` shards.
+
+        Example:
+            >>> Manifest({"a": [0, 1, 1], "b": [0], "c": [1]}).class_prefix(2).tolist()
+            [2, 2]
+        """
+        k = shard // self.stride
+        row = np.array(self.checkpoints[k], dtype=np.int64)
+        part = self.codes[self.offsets[k * self.stride] : self.offsets[shard]]
+        return row + np.bincount(part, minlength=len(self.classes))
+
     def counts(self) -> dict[Any, int]:
         """``{class: number of samples}``, classes sorted."""
-        return self.index.count_dict()
+        return dict(zip(self.classes.tolist(), self.class_counts().tolist(), strict=True))
 
     def shard_labels(self) -> list[np.ndarray]:
         """The labels of each shard, in shard order."""
-        return [self.labels[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
+        return [
+            self.classes[self.codes[a:b]]
+            for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)
+        ]
 
     def fingerprint(self) -> str:
-        """A digest of the names, sizes and labels (a saved stream state is checked against it)."""
-        return f"{self.index.fingerprint()}:{fingerprint(self.names, self.sizes)}"
+        """A digest of the names, sizes, classes and labels (a saved stream state is checked
+        against it); a binary manifest stores it, so reading it costs nothing."""
+        if self._digest is None:
+            h = hashlib.blake2b(digest_size=16)
+            h.update(json.dumps([self.names, self.classes.tolist()]).encode())
+            h.update(np.ascontiguousarray(self.offsets, dtype=np.int64).tobytes())
+            step = 1 << 24
+            for a in range(0, len(self.codes), step):
+                h.update(np.ascontiguousarray(self.codes[a : a + step]).tobytes())
+            self._digest = h.hexdigest()
+        return self._digest
 
     def __repr__(self) -> str:
-        classes = self.index.num_classes
+        classes = len(self.classes)
         return f"Manifest({self.num_shards} shards, {len(self)} samples, {classes} classes)"
 
     def to_dict(self) -> dict[str, list[Any]]:

@@ -1,0 +1,125 @@
+"""Balanced streams at scale: each reader's copies from its own shards (with the global
+guarantees), every worker's pass the same length on every rank, no read amplification, and
+the binary manifest."""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.test_streams import memory_shards, run_slots
+from torch_balance import BalancedIterableDataset, Power, Progressive, make_plan
+from torch_balance.labels.index import CountIndex
+from torch_balance.streams import Manifest
+from torch_balance.streams.copies import reader_copies
+from torch_balance.streams.readers import shard_order
+from torch_balance.streams.sources import Slot, reader_parts
+
+
+def random_manifest(rng: np.random.Generator, samples: int, shards: int, classes: int) -> Any:
+    weights = 0.5 ** np.arange(classes)
+    labels = rng.choice(classes, size=samples, p=weights / weights.sum())
+    cuts = np.sort(rng.choice(np.arange(1, samples), size=shards - 1, replace=False))
+    parts = np.split(labels, cuts)
+    return labels, Manifest({f"s{i}": part for i, part in enumerate(parts)})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32),
+    samples=st.integers(40, 400),
+    shards=st.integers(2, 20),
+    classes=st.integers(2, 6),
+    world=st.integers(1, 4),
+    workers=st.integers(1, 3),
+    strategy=st.sampled_from(["over", "under", "sqrt", Power(0.3), Progressive(2)]),
+    epoch=st.integers(0, 5),
+)
+def test_readers_copies_give_the_plan_exactly(
+    seed: int,
+    samples: int,
+    shards: int,
+    classes: int,
+    world: int,
+    workers: int,
+    strategy: Any,
+    epoch: int,
+) -> None:
+    """Each reader computes its own samples' copies; together: every sample read once, each
+    class's copies its target exactly, each sample floor or ceil of its class's share."""
+    rng = np.random.default_rng(seed)
+    labels, manifest = random_manifest(rng, samples, shards, classes)
+    plan = make_plan(CountIndex(manifest.counts()), strategy)
+    targets = plan.targets(epoch)
+    order = shard_order(manifest.num_shards, seed, epoch)
+    copies = np.full(samples, -1)
+    for rank in range(world):
+        for worker in range(workers):
+            parts = reader_parts(order, Slot(rank, world, worker, workers))
+            found = reader_copies(manifest, parts, targets, seed, epoch)
+            for (shard, start, step), (codes, mine) in zip(parts, found, strict=True):
+                at = np.arange(manifest.offsets[shard] + start, manifest.offsets[shard + 1], step)
+                assert (copies[at] == -1).all()  # read by one reader only
+                assert (manifest.classes[codes] == labels[at]).all()
+                copies[at] = mine
+    assert (copies >= 0).all()
+    for c, (n, t) in enumerate(zip(manifest.class_counts(), targets, strict=True)):
+        mine = copies[labels == manifest.classes[c]]
+        assert int(mine.sum()) == int(t) and set(mine.tolist()) <= {t // n, -(-t // n)}
+
+
+def test_reader_copies_are_a_function_of_seed_and_epoch() -> None:
+    rng = np.random.default_rng(0)
+    _, manifest = random_manifest(rng, 500, 7, 4)
+    targets = make_plan(CountIndex(manifest.counts()), "over").targets(0)
+    parts = [(s, 0, 1) for s in range(7)]
+
+    def copies(seed: int, epoch: int) -> np.ndarray:
+        return np.concatenate([c for _, c in reader_copies(manifest, parts, targets, seed, epoch)])
+
+    assert np.array_equal(copies(1, 2), copies(1, 2))
+    assert not np.array_equal(copies(1, 2), copies(1, 3))
+    assert not np.array_equal(copies(1, 2), copies(2, 2))
+
+
+def test_every_worker_emits_the_same_count_on_every_rank() -> None:
+    """Per-rank totals equal, and worker w's pass has the same length on every rank, however
+    unequal the shards' planned copies (a reader state means the same on every rank)."""
+    labels = np.repeat([0, 1, 2, 3], [300, 90, 30, 7])
+    np.random.default_rng(3).shuffle(labels)
+    source, manifest = memory_shards(labels, 9)
+    for epoch in range(3):
+
+        def make(epoch: int = epoch, **kw: Any) -> BalancedIterableDataset:
+            stream = BalancedIterableDataset(source, "sqrt", manifest=manifest, **kw)
+            stream.set_epoch(epoch)
+            return stream
+
+        parts = run_slots(make, 3, 2)
+        length = len(make(num_replicas=3, rank=0))
+        for worker in range(2):
+            assert len({len(parts[r, worker]) for r in range(3)}) == 1
+        assert [len(parts[r, 0]) + len(parts[r, 1]) for r in range(3)] == [length] * 3
+        plan = make().target_counts()
+        counts = Counter(y for part in parts.values() for _, y in part)
+        scale = 3 * length / sum(plan.values())
+        # the cut and the pad in proportion to the plan, within one copy per reader
+        assert all(abs(counts[c] - scale * n) <= 6 for c, n in plan.items()), counts
+
+
+def test_fewer_shards_than_readers_warns_with_the_shard_count() -> None:
+    labels = np.repeat([0, 1], [60, 20])
+    source, manifest = memory_shards(labels, 3)
+    stream = BalancedIterableDataset(source, "over", manifest=manifest, num_replicas=4, rank=1)
+    with pytest.warns(UserWarning, match="3 shards for 4 readers.*at least 4 shards"):
+        list(stream)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        source, manifest = memory_shards(labels, 4)
+        list(BalancedIterableDataset(source, "over", manifest=manifest, num_replicas=4, rank=1))
