@@ -123,3 +123,72 @@ def test_fewer_shards_than_readers_warns_with_the_shard_count() -> None:
         warnings.simplefilter("error")
         source, manifest = memory_shards(labels, 4)
         list(BalancedIterableDataset(source, "over", manifest=manifest, num_replicas=4, rank=1))
+
+
+def two_rank_stream(rank: int, **kw: Any) -> BalancedIterableDataset:
+    labels = np.repeat([0, 1, 2], [70, 20, 7])
+    np.random.default_rng(5).shuffle(labels)
+    source, manifest = memory_shards(labels, 8)
+    return BalancedIterableDataset(
+        source, "over", manifest=manifest, num_replicas=2, rank=rank, buffer_size=9, seed=2, **kw
+    )
+
+
+def test_a_state_from_another_rank_continues_this_ranks_pass() -> None:
+    """2 -> 2 ranks, one reader each: rank 0's state at any point of an epoch, and at its
+    end, loads on rank 1 and gives what rank 1's own run gives next."""
+    full = {rank: [i for i, _ in two_rank_stream(rank)] for rank in range(2)}
+    assert len(full[0]) == len(full[1])
+    for stop in (0, 1, 17, len(full[0]) - 1, len(full[0])):
+        saved = two_rank_stream(0)
+        it = iter(saved)
+        for _ in range(stop):
+            next(it)
+        state = saved.state_dict()
+        resumed = two_rank_stream(1)
+        resumed.set_epoch(0)
+        resumed.load_state_dict(state)
+        assert [i for i, _ in resumed] == full[1][stop:], stop
+    # at the end without set_epoch: the next epoch, as a sampler's state does
+    resumed = two_rank_stream(1)
+    resumed.load_state_dict({**state})
+    assert resumed.epoch == 1
+    with pytest.raises(ValueError, match=r"state_dict\['num_replicas'\]: expected 2"):
+        resumed.load_state_dict({**state, "num_replicas": 3})
+    with pytest.raises(ValueError, match=r"state_dict\['worker'\]: expected 0"):
+        resumed.load_state_dict({**state, "worker": 1})
+
+
+def test_stateful_dataloader_state_of_rank_0_resumes_rank_1() -> None:
+    """2 workers per rank: rank 0's StatefulDataLoader state (what Lightning saves) resumes
+    rank 1's loader exactly, mid-epoch and at the epoch's end."""
+    sdl = pytest.importorskip("torchdata.stateful_dataloader")
+
+    def loader(rank: int, epoch: int | None = None) -> Any:
+        stream = two_rank_stream(rank)
+        if epoch is not None:
+            stream.set_epoch(epoch)
+        return sdl.StatefulDataLoader(stream, batch_size=4, num_workers=2, collate_fn=lambda b: b)
+
+    def keys(batches: Any) -> list[list[int]]:
+        return [[i for i, _ in batch] for batch in batches]
+
+    whole = keys(loader(1))
+    assert len(whole) == len(list(loader(0)))
+    for stop in (3, 11, len(whole)):
+        first = loader(0)
+        it = iter(first)
+        for _ in range(stop):
+            next(it)
+        state = first.state_dict()
+        second = loader(1)
+        second.load_state_dict(state)
+        if stop < len(whole):
+            assert keys(second) == whole[stop:], stop
+        else:  # the epoch's end: the next epoch, or after set_epoch(0) the rest of 0
+            # (torchdata resumes its round-robin after the worker that yielded last, so the
+            # next epoch's batches come in another order of workers: the same batches)
+            assert sorted(keys(second)) == sorted(keys(loader(1, epoch=1)))
+            second = loader(1, epoch=0)
+            second.load_state_dict(state)
+            assert keys(second) == []

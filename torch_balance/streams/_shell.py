@@ -13,7 +13,9 @@ writes ``_emit(epoch, slot)``, the samples of one reader's whole pass, and this 
   counts its global position). Resuming replays the pass and drops what was emitted already:
   the samples are read again (the data is never part of a checkpoint), so a resumed pass
   emits exactly what the interrupted one would have emitted next. ``StatefulDataLoader``
-  keeps one state per worker and hands each worker its own. A state past the pass's end is
+  keeps one state per worker and hands each worker its own; worker ``w`` emits as many
+  samples on every rank, so a state saved on one rank loads on every rank of the same world
+  (Lightning saves rank 0's) and continues that rank's pass. A state past the pass's end is
   refused; one saved at the end of epoch ``e`` continues with ``e + 1`` (after
   ``set_epoch(e)``: the rest of ``e``, nothing), as a sampler's does. States saved before
   positions (a count named ``emitted``) still load;
@@ -159,8 +161,9 @@ class StreamShell(IterableDataset):
         return _OPEN_ENDED if length is None else length * slot.num_replicas
 
     def _sync(self) -> None:
-        """Bring the state to the shared epoch, where ``set_epoch`` was called on another
-        process's copy of the stream (the main process's, for a DataLoader worker)."""
+        """Begin at the shared epoch: ``set_epoch`` may have been called on another process's
+        copy of the stream (the main process's, for a DataLoader worker), and a pass is never
+        moved on to the next epoch by itself (workers could not agree when)."""
         epoch = self._epoch.get()
         if self._state.epoch != epoch:
             self._state.set_epoch(epoch)
@@ -238,9 +241,10 @@ class StreamShell(IterableDataset):
 
     def _saved(self, slot: Slot) -> dict[str, Any]:
         """Everything a saved state must agree on: the readers and :meth:`_settings`."""
+        # not the rank: worker w emits as many samples on every rank, so a reader's position
+        # is the same on every rank of the world (Lightning saves rank 0's loader state only)
         return {
             "fingerprint": None,  # the data's, where it has one, is among the settings
-            "rank": slot.rank,
             "num_workers": slot.num_workers,
             "worker": slot.worker,
             **self._settings(),
@@ -252,7 +256,6 @@ class StreamShell(IterableDataset):
         Taken in a DataLoader worker (``StatefulDataLoader`` does), it is that worker's.
         """
         slot = self.slot()
-        self._sync()
         return self._state.state_dict(lambda _: self._saved(slot), slot.num_replicas)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -261,11 +264,11 @@ class StreamShell(IterableDataset):
         Raises:
             TypeError: If ``state_dict`` is not a dict.
             ValueError: If it was saved by another kind of stream, with another seed, for
-                other data or plan, by another reader (rank, worker, their numbers), or
-                past the end of the pass.
+                other data or plan, by another worker, with other numbers of ranks or
+                workers, or past the end of the pass. A state saved on another rank of the
+                same world loads: it continues this rank's pass from the same position.
         """
         slot = self.slot()
-        self._sync()
         world = state_dict.get(Key.WORLD) if isinstance(state_dict, dict) else None
         if isinstance(state_dict, dict) and world != slot.num_replicas:
             fail(
