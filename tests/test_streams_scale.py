@@ -192,3 +192,105 @@ def test_stateful_dataloader_state_of_rank_0_resumes_rank_1() -> None:
             second = loader(1, epoch=0)
             second.load_state_dict(state)
             assert keys(second) == []
+
+
+def tar_shards(folder: Any, labels: np.ndarray, num_shards: int) -> str:
+    from tests.test_streams import write_shards
+
+    return write_shards(folder, labels, num_shards)
+
+
+@pytest.mark.parametrize(("num_shards", "world", "workers"), [(2, 2, 2), (3, 4, 1), (8, 2, 2)])
+def test_no_read_amplification_counting_decodes(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, num_shards: int, world: int, workers: int
+) -> None:
+    """Every sample is read (its members' data read from the tar file) by one reader only,
+    however few shards: readers that share a shard seek past the samples they do not keep.
+    A source that cannot skip reads at most ceil(readers / shards) times the data."""
+    from torch_balance.streams import tar
+
+    labels = np.repeat([0, 1, 2], [50, 14, 6])
+    np.random.default_rng(2).shuffle(labels)
+    pattern = tar_shards(tmp_path, labels, num_shards)
+    manifest = Manifest.scan_tar(pattern)
+    decoded: Counter[str] = Counter()
+    members = tar.tar_members
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        for name, data in members(*args, **kw):
+            if data is not None and name.endswith(".npy"):
+                decoded[name] += 1
+            yield name, data
+
+    monkeypatch.setattr(tar, "tar_members", counting)
+
+    def make(**kw: Any) -> BalancedIterableDataset:
+        return BalancedIterableDataset(pattern, "over", manifest=manifest, **kw)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parts = run_slots(make, world, workers)
+    assert sum(decoded.values()) == len(labels) and set(decoded.values()) == {1}
+    kept = [s["__key__"] for part in parts.values() for s in part]
+    assert len(kept) == world * len(make(num_replicas=world, rank=0))
+
+    # a source that cannot skip: every sample of a shared shard read by each of its readers
+    reads: Counter[int] = Counter()
+    source, manifest = memory_shards(labels, num_shards)
+    opened = source.open
+
+    def open_counting(shard: int) -> Any:
+        for sample in opened(shard):
+            reads[sample[0]] += 1
+            yield sample
+
+    source.open = open_counting  # type: ignore[method-assign]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_slots(
+            lambda **kw: BalancedIterableDataset(source, "over", manifest=manifest, **kw),
+            world,
+            workers,
+        )
+    readers = world * workers
+    assert max(reads.values()) <= -(-readers // num_shards)
+    assert sum(reads.values()) <= -(-readers // num_shards) * len(labels)
+    if num_shards >= readers:
+        assert set(reads.values()) == {1}
+
+
+def test_tar_reader_skips_samples_unread(tmp_path: Any) -> None:
+    from torch_balance.streams.tar import tar_samples
+
+    labels = np.arange(10) % 3
+    tar_shards(tmp_path, labels, 1)
+    pattern = str(tmp_path / "train-000.tar")
+    every = [s["__key__"] for s in tar_samples(pattern)]
+    for start, step in [(0, 1), (1, 3), (2, 4), (9, 5), (12, 2)]:
+        part = list(tar_samples(pattern, every=(start, step)))
+        assert [s["__key__"] for s in part] == every[start::step]
+        assert all("npy" in s and "cls" in s for s in part)
+    with pytest.raises(ValueError, match=r"every\[1\]: expected an integer >= 1"):
+        list(tar_samples(pattern, every=(0, 0)))
+
+
+def test_webdataset_readers_that_share_a_shard_decode_their_own_samples(tmp_path: Any) -> None:
+    wds = pytest.importorskip("webdataset")
+    labels = np.repeat([0, 1], [30, 10])
+    pattern = tar_shards(tmp_path, labels, 2)
+    manifest = Manifest.scan_tar(pattern)
+    decoded: list[str] = []
+
+    def decode(sample: dict[str, Any]) -> dict[str, Any]:
+        decoded.append(sample["__key__"])
+        return sample
+
+    def make(**kw: Any) -> BalancedIterableDataset:
+        source = wds.WebDataset(pattern, shardshuffle=False).map(decode)
+        return BalancedIterableDataset(source, "over", manifest=manifest, **kw)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parts = run_slots(make, 2, 2)
+    assert sorted(decoded) == sorted(f"k{i:05d}" for i in range(len(labels)))
+    assert sum(len(p) for p in parts.values()) == 2 * len(make(num_replicas=2, rank=0))

@@ -194,6 +194,21 @@ class _WebDatasetShards(Shards):
             source = self._pipeline.invoke(stage, source)
         return iter(source)
 
+    def open_part(self, shard: int, start: int, step: int) -> Iterator[tuple[int, Any]]:
+        """As :meth:`Shards.open_part`; the samples not kept leave right after webdataset
+        groups them (``group_by_keys``), before any later stage (``.decode()``) sees them."""
+        names = [getattr(getattr(s, "f", s), "__name__", None) for s in self._stages]
+        if (start, step) == (0, 1) or "group_by_keys" not in names:
+            return super().open_part(shard, start, step)
+        at = names.index("group_by_keys") + 1
+        source: Any = iter([{"url": self.names[shard]}])
+        for stage in self._stages[:at]:
+            source = self._pipeline.invoke(stage, source)
+        source = itertools.islice(source, start, None, step)
+        for stage in self._stages[at:]:
+            source = self._pipeline.invoke(stage, source)
+        return zip(itertools.count(start, step), source, strict=False)
+
 
 class _HuggingFaceShards(Shards):
     named = False
