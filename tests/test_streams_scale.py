@@ -4,6 +4,7 @@ the binary manifest."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections import Counter
 from typing import Any
@@ -294,3 +295,89 @@ def test_webdataset_readers_that_share_a_shard_decode_their_own_samples(tmp_path
         parts = run_slots(make, 2, 2)
     assert sorted(decoded) == sorted(f"k{i:05d}" for i in range(len(labels)))
     assert sum(len(p) for p in parts.values()) == 2 * len(make(num_replicas=2, rank=0))
+
+
+# ---- the binary manifest and the scan -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("classes", "dtype"), [(3, "uint8"), (300, "uint16"), (70_000, "uint32")])
+def test_binary_manifest_round_trip(tmp_path: Any, classes: int, dtype: str) -> None:
+    rng = np.random.default_rng(classes)
+    labels = np.concatenate([np.arange(classes), rng.integers(0, classes, size=2000)]) * 3 - 5
+    rng.shuffle(labels)
+    parts = np.array_split(labels, 9)
+    manifest = Manifest({f"s-{i}.tar": p for i, p in enumerate(parts)})
+    manifest.save(tmp_path / "m.tbm")
+    manifest.save(tmp_path / "m.json")
+    manifest.save(tmp_path / "m.bin", format="binary")
+    loaded = Manifest.from_file(tmp_path / "m.tbm")
+    assert isinstance(loaded.codes, np.memmap) and loaded.codes.dtype == np.dtype(dtype)
+    size = (tmp_path / "m.tbm").stat().st_size
+    assert size < len(labels) * loaded.codes.itemsize + 10 * 8 * classes + 4096
+    for other in (loaded, Manifest.from_file(tmp_path / "m.json")):
+        assert other.names == manifest.names and other.counts() == manifest.counts()
+        assert other.fingerprint() == manifest.fingerprint()
+        assert np.array_equal(other.labels, manifest.labels)
+        for shard in range(manifest.num_shards + 1):
+            assert np.array_equal(other.class_prefix(shard), manifest.class_prefix(shard))
+    assert Manifest.from_file(tmp_path / "m.bin").fingerprint() == manifest.fingerprint()
+
+
+def test_streams_over_a_binary_manifest_are_the_same(tmp_path: Any) -> None:
+    labels = np.repeat(["cat", "dog", "eel"], [60, 25, 8])
+    np.random.default_rng(4).shuffle(labels)
+    source, manifest = memory_shards(labels, 5)
+    manifest.save(tmp_path / "m.tbm")
+    binary = Manifest.from_file(tmp_path / "m.tbm")
+
+    def run(m: Manifest) -> list[Any]:
+        return list(BalancedIterableDataset(source, "sqrt", manifest=m, seed=9))
+
+    assert run(binary) == run(manifest)
+    stream = BalancedIterableDataset(source, "sqrt", manifest=manifest, seed=9)
+    it = iter(stream)
+    next(it)
+    again = BalancedIterableDataset(source, "sqrt", manifest=str(tmp_path / "m.tbm"), seed=9)
+    again.load_state_dict(stream.state_dict())  # the same data: the same fingerprint
+
+
+def test_scan_tar_in_threads_and_resumed_from_its_journal(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torch_balance.streams import scan
+
+    labels = np.arange(120) % 4
+    pattern = tar_shards(tmp_path, labels, 6)
+    whole = Manifest.scan_tar(pattern, workers=1)
+    assert Manifest.scan_tar(pattern, workers=4).to_dict() == whole.to_dict()
+    # interrupted: shard 3 fails; the journal keeps the shards finished before it
+    journal = tmp_path / "scan.journal"
+    original = scan._scan_one
+    calls: list[str] = []
+
+    def failing(path: str, *args: Any) -> Any:
+        calls.append(path)
+        if path.endswith("003.tar"):
+            raise ValueError("paths: expected a readable shard, got a broken one")
+        return original(path, *args)
+
+    monkeypatch.setattr(scan, "_scan_one", failing)
+    with pytest.raises(ValueError, match="broken one"):
+        Manifest.scan_tar(pattern, workers=1, journal=journal)
+    finished = [json.loads(line)["url"] for line in journal.read_text().splitlines()]
+    assert {whole.names[0], whole.names[1], whole.names[2]} <= set(finished)
+    assert whole.names[3] not in finished
+    with journal.open("a") as stream:
+        stream.write('{"url": "cut off')  # a line the interruption cut
+    calls.clear()
+    monkeypatch.setattr(
+        scan, "_scan_one", lambda path, *a: calls.append(path) or original(path, *a)
+    )
+    out = tmp_path / "labels.tbm"
+    resumed = Manifest.scan_tar(pattern, workers=2, journal=journal, save=out)
+    assert sorted(calls) == sorted(set(whole.names) - set(finished))  # only those it lacked
+    assert resumed.to_dict() == whole.to_dict() and not journal.exists()
+    assert Manifest.from_file(out).fingerprint() == whole.fingerprint()
+    journal.write_text('{"url": "other.tar", "labels": [1]}\n')
+    with pytest.raises(ValueError, match="journal: expected a journal of a scan of these shards"):
+        Manifest.scan_tar(pattern, journal=journal)

@@ -192,9 +192,7 @@ def reader_copies(
     counts = manifest.class_counts()
     out = []
     for shard, start, step in parts:
-        codes = np.asarray(
-            manifest.codes[manifest.offsets[shard] : manifest.offsets[shard + 1]], dtype=np.int64
-        )
+        codes = manifest.shard_codes(shard)
         index = within_class_index(codes, manifest.class_prefix(shard))[start::step]
         mine = codes[start::step]
         out.append((mine, keyed_copies(mine, index, counts, targets, seed, epoch)))
