@@ -381,3 +381,17 @@ def test_scan_tar_in_threads_and_resumed_from_its_journal(
     journal.write_text('{"url": "other.tar", "labels": [1]}\n')
     with pytest.raises(ValueError, match="journal: expected a journal of a scan of these shards"):
         Manifest.scan_tar(pattern, journal=journal)
+
+
+def test_a_memory_mapped_manifest_pickles_as_its_path(tmp_path: Any) -> None:
+    import pickle
+
+    manifest = Manifest({f"s{i}": [i % 3] * 50 for i in range(8)})
+    manifest.save(tmp_path / "m.tbm")
+    mapped = Manifest.from_file(tmp_path / "m.tbm")
+    data = pickle.dumps(mapped)
+    assert len(data) < 2000  # not the codes
+    again = pickle.loads(data)
+    assert isinstance(again.codes, np.memmap) and again.fingerprint() == manifest.fingerprint()
+    assert np.array_equal(again.class_prefix(5), manifest.class_prefix(5))
+    assert pickle.loads(pickle.dumps(manifest)).counts() == manifest.counts()  # in memory

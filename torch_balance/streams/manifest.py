@@ -138,6 +138,23 @@ class Manifest:
         self.checkpoints = checkpoints
         self._digest = digest
         self._index: LabelIndex | None = None
+        self._path: str | None = getattr(self, "_path", None)  # a memory-mapped file's
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a memory-mapped manifest travels as its path (a spawned DataLoader worker maps the
+        # file again, sharing its pages), never as a copy of its codes
+        state = self.__dict__.copy()
+        state["_index"] = None
+        if state.get("_path") is not None:
+            for key in ("codes", "checkpoints"):
+                state.pop(key)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if state.get("_path") is not None:
+            found = read_manifest_file(state["_path"])
+            self.codes, self.checkpoints = found["codes"], found["checkpoints"]
 
     def __len__(self) -> int:
         """The number of samples over all shards."""
@@ -287,6 +304,7 @@ class Manifest:
             if classes.shape[0] > 1 and not (classes[1:] > classes[:-1]).all():
                 fail("path", "a binary manifest with sorted classes", str(path))
             manifest = cls.__new__(cls)
+            manifest._path = os.fspath(path)
             manifest._set(
                 list(found["names"]),
                 found["offsets"],
