@@ -58,14 +58,15 @@ def code_dtype(num_classes: int) -> np.dtype[Any]:
 
 
 def checkpoint_stride(num_shards: int, num_classes: int, num_samples: int, itemsize: int) -> int:
-    """Shards between two stored rows of per-class prefix counts: rows at most an eighth of
-    the codes' bytes (a reader adds the counts of fewer than this many shards to a row).
+    """Shards between two stored rows of per-class prefix counts: the rows take at most a
+    64th of the codes' bytes (a reader adds the codes of fewer than this many shards to a
+    row: a small multiple of the per-class table's own size).
 
     Example:
         >>> checkpoint_stride(10_000, 1_000, 10**8, 2)
-        4
+        26
     """
-    need = 64 * num_shards * num_classes
+    need = 512 * num_shards * num_classes
     return max(1, -(-need // max(num_samples * itemsize, 1)))
 
 
