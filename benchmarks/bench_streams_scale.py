@@ -176,6 +176,9 @@ def main() -> None:
         start = time.perf_counter()
         write_manifest(paths[size], size, shards, classes, seed=1)
         print(f"manifest of {size:,}: written in {time.perf_counter() - start:.1f} s (cached)")
+    # N / 10 in shards of the same size, for a tenth of the ranks: the reader's own data the same
+    same_size = cache / f"m-{n // 10}-{shards // 10}-{classes}.tbm"
+    write_manifest(same_size, n // 10, shards // 10, classes, seed=1)
 
     print("\n## Manifest.from_file")
     for size, path in paths.items():
@@ -198,8 +201,17 @@ def main() -> None:
         )
     small, big = results[n // 10], results[n]
     print(
-        f"N={n:,} over N={n // 10:,}: time x{big['seconds'] / small['seconds']:.2f}, "
-        f"peak memory x{big['peak'] / small['peak']:.2f} (the data x10)"
+        f"N={n:,} over N={n // 10:,}, both in {shards:,} shards: "
+        f"time x{big['seconds'] / small['seconds']:.2f}, "
+        f"peak memory x{big['peak'] / small['peak']:.2f} (the reader's own samples x10)"
+    )
+    weak = one_reader(same_size, max(1, world // 10), workers)
+    print(
+        f"N={n // 10:,} in {shards // 10:,} shards, {max(1, world // 10):,} ranks: "
+        f"{weak['seconds'] * 1000:.1f} ms, peak {weak['peak']:.2f} MiB, reads "
+        f"{weak['samples']:,.0f}; N={n:,} over it (shards of the same size, the reader's own "
+        f"samples about the same): time x{big['seconds'] / weak['seconds']:.2f}, "
+        f"peak memory x{big['peak'] / weak['peak']:.2f}"
     )
 
     print("\n## data read per epoch (samples read over N; most readers opening a shard)")
@@ -214,7 +226,9 @@ def main() -> None:
 
     if args.check:
         print("\n## exactness over every reader (N's manifest)")
-        (exact, equal, total), seconds, _, _ = measured(lambda: check_all(paths[n], world, workers))
+        start = time.perf_counter()
+        exact, equal, total = check_all(paths[n], world, workers)
+        seconds = time.perf_counter() - start
         print(
             f"per-class copies over all readers equal the plan: {exact} ({total:,} copies); "
             f"rank totals equal: {equal}; {seconds:.1f} s"
