@@ -292,7 +292,13 @@ def tar_samples(
     step = int(check_int("every[1]", step, minimum=1))
     at: list[Any] = [-1, None]  # the position and key of the sample the last member is of
 
-    def wanted(name: str) -> bool:
+    def wanted_field(name: str) -> bool:
+        if fields is None:
+            return True
+        match = _KEY_EXT.match(name)
+        return match is not None and match.group(2).lower() in fields
+
+    def wanted_position(name: str) -> bool:  # a member of a sample this call yields
         match = _KEY_EXT.match(name)
         base = os.path.basename(name)
         if match is None or (base.startswith("__") and base.endswith("__")):
@@ -302,6 +308,8 @@ def tar_samples(
         if at[0] < start or (at[0] - start) % step:
             return False
         return fields is None or match.group(2).lower() in fields
+
+    wanted = wanted_field if every is None else wanted_position
 
     def kept(position: int) -> bool:
         return position >= start and (position - start) % step == 0
@@ -321,11 +329,11 @@ def tar_samples(
                 continue
             key, ext = match.group(1), match.group(2).lower()
             if sample is None or sample["__key__"] != key:
-                if sample is not None and kept(position):
+                if sample is not None and (every is None or kept(position)):
                     yield sample
                 position += 1
                 sample = {"__key__": key, "__url__": path}
             if data is not None:
                 sample[ext] = data
-    if sample is not None and kept(position):
+    if sample is not None and (every is None or kept(position)):
         yield sample
