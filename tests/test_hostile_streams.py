@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import itertools
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -352,3 +353,48 @@ def test_numeric_flags_are_checked_by_argparse(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"argument {flag}: expected" in err and "Traceback" not in err
+
+
+# ---- the binary manifest ----------------------------------------------------------------------
+
+
+def _binary(tmp_path: Path) -> Path:
+    path = tmp_path / "m.tbm"
+    Manifest({"a.tar": [0, 1, 1, 2], "b.tar": [2, 0]}).save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda b: b[: len(b) // 2], "no magic at its end"),
+        (lambda b: b[:30], "too short for a binary manifest"),
+        (lambda b: b"TBMANIF9" + b[8:], "a JSON index file"),  # another magic: not binary
+        (
+            lambda b: b.replace(b'"dtype": "uint8"', b'"dtype":"uint16"'),
+            "dtype 'uint16' for 3 classes",
+        ),
+        (lambda b: b.replace(b'"uint8"', b'"int64"'), "dtype 'int64'"),
+        (lambda b: b.replace(b'"version": 1', b'"version": 7'), "version 7"),
+        (lambda b: b.replace(b'"num_samples": 6', b'"num_samples": 9'), "past the end|add up"),
+    ],
+)
+def test_binary_manifest_refuses_damage(
+    tmp_path: Path, damage: Callable[[bytes], bytes], match: str
+) -> None:
+    path = _binary(tmp_path)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ValueError, match=rf"path: expected .*({match})"):
+        Manifest.from_file(path)
+
+
+def test_binary_manifest_refuses_codes_beyond_its_classes(tmp_path: Path) -> None:
+    path = _binary(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[64 + 2] = 9  # sample 2's code: no such class
+    path.write_bytes(bytes(data))
+    manifest = Manifest.from_file(path)  # opening reads no codes
+    with pytest.raises(ValueError, match="manifest: expected class codes below its 3 classes"):
+        manifest.shard_codes(0)
+    with pytest.raises(ValueError, match="format: expected 'json' or 'binary'"):
+        manifest.save(tmp_path / "x", format="npz")

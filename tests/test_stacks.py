@@ -405,10 +405,12 @@ def _check_stream(ranks: list[dict[str, Any]], seed: int, padding: int, slack: i
 @pytest.mark.parametrize(
     ("scenario", "seed", "slack"),
     [
+        # with 2 workers each emits half the epoch (the same share on every rank), cutting or
+        # padding what its shards plan: up to 5 of 148 in these epochs
         ("accelerate-stream-dispatch", 16, 0),
-        ("accelerate-stream-dispatch-workers", 17, 4),
+        ("accelerate-stream-dispatch-workers", 17, 8),
         ("accelerate-stream-shards", 18, 0),
-        ("accelerate-stream-shards-workers", 19, 4),
+        ("accelerate-stream-shards-workers", 19, 8),
     ],
 )
 def test_accelerate_balanced_stream(
@@ -515,13 +517,14 @@ def lightning_resumes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
     return _launch([sys.executable, str(STACKS / "lightning_resume.py")], out)
 
 
-@pytest.mark.parametrize("scenario", ["stateful", "stateful-batches", "plain"])
+@pytest.mark.parametrize("scenario", ["stateful", "stateful-batches", "plain", "stateful-stream"])
 def test_lightning_resumes_exactly_on_two_ranks(
     lightning_resumes: dict[str, Any], scenario: str
 ) -> None:
     """fit(ckpt_path=...) from a checkpoint in the middle of epoch 1 and from the end of
-    epoch 0: a StatefulDataLoader (rank 0's loader state loads on rank 1) with a sampler or a
-    batch sampler, and a plain DataLoader with SetEpochCallback (whose state holds the
+    epoch 0: a StatefulDataLoader (rank 0's loader state loads on rank 1) with a sampler, a
+    batch sampler or a balanced stream over 2 workers (each worker's state loads on the same
+    worker of rank 1), and a plain DataLoader with SetEpochCallback (whose state holds the
     sampler's position)."""
     ranks = [
         dict(zip(lightning_resumes, values, strict=True))

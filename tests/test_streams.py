@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
@@ -36,7 +36,7 @@ from torch_balance import (
 )
 from torch_balance.streams import Shards, expand_shards
 from torch_balance.streams import sources as sources_module
-from torch_balance.streams.balanced import CopyBuffer
+from torch_balance.streams.buffer import CopyBuffer
 
 wds = pytest.importorskip("webdataset")
 
@@ -183,8 +183,20 @@ def test_scan_tar_refuses_a_sample_without_label(tmp_path: Path) -> None:
 # ---- mode 1: the exact plan -----------------------------------------------------------------
 
 
+def floor_or_ceil(copies: np.ndarray, labels: np.ndarray, targets: dict[Any, int]) -> bool:
+    """Whether each sample has floor or ceil of its class's share, and each class its target."""
+    for c, t in targets.items():
+        mine = copies[labels == c]
+        n = mine.shape[0]
+        if int(mine.sum()) != t or not set(mine.tolist()) <= {t // n, -(-t // n)}:
+            return False
+    return True
+
+
 @pytest.mark.parametrize("strategy", ["over", "under", "sqrt"])
-def test_mode1_webdataset_epoch_is_the_samplers(shards: str, strategy: str) -> None:
+def test_mode1_webdataset_epoch_is_exact(shards: str, strategy: str) -> None:
+    """One reader: the plan's per-class counts exactly, each sample floor or ceil of its
+    class's share (the epochs differ from BalancedSampler's, the plan is the same)."""
     manifest = Manifest.scan_tar(shards)
     stream = BalancedIterableDataset(
         pipeline(shards), strategy, manifest=manifest, label_fn=lambda s: s[2], seed=3
@@ -193,7 +205,9 @@ def test_mode1_webdataset_epoch_is_the_samplers(shards: str, strategy: str) -> N
     sampler = BalancedSampler(shard_labels(), strategy, seed=3)
     assert len(out) == len(stream) == len(sampler)
     assert Counter(int(s[2]) for s in out) == stream.target_counts() == sampler.target_counts()
-    assert Counter(map(sample_id, out)) == Counter(sampler.epoch_indices(0).tolist())
+    copies = np.bincount([sample_id(s) for s in out], minlength=len(manifest))
+    assert floor_or_ceil(copies, shard_labels(), stream.target_counts())
+    assert np.array_equal(copies, stream.epoch_copies(0))
     assert all(int(s[1][0, 0]) == sample_id(s) for s in out)  # the image is the sample's own
 
 
@@ -205,24 +219,37 @@ def test_mode1_webdataset_epoch_is_the_samplers(shards: str, strategy: str) -> N
     workers=st.integers(1, 3),
     epoch=st.integers(0, 3),
 )
-def test_mode1_equals_the_map_style_plan(
+def test_mode1_keeps_the_map_style_plan(
     labels: np.ndarray, strategy: Any, num_shards: int, workers: int, epoch: int
 ) -> None:
-    """On one rank, any workers and shards: per-sample copies and per-class counts of the
-    epoch are exactly BalancedSampler's."""
+    """On one rank, any workers and shards: the epoch's copies give each class exactly
+    BalancedSampler's target and each sample floor or ceil of its class's share; one reader
+    emits them exactly, several cut and pad to equal lengths."""
     source, manifest = memory_shards(labels, num_shards)
+    assume(int(manifest.sizes.min()) >= workers)  # readers that share a shard get samples
 
     def make(**kw: Any) -> BalancedIterableDataset:
         stream = BalancedIterableDataset(source, strategy, manifest=manifest, buffer_size=7, **kw)
         stream.set_epoch(epoch)
         return stream
 
-    out = [s for part in run_slots(make, 1, workers).values() for s in part]
     sampler = BalancedSampler(labels, strategy)
-    assert Counter(i for i, _ in out) == Counter(sampler.epoch_indices(epoch).tolist())
-    assert Counter(y for _, y in out) == {
-        k: v for k, v in sampler.target_counts(epoch).items() if v
-    }
+    targets = {k: v for k, v in sampler.target_counts(epoch).items() if v}
+    planned = make().epoch_copies(epoch)
+    assert floor_or_ceil(planned, labels, targets)
+    parts = run_slots(make, 1, workers)
+    out = [s for part in parts.values() for s in part]
+    assert len(out) == len(sampler)
+    assert (
+        sorted({len(p) for p in parts.values()})
+        in ([len(out) // workers], [len(out) // workers, len(out) // workers + 1])
+        or workers == 1
+    )
+    if workers == 1:
+        assert Counter(i for i, _ in out) == Counter(
+            {i: int(c) for i, c in enumerate(planned.tolist()) if c}
+        )
+        assert Counter(y for _, y in out) == targets
 
 
 def test_two_ranks_two_workers_fixed_length_and_own_shards(shards: str) -> None:
@@ -440,9 +467,11 @@ def test_hugging_face_iterable_dataset_modes_1_and_2() -> None:
     assert manifest.num_shards == 4 and manifest.labels.tolist() == labels.tolist()
     exact = BalancedIterableDataset(stream_data, "over", manifest=manifest, label_fn=None)
     out = list(DataLoader(exact, batch_size=None, num_workers=2))
-    assert Counter(int(s["label"]) for s in out) == exact.target_counts()
-    reference = BalancedSampler(labels, "over").epoch_indices(0).tolist()
-    assert Counter(int(s["x"]) for s in out) == Counter(reference)
+    counts = Counter(int(s["label"]) for s in out)
+    assert all(abs(counts[c] - t) <= 2 for c, t in exact.target_counts().items())  # 2 readers
+    assert {int(s["x"]) for s in out} <= set(np.flatnonzero(exact.epoch_copies(0)).tolist())
+    one = Counter(int(s["x"]) for s in exact)  # one reader: the epoch's copies exactly
+    assert one == Counter({i: int(c) for i, c in enumerate(exact.epoch_copies(0)) if c})
     online = BalancedIterableDataset(stream_data, "over")
     emitted = list(online)
     assert online.stats()["read"] == len(labels) and len(emitted) == online.stats()["emitted"]
@@ -658,7 +687,7 @@ def test_state_dict_in_process_and_refusals(shards: str) -> None:
     it = iter(stream)
     head = [next(it)[0] for _ in range(17)]
     state = stream.state_dict()
-    assert state["emitted"] == 17 and state["epoch"] == 0
+    assert state["position"] == 17 and state["epoch"] == 0 and "emitted" not in state
     again = make()
     again.load_state_dict(state)
     assert head + [s[0] for s in again] == [s[0] for s in make()]
@@ -758,24 +787,42 @@ def test_a_second_pass_without_set_epoch_warns_in_workers(
 def test_load_state_dict_refuses_more_than_the_pass(shards: str) -> None:
     """Issue 24: emitted=10**9 was accepted and the next pass was empty."""
     for mode in ("mode1", "mode2"):
-        stream = makers(shards)[mode]()
+        make = makers(shards)[mode]
         if mode == "mode2":  # with a length, refused at once
-            stream = BalancedIterableDataset(
-                pipeline(shards), "over", label_fn=lambda s: s[2], epoch_length=50, seed=4
-            )
+
+            def make() -> BalancedIterableDataset:
+                return BalancedIterableDataset(
+                    pipeline(shards), "over", label_fn=lambda s: s[2], epoch_length=50, seed=4
+                )
+
+        stream = make()
         state = stream.state_dict()
         length = len(stream)
         with pytest.raises(
-            ValueError, match=rf"state_dict\['emitted'\]: expected at most {length}"
+            ValueError, match=rf"state_dict\['position'\]: expected an integer in \[0, {length}\]"
         ):
-            stream.load_state_dict({**state, "emitted": 10**9})
-        stream.load_state_dict({**state, "emitted": length})  # the end of the pass is a state
-        assert list(stream) == []
+            stream.load_state_dict({**state, "position": 10**9})
+        # states saved before positions: the count was named 'emitted'
+        legacy = {k: v for k, v in state.items() if k != "position"}
+        with pytest.raises(ValueError, match=rf"state_dict\['emitted'\]: expected .* {length}\]"):
+            stream.load_state_dict({**legacy, "emitted": 10**9})
+        for saved in ({**state, "position": length}, {**legacy, "emitted": length}):
+            # the end of the pass is a state: the next epoch, or after set_epoch of its own
+            # epoch the rest of it (nothing), as with a sampler
+            stream = make()
+            stream.load_state_dict(saved)
+            assert stream.epoch == 1
+            stream = make()
+            stream.set_epoch(0)
+            stream.load_state_dict(saved)
+            assert list(stream) == []
+            stream.set_epoch(1)
+            assert len(list(stream)) == length
     # a pass whose length is known only by reading it: refused when the replay runs out
     for stream in (makers(shards)["mode2"](), makers(shards)["mode3"]()):
-        state = {**stream.state_dict(), "emitted": 10**9}
+        state = {**stream.state_dict(), "position": 10**9}
         stream.load_state_dict(state)
-        with pytest.raises(ValueError, match=r"state_dict\['emitted'\]: expected at most \d+"):
+        with pytest.raises(ValueError, match=r"state_dict\['position'\]: expected at most \d+"):
             list(stream)
 
 
@@ -786,11 +833,11 @@ def test_closing_a_stream_early_does_no_work_and_prints_nothing() -> None:
     script = """
 import sys
 from torch_balance import BalancedIterableDataset, BalancedMix
-from torch_balance.streams import balanced
+from torch_balance.streams import online
 
 calls = []
-plan = balanced._ratios
-balanced._ratios = lambda *a: calls.append(1) or plan(*a)
+plan = online.class_ratios
+online.class_ratios = lambda *a: calls.append(1) or plan(*a)
 data = [(i, i % 7 == 0) for i in range(500)]
 stream = BalancedIterableDataset(data, "over", buffer_size=8)
 for n, _ in enumerate(stream):
@@ -860,11 +907,16 @@ def test_inside_a_lightning_trainer(shards: str) -> None:
             enable_model_summary=False,
             callbacks=[SetEpochCallback()],
         )
-        trainer.fit(module, DataLoader(stream, batch_size=4, num_workers=2))
+        # batches of 2: each worker emits 6 a pass, so no batch is short (len(loader) counts
+        # ceil(12 / 2) batches, and Lightning stops there)
+        trainer.fit(module, DataLoader(stream, batch_size=2, num_workers=2))
     assert stream.epoch == 1 and len(module.seen) == 2
+    labels = shard_labels()
     for epoch, keys in enumerate(module.seen):
-        expected = BalancedSampler(shard_labels(), "under").epoch_indices(epoch).tolist()
-        assert Counter(int(k[1:]) for k in keys) == Counter(expected)
+        # two workers: each class within one copy per reader of the plan
+        counts = Counter(int(labels[int(k[1:])]) for k in keys)
+        target = stream.target_counts(epoch)
+        assert len(keys) == len(stream) and all(abs(counts[c] - t) <= 2 for c, t in target.items())
     assert module.seen[0] != module.seen[1]
 
 
@@ -880,7 +932,7 @@ def test_cli_inspect_shard_pattern(shards: str, capsys: pytest.CaptureFixture[st
 def test_mode2_plans_from_counts_alone() -> None:
     """The online ratios come from the counts, never a label vector of them: 10**12 samples
     read cost nothing, and small counts give what target_counts gives for their labels."""
-    from torch_balance.streams.balanced import _targets
+    from torch_balance.streams.online import class_targets as _targets
 
     huge = {0: 10**12, 1: 10**9, 2: 7}
     assert _targets(huge, "under", "auto", 0) == {0: 7, 1: 7, 2: 7}

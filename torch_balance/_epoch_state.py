@@ -63,7 +63,7 @@ def describe_weights(weights: torch.Tensor | None) -> dict[str, Any]:
 
 
 class Key:
-    """The keys of a saved state that every sampler and batch sampler shares."""
+    """The keys of a saved state that every sampler, batch sampler and stream shares."""
 
     KIND = "kind"
     SEED = "seed"
@@ -73,6 +73,8 @@ class Key:
     POSITION = "position"
     WORLD = "num_replicas"  # the world size it was saved with: informative, never checked
     LEGACY = "yielded"  # this rank's count, in states saved before ``position`` existed
+    # a stream reader's count, in stream states saved before they used ``position``
+    LEGACY_STREAM = "emitted"
 
 
 class Pass:
@@ -249,7 +251,7 @@ class EpochState:
         if not isinstance(state, dict):
             fail("state_dict", "a dict from state_dict()", type(state).__name__, kind=TypeError)
         missing = {Key.KIND, Key.SEED, Key.EPOCH} - set(state)
-        if Key.POSITION not in state and Key.LEGACY not in state:
+        if Key.POSITION not in state and not {Key.LEGACY, Key.LEGACY_STREAM} & set(state):
             missing.add(Key.POSITION)
         if missing:
             fail("state_dict", "a dict from state_dict()", f"a dict without {sorted(missing)}")
@@ -306,8 +308,8 @@ class EpochState:
 
 
 def _saved_position(state: dict[str, Any], global_length: int) -> int:
-    """The global position a state records (converted from a per-rank count in states saved
-    before positions were global)."""
+    """The global position a state records (converted from a per-rank count, or a stream
+    reader's, in states saved before positions were global)."""
     if Key.POSITION in state:
         return int(
             check_int(
@@ -318,11 +320,10 @@ def _saved_position(state: dict[str, Any], global_length: int) -> int:
                 fix="Pass a state saved by state_dict() of a sampler on the same data",
             )
         )
+    legacy = Key.LEGACY if Key.LEGACY in state else Key.LEGACY_STREAM
     world = check_int("state_dict['num_replicas']", state.get(Key.WORLD, 1), minimum=1)
     rank_length = -(-global_length // int(world))
-    done = int(
-        check_int(f"state_dict[{Key.LEGACY!r}]", state[Key.LEGACY], minimum=0, maximum=rank_length)
-    )
+    done = int(check_int(f"state_dict[{legacy!r}]", state[legacy], minimum=0, maximum=rank_length))
     return global_length if done == rank_length else min(done * int(world), global_length)
 
 

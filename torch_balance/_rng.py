@@ -12,7 +12,7 @@ from enum import IntEnum
 
 import torch
 
-__all__ = ["ORDER", "Stream", "SubStream", "generator"]
+__all__ = ["ORDER", "Stream", "SubStream", "generator", "mix_seed"]
 
 _MASK = (1 << 64) - 1
 
@@ -35,6 +35,9 @@ class Stream(IntEnum):
     STREAM_ONLINE = 43  # the rounding of copies where labels are seen as the stream flows
     STREAM_MIX = 44  # BalancedMix's class sequence for one epoch
     STREAM_SOURCES = 45  # BalancedMix over sources: one reader's source choices per epoch
+    # which samples of a class take its extra copies in a manifest epoch: the key of the
+    # class's permutation, mix_seed(seed, STREAM_COPIES, epoch, class code)
+    STREAM_COPIES = 46
     RARE_CLASS = 51  # RareClassSampler: the classes of an epoch and an image for each
     RARE_CROP = 52  # RareClassCrop's windows for one pick: (seed, RARE_CROP, epoch, position)
     RARE_CROP_INDEX = 53  # RareClassCrop's window for a plain index: (seed, ..., index)
@@ -70,6 +73,21 @@ def _splitmix(x: int) -> int:
     return x ^ (x >> 31)
 
 
+def mix_seed(seed: int, *keys: int) -> int:
+    """A 64-bit integer mixed from ``seed`` and integer ``keys`` (SplitMix64), for kernels that
+    take a key rather than a generator: a keyed permutation that a reader evaluates at its
+    own samples only (:mod:`torch_balance.draws.permute`) draws no stream at all.
+
+    Example:
+        >>> mix_seed(0, Stream.STREAM_COPIES, 1, 2) == mix_seed(0, Stream.STREAM_COPIES, 1, 2)
+        True
+    """
+    state = _splitmix(seed & _MASK)
+    for key in keys:
+        state = _splitmix(state ^ (int(key) & _MASK))
+    return state
+
+
 def generator(seed: int, *keys: int) -> torch.Generator:
     """A CPU generator seeded from ``seed`` and integer ``keys`` (mixed with SplitMix64).
 
@@ -79,7 +97,4 @@ def generator(seed: int, *keys: int) -> torch.Generator:
         >>> bool((a == b).all())
         True
     """
-    state = _splitmix(seed & _MASK)
-    for key in keys:
-        state = _splitmix(state ^ (int(key) & _MASK))
-    return torch.Generator().manual_seed(state & ((1 << 63) - 1))
+    return torch.Generator().manual_seed(mix_seed(seed, *keys) & ((1 << 63) - 1))

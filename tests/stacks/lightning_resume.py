@@ -9,6 +9,7 @@ rank records the batches its steps received, in order, in ``OUT/<rank>.json``:
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from _common import EPOCHS, LABELS, Indexed, Record, rank_from_env
+from _common import EPOCHS, LABELS, Indexed, Record, rank_from_env, stream
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
@@ -92,7 +93,16 @@ def main(out: str) -> None:
             lambda: DataLoader(data, sampler=RandomOverSampler(LABELS, seed=33), batch_size=8),
             {},
         ),
+        # a balanced stream (manifest mode): each worker holds its own state, and rank 0's
+        # loads on rank 1 (worker w emits as many on every rank)
+        "stateful-stream": (
+            lambda: StatefulDataLoader(stream(34), batch_size=8, num_workers=2),
+            {},
+        ),
     }
+    only = os.environ.get("TORCH_BALANCE_STACK_ONLY")  # one scenario, by hand
+    if only:
+        scenarios = {only: scenarios[only]}
     try:
         for scenario, (make, kwargs) in scenarios.items():
             folder = Path(out) / scenario

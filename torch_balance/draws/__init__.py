@@ -19,9 +19,12 @@ epochs), :mod:`~torch_balance.draws.weights` (members by per-sample weight),
 thread policy that samplers, batch samplers and dataset wrappers share),
 :mod:`~torch_balance.draws.batches`, :mod:`~torch_balance.draws.repeat` and
 :mod:`~torch_balance.draws.weighted` (``WeightedSampler``'s kernels),
-:mod:`~torch_balance.draws.rare_class` and :mod:`~torch_balance.draws.mixtures` (source
-shares, the joined epoch, a stream's source choices). The stateful helpers in
-``fast`` keep caches between epochs, never randomness: each epoch is the same without them.
+:mod:`~torch_balance.draws.rare_class`, :mod:`~torch_balance.draws.mixtures` (source
+shares, the joined epoch, a stream's source choices) and
+:mod:`~torch_balance.draws.permute` (a keyed random-access permutation: which samples of a
+class a stream reader's share gives the extra copies, computed at those samples alone). The
+stateful helpers in ``fast`` keep caches between epochs, never randomness: each epoch is the
+same without them.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from torch_balance.draws.fast import (
     shuffled_epoch,
 )
 from torch_balance.draws.mixtures import join_sources, source_choices, temperature_shares
+from torch_balance.draws.permute import permute, permute_reference
 from torch_balance.draws.repeat import repeat_copies, repeat_values
 from torch_balance.draws.walk import draw_walks, shuffle_order, walk_orders, walk_state
 from torch_balance.draws.weights import draw_within_class, group_sample_weights
@@ -54,6 +58,8 @@ __all__ = [
     "group_sample_weights",
     "join_sources",
     "pending_walks",
+    "permute",
+    "permute_reference",
     "repeat_copies",
     "repeat_values",
     "shuffle_order",

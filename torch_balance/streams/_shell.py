@@ -6,12 +6,19 @@ writes ``_emit(epoch, slot)``, the samples of one reader's whole pass, and this 
 * the epoch, kept in shared memory (:class:`~torch_balance._shared_epoch.SharedEpoch`) so that
   DataLoader workers, persistent ones too, see ``set_epoch`` at their next pass;
 * which reader this is (:func:`~torch_balance.streams.sources.current_slot`);
-* ``state_dict`` / ``load_state_dict``: where a reader stands is ``(epoch, samples emitted)``.
-  Resuming replays the pass and drops what was emitted already: the samples are read again
-  (the data is never part of a checkpoint), so a resumed pass emits exactly what the
-  interrupted one would have emitted next. ``StatefulDataLoader`` keeps one state per
-  worker and hands each worker its own. A state that says more samples were emitted than the
-  pass holds is refused;
+* ``state_dict`` / ``load_state_dict`` on the samplers' own
+  :class:`~torch_balance._epoch_state.EpochState` (one resume machine, one counter): where a
+  reader stands is ``(epoch, position)``, the position counting the samples that this
+  worker slot has emitted on every rank together (``emitted * num_replicas``, as a sampler
+  counts its global position). Resuming replays the pass and drops what was emitted already:
+  the samples are read again (the data is never part of a checkpoint), so a resumed pass
+  emits exactly what the interrupted one would have emitted next. ``StatefulDataLoader``
+  keeps one state per worker and hands each worker its own; worker ``w`` emits as many
+  samples on every rank, so a state saved on one rank loads on every rank of the same world
+  (Lightning saves rank 0's) and continues that rank's pass. A state past the pass's end is
+  refused; one saved at the end of epoch ``e`` continues with ``e + 1`` (after
+  ``set_epoch(e)``: the rest of ``e``, nothing), as a sampler's does. States saved before
+  positions (a count named ``emitted``) still load;
 * one warning when a second pass starts at the same epoch with no ``set_epoch`` (or
   ``load_state_dict``) in between: it would repeat the first pass's draw.
 """
@@ -26,9 +33,9 @@ from typing import Any
 from torch.utils.data import IterableDataset
 
 from torch_balance._collective import check_group, group_ranks
-from torch_balance._epoch import check_epoch
+from torch_balance._epoch_state import EpochState, Key, Pass, check_epoch
 from torch_balance._shared_epoch import SharedEpoch
-from torch_balance._validation import Text, check_bool, check_int, check_seed, fail
+from torch_balance._validation import Text, check_bool, check_seed, fail
 from torch_balance.feedback import Feedback
 from torch_balance.sharding import check_replicas
 from torch_balance.streams.sources import Shards, Slot, current_slot
@@ -60,6 +67,15 @@ def _refuse_split(split: tuple[int, int], ranks: str) -> None:
     )
 
 
+#: The length of a pass that is known only by reading it (mode 2 without ``epoch_length``).
+_OPEN_ENDED = 2**62
+
+
+def _closable(items: Iterator[Any]) -> Iterator[Any]:
+    """``items`` as a generator (one that ``close()`` ends, as a pass's iterator was)."""
+    yield from items
+
+
 class StreamShell(IterableDataset):
     """Seed, epoch, readers and resume for a balanced stream (see the module text)."""
 
@@ -82,14 +98,15 @@ class StreamShell(IterableDataset):
             self._requested = check_replicas(
                 size if given[0] is None else given[0], me if given[1] is None else given[1]
             )
+        # the epoch, in shared memory: each DataLoader worker iterates its own copy of the
+        # stream, and set_epoch is called on the main process's
         self._epoch = SharedEpoch()
         # epoch + 1 of the last pass that worker 0 began since set_epoch / load_state_dict
-        # (0: none), and whether the repeated-pass warning was given; in shared memory, like
-        # the epoch, because each DataLoader worker iterates its own copy of the stream
+        # (0: none), and whether the repeated-pass warning was given; shared, like the epoch
         self._begun = SharedEpoch()
         self._warned = SharedEpoch()
-        self._resume: tuple[int, int] | None = None
-        self._pass: list[int] | None = None  # [epoch, samples emitted] of the pass under way
+        # the pass under way, resume and saved states: the samplers' machine, per reader
+        self._state = EpochState(self.seed, type(self).__name__)
         self._node_split: tuple[int, int] | None = None  # see _take_node_splits
 
     @property
@@ -103,9 +120,7 @@ class StreamShell(IterableDataset):
         epoch = check_epoch(epoch)
         self._epoch.set(epoch)
         self._begun.set(0)
-        self._pass = None
-        if self._resume is not None and self._resume[0] != epoch:
-            self._resume = None
+        self._state.set_epoch(epoch)
 
     def slot(self) -> Slot:
         """The reader this process is now: rank and DataLoader worker."""
@@ -139,19 +154,43 @@ class StreamShell(IterableDataset):
         """Samples ``slot`` emits in ``epoch``, where that is known before reading (else None)."""
         return None
 
+    def _global_length(self, epoch: int, slot: Slot) -> int:
+        """The positions of ``slot``'s worker over every rank in ``epoch``: its pass length
+        times the ranks (an open end where the length is known only by reading)."""
+        length = self._pass_length(epoch, slot)
+        return _OPEN_ENDED if length is None else length * slot.num_replicas
+
+    def _sync(self) -> None:
+        """Begin at the shared epoch: ``set_epoch`` may have been called on another process's
+        copy of the stream (the main process's, for a DataLoader worker), and a pass is never
+        moved on to the next epoch by itself (workers could not agree when)."""
+        epoch = self._epoch.get()
+        if self._state.epoch != epoch:
+            self._state.set_epoch(epoch)
+
     def __iter__(self) -> Iterator[Any]:
         """Yield this reader's samples of the current epoch (from where a loaded state stood)."""
         slot = self.slot()
+        self._sync()
         epoch = self._epoch.get()
         self._note_pass(epoch, slot)
-        skip = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
-        self._resume = None
-        current = [epoch, skip]
-        self._pass = current
+        world = slot.num_replicas
+        current = self._state.begin(self._global_length(epoch, slot), world, False)
         items = self._emit(epoch, slot)
+        skip = current.start // world
         if skip:
             items = self._replayed(items, skip)
-        return self._counted(items, current)
+        return _closable(self._state.run(current, self._chunks(items, current)))
+
+    @staticmethod
+    def _chunks(items: Iterator[Any], current: Pass) -> Iterator[list[Any]]:
+        """One chunk per sample (a stream is read as it goes); a pass of open length learns
+        its length at its end."""
+        for item in items:
+            yield [item]
+        if current.global_length == _OPEN_ENDED:
+            current.length = current.base + current.size
+            current.global_length = current.start + current.length * current.world
 
     def _note_pass(self, epoch: int, slot: Slot) -> None:
         """Warn once when a pass begins at the epoch of the last one, with no ``set_epoch``.
@@ -189,48 +228,35 @@ class StreamShell(IterableDataset):
         replayed = sum(1 for _ in itertools.islice(items, skip))
         if replayed < skip:  # a pass whose length is known only by reading it
             fail(
-                "state_dict['emitted']",
-                f"at most {replayed}, the samples of this reader's pass",
+                f"state_dict[{Key.POSITION!r}]",
+                f"at most {replayed} samples of this reader's pass, times num_replicas",
                 skip,
                 "Resume from a state saved by this stream, over the same data",
             )
         yield from items
 
-    @staticmethod
-    def _counted(items: Iterator[Any], current: list[int]) -> Iterator[Any]:
-        for item in items:
-            current[1] += 1
-            yield item
-
-    def _position(self) -> tuple[int, int]:
-        if self._pass is not None:
-            return self._pass[0], self._pass[1]
-        if self._resume is not None:
-            return self._resume
-        return self._epoch.get(), 0
-
     def _settings(self) -> dict[str, Any]:
         """What a saved state must agree on besides seed and readers (the data, the plan)."""
         return {}
 
-    def state_dict(self) -> dict[str, Any]:
-        """Where this reader stands: its epoch and how many samples it has emitted in it.
-
-        Taken in a DataLoader worker (``StatefulDataLoader`` does), it is that worker's.
-        """
-        slot = self.slot()
-        epoch, emitted = self._position()
+    def _saved(self, slot: Slot) -> dict[str, Any]:
+        """Everything a saved state must agree on: the readers and :meth:`_settings`."""
+        # not the rank: worker w emits as many samples on every rank, so a reader's position
+        # is the same on every rank of the world (Lightning saves rank 0's loader state only)
         return {
-            "kind": type(self).__name__,
-            "seed": self.seed,
-            "epoch": epoch,
-            "emitted": emitted,
-            "num_replicas": slot.num_replicas,
-            "rank": slot.rank,
+            "fingerprint": None,  # the data's, where it has one, is among the settings
             "num_workers": slot.num_workers,
             "worker": slot.worker,
             **self._settings(),
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this reader stands: its epoch and position in it (see the module text).
+
+        Taken in a DataLoader worker (``StatefulDataLoader`` does), it is that worker's.
+        """
+        slot = self.slot()
+        return self._state.state_dict(lambda _: self._saved(slot), slot.num_replicas)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict`: the next pass continues where that one stopped.
@@ -238,43 +264,22 @@ class StreamShell(IterableDataset):
         Raises:
             TypeError: If ``state_dict`` is not a dict.
             ValueError: If it was saved by another kind of stream, with another seed, for
-                other data or plan, or by another reader (rank, worker, their numbers).
+                other data or plan, by another worker, with other numbers of ranks or
+                workers, or past the end of the pass. A state saved on another rank of the
+                same world loads: it continues this rank's pass from the same position.
         """
-        if not isinstance(state_dict, dict):
+        slot = self.slot()
+        world = state_dict.get(Key.WORLD) if isinstance(state_dict, dict) else None
+        if isinstance(state_dict, dict) and world != slot.num_replicas:
             fail(
-                "state_dict", "a dict from state_dict()", type(state_dict).__name__, kind=TypeError
+                f"state_dict[{Key.WORLD!r}]",
+                f"{slot.num_replicas!r}, as in this stream",
+                world,
+                "Resume with the same data, strategy, seed, ranks and DataLoader workers",
             )
-        missing = {"kind", "seed", "epoch", "emitted"} - set(state_dict)
-        if missing:
-            fail("state_dict", "a dict from state_dict()", f"a dict without {sorted(missing)}")
-        expected = self.state_dict()
-        for key in (
-            "kind",
-            "seed",
-            *self._settings(),
-            "num_replicas",
-            "rank",
-            "num_workers",
-            "worker",
-        ):
-            if state_dict.get(key) != expected[key]:
-                fail(
-                    f"state_dict[{key!r}]",
-                    f"{expected[key]!r}, as in this stream",
-                    state_dict.get(key),
-                    "Resume with the same data, strategy, seed, ranks and DataLoader workers",
-                )
-        epoch = check_epoch(state_dict["epoch"])
-        emitted = check_int("state_dict['emitted']", state_dict["emitted"], minimum=0)
-        length = self._pass_length(epoch, self.slot())
-        if length is not None and emitted > length:
-            fail(
-                "state_dict['emitted']",
-                f"at most {length}, the samples of this reader's pass in epoch {epoch}",
-                emitted,
-                "Resume from a state saved by this stream, with the same data and settings",
-            )
-        self._epoch.set(epoch)
+        length = _OPEN_ENDED
+        if isinstance(state_dict, dict) and Key.EPOCH in state_dict:
+            length = self._global_length(check_epoch(state_dict[Key.EPOCH]), slot)
+        self._state.load_state_dict(state_dict, lambda _: self._saved(slot), length)
+        self._epoch.set(self._state.epoch)
         self._begun.set(0)
-        self._resume = (epoch, emitted) if emitted else None
-        self._pass = None

@@ -1,9 +1,17 @@
 """BalancedIterableDataset: over- and undersampling for streams, exact or online.
 
-**Mode 1, labels known up front** (``manifest=``): an epoch is drawn exactly as
-:class:`~torch_balance.BalancedSampler` draws it (same plan, same walk, same seed), then
-turned into a copy count per sample (:func:`epoch_copies`). Each reader reads only its
-shards and emits every sample its planned number of times through a :class:`CopyBuffer`.
+**Mode 1, labels known up front** (``manifest=``): the plan is ``BalancedSampler``'s (the
+same strategies over the manifest's class counts), and each sample's copies follow from it
+exactly: class c with ``n_c`` samples and target ``t_c`` gives each sample ``t_c // n_c``
+copies and one more to ``t_c % n_c`` of them, those that a keyed permutation of the class
+(seed, epoch, class) puts first. Each reader computes this for its own samples only
+(:func:`~torch_balance.streams.copies.reader_copies`: per-class counts of the shards before
+its own give each sample its index within its class), so its cost follows its shards, not
+the collection; over all readers each class gets exactly its target and each sample floor or
+ceil of its class's share. The epochs are not ``BalancedSampler``'s (which samples take the
+extra copies differs); with ``replacement=True`` they are, drawn over the whole collection.
+Each reader reads only its shards and emits every sample its planned number of times through
+a :class:`~torch_balance.streams.buffer.CopyBuffer`.
 
 **Mode 2, labels seen as the stream flows** (no manifest): running class counts ``n``
 (optionally primed with ``priors``) give, through the same strategies, a ratio per class
@@ -23,351 +31,54 @@ decided so far), so wherever a pass is cut (``epoch_length``, the rank's length,
 
 **One fixed length per rank** (so DDP never hangs; webdataset's ``with_epoch`` makes the same
 promise by cutting or repeating): in mode 1 a rank emits ``ceil(K / R)`` samples (``floor``
-with ``drop_last``) for a plan of ``K``, as ``DistributedSampler`` pads. Its workers share
-that in proportion to what their shards hold in the plan; a worker whose share is below what
-its shards plan drops some of its planned copies (the cut), one above it repeats some (the
+with ``drop_last``) for a plan of ``K``, as ``DistributedSampler`` pads, shared equally by its
+workers (:func:`~torch_balance.streams.readers.worker_quota`: worker ``w`` emits as many on
+every rank, so one rank's reader state is every rank's). A reader whose share is below what
+its samples plan drops some of its planned copies (the cut), one above it repeats some (the
 pad), chosen at random within each class, with each class's part of the cut or pad in
 proportion to its planned count in the epoch, so that all readers together change each class
-in proportion to the plan (within one copy per reader). On one rank nothing is cut or padded
-and the epoch's per-class counts equal :meth:`~BalancedIterableDataset.target_counts` exactly.
-In mode 2 the length is ``epoch_length`` per rank, split evenly among workers; a reader that
-reaches the end of its shards starts them again.
+in proportion to the plan (within one copy per reader). With one reader nothing is cut or
+padded and the epoch's per-class counts equal :meth:`~BalancedIterableDataset.target_counts`
+exactly. In mode 2 the length is ``epoch_length`` per rank, split evenly among workers; a
+reader that reaches the end of its shards starts them again.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
-import torch
 
-from torch_balance._apportion import apportion, describe
+from torch_balance._apportion import describe
 from torch_balance._epoch import check_epoch
 from torch_balance._rng import Stream, SubStream, generator
 from torch_balance._validation import Text, check_bool, check_int, fail
-from torch_balance.draws import WalkCache, draw_epoch
 from torch_balance.labels.index import CountIndex
-from torch_balance.labels.kinds import SINGLE, LabelProblem
 from torch_balance.sharding import current_ranks, shard_length
 from torch_balance.strategies import Plan, Strategy, make_plan
 from torch_balance.streams._shell import StreamShell, refuse_feedback
+from torch_balance.streams.buffer import CopyBuffer
+from torch_balance.streams.copies import epoch_copies, fit_copies, reader_copies
 from torch_balance.streams.manifest import Manifest
+from torch_balance.streams.online import Online, check_priors, class_ratios, class_targets
+from torch_balance.streams.readers import (
+    ReaderPlan,
+    shard_order,
+    warn_shared_shards,
+    worker_quota,
+)
 from torch_balance.streams.sources import (
     Shards,
     Slot,
     as_source,
-    by_shard,
     label_reader,
     read_slot,
-    slot_part,
+    reader_parts,
 )
 
-__all__ = [
-    "BalancedIterableDataset",
-    "CopyBuffer",
-    "epoch_copies",
-    "shard_order",
-    "slot_samples",
-]
-
-_RANDOM_BLOCK = 4096
-
-
-class _Held:
-    """One class inside a :class:`CopyBuffer`: its held samples (each ``[sample, copies]``),
-    the copies put and emitted so far, the random point of its next copy, its heap entry."""
-
-    __slots__ = ("entries", "entry", "out", "point", "put", "total")
-
-    def __init__(self, point: float, total: int) -> None:
-        self.entries: list[list[Any]] = []
-        self.put = 0
-        self.out = 0
-        self.point = point
-        self.total = total  # copies of the class in the whole pass, where known (else 0)
-        self.entry = -1  # the sequence number of its live heap entry (-1: none)
-
-
-class CopyBuffer:
-    """A bounded buffer that holds each sample once, with its copies still to emit, and emits
-    the copies so that every stretch of its output follows the class mix.
-
-    ``put(sample, copies, key)`` adds a sample of class ``key`` and, while ``size`` samples are
-    held, emits one copy; ``drain`` empties it the same way. Which class a copy comes from is
-    stratified interleaving: with ``p_k`` the copies of class ``k`` in the pass (``totals``,
-    where the caller knows them) or else put so far, and ``e_k`` those emitted, the next copy
-    is of the held class with the smallest ``(e_k + u_k) / p_k`` (``u_k`` uniform in [0, 1),
-    drawn anew after each copy of the class). Every class has then emitted the same fraction
-    of its copies, within about one copy, so any prefix of the output holds each class in
-    proportion to ``p``; a class with nothing held waits, and catches up when its next sample
-    comes. Within the class, the copy is of a held sample chosen uniformly at random (it
-    leaves with its last copy), so the copies of one sample are spread out, not emitted in a
-    row. (Emitting a held sample chosen uniformly instead, a sample with ``c`` copies would
-    stay ``c`` times longer than one with a single copy, and the first stretch of a pass
-    would hold mostly samples with few copies, the last mostly the oversampled ones.)
-
-    At most ``size`` samples are held, however many copies they carry; each class costs one
-    small record. Every choice comes from ``g``.
-
-    Example:
-        >>> buffer = CopyBuffer(2, torch.Generator().manual_seed(0))
-        >>> out = [*buffer.put("a", 3, 0), *buffer.put("b", 1, 1), *buffer.drain()]
-        >>> sorted(out)
-        ['a', 'a', 'a', 'b']
-    """
-
-    def __init__(
-        self, size: int, g: torch.Generator, totals: Mapping[Any, int] | None = None
-    ) -> None:
-        self.size = size
-        self._g = g
-        self._totals = dict(totals or {})
-        self._held = 0  # samples held, all classes
-        self._classes: dict[Any, _Held] = {}
-        self._heap: list[tuple[float, int, _Held]] = []
-        self._entries = 0  # sequence numbers of heap entries
-        self._random: list[float] = []
-        self._last: list[Any] | None = None  # the entry of the copy emitted last
-        self._out = 0  # copies emitted
-        self._weight = sum(self._totals.values())  # the sum of every class's p_k
-
-    def __len__(self) -> int:
-        return self._held
-
-    def _refill(self) -> None:
-        """More uniforms, behind those left (popped from the end, in the generator's order)."""
-        block = torch.rand(_RANDOM_BLOCK, generator=self._g, dtype=torch.float64).tolist()
-        block.reverse()
-        self._random[:0] = block
-
-    def _uniform(self) -> float:
-        if not self._random:
-            self._refill()
-        return self._random.pop()
-
-    def _schedule(self, held: _Held) -> None:
-        """(Re)enter ``held`` in the heap at its new value; an older entry of it goes stale."""
-        self._entries += 1
-        held.entry = self._entries
-        share = (held.out + held.point) / (held.total or held.put)
-        heapq.heappush(self._heap, (share, self._entries, held))
-        if len(self._heap) > 2 * len(self._classes) + 64:  # drop the stale entries
-            self._heap = [e for e in self._heap if e[2].entry == e[1]]
-            heapq.heapify(self._heap)
-
-    def _behind(self, held: _Held) -> bool:
-        """Whether ``held`` has emitted more than two copies fewer than its share so far."""
-        return (held.out + 2) * self._weight < self._out * (held.total or held.put)
-
-    def _pop(self) -> _Held | None:
-        """The held class with the smallest value, out of the heap (None: nothing held)."""
-        heap = self._heap
-        while heap:
-            _, number, held = heapq.heappop(heap)
-            if held.entry == number:
-                return held
-        return None
-
-    def _one(self) -> Any:
-        """One copy out (the buffer holds some): of a held sample of the class with the
-        smallest value, chosen uniformly (not the one emitted last if the class has another);
-        then the class at its new value, by replacing its entry at the heap's top."""
-        random = self._random
-        if len(random) < 3:
-            self._refill()
-        heap = self._heap
-        while heap[0][2].entry != heap[0][1]:  # stale entries of a class re-entered since
-            heapq.heappop(heap)
-        held = heap[0][2]
-        entries, last, on_top = held.entries, self._last, True
-        if len(entries) == 1 and entries[0] is last and self._behind(held):
-            # a class catching up after a wait, whose one sample came out just before: the
-            # next class goes first, so that it catches up with its copies spread out, at
-            # most every other one, not one sample many times in a row
-            heapq.heappop(heap)
-            held.entry, on_top = -1, False
-            other = self._pop()
-            if other is not None:
-                self._schedule(held)
-                held, entries = other, other.entries
-        n = len(entries)
-        i = int(random.pop() * n)
-        entry = entries[i]
-        if entry is last and n > 1:  # another of the class's samples
-            i = (i + 1 + int(random.pop() * (n - 1))) % n
-            entry = entries[i]
-        self._last = entry
-        entry[1] -= 1
-        if not entry[1]:
-            entries[i] = entries[-1]
-            entries.pop()
-            self._held -= 1
-        out = held.out = held.out + 1
-        self._out += 1
-        point = held.point = random.pop()
-        if not entries:
-            if on_top:
-                heapq.heappop(heap)
-            held.entry = -1
-        elif on_top:  # the common case: one heap operation
-            number = held.entry = self._entries = self._entries + 1
-            heapq.heapreplace(heap, ((out + point) / (held.total or held.put), number, held))
-        else:
-            self._schedule(held)
-        return entry[0]
-
-    def put(self, sample: Any, copies: int, key: Any = None) -> Iterator[Any]:
-        """Add ``sample`` of class ``key`` with ``copies`` to emit; yield what leaves."""
-        if copies > 0:
-            held = self._classes.get(key)
-            if held is None:
-                held = self._classes[key] = _Held(self._uniform(), self._totals.get(key, 0))
-            held.entries.append([sample, copies])
-            held.put += copies
-            if not held.total:
-                self._weight += copies
-            self._held += 1
-            self._schedule(held)
-        while self._held >= self.size:
-            yield self._one()
-
-    def add(self, key: Any, copies: int) -> bool:
-        """Add ``copies`` to a held sample of class ``key`` (chosen uniformly at random), if the
-        buffer holds one; return whether it did."""
-        held = self._classes.get(key)
-        if held is None or not held.entries or copies <= 0:
-            return False
-        held.entries[int(self._uniform() * len(held.entries))][1] += copies
-        held.put += copies
-        if not held.total:
-            self._weight += copies
-        self._schedule(held)
-        return True
-
-    def drain(self) -> Iterator[Any]:
-        """Emit every copy still held."""
-        while self._held:
-            yield self._one()
-
-
-def epoch_copies(
-    plan: Plan, seed: int, epoch: int, *, replacement: bool = False, cache: WalkCache | None = None
-) -> np.ndarray:
-    """How many times each sample appears in ``BalancedSampler``'s epoch (same plan and seed).
-
-    Example:
-        >>> from torch_balance import BalancedSampler, make_plan
-        >>> labels = [0, 0, 0, 1]
-        >>> epoch_copies(make_plan(labels, "over"), 0, 0).tolist()
-        [1, 1, 1, 3]
-    """
-    picks = draw_epoch(plan, seed, epoch, replacement=replacement, cache=cache)
-    return np.bincount(picks.numpy(), minlength=len(plan.index)).astype(np.int64)
-
-
-def shard_order(
-    num_shards: int, seed: int, epoch: int, *keys: int, shuffle: bool = True
-) -> list[int]:
-    """The order shards are dealt out to readers in ``epoch`` (shuffled unless ``shuffle`` is
-    False; the same on every rank and worker).
-
-    Example:
-        >>> shard_order(4, 0, 0, shuffle=False)
-        [0, 1, 2, 3]
-        >>> sorted(shard_order(4, 0, 0))
-        [0, 1, 2, 3]
-    """
-    if not shuffle or num_shards == 1:
-        return list(range(num_shards))
-    g = generator(seed, Stream.STREAM_SHARDS, epoch, *keys)
-    return torch.randperm(num_shards, generator=g).tolist()
-
-
-def slot_samples(offsets: np.ndarray, order: list[int], slot: Slot) -> np.ndarray:
-    """The samples (positions in the manifest) ``slot`` reads, in reading order.
-
-    Example:
-        >>> offsets = np.array([0, 2, 5])
-        >>> slot_samples(offsets, [1, 0], Slot(0, 1, 0, 2)).tolist()
-        [2, 3, 4]
-        >>> slot_samples(offsets, [1, 0], Slot(0, 1, 0, 4)).tolist()
-        [2, 1]
-    """
-
-    def run(shards: list[int]) -> np.ndarray:
-        parts = [np.arange(offsets[s], offsets[s + 1], dtype=np.int64) for s in shards]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-    if by_shard(len(order), slot):
-        return run(slot_part(order, slot))
-    return slot_part(run(order), slot)
-
-
-def _split_in_proportion(total: int, weights: np.ndarray, room: np.ndarray) -> np.ndarray:
-    """Split ``total`` among classes in proportion to ``weights`` (largest remainder), none
-    past its ``room``: a class that is full passes its share on to the others, in proportion.
-
-    Example:
-        >>> _split_in_proportion(6, np.array([1.0, 1.0, 1.0]), np.array([9, 9, 1])).tolist()
-        [3, 2, 1]
-    """
-    parts = np.zeros(weights.shape[0], dtype=np.int64)
-    left = int(min(total, int(room.sum())))
-    open_ = (room > 0) & (weights > 0)
-    while left > 0:
-        if not open_.any():  # only classes without weight have room left: fill those
-            open_ = room > parts
-        shares = np.where(open_, weights, 0.0)
-        share = apportion(shares if shares.sum() > 0 else open_.astype(np.float64), left)
-        taken = np.minimum(share, room - parts)
-        parts += taken
-        left -= int(taken.sum())
-        open_ &= room > parts
-    return parts
-
-
-def _fit_copies(
-    copies: np.ndarray, codes: np.ndarray, total: int, weights: np.ndarray, g: torch.Generator
-) -> np.ndarray:
-    """Cut or pad one reader's planned ``copies`` (per sample; ``codes``: each sample's class)
-    to ``total``, taking from or adding to each class in proportion to ``weights`` (the
-    epoch's planned count of each class: then the cut and pad of all readers together take
-    from each class in proportion to its planned count, within one copy per reader), and
-    within a class from or to its planned copies chosen uniformly at random (each at most once
-    per round). A class cannot lose more copies than the reader plans of it, nor gain any
-    where the reader plans none: its share goes to the other classes, in proportion.
-
-    Example:
-        >>> copies, codes = np.array([1, 1, 1, 1, 4]), np.array([0, 0, 0, 0, 1])
-        >>> cut = _fit_copies(copies, codes, 4, np.array([4.0, 4.0]), torch.Generator())
-        >>> int(cut[:4].sum()), int(cut[4])
-        (2, 2)
-    """
-    planned = int(copies.sum())
-    if total == planned:
-        return copies
-    per_class = np.bincount(codes, weights=copies, minlength=weights.shape[0]).astype(np.int64)
-    if total < planned:
-        change = -_split_in_proportion(planned - total, weights, per_class)
-    else:
-        room = np.where(per_class > 0, total, 0)
-        change = _split_in_proportion(total - planned, weights, room)
-    fitted = copies.copy()
-    for code in np.flatnonzero(change).tolist():
-        mine = np.flatnonzero(codes == code)
-        have, step = int(per_class[code]), int(change[code])
-        owner = np.repeat(mine, copies[mine])  # one entry per planned copy
-        if step < 0:  # the cut: which planned copies go
-            picks = torch.randperm(have, generator=g)[:-step]
-            fitted -= np.bincount(owner[picks.numpy()], minlength=copies.shape[0])
-        else:  # the pad: which planned copies are repeated
-            rounds = -(-step // have)
-            picks = torch.cat([torch.randperm(have, generator=g) for _ in range(rounds)])
-            fitted += np.bincount(owner[picks[:step].numpy()], minlength=copies.shape[0])
-    return fitted
+__all__ = ["BalancedIterableDataset"]
 
 
 class BalancedIterableDataset(StreamShell):
@@ -449,7 +160,7 @@ class BalancedIterableDataset(StreamShell):
         self._read_label = label_reader(label_fn)
         self.manifest = _as_manifest(manifest)
         self._stats: dict[str, Any] = {}
-        self._online: _Online | None = None  # mode 2's pass under way or last, for stats()
+        self._online: Online | None = None  # mode 2's pass under way or last, for stats()
         if self.manifest is not None:
             for name, value in (("priors", priors), ("epoch_length", epoch_length)):
                 if value is not None:
@@ -460,16 +171,18 @@ class BalancedIterableDataset(StreamShell):
                         "Leave it out, or drop the manifest for mode 2",
                     )
             self._check_shards(self.manifest)
+            # the plan reads class counts only: a CountIndex, never a label vector (a draw with
+            # replacement walks the classes, so it needs them grouped: the whole index)
             self.plan: Plan | None = make_plan(
-                self.manifest.index,
+                self.manifest.index if self.replacement else CountIndex(self.manifest.counts()),
                 strategy,
                 sampling_strategy=sampling_strategy,
                 num_samples=num_samples,
             )
             self.priors: dict[Any, int] | None = None
             self.epoch_length: int | None = None
-            self._walks = WalkCache()
             self._copies: tuple[int, np.ndarray] | None = None
+            self._reader: tuple[tuple[int, Slot], ReaderPlan] | None = None
         else:
             if num_samples is not None or replacement:
                 fail(
@@ -479,11 +192,11 @@ class BalancedIterableDataset(StreamShell):
                     "Use epoch_length for the length of a mode 2 epoch",
                 )
             self.epoch_length = check_int("epoch_length", epoch_length, minimum=1, allow_none=True)
-            self.priors = _check_priors(priors)
+            self.priors = check_priors(priors)
             self.plan = None
             # a strategy or sampling_strategy that cannot work fails here, not in a worker
             if self.priors is not None or isinstance(sampling_strategy, str):
-                _ratios(self.priors or {0: 2, 1: 1}, strategy, sampling_strategy, 0)
+                class_ratios(self.priors or {0: 2, 1: 1}, strategy, sampling_strategy, 0)
 
     @property
     def mode(self) -> int:
@@ -517,17 +230,22 @@ class BalancedIterableDataset(StreamShell):
                 Text("a mode 2 stream without priors"),
                 "Read stats() after a pass for the realised mix",
             )
-        return _targets(self.priors, self.strategy, self.sampling_strategy, epoch)
+        return class_targets(self.priors, self.strategy, self.sampling_strategy, epoch)
 
     def epoch_copies(self, epoch: int | None = None) -> np.ndarray:
-        """Mode 1: copies of each sample (manifest order) in the global epoch, before cut or pad."""
-        if self.plan is None:
+        """Mode 1: copies of each sample (manifest order) in the global epoch, before cut or
+        pad (of the whole collection: for inspection; a reader computes its own part only)."""
+        if self.plan is None or self.manifest is None:
             fail("epoch_copies", "a mode 1 stream (with a manifest)", Text("mode 2"))
         epoch = self.epoch if epoch is None else check_epoch(epoch)
         if self._copies is None or self._copies[0] != epoch:
-            copies = epoch_copies(
-                self.plan, self.seed, epoch, replacement=self.replacement, cache=self._walks
-            )
+            if self.replacement:
+                copies = epoch_copies(self.plan, self.seed, epoch, replacement=True)
+            else:
+                parts = [(s, 0, 1) for s in range(self.manifest.num_shards)]
+                targets = self.plan.targets(epoch)
+                found = reader_copies(self.manifest, parts, targets, self.seed, epoch)
+                copies = np.concatenate([c for _, c in found])
             self._copies = (epoch, copies)
         return self._copies[1]
 
@@ -572,7 +290,7 @@ class BalancedIterableDataset(StreamShell):
 
     def _emit(self, epoch: int, slot: Slot) -> Iterator[Any]:
         if self.manifest is not None and self.plan is not None:
-            return self._emit_planned(self.manifest, self.plan, epoch, slot)
+            return self._emit_planned(self.manifest, epoch, slot)
         if self.epoch_length is None and slot.num_replicas > 1:
             fail(
                 "epoch_length",
@@ -584,93 +302,104 @@ class BalancedIterableDataset(StreamShell):
 
     # ---- mode 1 ---------------------------------------------------------------------------
 
-    def _reader_plan(
-        self, manifest: Manifest, plan: Plan, epoch: int, slot: Slot
-    ) -> tuple[list[int], np.ndarray, int]:
-        """Mode 1: the shard order, the samples ``slot`` reads and its quota (its workers share
-        the rank's length in proportion to what their shards plan)."""
-        copies = self.epoch_copies(epoch)
+    def reader_plan(self, epoch: int, slot: Slot) -> ReaderPlan:
+        """Mode 1: what reader ``slot`` reads and emits in ``epoch`` (computed from its own
+        shards alone; the last one asked is kept)."""
+        if self.manifest is None or self.plan is None:
+            fail("reader_plan", "a mode 1 stream (with a manifest)", Text("mode 2"))
+        if self._reader is not None and self._reader[0] == (epoch, slot):
+            return self._reader[1]
+        manifest, plan = self.manifest, self.plan
         order = shard_order(manifest.num_shards, self.seed, epoch, shuffle=self.shuffle_shards)
-        read = [slot_samples(manifest.offsets, order, s) for s in slot.siblings()]
-        planned = [int(copies[ids].sum()) for ids in read]
-        length = shard_length(plan.length, slot.num_replicas, self.drop_last)
-        if sum(planned) == 0:
+        parts = reader_parts(order, slot)
+        warn_shared_shards(manifest.num_shards, slot)
+        if self.replacement:  # the sampler's draw, over the whole collection
+            every = self.epoch_copies(epoch)
+            found = []
+            for shard, start, step in parts:
+                at = slice(manifest.offsets[shard] + start, manifest.offsets[shard + 1], step)
+                found.append((np.asarray(manifest.codes[at], dtype=np.int64), every[at]))
+        else:
+            found = reader_copies(manifest, parts, plan.targets(epoch), self.seed, epoch)
+        codes = np.concatenate([c for c, _ in found]) if found else np.zeros(0, np.int64)
+        wanted = np.concatenate([w for _, w in found]) if found else np.zeros(0, np.int64)
+        quota = worker_quota(shard_length(plan.length, slot.num_replicas, self.drop_last), slot)
+        if codes.shape[0] == 0 and quota > 0:
             fail(
                 "manifest",
-                "planned samples in the shards of every rank",
-                Text(f"none for rank {slot.rank} of {slot.num_replicas}"),
-                "Write more shards than ranks, or use fewer ranks",
+                "samples in the shards of every reader",
+                Text(f"none for rank {slot.rank}, worker {slot.worker}"),
+                "Write at least as many shards as readers (ranks x DataLoader workers), or "
+                "use fewer",
             )
-        quotas = (
-            planned
-            if sum(planned) == length
-            else apportion(np.array(planned, dtype=np.float64), length).tolist()
-        )
-        return order, read[slot.worker], int(quotas[slot.worker])
+        if quota != int(wanted.sum()):  # the cut or the pad, in proportion to each class
+            g = generator(
+                self.seed, Stream.STREAM_BUFFER, epoch, slot.rank, slot.worker, SubStream.FIT
+            )
+            weights = plan.targets(epoch).astype(np.float64)
+            wanted = fit_copies(wanted, codes, quota, weights, g)
+        result = ReaderPlan(order, parts, codes, wanted, quota)
+        self._reader = ((epoch, slot), result)
+        return result
 
     def _online_quota(self, slot: Slot) -> int | None:
         """Mode 2: ``slot``'s share of ``epoch_length`` (None without one)."""
         if self.epoch_length is None:
             return None
-        workers = slot.num_workers
-        return self.epoch_length // workers + (slot.worker < self.epoch_length % workers)
+        return worker_quota(self.epoch_length, slot)
 
     def _pass_length(self, epoch: int, slot: Slot) -> int | None:
         if self.manifest is not None and self.plan is not None:
-            return self._reader_plan(self.manifest, self.plan, epoch, slot)[2]
+            return self.reader_plan(epoch, slot).quota
         return self._online_quota(slot)
 
-    def _emit_planned(
-        self, manifest: Manifest, plan: Plan, epoch: int, slot: Slot
-    ) -> Iterator[Any]:
-        order, mine, quota = self._reader_plan(manifest, plan, epoch, slot)
-        wanted = self.epoch_copies(epoch)[mine]
-        if quota != int(wanted.sum()):  # the cut or the pad, in proportion to each class
-            g = generator(
-                self.seed, Stream.STREAM_BUFFER, epoch, slot.rank, slot.worker, SubStream.FIT
-            )
-            codes = np.searchsorted(manifest.index.classes, manifest.labels[mine])
-            weights = plan.targets(epoch).astype(np.float64)
-            wanted = _fit_copies(wanted, codes, quota, weights, g)
-        lookup = np.zeros(len(manifest), dtype=np.int64)
-        lookup[mine] = wanted
-        classes, codes = np.unique(manifest.labels[mine], return_inverse=True)
-        per_class = np.bincount(codes.reshape(-1), weights=wanted, minlength=classes.shape[0])
-        totals = dict(zip(classes.tolist(), per_class.astype(np.int64).tolist(), strict=True))
-        stream = self._planned_stream(manifest, epoch, slot, order, lookup, totals)
-        return itertools.islice(stream, quota)
+    def _emit_planned(self, manifest: Manifest, epoch: int, slot: Slot) -> Iterator[Any]:
+        reader = self.reader_plan(epoch, slot)
+        per_class = np.bincount(
+            reader.codes, weights=reader.copies, minlength=len(manifest.classes)
+        )
+        totals = {c: int(n) for c, n in enumerate(per_class.tolist()) if n}
+        stream = self._planned_stream(manifest, epoch, slot, reader, totals)
+        return itertools.islice(stream, reader.quota)
 
     def _planned_stream(
         self,
         manifest: Manifest,
         epoch: int,
         slot: Slot,
-        order: list[int],
-        lookup: np.ndarray,
-        totals: dict[Any, int],
+        reader: ReaderPlan,
+        totals: dict[int, int],
     ) -> Iterator[Any]:
-        offsets = manifest.offsets.tolist()
-        labels = manifest.labels
+        classes = manifest.classes
         check = self._label_fn is not None
         buffer = CopyBuffer(
             self.buffer_size,
             generator(self.seed, Stream.STREAM_BUFFER, epoch, slot.rank, slot.worker),
             totals,  # the reader's whole pass, known: every prefix follows its mix
         )
+        # where each part's samples begin in the reader's arrays
+        begins = {}
+        at = 0
+        for shard, start, step in reader.parts:
+            begins[shard] = (at, start, step)
+            at += len(range(start, int(manifest.sizes[shard]), step))
+        codes, copies = reader.codes.tolist(), reader.copies.tolist()
         read = emitted = 0
         stats = self._stats = {"read": 0, "emitted": 0}
         self._online = None
-        for shard, position, sample in read_slot(self.source, order, slot, manifest.sizes):
-            at = offsets[shard] + position
+        for shard, position, sample in read_slot(self.source, reader.order, slot, manifest.sizes):
+            base, start, step = begins[shard]
+            i = base + (position - start) // step
             read += 1
-            if check and self._read_label(sample) != labels[at]:
+            if check and self._read_label(sample) != classes[codes[i]]:
                 fail(
                     "manifest",
-                    f"label {labels[at]!r} for sample {position} of {manifest.names[shard]!r}",
+                    f"label {classes[codes[i]]!r} for sample {position} of "
+                    f"{manifest.names[shard]!r}",
                     self._read_label(sample),
                     "The manifest and the source disagree: rebuild the manifest",
                 )
-            for item in buffer.put(sample, int(lookup[at]), labels[at]):
+            for item in buffer.put(sample, copies[i], codes[i]):
                 emitted += 1
                 stats["read"], stats["emitted"] = read, emitted
                 yield item
@@ -683,186 +412,9 @@ class BalancedIterableDataset(StreamShell):
 
     def _emit_online(self, epoch: int, slot: Slot) -> Iterator[Any]:
         quota = self._online_quota(slot)
-        online = self._online = _Online(self, epoch, slot)
+        online = self._online = Online(self, epoch, slot)
         stream = online.run()
         return stream if quota is None else itertools.islice(stream, quota)
-
-
-class _Online:
-    """Mode 2's state for one pass of one reader: running counts, ratios, the buffer."""
-
-    def __init__(self, owner: BalancedIterableDataset, epoch: int, slot: Slot) -> None:
-        self.owner, self.epoch, self.slot = owner, epoch, slot
-        self.priors = dict(owner.priors or {})
-        self.seen: dict[Any, int] = {}
-        self.planned: dict[Any, int] = {}  # copies decided, per class
-        self.out: dict[Any, int] = {}  # copies emitted, per class
-        self.ratios: dict[Any, float] = {}
-        self.next_refresh = 0
-        self.refreshed: tuple[int, dict[Any, int]] = (0, {})  # reads and counts at the refresh
-        self.read = 0
-
-    def _refresh(self) -> None:
-        counts = dict(self.priors)
-        for key, n in self.seen.items():
-            counts[key] = counts.get(key, 0) + n
-        self.ratios = _ratios(counts, self.owner.strategy, self.owner.sampling_strategy, self.epoch)
-        self.next_refresh = self.read + max(16, self.read // 10)
-        self.refreshed = (self.read, dict(self.seen))
-
-    def run(self) -> Iterator[Any]:
-        """The pass. Nothing runs when it is closed early (a ``break``, the quota, interpreter
-        exit): the stats are computed from the counts when :meth:`stats` asks, not on close."""
-        owner, slot = self.owner, self.slot
-        g_buffer = generator(owner.seed, Stream.STREAM_BUFFER, self.epoch, slot.rank, slot.worker)
-        g_round = generator(owner.seed, Stream.STREAM_ONLINE, self.epoch, slot.rank, slot.worker)
-        buffer = CopyBuffer(owner.buffer_size, g_buffer)
-        read_label = owner._read_label
-        uniform: list[float] = []
-        out = self.out
-        for cycle in itertools.count():
-            order = shard_order(
-                len(owner.source.names), owner.seed, self.epoch, cycle, shuffle=owner.shuffle_shards
-            )
-            before = self.read
-            for _, _, sample in read_slot(owner.source, order, slot):
-                label = read_label(sample)
-                self.read += 1
-                try:
-                    seen = self.seen.get(label, 0) + 1
-                except TypeError:  # unhashable: a list or an array of labels
-                    seen = 0
-                if seen <= 1:  # a class seen for the first time (or no class at all)
-                    self._check_label(label)
-                self.seen[label] = seen
-                refresh = (
-                    label not in self.ratios
-                    or self.read >= self.next_refresh
-                    or self._stale(label, seen)
-                )
-                if refresh:
-                    self._refresh()
-                if not uniform:
-                    uniform = torch.rand(
-                        _RANDOM_BLOCK, generator=g_round, dtype=torch.float64
-                    ).tolist()
-                owed = self.ratios[label] * seen - self.planned.get(label, 0)
-                copies = int(owed + uniform.pop()) if owed > 0 else 0
-                if copies:
-                    self.planned[label] = self.planned.get(label, 0) + copies
-                for kept, item in buffer.put((label, sample), copies, label):
-                    out[kept] = out.get(kept, 0) + 1
-                    yield item
-                if refresh:
-                    self._top_up(buffer, label)
-            if self.read == before:
-                if owner.epoch_length is not None:
-                    fail(
-                        "source",
-                        "samples for every reader",
-                        Text(f"nothing for rank {slot.rank}, worker {slot.worker}"),
-                        "Use fewer DataLoader workers or ranks, or a source with more samples",
-                    )
-                break
-            if owner.epoch_length is None:
-                break
-        for kept, item in buffer.drain():
-            out[kept] = out.get(kept, 0) + 1
-            yield item
-
-    def _check_label(self, label: Any) -> None:
-        """Refuse, naming where it came from, a label that is not one class label (the rules
-        of ``get_labels``), beyond int64, or of another kind than the labels before it."""
-        where = "label_fn" if self.owner._label_fn is not None else "source"
-        sample = f"in sample {self.read - 1} read by this reader"
-        try:
-            value = SINGLE.of_value(label)
-        except LabelProblem as problem:
-            problem.throw(where, sample)
-        if isinstance(value, int) and not -(2**63) <= value < 2**63:
-            fail(where, "integer labels within int64", Text(f"{value} {sample}"))
-        first = next(iter(self.seen), None)
-        if first is not None and isinstance(first, str) != isinstance(value, str):
-            fail(
-                where,
-                "labels of one kind: all integers or all strings",
-                Text(f"{first!r}, then {label!r} {sample}"),
-                kind=TypeError,
-            )
-
-    def _stale(self, label: Any, seen: int) -> bool:
-        """Whether ``label``'s count has grown by a tenth since the ratios were computed (a rare
-        class, whose ratio moves most with its own count), no sooner than one read per class
-        after the last refresh (a refresh costs a plan over every class)."""
-        at, counts = self.refreshed
-        return seen * 10 >= counts.get(label, 0) * 11 and self.read - at >= len(self.seen)
-
-    def _top_up(self, buffer: CopyBuffer, skip: Any) -> None:
-        """After the ratios change, give every other class the copies it now owes (``r_c * s_c``
-        less those planned) on one of its held samples: a class's copies would otherwise
-        catch up only when its next sample is read, so between two samples of a rare class
-        its share of the output lags its target (the cut at ``epoch_length`` would show it)."""
-        for key, seen in self.seen.items():
-            owed = self.ratios.get(key, 1.0) * seen - self.planned.get(key, 0)
-            if key != skip and owed >= 1 and buffer.add(key, int(owed)):
-                self.planned[key] = self.planned.get(key, 0) + int(owed)
-
-    def stats(self) -> dict[str, Any]:
-        """What this pass has read and emitted so far (see ``BalancedIterableDataset.stats``)."""
-        emitted = sum(self.out.values())
-        counts = dict(self.priors)
-        for key, n in self.seen.items():
-            counts[key] = counts.get(key, 0) + n
-        # the target mix of all the counts read (local: the pass's own ratios stay as they are)
-        ratios = (
-            _ratios(counts, self.owner.strategy, self.owner.sampling_strategy, self.epoch)
-            if self.seen
-            else {}
-        )
-        targets = {k: ratios.get(k, 1.0) * n for k, n in self.seen.items()}
-        target_total = sum(targets.values()) or 1.0
-        keys = sorted(targets, key=repr)
-        target_mix = {k: targets[k] / target_total for k in keys}
-        realised = {k: self.out.get(k, 0) / max(emitted, 1) for k in keys}
-        return {
-            "read": self.read,
-            "emitted": emitted,
-            "read_per_emitted": self.read / max(emitted, 1),
-            "emitted_per_class": {k: self.out.get(k, 0) for k in keys},
-            "target_mix": target_mix,
-            "realised_mix": realised,
-            "total_variation": 0.5 * sum(abs(realised[k] - target_mix[k]) for k in keys),
-        }
-
-
-def _targets(
-    counts: Mapping[Any, int], strategy: Any, sampling_strategy: Any, epoch: int
-) -> dict[Any, int]:
-    # the counts alone: a label vector of the counts read so far could be billions long
-    plan = make_plan(CountIndex(counts), strategy, sampling_strategy=sampling_strategy)
-    return plan.as_dict(epoch)
-
-
-def _ratios(
-    counts: Mapping[Any, int], strategy: Any, sampling_strategy: Any, epoch: int
-) -> dict[Any, float]:
-    """``{class: target / available}`` for the counts so far (1 while only one class is known)."""
-    present = {k: n for k, n in counts.items() if n > 0}
-    if len(present) < 2:
-        return dict.fromkeys(counts, 1.0)
-    targets = _targets(present, strategy, sampling_strategy, epoch)
-    return {k: targets[k] / present[k] for k in present}
-
-
-def _check_priors(priors: Any) -> dict[Any, int] | None:
-    if priors is None:
-        return None
-    if not isinstance(priors, Mapping) or not priors:
-        fail("priors", "a dict {class: count} with at least one class", priors, kind=TypeError)
-    checked = {}
-    for key, value in priors.items():
-        checked[key] = check_int(f"priors[{key!r}]", value, minimum=0)
-    return checked
 
 
 def _as_manifest(manifest: Any) -> Manifest | None:

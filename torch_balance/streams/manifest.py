@@ -10,6 +10,7 @@ dict, from a JSON index file, by scanning tar shards for their label members onl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,38 +20,22 @@ import numpy as np
 
 from torch_balance._validation import Text, check_int, fail
 from torch_balance.labels import LabelIndex, as_label_array
-from torch_balance.labels.index import fingerprint
-from torch_balance.labels.kinds import LabelProblem, scalar_label
-from torch_balance.streams.sources import as_source, expand_shards, label_reader, label_value
-from torch_balance.streams.tar import tar_samples
+from torch_balance.streams.manifest_file import (
+    ManifestWriter,
+    checkpoint_stride,
+    class_checkpoints,
+    code_dtype,
+    is_manifest_file,
+    read_manifest_file,
+)
+from torch_balance.streams.patterns import expand_shards
+from torch_balance.streams.scan import MAX_LABEL_SIZE, manifest_label, scan_shards
+from torch_balance.streams.sources import as_source, label_reader, label_value
 
-__all__ = ["Manifest", "manifest_label"]
+__all__ = ["Manifest"]
 
-#: Default size limit of a label member read by :meth:`Manifest.scan_tar`, in bytes.
-MAX_LABEL_SIZE = 4096
-
-
-def manifest_label(value: Any, name: str, where: str = "") -> Any:
-    """One label of a manifest, by :func:`~torch_balance.get_labels`' rule: an integer, a bool
-    or a string (bytes decoded as :func:`label_value` does), one per sample.
-
-    Raises:
-        TypeError: For a float, or anything that is not a class label.
-        ValueError: For a dict, list or other container, None, or bad bytes.
-
-    Example:
-        >>> manifest_label(b"3", "shards")
-        3
-        >>> manifest_label({"a": 1}, "shards", "at index 0")
-        Traceback (most recent call last):
-        ...
-        ValueError: shards: expected one scalar class label per sample, got a dict of 1 values ...
-    """
-    try:
-        return scalar_label(label_value(value, name, where))
-    except LabelProblem as problem:
-        suffix = f" {where}" if where else ""
-        fail(name, problem.expected, Text(f"{problem.got}{suffix}"), problem.fix, kind=problem.kind)
+#: The suffix :meth:`Manifest.save` writes the binary format for.
+BINARY_SUFFIX = ".tbm"
 
 
 class Manifest:
@@ -125,11 +110,51 @@ class Manifest:
             fail("shards", "distinct shard names", Text(f"{repeated[:3]} more than once"))
         if not values:
             fail("shards", "at least one sample", Text("shards without samples"))
+        labels = as_label_array(values, "shards")
+        classes, codes = np.unique(labels, return_inverse=True)
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self._set(names, offsets, classes, codes.reshape(-1).astype(code_dtype(len(classes))))
+
+    def _set(
+        self,
+        names: list[str],
+        offsets: np.ndarray,
+        classes: np.ndarray,
+        codes: np.ndarray,
+        checkpoints: np.ndarray | None = None,
+        stride: int | None = None,
+        digest: str | None = None,
+    ) -> None:
+        """Hold the parts (built here, or read from a binary file without copying)."""
         self.names = names
-        self.sizes = np.array(sizes, dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
-        self.labels = as_label_array(values, "shards")
+        self.offsets = offsets
+        self.sizes = np.diff(offsets)
+        self.classes = classes
+        self.codes = codes
+        if stride is None or checkpoints is None:
+            stride = checkpoint_stride(len(names), len(classes), len(codes), codes.itemsize)
+            checkpoints = class_checkpoints(codes, offsets, len(classes), stride)
+        self.stride = stride
+        self.checkpoints = checkpoints
+        self._digest = digest
         self._index: LabelIndex | None = None
+        self._path: str | None = getattr(self, "_path", None)  # a memory-mapped file's
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a memory-mapped manifest travels as its path (a spawned DataLoader worker maps the
+        # file again, sharing its pages), never as a copy of its codes
+        state = self.__dict__.copy()
+        state["_index"] = None
+        if state.get("_path") is not None:
+            for key in ("codes", "checkpoints"):
+                state.pop(key)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if state.get("_path") is not None:
+            found = read_manifest_file(state["_path"])
+            self.codes, self.checkpoints = found["codes"], found["checkpoints"]
 
     def __len__(self) -> int:
         """The number of samples over all shards."""
@@ -141,26 +166,82 @@ class Manifest:
         return len(self.names)
 
     @property
+    def labels(self) -> np.ndarray:
+        """Every sample's label, in manifest order (built on each call: ``len(self)`` values;
+        a reader uses :attr:`codes` and :meth:`class_prefix` instead)."""
+        return self.classes[self.codes]
+
+    @property
     def index(self) -> LabelIndex:
-        """The labels of the whole collection, indexed by class (built on first use)."""
+        """The labels of the whole collection, indexed by class (built on first use, in memory
+        that grows with the collection; the copy counts of a stream do not use it)."""
         if self._index is None:
             self._index = LabelIndex(self.labels)
         return self._index
 
+    def class_counts(self) -> np.ndarray:
+        """Samples of each class (in :attr:`classes` order), ``int64``."""
+        return np.asarray(self.checkpoints[-1], dtype=np.int64)
+
+    def class_prefix(self, shard: int) -> np.ndarray:
+        """Samples of each class in the shards before ``shard`` (manifest order): a stored row
+        plus the codes of fewer than :attr:`stride` shards.
+
+        Example:
+            >>> Manifest({"a": [0, 1, 1], "b": [0], "c": [1]}).class_prefix(2).tolist()
+            [2, 2]
+        """
+        k = shard // self.stride
+        row = np.array(self.checkpoints[k], dtype=np.int64)
+        part = self.shard_codes(k * self.stride, shard)
+        return row + np.bincount(part, minlength=len(self.classes))
+
+    def shard_codes(self, first: int, stop: int | None = None) -> np.ndarray:
+        """The class codes of shards ``first`` to ``stop`` (excluded; default one shard), as
+        ``int64``, checked against the class count (a binary file's codes are checked where
+        they are read, never all at once).
+
+        Raises:
+            ValueError: For a code that names no class (a damaged binary manifest).
+        """
+        stop = first + 1 if stop is None else stop
+        codes = np.asarray(self.codes[self.offsets[first] : self.offsets[stop]], dtype=np.int64)
+        if codes.size and int(codes.max()) >= len(self.classes):
+            fail(
+                "manifest",
+                f"class codes below its {len(self.classes)} classes",
+                Text(f"code {int(codes.max())} in shards {first} to {stop - 1}"),
+                "The manifest file is damaged: write it again with Manifest.save",
+            )
+        return codes
+
     def counts(self) -> dict[Any, int]:
         """``{class: number of samples}``, classes sorted."""
-        return self.index.count_dict()
+        return dict(zip(self.classes.tolist(), self.class_counts().tolist(), strict=True))
 
     def shard_labels(self) -> list[np.ndarray]:
         """The labels of each shard, in shard order."""
-        return [self.labels[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
+        return [
+            self.classes[self.codes[a:b]]
+            for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)
+        ]
 
     def fingerprint(self) -> str:
-        """A digest of the names, sizes and labels (a saved stream state is checked against it)."""
-        return f"{self.index.fingerprint()}:{fingerprint(self.names, self.sizes)}"
+        """A digest of the names, sizes, classes and labels (a saved stream state is checked
+        against it); a binary manifest stores it, so reading it costs nothing."""
+        if self._digest is None:
+            h = hashlib.blake2b(digest_size=16)  # as ManifestWriter computes it
+            step = 1 << 24
+            little = self.codes.dtype.newbyteorder("<")
+            for a in range(0, len(self.codes), step):
+                h.update(np.ascontiguousarray(self.codes[a : a + step], dtype=little).tobytes())
+            h.update(json.dumps([self.names, self.classes.tolist()]).encode())
+            h.update(np.ascontiguousarray(self.offsets, dtype="<i8").tobytes())
+            self._digest = h.hexdigest()
+        return self._digest
 
     def __repr__(self) -> str:
-        classes = self.index.num_classes
+        classes = len(self.classes)
         return f"Manifest({self.num_shards} shards, {len(self)} samples, {classes} classes)"
 
     def to_dict(self) -> dict[str, list[Any]]:
@@ -170,28 +251,70 @@ class Manifest:
             for n, part in zip(self.names, self.shard_labels(), strict=True)
         }
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the manifest as a JSON index: ``{"shards": [{"url": ..., "labels": [...]}]}``."""
+    def save(self, path: str | os.PathLike[str], format: str | None = None) -> None:
+        """Write the manifest: binary (``format="binary"``, or a path ending in ``.tbm``), the
+        labels as fixed-width class codes that :meth:`from_file` memory-maps; else a JSON
+        index ``{"shards": [{"url": ..., "labels": [...]}]}`` for interchange.
+
+        Raises:
+            ValueError: For a format other than ``"json"`` or ``"binary"``.
+
+        Example:
+            >>> import tempfile
+            >>> path = tempfile.mkdtemp() + "/labels.tbm"
+            >>> Manifest({"a.tar": [0, 2, 2], "b.tar": [1]}).save(path)
+            >>> Manifest.from_file(path).counts()
+            {0: 1, 1: 1, 2: 2}
+        """
+        if format is None:
+            format = "binary" if os.fspath(path).endswith(BINARY_SUFFIX) else "json"
+        if format not in ("json", "binary"):
+            fail("format", "'json' or 'binary'", format)
+        if format == "binary":
+            with ManifestWriter(path, self.classes) as writer:
+                for shard, name in enumerate(self.names):
+                    writer.add(name, self.codes[self.offsets[shard] : self.offsets[shard + 1]])
+            return
         entries = [{"url": n, "labels": labels} for n, labels in self.to_dict().items()]
         with open(path, "w", encoding="utf-8") as stream:
             json.dump({"shards": entries}, stream)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Manifest:
-        """Read a JSON index file written by :meth:`save` (or a plain ``{name: labels}`` dict).
+        """Read a manifest written by :meth:`save`: a binary one memory-mapped (opening it
+        reads its header and shard offsets only, whatever its number of samples), or a JSON
+        index (or a plain ``{name: labels}`` dict).
 
         Raises:
             ValueError: If there is no such file, or it is not such an index (not UTF-8, not
-                JSON, nested too deep); the message names the path.
+                JSON, nested too deep; a binary file cut off, with another magic or a dtype
+                that is not its class count's); the message names the path.
             TypeError: For labels of the wrong kind (named by shard and index).
         """
         if not os.path.isfile(path):
             fail(
                 "path",
-                "an existing JSON index file",
+                "an existing manifest file (binary or JSON)",
                 str(path),
                 "Write one with Manifest.scan_tar(urls).save(path)",
             )
+        if is_manifest_file(path):
+            found = read_manifest_file(path)
+            classes = as_label_array(found["classes"], "path")
+            if classes.shape[0] > 1 and not (classes[1:] > classes[:-1]).all():
+                fail("path", "a binary manifest with sorted classes", str(path))
+            manifest = cls.__new__(cls)
+            manifest._path = os.fspath(path)
+            manifest._set(
+                list(found["names"]),
+                found["offsets"],
+                classes,
+                found["codes"],
+                checkpoints=found["checkpoints"],
+                stride=found["stride"],
+                digest=found["fingerprint"],
+            )
+            return manifest
         try:
             with open(path, encoding="utf-8") as stream:
                 data = json.load(stream)
@@ -223,6 +346,10 @@ class Manifest:
         label_key: str = "cls",
         *,
         max_label_size: int = MAX_LABEL_SIZE,
+        workers: int = 8,
+        journal: str | os.PathLike[str] | None = None,
+        progress: bool = True,
+        save: str | os.PathLike[str] | None = None,
     ) -> Manifest:
         """Read the labels of WebDataset tar shards from their label members alone.
 
@@ -235,6 +362,12 @@ class Manifest:
             paths: A shard pattern (``"train-{000..009}.tar"``) or a list of local paths.
             label_key: The extension of the label member (``"cls"``: ``000017.cls``).
             max_label_size: The largest label member accepted, in bytes (default 4096).
+            workers: Shards scanned at once, in threads (reading is mostly waiting on I/O).
+            journal: A file that records each shard as it is finished (JSON lines): a scan
+                interrupted and run again with the same file scans only the shards it
+                lacks. Removed when the scan completes.
+            progress: Show a progress bar of shards (on a terminal only).
+            save: Where to :meth:`save` the manifest (``.tbm``: binary), when given.
 
         Raises:
             ValueError: If a sample has no label member or a bad one (empty, not UTF-8, over
@@ -255,8 +388,15 @@ class Manifest:
         if not isinstance(label_key, str) or not label_key:
             fail("label_key", "a member extension such as 'cls'", label_key, kind=TypeError)
         limit = check_int("max_label_size", max_label_size, minimum=1)
+        threads = check_int("workers", workers, minimum=1)
         names = expand_shards(paths)
-        return cls([(name, _scan_one(name, label_key.lower(), limit)) for name in names])
+        labels = scan_shards(
+            names, label_key.lower(), limit, workers=threads, journal=journal, progress=progress
+        )
+        manifest = cls(list(zip(names, labels, strict=True)))
+        if save is not None:
+            manifest.save(save)
+        return manifest
 
     @classmethod
     def from_source(cls, source: Any, label_fn: Callable[[Any], Any] | None = None) -> Manifest:
@@ -276,27 +416,3 @@ class Manifest:
         return cls(
             [(name, [read(s) for s in shards.open(i)]) for i, name in enumerate(shards.names)]
         )
-
-
-def _scan_one(path: str, label_key: str, max_label_size: int) -> list[Any]:
-
-    labels: list[Any] = []
-    try:
-        for sample in tar_samples(path, {label_key}, max_member_size=max_label_size):
-            value = sample.get(label_key)
-            if value is None:
-                _no_label(path, sample["__key__"], label_key)
-            where = f"in sample {sample['__key__']!r} of {path!r}"
-            labels.append(manifest_label(value, "paths", where))
-    except OSError as error:
-        fail("paths", "readable tar shards", Text(f"{path!r} ({error})"))
-    return labels
-
-
-def _no_label(path: str, key: str | None, label_key: str) -> None:
-    fail(
-        "paths",
-        f"a .{label_key} member in every sample",
-        Text(f"sample {key!r} of {path!r} without one"),
-        "Pass label_key= the extension your shards store labels under",
-    )

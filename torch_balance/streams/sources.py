@@ -17,8 +17,13 @@ one shard from its start. :class:`Shards` is that view; :func:`as_source` builds
 
 Splitting among readers follows webdataset and ``torch.utils.data.get_worker_info``: the
 epoch's shard order is split by rank (``order[rank::num_replicas]``), then by DataLoader worker
-(``[worker::num_workers]``). With fewer shards than readers, every reader reads every shard
-and keeps the samples that the same rule gives it, counting samples instead of shards.
+(``[worker::num_workers]``), so reader ``k = rank + num_replicas * worker`` of ``K`` reads
+``order[k::K]`` (:func:`reader_parts`). With fewer shards ``S`` than readers, reader ``k``
+reads shard ``order[k % S]`` with the ``g`` readers that share it (at most ``ceil(K / S)``),
+and keeps every ``g``-th sample from its own offset ``k // S``: each sample is still read by
+one reader. A source that can skip samples unread (the built-in tar reader seeks past their
+members; any ``open_fn`` that takes ``every=(start, step)``) never reads the others; any
+other source reads them and drops them before the stream sees them.
 
 **Pre-sharded sources are never split twice.** A split that is visible in the source's
 structure is either undone, because this module splits the same way, or refused: a Hugging
@@ -33,16 +38,19 @@ splits itself in a way its structure does not show (an ``IterableDataset`` that 
 from __future__ import annotations
 
 import copy
+import inspect
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 from torch.utils.data import get_worker_info
 
-from torch_balance._validation import Text, check_int, fail
+from torch_balance._validation import Text, fail
 from torch_balance.sharding import current_ranks
+from torch_balance.streams.patterns import expand_shards
 from torch_balance.streams.tar import tar_samples
 
 __all__ = [
@@ -50,10 +58,10 @@ __all__ = [
     "Slot",
     "as_source",
     "current_slot",
-    "expand_shards",
     "label_reader",
     "label_value",
     "read_slot",
+    "reader_parts",
     "slot_part",
 ]
 
@@ -127,6 +135,18 @@ class Shards:
         """An iterator over the samples of shard number ``shard``."""
         return iter(self._open_fn(self.names[shard]))
 
+    def open_part(self, shard: int, start: int, step: int) -> Iterator[tuple[int, Any]]:
+        """``(position, sample)`` of the samples at ``start, start + step, ...`` of a shard:
+        unread where ``open_fn`` takes ``every=(start, step)`` (the built-in tar reader
+        does), else read and dropped."""
+        if step == 1 and start == 0:
+            return enumerate(self.open(shard))
+        open_fn = getattr(self, "_open_fn", None)
+        if open_fn is not None and _takes_every(open_fn):
+            picked = open_fn(self.names[shard], every=(start, step))
+            return zip(itertools.count(start, step), picked, strict=False)
+        return itertools.islice(enumerate(self.open(shard)), start, None, step)
+
     def labels_only(self, label_fn: Callable[[Any], Any] | None) -> Shards:
         """The same shards, read as cheaply as the format allows for labels alone."""
         return self
@@ -174,6 +194,21 @@ class _WebDatasetShards(Shards):
             source = self._pipeline.invoke(stage, source)
         return iter(source)
 
+    def open_part(self, shard: int, start: int, step: int) -> Iterator[tuple[int, Any]]:
+        """As :meth:`Shards.open_part`; the samples not kept leave right after webdataset
+        groups them (``group_by_keys``), before any later stage (``.decode()``) sees them."""
+        names = [getattr(getattr(s, "f", s), "__name__", None) for s in self._stages]
+        if (start, step) == (0, 1) or "group_by_keys" not in names:
+            return super().open_part(shard, start, step)
+        at = names.index("group_by_keys") + 1
+        source: Any = iter([{"url": self.names[shard]}])
+        for stage in self._stages[:at]:
+            source = self._pipeline.invoke(stage, source)
+        source = itertools.islice(source, start, None, step)
+        for stage in self._stages[at:]:
+            source = self._pipeline.invoke(stage, source)
+        return zip(itertools.count(start, step), source, strict=False)
+
 
 class _HuggingFaceShards(Shards):
     named = False
@@ -216,6 +251,14 @@ class _IterableShards(Shards):
 
     def open(self, shard: int) -> Iterator[Any]:
         return iter(self._iterable)
+
+
+def _takes_every(open_fn: Callable[..., Any]) -> bool:
+    """Whether ``open_fn`` can skip samples unread (a keyword argument ``every``)."""
+    try:
+        return "every" in inspect.signature(open_fn).parameters
+    except (TypeError, ValueError):  # a builtin or a callable without a signature
+        return False
 
 
 _SPLITTERS = ("split_by_node", "split_by_worker", "single_node_only")
@@ -310,6 +353,26 @@ def by_shard(num_shards: int, slot: Slot) -> bool:
     return num_shards >= slot.count
 
 
+def reader_parts(order: Sequence[int], slot: Slot) -> list[tuple[int, int, int]]:
+    """What ``slot`` reads in an epoch whose shard order is ``order``: ``(shard, start, step)``
+    for each of its shards, the positions ``start, start + step, ...`` of that shard (see the
+    module text). Each sample of every shard is read by exactly one reader.
+
+    Example:
+        >>> reader_parts([3, 1, 0, 2], Slot(rank=1, num_replicas=2))
+        [(1, 0, 1), (2, 0, 1)]
+        >>> [reader_parts([5, 4], Slot(rank=r, num_replicas=3)) for r in range(3)]
+        [[(5, 0, 2)], [(4, 0, 1)], [(5, 1, 2)]]
+    """
+    readers = slot.count
+    k = slot.rank + slot.num_replicas * slot.worker
+    if by_shard(len(order), slot):
+        return [(int(shard), 0, 1) for shard in order[k::readers]]
+    shard = k % len(order)
+    sharing = len(range(shard, readers, len(order)))
+    return [(int(order[shard]), k // len(order), sharing)]
+
+
 def read_slot(
     shards: Shards,
     order: Sequence[int],
@@ -328,30 +391,24 @@ def read_slot(
     Raises:
         ValueError: If a shard holds more or fewer samples than ``sizes`` says.
     """
-    if by_shard(len(order), slot):
-        for shard in slot_part(list(order), slot):
-            for position, sample in _read_shard(shards, shard, sizes):
-                yield shard, position, sample
-        return
-    # fewer shards than readers: all read everything, each keeps its part of the samples
-    k = 0
-    step, stride = slot.num_replicas, slot.num_workers
-    for shard in order:
-        for position, sample in _read_shard(shards, shard, sizes):
-            if k % step == slot.rank and (k // step) % stride == slot.worker:
-                yield shard, position, sample
-            k += 1
+    for shard, start, step in reader_parts(order, slot):
+        for position, sample in _read_part(shards, shard, start, step, sizes):
+            yield shard, position, sample
 
 
-def _read_shard(shards: Shards, shard: int, sizes: np.ndarray | None) -> Iterator[tuple[int, Any]]:
+def _read_part(
+    shards: Shards, shard: int, start: int, step: int, sizes: np.ndarray | None
+) -> Iterator[tuple[int, Any]]:
     expected = None if sizes is None else int(sizes[shard])
-    position = -1
-    for position, sample in enumerate(shards.open(shard)):
+    count = 0
+    for position, sample in shards.open_part(shard, start, step):
         if expected is not None and position >= expected:
             _disagree(shards.names[shard], expected, "more")
+        count += 1
         yield position, sample
-    if expected is not None and position + 1 != expected:
-        _disagree(shards.names[shard], expected, f"{position + 1}")
+    if expected is not None and count != len(range(start, expected, step)):
+        read = f"{count}" if step == 1 else f"{count} of every {step} (from {start})"
+        _disagree(shards.names[shard], expected, read)
 
 
 def _disagree(name: str, expected: int, got: str) -> None:
@@ -361,116 +418,6 @@ def _disagree(name: str, expected: int, got: str) -> None:
         Text(f"{got} samples read"),
         "Rebuild the manifest from these shards (Manifest.scan_tar), with the same filtering",
     )
-
-
-#: Default limit on the number of shards a pattern may name (:func:`expand_shards`).
-MAX_SHARDS = 1_000_000
-
-_BRACE = re.compile(r"\{([^{}]*)\}")
-_RANGE = re.compile(r"^(\d+)\.\.(\d+)$")
-
-
-def expand_shards(pattern: str | Sequence[str], *, max_shards: int = MAX_SHARDS) -> list[str]:
-    """Expand shard patterns the way webdataset does: ``{000..009}`` ranges (zero-padded to the
-    width of the first bound), ``{a,b}`` alternatives, and ``::`` between patterns.
-
-    The names a pattern makes are counted before any is built, so a pattern of a trillion
-    shards is refused at once, with its count.
-
-    Args:
-        pattern: A pattern, or a list of patterns and names.
-        max_shards: The most shard names a pattern may expand to (default 1,000,000).
-
-    Returns:
-        The shard names, in order.
-
-    Raises:
-        TypeError: If ``pattern`` is not a string or a list of strings.
-        ValueError: For a range that runs backwards, a pattern that expands to nothing or to
-            more than ``max_shards`` names.
-
-    Example:
-        >>> expand_shards("data-{000..002}.tar")
-        ['data-000.tar', 'data-001.tar', 'data-002.tar']
-        >>> expand_shards("a-{x,y}.tar::b.tar")
-        ['a-x.tar', 'a-y.tar', 'b.tar']
-        >>> expand_shards("a-{0..999999999999}.tar")
-        Traceback (most recent call last):
-        ...
-        ValueError: pattern: expected a pattern of at most max_shards=1,000,000 shards, ...
-    """
-    limit = check_int("max_shards", max_shards, minimum=1)
-    if isinstance(pattern, str):
-        parts = pattern.split("::")
-    elif isinstance(pattern, Sequence) and all(isinstance(p, str) for p in pattern):
-        parts = list(pattern)
-    else:
-        fail("pattern", "a shard pattern or a list of shard names", pattern, kind=TypeError)
-    total = sum(_count(part) for part in parts)
-    if total > limit:
-        _too_many(pattern, f"{total:,}", limit)
-    names: list[str] = []
-    for part in parts:
-        names.extend(_expand(part, pattern, limit - len(names)))
-    if not names:
-        fail("pattern", "a pattern that names at least one shard", pattern)
-    return names
-
-
-def _too_many(pattern: Any, count: str, limit: int) -> NoReturn:
-    fail(
-        "pattern",
-        f"a pattern of at most max_shards={limit:,} shards",
-        Text(f"{_short(pattern)}, which names {count}"),
-        "Split the pattern, or pass max_shards= a larger limit",
-    )
-
-
-def _short(pattern: Any) -> str:
-    text = repr(pattern)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _choices(body: str) -> tuple[int, int, int] | list[str]:
-    """A brace group's choices: ``(low, high, width)`` of a range, or the alternatives."""
-    bounds = _RANGE.match(body)
-    if bounds is None:
-        return body.split(",")
-    low, high = bounds.groups()
-    if max(len(low), len(high)) > 18:
-        fail("pattern", "range bounds of at most 18 digits", Text("{" + body[:40] + "}"))
-    if int(high) < int(low):
-        fail("pattern", "a range {low..high} with low <= high", Text("{" + body + "}"))
-    return int(low), int(high), len(low)
-
-
-def _count(pattern: str) -> int:
-    """How many names ``pattern`` makes (exact where its braces do not nest; nested ones are
-    counted again as :func:`_expand` builds them)."""
-    total = 1
-    for body in _BRACE.findall(pattern):
-        choices = _choices(body)
-        total *= choices[1] - choices[0] + 1 if isinstance(choices, tuple) else len(choices)
-    return total if pattern else 0
-
-
-def _expand(pattern: str, whole: Any, limit: int) -> list[str]:
-    match = _BRACE.search(pattern)
-    if match is None:
-        return [pattern] if pattern else []
-    head, body, tail = pattern[: match.start()], match.group(1), pattern[match.end() :]
-    found = _choices(body)
-    if isinstance(found, tuple):
-        low, high, width = found
-        choices: Iterable[str] = (str(i).zfill(width) for i in range(low, high + 1))
-    else:
-        choices = found
-    names: list[str] = []
-    for choice in choices:
-        names.extend(_expand(head + choice + tail, whole, limit - len(names)))
-        if len(names) > limit:
-            _too_many(whole, f"more than {limit:,}", limit)
-    return names
 
 
 def label_value(value: Any, name: str = "source", where: str = "") -> Any:

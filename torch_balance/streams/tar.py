@@ -253,15 +253,21 @@ def tar_samples(
     *,
     max_meta_size: int = MAX_META_SIZE,
     max_member_size: int | None = None,
+    every: tuple[int, int] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The samples of one tar shard as webdataset groups them: dicts with ``__key__``,
     ``__url__`` and one ``bytes`` entry per member extension (only ``fields``, if given).
+
+    With ``every=(start, step)`` only the samples at positions ``start, start + step, ...``
+    come out, and the members of the others are seeked over, never read: a stream reader that
+    shares a shard with others reads (and decodes) only its own samples.
 
     Args:
         path: The shard's path.
         fields: The member extensions to read (None: all); the others are seeked over.
         max_meta_size: The largest pax header or GNU long name accepted, in bytes.
         max_member_size: The largest member read, in bytes (None: any the file holds).
+        every: ``(start, step)``: the positions of the samples to yield (None: all).
 
     Raises:
         ValueError: For a damaged or hostile shard (see :func:`tar_members`), with the
@@ -281,13 +287,35 @@ def tar_samples(
         [('a', b'1'), ('b', None)]
     """
 
-    def wanted(name: str) -> bool:
+    start, step = (0, 1) if every is None else every
+    start = int(check_int("every[0]", start, minimum=0))
+    step = int(check_int("every[1]", step, minimum=1))
+    at: list[Any] = [-1, None]  # the position and key of the sample the last member is of
+
+    def wanted_field(name: str) -> bool:
         if fields is None:
             return True
         match = _KEY_EXT.match(name)
         return match is not None and match.group(2).lower() in fields
 
+    def wanted_position(name: str) -> bool:  # a member of a sample this call yields
+        match = _KEY_EXT.match(name)
+        base = os.path.basename(name)
+        if match is None or (base.startswith("__") and base.endswith("__")):
+            return False
+        if match.group(1) != at[1]:
+            at[0], at[1] = at[0] + 1, match.group(1)
+        if at[0] < start or (at[0] - start) % step:
+            return False
+        return fields is None or match.group(2).lower() in fields
+
+    wanted = wanted_field if every is None else wanted_position
+
+    def kept(position: int) -> bool:
+        return position >= start and (position - start) % step == 0
+
     sample: dict[str, Any] | None = None
+    position = -1
     with open(path, "rb") as stream:
         members = tar_members(
             stream, wanted, where=path, max_meta_size=max_meta_size, max_member_size=max_member_size
@@ -301,10 +329,11 @@ def tar_samples(
                 continue
             key, ext = match.group(1), match.group(2).lower()
             if sample is None or sample["__key__"] != key:
-                if sample is not None:
+                if sample is not None and (every is None or kept(position)):
                     yield sample
+                position += 1
                 sample = {"__key__": key, "__url__": path}
             if data is not None:
                 sample[ext] = data
-    if sample is not None:
+    if sample is not None and (every is None or kept(position)):
         yield sample

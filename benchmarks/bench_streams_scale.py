@@ -1,0 +1,259 @@
+"""Balanced streams at scale, simulated: every reader's plan computed in this one process.
+
+A manifest of N samples in S shards over C long-tailed classes (class c's share proportional
+to ``RATIO ** (-c / (C - 1))``, ratio 1,000) is written as a binary manifest (``.tbm``), shard
+by shard, then read back with ``Manifest.from_file`` (memory-mapped). Over it, a mode 1 stream
+(``"sqrt"``) for R ranks x W workers:
+
+- one reader's set-up (``BalancedIterableDataset.reader_plan``: its shards' copies, the cut or
+  pad to its length): time, and memory as tracemalloc's peak (numpy's buffers included) and
+  the growth of resident memory; the same reader at N / 10 and the ratio (its cost follows
+  its own shards, not N);
+- exactness over every reader (``--check``; at N = 1e8 that is S shards' worth of copies,
+  minutes on 2 cores): the sum of every reader's planned copies per class against the plan,
+  and every rank's total after the cut and pad;
+- data read per epoch: samples each reader reads (and decodes) over N, and the most readers
+  that open one shard, for S >= readers and S < readers;
+- ``Manifest.from_file`` of the N labels: time, memory, and file bytes per sample;
+- for scale, what one reader cost before this layout: the global epoch drawn as
+  ``BalancedSampler`` draws it (``--compare``, at N / 10), the copies of every sample.
+
+Run: ``python benchmarks/bench_streams_scale.py`` (N = 1e8, S = 10,000, C = 1,000,
+R = 1,024, W = 8); ``--samples 1e7`` on a small machine. The manifest is written under
+``--cache`` (about 2 bytes per sample).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import describe
+
+from torch_balance import BalancedIterableDataset, make_plan
+from torch_balance.labels.index import CountIndex
+from torch_balance.streams import Manifest, Shards
+from torch_balance.streams.copies import reader_copies
+from torch_balance.streams.manifest_file import ManifestWriter
+from torch_balance.streams.readers import shard_order
+from torch_balance.streams.sources import Slot, reader_parts
+
+RATIO = 1000.0
+MIB = 1 << 20
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def measured(run: Callable[[], Any], again: Callable[[], Any] | None = None) -> tuple[Any, ...]:
+    """``run()``'s result and seconds (untraced), then the tracemalloc peak and RSS growth
+    (MiB) of ``again()`` (default ``run`` again): tracemalloc slows every allocation down."""
+    gc.collect()
+    start = time.perf_counter()
+    out = run()
+    seconds = time.perf_counter() - start
+    gc.collect()
+    before = rss()
+    tracemalloc.start()
+    (again or run)()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return out, seconds, peak / MIB, (rss() - before) / MIB
+
+
+def write_manifest(path: Path, samples: int, shards: int, classes: int, seed: int) -> None:
+    """A long-tailed binary manifest, written one shard at a time."""
+    if path.exists():
+        return
+    rng = np.random.default_rng(seed)
+    weights = RATIO ** (-np.arange(classes) / (classes - 1))
+    cdf = np.cumsum(weights / weights.sum())
+    bounds = np.linspace(0, samples, shards + 1).astype(np.int64)
+    with ManifestWriter(path, list(range(classes))) as writer:
+        for s in range(shards):
+            size = int(bounds[s + 1] - bounds[s])
+            codes = np.searchsorted(cdf, rng.random(size)).clip(0, classes - 1)
+            writer.add(f"shard-{s:06d}.tar", codes)
+
+
+def stream_over(manifest: Manifest, world: int) -> BalancedIterableDataset:
+    source = Shards(manifest.names, lambda name: [])  # names only: nothing is read here
+    return BalancedIterableDataset(
+        source, "sqrt", manifest=manifest, num_replicas=world, rank=0, seed=0
+    )
+
+
+def one_reader(path: Path, world: int, workers: int) -> dict[str, float]:
+    """The median over three readers (rank R/2, R/4 and R-1, the last worker) of one epoch's
+    set-up, after one warm-up reader (imports and first calls)."""
+    manifest = Manifest.from_file(path)
+    stream = stream_over(manifest, world)
+    stream.reader_plan(1, Slot(0, world, 0, workers))
+    runs = []
+    for rank in (world // 2, world // 4, world - 1):
+        slot = Slot(rank, world, workers - 1, workers)
+        plan, seconds, peak, grown = measured(
+            lambda slot=slot: stream.reader_plan(0, slot),
+            lambda slot=slot: stream.reader_plan(2, slot),  # another epoch: not the cached one
+        )
+        runs.append((seconds, peak, grown, plan.codes.shape[0], plan.quota))
+    seconds, peak, grown, samples, quota = sorted(runs)[1]
+    return {"seconds": seconds, "peak": peak, "rss": grown, "samples": samples, "quota": quota}
+
+
+def check_all(path: Path, world: int, workers: int) -> tuple[bool, bool, int]:
+    """Exact per-class totals over every reader (before the cut and pad), equal rank totals
+    after it, and the most samples any reader planned."""
+    manifest = Manifest.from_file(path)
+    targets = make_plan(CountIndex(manifest.counts()), "sqrt").targets(0)
+    order = shard_order(manifest.num_shards, 0, 0)
+    per_class = np.zeros(len(manifest.classes), dtype=np.int64)
+    for worker in range(workers):
+        for rank in range(world):
+            parts = reader_parts(order, Slot(rank, world, worker, workers))
+            for codes, copies in reader_copies(manifest, parts, targets, 0, 0):
+                per_class += np.bincount(
+                    codes, weights=copies, minlength=per_class.shape[0]
+                ).astype(np.int64)
+    stream = stream_over(manifest, world)
+    ranks = {
+        sum(stream.reader_plan(0, Slot(r, world, w, workers)).quota for w in range(workers))
+        for r in (0, world // 2, world - 1)
+    }
+    return bool((per_class == targets).all()), len(ranks) == 1, int(per_class.sum())
+
+
+def data_read(sizes: np.ndarray, world: int, workers: int) -> tuple[float, int]:
+    """Samples read over N in one epoch, and the most readers opening one shard."""
+    order = list(range(sizes.shape[0]))
+    read = 0
+    opened = np.zeros(sizes.shape[0], dtype=np.int64)
+    for rank in range(world):
+        for worker in range(workers):
+            for shard, start, step in reader_parts(order, Slot(rank, world, worker, workers)):
+                read += len(range(start, int(sizes[shard]), step))
+                opened[shard] += 1
+    return read / int(sizes.sum()), int(opened.max())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--samples", type=float, default=1e8)
+    parser.add_argument("--shards", type=int, default=10_000)
+    parser.add_argument("--classes", type=int, default=1_000)
+    parser.add_argument("--ranks", type=int, default=1_024)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--check", action="store_true", help="exactness over every reader")
+    parser.add_argument("--compare", action="store_true", help="the global draw, at N / 10")
+    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "tb-scale"))
+    args = parser.parse_args()
+    n, shards, classes = int(args.samples), args.shards, args.classes
+    world, workers = args.ranks, args.workers
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    print(describe(("torch", "numpy")))
+    print(
+        f"N={n:,} in {shards:,} shards, {classes:,} classes (ratio {RATIO:.0f}), "
+        f"{world:,} ranks x {workers} workers = {world * workers:,} readers, 'sqrt'\n"
+    )
+    paths = {}
+    for size in (n // 10, n):
+        paths[size] = cache / f"m-{size}-{shards}-{classes}.tbm"
+        start = time.perf_counter()
+        write_manifest(paths[size], size, shards, classes, seed=1)
+        print(f"manifest of {size:,}: written in {time.perf_counter() - start:.1f} s (cached)")
+    # N / 10 in shards of the same size, for a tenth of the ranks: the reader's own data the same
+    same_size = cache / f"m-{n // 10}-{shards // 10}-{classes}.tbm"
+    write_manifest(same_size, n // 10, shards // 10, classes, seed=1)
+
+    print("\n## Manifest.from_file")
+    for size, path in paths.items():
+        manifest, seconds, peak, grown = measured(lambda path=path: Manifest.from_file(path))
+        manifest.class_prefix(manifest.num_shards // 2)  # reads a few shards' codes
+        bytes_per = path.stat().st_size / size
+        print(
+            f"N={size:,}: {seconds * 1000:.1f} ms, tracemalloc peak {peak:.2f} MiB, "
+            f"RSS +{grown:.1f} MiB, file {bytes_per:.3f} bytes per sample "
+            f"({manifest.codes.dtype})"
+        )
+        del manifest
+
+    print("\n## one reader's set-up (median of 3 readers)")
+    results = {size: one_reader(path, world, workers) for size, path in paths.items()}
+    for size, r in results.items():
+        print(
+            f"N={size:,}: {r['seconds'] * 1000:.1f} ms, tracemalloc peak {r['peak']:.2f} MiB, "
+            f"RSS +{r['rss']:.1f} MiB; reads {r['samples']:,.0f} samples, emits {r['quota']:,.0f}"
+        )
+    small, big = results[n // 10], results[n]
+    print(
+        f"N={n:,} over N={n // 10:,}, both in {shards:,} shards: "
+        f"time x{big['seconds'] / small['seconds']:.2f}, "
+        f"peak memory x{big['peak'] / small['peak']:.2f} (the reader's own samples x10)"
+    )
+    weak = one_reader(same_size, max(1, world // 10), workers)
+    print(
+        f"N={n // 10:,} in {shards // 10:,} shards, {max(1, world // 10):,} ranks: "
+        f"{weak['seconds'] * 1000:.1f} ms, peak {weak['peak']:.2f} MiB, reads "
+        f"{weak['samples']:,.0f}; N={n:,} over it (shards of the same size, the reader's own "
+        f"samples about the same): time x{big['seconds'] / weak['seconds']:.2f}, "
+        f"peak memory x{big['peak'] / weak['peak']:.2f}"
+    )
+
+    print("\n## data read per epoch (samples read over N; most readers opening a shard)")
+    for count in (shards, world * workers, max(1, (world * workers) // 7)):
+        sizes = np.full(count, n // count, dtype=np.int64)
+        ratio, most = data_read(sizes, world, workers)
+        bound = -(-(world * workers) // count)
+        print(
+            f"{count:,} shards for {world * workers:,} readers: {ratio:.2f}x read, "
+            f"at most {most} readers per shard (bound ceil(readers/shards) = {bound})"
+        )
+
+    if args.check:
+        print("\n## exactness over every reader (N's manifest)")
+        start = time.perf_counter()
+        exact, equal, total = check_all(paths[n], world, workers)
+        seconds = time.perf_counter() - start
+        print(
+            f"per-class copies over all readers equal the plan: {exact} ({total:,} copies); "
+            f"rank totals equal: {equal}; {seconds:.1f} s"
+        )
+
+    if args.compare:
+        from torch_balance import BalancedSampler
+
+        print("\n## before: the global epoch each reader drew (N / 10)")
+        manifest = Manifest.from_file(paths[n // 10])
+        labels = np.asarray(manifest.codes)
+
+        def global_epoch() -> Any:
+            sampler = BalancedSampler(labels, "sqrt", seed=0)
+            return np.bincount(sampler.epoch_indices(0).numpy(), minlength=labels.shape[0])
+
+        _, seconds, peak, grown = measured(global_epoch)
+        print(
+            f"N={n // 10:,}: {seconds * 1000:.0f} ms, tracemalloc peak {peak:.1f} MiB, "
+            f"RSS +{grown:.1f} MiB; this layout's reader: "
+            f"x{seconds / small['seconds']:.0f} faster, x{peak / small['peak']:.0f} less memory"
+        )
+    top = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nmax RSS of this process: {top:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
