@@ -4,8 +4,8 @@ Each loss is a ``torch.nn.Module`` with ``torch.nn.CrossEntropyLoss``'s conventi
 (``reduction``, ``ignore_index``, ``label_smoothing`` where it has a meaning, logits ``(N, C)``
 or ``(N, C, d1, ...)``) whose class counts come from the training labels, a dataset or a
 :class:`~torch_balance.labels.LabelIndex`, read as the samplers read them
-(:func:`~torch_balance.weights.class_counts`). Every loss computes in float32, whatever the
-logits' dtype.
+(:func:`~torch_balance.weights.class_counts`). Every loss computes in float32 (float64 for
+float64 logits), whatever the logits' dtype.
 
 - :mod:`~torch_balance.losses.logit_adjusted`: :class:`LogitAdjustedLoss` (Menon et al.,
   ICLR 2021) and :class:`BalancedSoftmaxLoss` (Ren et al., NeurIPS 2020);

@@ -2,8 +2,9 @@
 class dimension and the float32 computation.
 
 Every loss reads its logits as float32 (float16 and bfloat16 logits are widened before the
-softmax, so the log-sum-exp neither overflows nor loses the small probabilities of the tail)
-and returns a float32 loss; the gradient flows back to the logits in their own dtype.
+softmax, so the log-sum-exp neither overflows nor loses the small probabilities of the tail;
+float64 logits stay float64) and returns a float32 loss (float64 for float64 logits); the
+gradient flows back to the logits in their own dtype.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ def class_dim(logits: torch.Tensor) -> int:
 
 
 def check_logits(logits: Any, num_classes: int) -> torch.Tensor:
-    """``logits`` as float32, after checking it is a float tensor with ``num_classes`` classes
-    along its class dimension.
+    """``logits`` as float32 (float64 ones as they are), after checking it is a float tensor
+    with ``num_classes`` classes along its class dimension.
 
     Example:
         >>> check_logits(torch.zeros(4, 3, dtype=torch.bfloat16), 3).dtype
@@ -89,7 +90,7 @@ def check_logits(logits: Any, num_classes: int) -> torch.Tensor:
             f"The loss counted {num_classes} classes in its labels; give num_classes= the "
             "number of outputs of the model (integer labels 0..C-1), or check its last layer",
         )
-    return logits.float()
+    return logits if logits.dtype == torch.float64 else logits.float()
 
 
 def along_classes(values: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -155,7 +156,7 @@ class CountedLoss(nn.Module):
         )
 
     def class_weight(self, logits: torch.Tensor) -> torch.Tensor | None:
-        """The per-class weight on the device of ``logits``, as float32 (None if unweighted)."""
+        """The per-class weight on the device and in the dtype of ``logits`` (or None)."""
         weight = self.weight
         if weight is None:
             return None
@@ -165,7 +166,7 @@ class CountedLoss(nn.Module):
                 f"one weight per class ({self.num_classes})",
                 Text(f"{weight.numel()} weights"),
             )
-        return weight.to(logits.device, torch.float32)
+        return weight.to(logits.device, logits.dtype)
 
     def extra_repr(self) -> str:
         """The options that differ from ``CrossEntropyLoss``'s defaults."""
@@ -181,13 +182,14 @@ class CountedLoss(nn.Module):
         return ", ".join(parts)
 
 
-def soft_or_index(target: Any) -> torch.Tensor:
-    """``target`` for ``F.cross_entropy``: class indices as they are, probabilities as float32."""
+def soft_or_index(target: Any, logits: torch.Tensor) -> torch.Tensor:
+    """``target`` for ``F.cross_entropy``: class indices as they are, probabilities in the
+    dtype of ``logits``."""
     if not isinstance(target, torch.Tensor):
         fail(
             "target", "a tensor of class indices or of class probabilities", target, kind=TypeError
         )
-    return target.float() if target.is_floating_point() else target
+    return target.to(logits.dtype) if target.is_floating_point() else target
 
 
 def index_target(target: Any, loss: str) -> torch.Tensor:

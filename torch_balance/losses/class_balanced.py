@@ -153,7 +153,7 @@ class FocalLoss(CountedLoss):
         self.gamma = _check_gamma(gamma)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The loss of ``logits`` (any float dtype; computed in float32) against ``target``."""
+        """The loss of ``logits`` (any float dtype; half precision in float32) for ``target``."""
         classes = self.num_classes
         if not classes and isinstance(logits, torch.Tensor) and logits.dim():
             classes = logits.shape[class_dim(logits)]  # any C when none was given
@@ -241,7 +241,7 @@ class ClassBalancedLoss(CountedLoss):
         self.register_buffer("counts", counts.float(), persistent=False)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The loss of ``logits`` (any float dtype; computed in float32) against ``target``."""
+        """The loss of ``logits`` (any float dtype; half precision in float32) for ``target``."""
         z = check_logits(logits, self.num_classes)
         if self.loss == "focal":
             return focal_loss(
@@ -254,7 +254,7 @@ class ClassBalancedLoss(CountedLoss):
             )
         return F.cross_entropy(
             z,
-            soft_or_index(target),
+            soft_or_index(target, z),
             weight=self.class_weight(z),
             ignore_index=self.ignore_index,
             reduction=self.reduction,

@@ -104,13 +104,13 @@ class LDAMLoss(CountedLoss):
         )
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The loss of ``logits`` (any float dtype; computed in float32) against ``target``."""
+        """The loss of ``logits`` (any float dtype; half precision in float32) for ``target``."""
         z = check_logits(logits, self.num_classes)
         target = index_target(target, "LDAMLoss")
         dim = class_dim(z)
         valid = target != self.ignore_index
         safe = torch.where(valid, target, torch.zeros_like(target))
-        margin = self.margins.to(z.device)[safe] * valid  # an ignored target has no margin
+        margin = self.margins.to(z.device, z.dtype)[safe] * valid  # an ignored target has no margin
         z = (z * self.scale).scatter_add(
             dim, safe.unsqueeze(dim), margin.unsqueeze(dim) * -self.scale
         )

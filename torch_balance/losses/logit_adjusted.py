@@ -103,12 +103,12 @@ class LogitAdjustedLoss(CountedLoss):
         return self.tau * self.log_prior
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The loss of ``logits`` (any float dtype; computed in float32) against ``target``."""
+        """The loss of ``logits`` (any float dtype; half precision in float32) for ``target``."""
         z = check_logits(logits, self.num_classes)
-        z = z + along_classes(self.offsets().to(z.device), z)
+        z = z + along_classes(self.offsets().to(z.device, z.dtype), z)
         return F.cross_entropy(
             z,
-            soft_or_index(target),
+            soft_or_index(target, z),
             weight=self.class_weight(z),
             ignore_index=self.ignore_index,
             reduction=self.reduction,

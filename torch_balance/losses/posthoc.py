@@ -54,8 +54,6 @@ def logit_adjust(
     tau = check_real("tau", tau, low=0.0, fix="Menon et al. use tau = 1; 0 changes nothing")
     counts = positive_counts(labels, num_classes, "the adjustment takes log(count)")
     z = check_logits(logits, counts.numel())
-    if logits.dtype == torch.float64:
-        z = logits
     log_prior = (counts / counts.sum()).log().to(z.device, z.dtype)
     return z - tau * along_classes(log_prior, z)
 
@@ -104,6 +102,6 @@ def tau_normalize(classifier: Classifier, tau: float = 1.0) -> Classifier:
             Text(f"shape {tuple(classifier.shape)}"),
             "Pass the last layer's weight (model.fc.weight)",
         )
-    norms = classifier.float().norm(dim=1, keepdim=True)
-    scale = norms.clamp_min(torch.finfo(torch.float32).tiny).pow(-tau)
-    return (classifier.float() * scale).to(classifier.dtype)
+    wide = classifier if classifier.dtype == torch.float64 else classifier.float()
+    scale = wide.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny).pow(-tau)
+    return (wide * scale).to(classifier.dtype)
