@@ -277,12 +277,17 @@ def test_ignoring_every_target_gives_nan_like_cross_entropy() -> None:
 # Gradients.
 
 
-def test_gradcheck_in_float64() -> None:
-    logits, target = _batch((4, 4, 2))
-    target[0, 0] = -100
+@pytest.mark.parametrize("shape", [(5, 4), (4, 4, 2)])  # the fused path, the reference
+def test_gradcheck_in_float64(shape: tuple[int, ...]) -> None:
+    logits, target = _batch(shape)
+    target.view(-1)[0] = -100
     logits = logits.double().requires_grad_()
-    for name, loss in _losses(label_smoothing=0.1).items():
-        assert torch.autograd.gradcheck(lambda z, f=loss: f(z, target), (logits,)), name
+    smoothing = 0.0 if len(shape) == 2 else 0.1  # smoothing takes the reference path
+    for name, loss in _losses(label_smoothing=smoothing).items():
+        for reduction in ("mean", "none"):
+            loss.reduction = reduction
+            f = lambda z, f=loss: f(z, target)  # noqa: E731
+            assert torch.autograd.gradcheck(f, (logits,)), (name, reduction)
         assert loss(logits, target).dtype == torch.float64, name
     w = torch.randn(4, 3, dtype=torch.float64, generator=_gen(2)).requires_grad_()
     assert torch.autograd.gradcheck(lambda v: tau_normalize(v, 0.7), (w,))
@@ -443,3 +448,49 @@ def test_num_classes_widens_the_counts() -> None:
     with pytest.raises(ValueError, match="num_classes: expected an integer >= 4"):
         LogitAdjustedLoss(COUNTS, num_classes=3)
     assert LogitAdjustedLoss({**COUNTS, 4: 1}, num_classes=5).num_classes == 5
+
+
+# The fused fast path against the plain reference.
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_the_fused_path_matches_the_reference(seed: int, reduction: str) -> None:
+    """(N, C) logits take the fused path; (N, C, 1) ones the reference (cross-entropy on the
+    transformed logits, or the plain focal loss): values and gradients agree."""
+    gen = _gen(100 + seed)
+    classes = int(torch.randint(2, 9, (1,), generator=gen))
+    rows = int(torch.randint(1, 12, (1,), generator=gen))
+    counts = {c: int(n) for c, n in enumerate(torch.randint(1, 400, (classes,), generator=gen))}
+    weight = torch.rand(classes, generator=gen) + 0.1 if seed % 2 else None
+    options: dict[str, Any] = {"reduction": reduction, "ignore_index": -1, "weight": weight}
+    gamma = float(torch.rand(1, generator=gen)) * 3
+    losses = [
+        LogitAdjustedLoss(counts, tau=float(torch.rand(1, generator=gen)) * 2, **options),
+        LDAMLoss(
+            counts, max_margin=0.7, scale=float(torch.rand(1, generator=gen)) * 20 + 0.5, **options
+        ),
+        FocalLoss(gamma=gamma, **options),
+        FocalLoss(gamma=0.0, **options),
+    ]
+    options.pop("weight")
+    losses += [
+        ClassBalancedLoss(counts, beta=0.999, **options),
+        ClassBalancedLoss(counts, beta=0.99, loss="focal", gamma=gamma, **options),
+    ]
+    logits = torch.randn(rows, classes, generator=gen, dtype=torch.float64) * 4
+    target = torch.randint(classes, (rows,), generator=gen)
+    target[torch.rand(rows, generator=gen) < 0.2] = -1
+    for loss in losses:
+        fast_z = logits.clone().requires_grad_()
+        plain_z = logits.clone().unsqueeze(2).requires_grad_()
+        fast = loss(fast_z, target)
+        plain = loss(plain_z, target.unsqueeze(1))
+        plain = plain.squeeze(1) if reduction == "none" else plain
+        assert torch.allclose(fast, plain, rtol=1e-10, atol=1e-12, equal_nan=True), loss
+        if fast.isnan().any():
+            continue  # every target ignored
+        fast.sum().backward()
+        plain.sum().backward()
+        assert fast_z.grad is not None and plain_z.grad is not None
+        assert torch.allclose(fast_z.grad, plain_z.grad.squeeze(2), rtol=1e-9, atol=1e-12), loss

@@ -27,6 +27,7 @@ from torch_balance.losses._core import (
     positive_counts,
     soft_or_index,
 )
+from torch_balance.losses._fused import fusable, fused_softmax_loss
 from torch_balance.weights import class_weights
 
 __all__ = ["ClassBalancedLoss", "FocalLoss", "focal_loss"]
@@ -85,6 +86,15 @@ def focal_loss(
         >>> round(float(focal_loss(logits, target, gamma=2.0)), 4)  # 0.5 ** 2 * log 2
         0.1733
     """
+    if fusable(logits, target):
+        return fused_softmax_loss(
+            logits,
+            target,
+            weight=weight,
+            gamma=gamma,
+            ignore_index=ignore_index,
+            reduction=reduction,
+        )
     dim = class_dim(logits)
     valid = target != ignore_index
     safe = torch.where(valid, target, torch.zeros_like(target)).unsqueeze(dim)
@@ -248,6 +258,14 @@ class ClassBalancedLoss(CountedLoss):
                 z,
                 index_target(target, "ClassBalancedLoss(loss='focal')"),
                 gamma=self.gamma,
+                weight=self.class_weight(z),
+                ignore_index=self.ignore_index,
+                reduction=self.reduction,
+            )
+        if fusable(z, target, self.label_smoothing):
+            return fused_softmax_loss(
+                z,
+                target,
                 weight=self.class_weight(z),
                 ignore_index=self.ignore_index,
                 reduction=self.reduction,

@@ -28,6 +28,7 @@ from torch_balance.losses._core import (
     index_target,
     positive_counts,
 )
+from torch_balance.losses._fused import fusable, fused_softmax_loss
 from torch_balance.weights import class_weights
 
 __all__ = ["DeferredReweighting", "LDAMLoss", "NormedLinear"]
@@ -107,6 +108,16 @@ class LDAMLoss(CountedLoss):
         """The loss of ``logits`` (any float dtype; half precision in float32) for ``target``."""
         z = check_logits(logits, self.num_classes)
         target = index_target(target, "LDAMLoss")
+        if fusable(z, target, self.label_smoothing):
+            return fused_softmax_loss(
+                z,
+                target,
+                scale=self.scale,
+                margins=self.margins.to(z.device, z.dtype),
+                weight=self.class_weight(z),
+                ignore_index=self.ignore_index,
+                reduction=self.reduction,
+            )
         dim = class_dim(z)
         valid = target != self.ignore_index
         safe = torch.where(valid, target, torch.zeros_like(target))

@@ -24,6 +24,7 @@ from torch_balance.losses._core import (
     positive_counts,
     soft_or_index,
 )
+from torch_balance.losses._fused import fusable, fused_softmax_loss
 
 __all__ = ["BalancedSoftmaxLoss", "LogitAdjustedLoss"]
 
@@ -105,7 +106,17 @@ class LogitAdjustedLoss(CountedLoss):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of ``logits`` (any float dtype; half precision in float32) for ``target``."""
         z = check_logits(logits, self.num_classes)
-        z = z + along_classes(self.offsets().to(z.device, z.dtype), z)
+        offsets = self.offsets().to(z.device, z.dtype)
+        if fusable(z, target, self.label_smoothing):
+            return fused_softmax_loss(
+                z,
+                target,
+                offset=offsets,
+                weight=self.class_weight(z),
+                ignore_index=self.ignore_index,
+                reduction=self.reduction,
+            )
+        z = z + along_classes(offsets, z)
         return F.cross_entropy(
             z,
             soft_or_index(target, z),
