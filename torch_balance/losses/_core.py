@@ -50,7 +50,10 @@ def positive_counts(labels: Any, num_classes: int | None, why: str) -> torch.Ten
         fail(
             "labels",
             f"at least one sample of every class ({why})",
-            Text(f"class {int(empty[0])} with 0 samples ({empty.numel()} such classes)"),
+            Text(
+                f"class {int(empty[0])} with 0 samples"
+                + (f" (and {empty.numel() - 1} more)" if empty.numel() > 1 else "")
+            ),
             "Pass the training labels of every class the model outputs; where a class truly has "
             "no training sample, give the counts as {class: count} with a count of 1 for it",
         )
