@@ -8,12 +8,14 @@ to ``F.cross_entropy`` on those same logits. (LDAM's scale on raw logits puts va
 -100 into ``exp``, whose results are then subnormal floats, many times slower on x86 CPUs;
 the same holds for ``F.cross_entropy(30 * logits)``.)
 
-The losses are timed in interleaved rounds (each round times every one of them, ``--calls``
-calls each) and the best round of ``--rounds`` is kept, so a slow moment on a shared machine
-does not land on one loss only. Reported: microseconds per call and the ratio to
+The losses are timed in many short interleaved rounds (each round times every one of them,
+``--calls`` calls each, starting from a different one each round) and the best round of
+``--rounds`` is kept, so a slow moment on a shared machine does not land on one loss only.
+Reported: microseconds per call and the ratio to
 ``F.cross_entropy`` measured in the same run (the goal: within 1.5x), for float32 logits
 and, with ``--half``, bfloat16 ones (the losses widen them to float32, ``F.cross_entropy``
-computes in bfloat16: that ratio is not like for like).
+computes in bfloat16: that ratio is not like for like, and the row
+``F.cross_entropy(logits.float())`` is the baseline that widens too).
 
 Run: ``python benchmarks/bench_losses.py`` (about 30 s on 2 cores).
 """
@@ -21,6 +23,7 @@ Run: ``python benchmarks/bench_losses.py`` (about 30 s on 2 cores).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -47,6 +50,7 @@ def losses(counts: dict[int, int], weight: torch.Tensor) -> dict[str, tuple[Loss
     """Each loss and the logits it is timed on (``"normal"`` or ``"cosine"``)."""
     return {
         "F.cross_entropy": (F.cross_entropy, "normal"),
+        "F.cross_entropy(logits.float())": (lambda z, t: F.cross_entropy(z.float(), t), "normal"),
         "LogitAdjustedLoss": (LogitAdjustedLoss(counts, tau=1.0), "normal"),
         "BalancedSoftmaxLoss": (BalancedSoftmaxLoss(counts), "normal"),
         "ClassBalancedLoss softmax": (ClassBalancedLoss(counts), "normal"),
@@ -74,8 +78,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=256)
     parser.add_argument("--classes", type=int, default=1000)
-    parser.add_argument("--calls", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--half", action="store_true", help="also bfloat16 logits")
     args = parser.parse_args()
@@ -86,6 +90,7 @@ def main() -> None:
     }
     print(f"# bench_losses: forward + backward of ({args.rows}, {args.classes}) logits")
     print(f"# {describe(('torch',))}")
+    print(f"# load average before: {' '.join(f'{v:.1f}' for v in os.getloadavg())} (1, 5, 15 min)")
     print(
         f"# `python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}`".rstrip("` ") + "`"
     )
@@ -102,8 +107,10 @@ def main() -> None:
             for _ in range(5):
                 one_call(loss, logits[kind], target)
         best = {name: float("inf") for name in table}
-        for _ in range(args.rounds):
-            for name, (loss, kind) in table.items():
+        names = list(table)
+        for r in range(args.rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order
+                loss, kind = table[name]
                 seconds = time_round(loss, logits[kind], target, args.calls)
                 best[name] = min(best[name], seconds)
         base = {
@@ -116,6 +123,7 @@ def main() -> None:
         for name, seconds in best.items():
             ratio = seconds / base[table[name][1]]
             print(f"| {name} | {1e6 * seconds:.0f} | {ratio:.2f}x |")
+    print(f"\n# load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ class _FusedSoftmaxLoss(torch.autograd.Function):
         reduction: str,
     ) -> torch.Tensor:
         valid = target != ignore_index
-        safe = torch.where(valid, target, torch.zeros_like(target)).long().unsqueeze(1)
+        safe = (target * valid).long().unsqueeze(1)  # an ignored target reads class 0
         if offset is not None:
             u = torch.add(offset.unsqueeze(0), z, alpha=scale)
         else:
@@ -51,18 +51,18 @@ class _FusedSoftmaxLoss(torch.autograd.Function):
         w = valid.to(z.dtype)
         if weight is not None:
             w = w * weight[safe.squeeze(1)]
+        coefficient = w * scale if scale != 1.0 else w  # of (p - e_t) in the gradient
         if gamma:
             away = (-torch.expm1(log_pt)).clamp_min(_TINY)  # 1 - p_t, exact near p_t = 1
             focus = away.pow(gamma)
-            per = -focus * log_pt
+            per = -focus * log_pt * w
             # d(loss)/d(-log p_t): (1 - p)^g - g (1 - p)^(g - 1) p log p
-            slope = focus - gamma * focus * log_pt.exp() * log_pt / away
+            coefficient = coefficient * (focus - gamma * focus * log_pt.exp() * log_pt / away)
         else:
-            per, slope = -log_pt, torch.ones_like(log_pt)
-        per = per * w
+            per = -log_pt * w
         denominator = w.sum()
-        ctx.save_for_backward(log_p, safe, w * slope, denominator)
-        ctx.scale, ctx.reduction = scale, reduction
+        ctx.save_for_backward(log_p, safe, coefficient, denominator)
+        ctx.reduction = reduction
         if reduction == "none":
             return per
         return per.sum() if reduction == "sum" else per.sum() / denominator
@@ -76,8 +76,6 @@ class _FusedSoftmaxLoss(torch.autograd.Function):
             coefficient = coefficient * (grad / denominator)
         else:
             coefficient = coefficient * grad
-        if ctx.scale != 1.0:
-            coefficient = coefficient * ctx.scale
         out = torch.exp(log_p).mul_(coefficient.unsqueeze(1))
         out.scatter_add_(1, safe, -coefficient.unsqueeze(1))
         return out, None, None, None, None, None, None, None, None

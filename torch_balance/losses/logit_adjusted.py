@@ -101,7 +101,7 @@ class LogitAdjustedLoss(CountedLoss):
 
     def offsets(self) -> torch.Tensor:
         """What is added to the logits of each class: ``tau * log(prior)``."""
-        return self.tau * self.log_prior
+        return self.log_prior if self.tau == 1.0 else self.tau * self.log_prior
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of ``logits`` (any float dtype; half precision in float32) for ``target``."""
