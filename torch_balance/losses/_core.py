@@ -173,7 +173,7 @@ class CountedLoss(nn.Module):
 
     def extra_repr(self) -> str:
         """The options that differ from ``CrossEntropyLoss``'s defaults."""
-        parts = [f"num_classes={self.num_classes}"]
+        parts = [f"num_classes={self.num_classes}"] if self.num_classes else []
         if self.ignore_index != -100:
             parts.append(f"ignore_index={self.ignore_index}")
         if self.reduction != "mean":

@@ -179,7 +179,7 @@ class FocalLoss(CountedLoss):
 
     def extra_repr(self) -> str:
         """``gamma`` and the options that differ from ``CrossEntropyLoss``'s defaults."""
-        return f"gamma={self.gamma:g}, {super().extra_repr()}"
+        return ", ".join(part for part in (f"gamma={self.gamma:g}", super().extra_repr()) if part)
 
 
 class ClassBalancedLoss(CountedLoss):
