@@ -1,12 +1,13 @@
 """Minority-class recall of every strategy: digits (ratio 10) and Fashion-MNIST (ratio 100).
 
-Runs ``torch-balance bench`` twice with its defaults (13 strategies, 3 seeds, the same step
+Runs ``torch-balance bench`` twice with its defaults (every method, 3 seeds, the same step
 budget for every strategy) and writes each run's table, JSON and plot under
 ``benchmarks/results/<data>/``. README and docs/guide/choosing.md quote the tables it printed.
 
 Usage:
-    python benchmarks/bench_recall.py                 # both, about 3.5 min on 2 CPU cores
-    python benchmarks/bench_recall.py --only digits   # about 30 s
+    python benchmarks/bench_recall.py                 # both (14 methods: 3.5 min on 2 idle cores;
+                                                      # the 22 of now train about 1.6x as long)
+    python benchmarks/bench_recall.py --only digits   # about 30 s (14 methods), 50 s (22)
 
 The runs train ``--jobs`` at a time (default: the CLI's, one per usable core); the numbers
 are the same for every ``--jobs``.

@@ -24,6 +24,7 @@ MODULES = [
     "torch_balance.testing",
     "torch_balance.bench",
     "torch_balance.draws",
+    "torch_balance.losses",
 ]
 DUNDERS = ("__iter__", "__len__", "__getitem__")
 

@@ -60,3 +60,27 @@ def test_all_is_pinned() -> None:
 def test_every_name_resolves() -> None:
     for name in torch_balance.__all__:
         assert getattr(torch_balance, name) is not None, name
+
+
+# the long-tail losses: their own namespace, torch_balance.losses
+LOSSES = {
+    "BalancedSoftmaxLoss",
+    "ClassBalancedLoss",
+    "DeferredReweighting",
+    "FocalLoss",
+    "LDAMLoss",
+    "LogitAdjustedLoss",
+    "NormedLinear",
+    "class_counts",
+    "focal_loss",
+    "logit_adjust",
+    "tau_normalize",
+}
+
+
+def test_losses_all_is_pinned() -> None:
+    import torch_balance.losses
+
+    assert set(torch_balance.losses.__all__) == LOSSES
+    for name in torch_balance.losses.__all__:
+        assert getattr(torch_balance.losses, name) is not None, name

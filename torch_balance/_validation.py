@@ -17,10 +17,12 @@ from torch.utils.data import Dataset
 __all__ = [
     "Text",
     "check_bool",
+    "check_choice",
     "check_epoch_size",
     "check_index",
     "check_int",
     "check_map_style",
+    "check_real",
     "check_sample_weights",
     "check_seed",
     "fail",
@@ -354,3 +356,60 @@ def refuse_sampler_input(cls: type, given: Any, kwargs: dict[str, Any]) -> None:
         f"{name} reads labels from a dataset; pass the dataset (or its labels), not a sampler",
         kind=TypeError,
     )
+
+
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    open_low: bool = False,
+    open_high: bool = False,
+    fix: str | None = None,
+) -> float:
+    """Return ``value`` as a finite Python ``float`` after checking its type and range.
+
+    The range is ``[low, high]``, open at an end where ``open_low`` or ``open_high`` is set.
+
+    Example:
+        >>> check_real("beta", 0.99, low=0.0, high=1.0, open_high=True)
+        0.99
+        >>> check_real("beta", 1.0, low=0.0, high=1.0, open_high=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: beta: expected a finite number in [0, 1), got 1.0
+    """
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.is_floating_point():
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        fail(name, "a number", value, fix, kind=TypeError)
+    number = float(value)
+    inside = math.isfinite(number)
+    inside = inside and (number > low if open_low else number >= low)
+    inside = inside and (number < high if open_high else number <= high)
+    if not inside:
+        left = "(" if open_low or low == -math.inf else "["
+        right = ")" if open_high or high == math.inf else "]"
+        bounds = f"{left}{low:g}, {high:g}{right}".replace("inf", "∞")
+        fail(name, f"a finite number in {bounds}", value, fix)
+    return number
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of the strings ``choices``.
+
+    Example:
+        >>> check_choice("reduction", "sum", ("mean", "sum", "none"))
+        'sum'
+        >>> check_choice("reduction", "avg", ("mean", "sum", "none"))
+        Traceback (most recent call last):
+        ...
+        ValueError: reduction: expected one of 'mean', 'sum', 'none', got 'avg'
+    """
+    wanted = "one of " + ", ".join(repr(c) for c in choices)
+    if not isinstance(value, str):
+        fail(name, wanted, value, kind=TypeError)
+    if value not in choices:
+        fail(name, wanted, value)
+    return value

@@ -4,7 +4,9 @@ Data flows one way through its modules:
 
 - ``sources``: open a data source (digits, Fashion-MNIST, CIFAR-10, an image folder);
 - ``split``: one seed's split (balanced test, imbalanced training, validation from it);
-- ``methods``: the registry of methods (``erm``, ``over``, ``crt``, ``logit-adjust``, ...);
+- ``recipes``: what a method is (its job, recipe and registry entry);
+- ``methods``: the registry of methods (``erm``, ``over``, ``crt``, ``logit-adjust``, ...),
+  with the long-tail losses of ``loss_methods`` (``la-loss``, ``ldam-drw``, ``tau-norm``, ...);
 - ``train``: the small CNN, the step budget and the training loop every method shares;
 - ``metrics``: the scores of one set of predictions;
 - ``report``: the table, the JSON helpers, the plot and the ``inspect`` text;

@@ -10,7 +10,7 @@ A method is one :class:`Method` entry in :data:`METHODS`, with one of three stag
 - ``"post-hoc"``: derives its logits from ``erm``'s without training; its builder returns
   the :class:`~torch_balance.bench.train.Trained` result itself.
 
-Adding a method is one entry, e.g. ``"focal": Method("...", "backbone", _focal)``.
+Adding a method is one entry, e.g. ``"mixup": Method("...", "backbone", _mixup)``.
 
 ==================  ===========================================================================
 method              what trains the model
@@ -32,14 +32,17 @@ method              what trains the model
 ``pixel-smote``     imbalanced-learn's ``SMOTE`` on flattened pixels, then a plain shuffle
 ``logit-adjust``    ``erm``'s logits minus ``tau * log(prior)``, tau chosen on validation
 ==================  ===========================================================================
+
+The long-tail losses (``la-loss``, ``balanced-softmax``, ``focal``, ``cb-focal``, ``drw``,
+``ldam-drw``, ``ldam-drs``, ``tau-norm``) are entries of ``bench.loss_methods``, added at the
+end of :data:`METHODS`; the dataclasses a method is made of are in ``bench.recipes``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,11 +51,20 @@ from torch.utils.data import TensorDataset
 
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import fail
-from torch_balance.bench.metrics import scores
-from torch_balance.bench.split import Tensors
+from torch_balance.bench.loss_methods import LOSS_METHODS
+from torch_balance.bench.recipes import (
+    TAUS,
+    CannotRun,
+    HeadRecipe,
+    Job,
+    Method,
+    Recipe,
+    Stage,
+    erm_of,
+    head_steps,
+    pick_tau,
+)
 from torch_balance.bench.train import (
-    Budget,
-    Feed,
     SmallCNN,
     Trained,
     init_weights,
@@ -77,117 +89,6 @@ __all__ = [
     "check_methods",
     "run_method",
 ]
-
-Stage = Literal["backbone", "head", "post-hoc"]
-TAUS = tuple(np.round(np.arange(0.0, 2.01, 0.25), 2).tolist())
-
-
-class CannotRun(ValueError):
-    """A method that cannot run on this data (a class too small for SMOTE): the benchmark
-    skips it, says why, and keeps the methods that ran.
-
-    Example:
-        >>> str(CannotRun("pixel-smote", "class 'cat' has 1 training image"))
-        "pixel-smote: skipped: class 'cat' has 1 training image"
-    """
-
-    def __init__(self, method: str, reason: str) -> None:
-        super().__init__(f"{method}: skipped: {reason}")
-        self.method, self.reason = method, reason
-
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # travels back from a worker
-        return CannotRun, (self.method, self.reason)
-
-
-@dataclass(frozen=True)
-class Job:
-    """What a method's builder reads: one seed's data, the budget and where to train.
-
-    Attributes:
-        data: The split's tensors.
-        num_classes: C.
-        seed: The run's seed.
-        budget: Steps, batch size and learning rate.
-        device: Where to train.
-        erm: The ``erm`` result (with its model), needed by the head and post-hoc stages.
-        tick: Called with the number of steps done, for a progress bar.
-        say: Where notes go (e.g. ``tqdm.write``).
-        classes: The class names, for messages (default the class numbers).
-    """
-
-    data: Tensors
-    num_classes: int
-    seed: int
-    budget: Budget
-    device: torch.device
-    erm: Trained | None = None
-    tick: Callable[[int], None] | None = None
-    say: Callable[[str], None] = print
-    classes: tuple[str, ...] = ()
-
-    def class_name(self, c: int) -> str:
-        """The name of class ``c`` (its number when no names were given)."""
-        return repr(self.classes[c]) if c < len(self.classes) else str(c)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """The training labels as a NumPy vector."""
-        return self.data.y_train.numpy()
-
-    @property
-    def train_set(self) -> TensorDataset:
-        """The training images and labels as a dataset."""
-        return TensorDataset(self.data.x_train, self.data.y_train)
-
-
-@dataclass
-class Recipe:
-    """How a backbone method trains: its batches, loss weights, and notes for the JSON."""
-
-    feed: Feed
-    weight: torch.Tensor | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    # called with the fresh model before training, for a feed that measures it (feedback)
-    watch: Callable[[nn.Module], None] | None = None
-
-
-@dataclass
-class HeadRecipe:
-    """How a head method trains: a dataset of embeddings, its sampler, and notes."""
-
-    dataset: TensorDataset
-    sampler: Any
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Method:
-    """One registry entry: a one-line summary, the stage, and the builder.
-
-    Attributes:
-        summary: One line for ``--help`` and reports.
-        stage: ``"backbone"``, ``"head"`` or ``"post-hoc"`` (see the module docstring).
-        build: ``Job -> Recipe`` (backbone), ``(Job, encoder) -> HeadRecipe`` (head) or
-            ``Job -> Trained`` (post-hoc).
-    """
-
-    summary: str
-    stage: Stage
-    build: Callable[..., Any]
-
-    @property
-    def uses_erm(self) -> bool:
-        """Whether the method starts from ``erm``'s trained model."""
-        return self.stage != "backbone"
-
-    def steps(self, budget: Budget) -> int:
-        """Optimizer steps the method runs under ``budget`` (for a progress bar).
-
-        Example:
-            >>> METHODS["crt"].steps(Budget(steps=400, batch_size=64, head_steps=100))
-            100
-        """
-        return {"backbone": budget.steps, "head": _head_steps(budget), "post-hoc": 0}[self.stage]
 
 
 def check_methods(text: str | Iterable[str]) -> list[str]:
@@ -234,6 +135,7 @@ def run_method(name: str, job: Job) -> Trained:
     Example:
         >>> from torch_balance.bench.sources import load_source
         >>> from torch_balance.bench.split import make_split, materialize
+        >>> from torch_balance.bench.train import Budget
         >>> source = load_source("digits")
         >>> data = materialize(source, make_split(source, ratio=10, seed=0))
         >>> job = Job(data, 10, seed=0, budget=Budget(steps=2, batch_size=32),
@@ -246,7 +148,7 @@ def run_method(name: str, job: Job) -> Trained:
     method = METHODS[name]
     start = time.perf_counter()
     if method.uses_erm:
-        _erm(job)  # fail early, before any work
+        erm_of(job)  # fail early, before any work
     if method.stage == "backbone":
         return _train_backbone(job, method.build(job), start, keep_model=name == "erm")
     if method.stage == "head":
@@ -260,6 +162,8 @@ def _train_backbone(job: Job, recipe: Recipe, start: float, *, keep_model: bool)
     """A fresh SmallCNN trained for the step budget on ``recipe``'s batches."""
     _, channels, size, _ = job.data.x_train.shape
     model = SmallCNN(channels, job.num_classes, size, seed=job.seed)
+    if recipe.head is not None:
+        model.head = recipe.head(model.embedding_size, job.num_classes, job.seed)
     if recipe.watch is not None:
         recipe.watch(model)
     epochs = train(
@@ -270,6 +174,7 @@ def _train_backbone(job: Job, recipe: Recipe, start: float, *, keep_model: bool)
         device=job.device,
         weight=recipe.weight,
         tick=job.tick,
+        loss=recipe.loss,
     )
     return Trained(
         val_logits=predict(model, job.data.x_val, job.device),
@@ -281,20 +186,16 @@ def _train_backbone(job: Job, recipe: Recipe, start: float, *, keep_model: bool)
     )
 
 
-def _head_steps(budget: Budget) -> int:
-    return budget.head_steps or max(50, budget.steps // 4)
-
-
 def _train_head(job: Job, build: Callable[[Job, nn.Module], HeadRecipe], start: float) -> Trained:
     """A fresh linear head on ``erm``'s frozen features (cRT, Kang et al., 2020)."""
-    _, model = _erm(job)
+    _, model = erm_of(job)
     encoder = model.features.to(job.device).eval()
     recipe = build(job, encoder)
     with torch.device("meta"):
         head = nn.Linear(model.embedding_size, job.num_classes)
     head.to_empty(device="cpu")
     init_weights(head, generator(job.seed, Stream.BENCH_HEAD))
-    steps = _head_steps(job.budget)
+    steps = head_steps(job.budget)
     train(
         head,
         sampler_feed(recipe.dataset, recipe.sampler, job.budget.batch_size),
@@ -314,13 +215,6 @@ def _train_head(job: Job, build: Callable[[Job, nn.Module], HeadRecipe], start: 
         seconds=time.perf_counter() - start,
         extra=extra,
     )
-
-
-def _erm(job: Job) -> tuple[Trained, SmallCNN]:
-    """``erm``'s result and model, which the head and post-hoc stages start from."""
-    if job.erm is None or job.erm.model is None:
-        fail("erm", "the erm model, trained first", None)
-    return job.erm, job.erm.model
 
 
 def _smallest_k(job: Job, method: str, labels: np.ndarray, wanted: int = 5) -> tuple[int, int]:
@@ -472,16 +366,10 @@ def _smote_embedding(job: Job, encoder: nn.Module) -> HeadRecipe:
 
 def _logit_adjust(job: Job) -> Trained:
     """Post-hoc logit adjustment (Menon et al., ICLR 2021): tau picked on validation."""
-    erm, _ = _erm(job)
+    erm, _ = erm_of(job)
     counts = np.bincount(job.labels, minlength=job.num_classes).astype(np.float64)
     log_prior = torch.as_tensor(np.log(np.maximum(counts, 1.0) / counts.sum()), dtype=torch.float32)
-    y_val = job.data.y_val.numpy()
-    best_tau, best = 0.0, -1.0
-    for tau in TAUS:
-        predicted = (erm.val_logits - tau * log_prior).argmax(1).numpy()
-        value = scores(y_val, predicted, counts)["balanced_accuracy"]
-        if value > best + 1e-12:
-            best_tau, best = tau, value
+    best_tau = pick_tau(job, lambda tau: erm.val_logits - tau * log_prior)
     return Trained(
         val_logits=erm.val_logits - best_tau * log_prior,
         test_logits=erm.test_logits - best_tau * log_prior,
@@ -515,4 +403,5 @@ METHODS: dict[str, Method] = {
     "logit-adjust": Method(
         "erm logits minus tau*log(prior), tau on validation", "post-hoc", _logit_adjust
     ),
+    **LOSS_METHODS,  # bench.loss_methods: the long-tail losses
 }

@@ -24,8 +24,10 @@ from torch_balance.strategies import Deferred, Progressive, target_counts
 from torch_balance.weights import class_weights
 
 __all__ = [
+    "CLASS_TABLE_LIMIT",
     "RESULTS_KEY",
     "finite",
+    "format_class_table",
     "format_table",
     "histogram",
     "imbalance_lines",
@@ -37,6 +39,7 @@ __all__ = [
 ]
 
 RESULTS_KEY = "strategies"  # results.json's key for the per-method results (a stable format)
+CLASS_TABLE_LIMIT = 20  # results.md shows per-class recall up to this many classes (JSON: all)
 
 HEADERS = {
     "accuracy": "accuracy",
@@ -97,6 +100,32 @@ def format_table(
         cells = [_cell(summary[name][m]) for m in METRIC_NAMES]
         label = (labels or {}).get(name, name)
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def format_class_table(
+    sizes: np.ndarray, by_rank: dict[str, np.ndarray], methods: list[str]
+) -> str:
+    """A markdown table of per-class test recall (%), one column per class by training-size
+    rank (largest first; the header gives the mean training count), head / middle / tail
+    marked as :func:`~torch_balance.bench.metrics.thirds` splits them.
+
+    Example:
+        >>> recall = {"erm": np.array([1.0, 0.25])}
+        >>> print(format_class_table(np.array([90.0, 9.0]), recall, ["erm"]))
+        | strategy | H 90 | T 9 |
+        |---|---:|---:|
+        | erm | 100.0 | 25.0 |
+    """
+    from torch_balance.bench.metrics import thirds
+
+    head, _, tail = thirds(sizes)  # sizes are ranked already: the thirds are positions
+    tags = ["H" if r in head else "T" if r in tail else "M" for r in range(len(sizes))]
+    header = "| strategy | " + " | ".join(f"{t} {n:.0f}" for t, n in zip(tags, sizes, strict=True))
+    rows = [header + " |", "|---|" + "---:|" * len(sizes)]
+    for name in methods:
+        cells = ["n/a" if not math.isfinite(v) else f"{100 * v:.1f}" for v in by_rank[name]]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -230,7 +259,9 @@ def inspect_report(source: Source, split: Split, *, batch_size: int, steps: int)
         "",
         "under-static: one 'under' epoch drawn once and kept; pixel-smote and smote-embedding:"
         " 'over' counts of synthetic neighbours; crt: 'class' for the head; logit-adjust:"
-        " erm's model, prior-corrected logits. reweight w: effective-number loss weights.",
+        " erm's model, prior-corrected logits. reweight w: effective-number loss weights."
+        " The loss methods sample as erm (ldam-drs as deferred); drw and ldam-drw weigh the"
+        " loss by reweight w from the deferred epoch on.",
     ]
     lines += split.notes
     return "\n".join(lines)
@@ -363,8 +394,14 @@ def write_results(
     command = head["command"]
     table = format_table(summary, methods, labels)
     below = "".join(f"{line}\n\n" for line in notes or [])
-    markdown = f"{header}\n\n{table}\n\n{below}`{command}`\n\n{machine_line}\n"
     sizes, by_rank = recall_by_size_rank(runs, methods)
+    if len(sizes) <= CLASS_TABLE_LIMIT:
+        below += (
+            "Test recall per class (%, mean over seeds), the classes ranked by training images "
+            "(largest first; the header gives H(ead), M(iddle) or T(ail) and the mean count):"
+            f"\n\n{format_class_table(sizes, by_rank, methods)}\n\n"
+        )
+    markdown = f"{header}\n\n{table}\n\n{below}`{command}`\n\n{machine_line}\n"
     document: dict[str, Any] = {
         **head,
         "metrics": list(METRIC_NAMES),

@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, TensorDataset, default_collate
 
 from torch_balance._rng import Stream, generator
+from torch_balance._validation import fail
 
 __all__ = [
     "Budget",
@@ -129,7 +130,7 @@ class SmallCNN(nn.Module):
                 channels = width
             head = nn.Linear(channels, num_classes)
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = head
+        self.head: nn.Module = head  # a method may replace it (LDAM: a cosine head)
         self.embedding_size = channels
         self.to_empty(device="cpu")
         init_weights(self, generator(seed, Stream.BENCH_INIT))
@@ -237,11 +238,13 @@ def train(
     weight: torch.Tensor | None = None,
     tick: Callable[[int], None] | None = None,
     parameters: Iterable[nn.Parameter] | None = None,
+    loss: nn.Module | None = None,
 ) -> int:
     """Run ``steps`` SGD steps over the batches of ``feed``; return the epochs started.
 
     The learning rate drops by 10x at ``decay_at * steps`` (``budget``'s rule, applied to
-    ``steps``, which is the head's step count when training a head).
+    ``steps``, which is the head's step count when training a head). The loss is ``loss``
+    (a module of ``torch_balance.losses``, say) or else cross-entropy weighted by ``weight``.
 
     Example:
         >>> x, y = torch.zeros(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
@@ -255,13 +258,19 @@ def train(
     optimizer = torch.optim.SGD(params, lr=budget.lr, momentum=0.9, weight_decay=5e-4)
     decay = max(1, round(budget.decay_at * steps))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[decay], gamma=0.1)
-    loss_fn = nn.CrossEntropyLoss(weight=None if weight is None else weight.to(device))
+    if loss is not None and weight is not None:
+        fail("weight", "None when a loss is given", "a weight", "Give the loss its own weight")
+    loss_fn = (
+        loss.to(device)
+        if loss is not None
+        else nn.CrossEntropyLoss(weight=None if weight is None else weight.to(device))
+    )
     step, epoch = 0, 0
     while step < steps:
         for xb, yb in feed(epoch):
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(module(xb.to(device)), yb.to(device))
-            loss.backward()
+            value = loss_fn(module(xb.to(device)), yb.to(device))
+            value.backward()
             optimizer.step()
             scheduler.step()
             step += 1
