@@ -1,0 +1,133 @@
+"""The balanced streams run the shared conformance checks for streams (torch_balance.testing):
+a manifest's BalancedIterableDataset (mode 1), one that reads labels as they flow with
+``epoch_length`` (mode 2), BalancedMix per class (mode 3) and BalancedMix over sources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from torch_balance import BalancedIterableDataset, BalancedMix, Manifest
+from torch_balance.streams import Shards
+from torch_balance.testing import (
+    STREAM_CHECKS,
+    check_stream,
+    check_stream_determinism,
+    check_stream_resume,
+)
+
+COUNTS = [24, 8, 4]
+
+
+def long_tail() -> np.ndarray:
+    labels = np.repeat(np.arange(len(COUNTS)), COUNTS)
+    np.random.default_rng(0).shuffle(labels)
+    return labels
+
+
+def memory_shards(num_shards: int) -> tuple[Shards, Manifest]:
+    """Six in-memory shards of ``(id, label)`` samples (two per rank of three) and their
+    manifest: a reader of shard ``name`` gets ``data[name]``."""
+    labels = long_tail()
+    parts = np.array_split(np.arange(labels.shape[0]), num_shards)
+    data = {f"s{k}": [(int(i), int(labels[i])) for i in part] for k, part in enumerate(parts)}
+    manifest = Manifest({name: [y for _, y in rows] for name, rows in data.items()})
+    return Shards(list(data), data.__getitem__), manifest
+
+
+SOURCE, MANIFEST = memory_shards(6)
+FLAT = [(i, int(y)) for i, y in enumerate(long_tail())]
+BY_CLASS = {c: [(f"{c}-{i}", c) for i in range(n)] for c, n in enumerate(COUNTS)}
+WEB, BOOKS = [f"w{i}" for i in range(30)], [f"b{i}" for i in range(10)]
+
+
+def manifest_stream(**kw: Any) -> BalancedIterableDataset:
+    return BalancedIterableDataset(SOURCE, "over", manifest=MANIFEST, buffer_size=8, **kw)
+
+
+def online_stream(**kw: Any) -> BalancedIterableDataset:
+    return BalancedIterableDataset(FLAT, "sqrt", epoch_length=40, buffer_size=8, **kw)
+
+
+def mix_classes(**kw: Any) -> BalancedMix:
+    return BalancedMix(BY_CLASS, "over", **kw)
+
+
+def mix_sources(**kw: Any) -> BalancedMix:
+    return BalancedMix([WEB, BOOKS], proportions=[3, 1], epoch_length=25, **kw)
+
+
+CASES: dict[str, Any] = {
+    "manifest": manifest_stream,
+    "online-epoch-length": online_stream,
+    "mix-classes": mix_classes,
+    "mix-sources": mix_sources,
+}
+
+# Checks that find a defect in a stream, by (case, check), with what goes wrong. They run as
+# strict xfails: the day the stream is fixed, the test says so.
+DEFECTS = {
+    ("manifest", "pickles"): (
+        "BalancedIterableDataset holds label_reader's local function (self._read_label), "
+        "which pickle refuses: no pickled copy, no spawn DataLoader workers"
+    ),
+    ("online-epoch-length", "pickles"): (
+        "BalancedIterableDataset holds label_reader's local function (self._read_label), "
+        "which pickle refuses: no pickled copy, no spawn DataLoader workers"
+    ),
+    ("mix-classes", "resume"): (
+        "BalancedMix per class has no _pass_length (its pass is taken as open-ended), so a "
+        "state saved at the end of epoch 2 loads as mid-pass: the next pass is the empty rest "
+        "of epoch 2, not epoch 3"
+    ),
+}
+
+
+def cases() -> list[Any]:
+    params = []
+    for name in CASES:
+        for check in STREAM_CHECKS:
+            marks = []
+            if (name, check) in DEFECTS:
+                marks.append(pytest.mark.xfail(strict=True, reason=DEFECTS[name, check]))
+            params.append(pytest.param(name, check, marks=marks, id=f"{name}-{check}"))
+    return params
+
+
+@pytest.mark.parametrize(("name", "check"), cases())
+def test_stream_conformance(name: str, check: str) -> None:
+    STREAM_CHECKS[check](CASES[name])
+
+
+def test_check_stream_runs_every_check() -> None:
+    check_stream(mix_sources, dataloader_workers=0)
+    with pytest.raises(AssertionError, match="does not continue with epoch 3"):
+        check_stream(mix_classes, dataloader_workers=0)  # the defect above, through check_stream
+
+
+def test_the_checks_catch_a_stream_that_ignores_set_epoch() -> None:
+    class Frozen(BalancedMix):
+        def set_epoch(self, epoch: int) -> None:
+            super().set_epoch(0)
+
+    with pytest.raises(AssertionError, match="conformance: epoch 1 repeats epoch 0"):
+        check_stream_determinism(lambda **kw: Frozen([WEB, BOOKS], proportions=[1, 1], **kw))
+
+
+def test_the_checks_catch_a_stream_that_ignores_its_state() -> None:
+    class Forgetful(BalancedMix):
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            pass
+
+    def make(**kw: Any) -> BalancedMix:
+        return Forgetful([WEB, BOOKS], proportions=[1, 1], epoch_length=20, **kw)
+
+    with pytest.raises(AssertionError, match="conformance: resume after 1 samples"):
+        check_stream_resume(make)
+
+
+def test_a_factory_without_the_options_is_named() -> None:
+    with pytest.raises(AssertionError, match=r"make\(seed=\.\.\., num_replicas=\.\.\."):
+        check_stream(lambda seed: mix_sources(seed=seed), dataloader_workers=0)
