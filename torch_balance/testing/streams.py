@@ -77,16 +77,26 @@ def _length(stream: Any) -> int | None:
         return None
 
 
+def _worlds(make: Factory, worlds: tuple[int, ...]) -> tuple[int, ...]:
+    """``worlds``, or none where the stream has no ``len()``: its pass ends where its data
+    does, which only one rank can do (such streams refuse more than one)."""
+    return worlds if _length(_build(make)) is not None else ()
+
+
 def _promised(stream: Any) -> dict[Any, int] | None:
     """The per-class counts of one epoch, where the stream promises them (it has a plan):
-    a manifest's :class:`BalancedIterableDataset`, a :class:`BalancedMix` per class."""
+    a manifest's :class:`BalancedIterableDataset`, a :class:`BalancedMix` per class whose
+    class streams cycle (with ``exhausted="stop"`` the first to run out ends the epoch)."""
     if getattr(stream, "plan", None) is None or not hasattr(stream, "target_counts"):
+        return None
+    if getattr(stream, "exhausted", "cycle") == "stop":
         return None
     return {k: v for k, v in stream.target_counts().items() if v}
 
 
 def check_stream_lengths(make: Factory, *, key: Key | None = None) -> None:
-    """Every rank of a world emits as many samples per epoch, ``len()`` where it has one.
+    """Every rank of a world emits as many samples per epoch, ``len()`` where it has one
+    (a stream without one is checked on one rank: its data ends its pass).
 
     Example:
         >>> from torch_balance import BalancedMix
@@ -96,7 +106,7 @@ def check_stream_lengths(make: Factory, *, key: Key | None = None) -> None:
         ...     return BalancedMix([web, books], proportions=[1, 1], epoch_length=12, **kw)
         >>> check_stream_lengths(make)
     """
-    for world in (1, 2, 3):
+    for world in (1, *_worlds(make, (2, 3))):
         streams = [_build(make, world=world, rank=r) for r in range(world)]
         got = [len(_epoch(s, 1, key)) for s in streams]
         _require(len(set(got)) == 1, f"the ranks of {world} emitted {got} samples in epoch 1")
@@ -201,7 +211,7 @@ def check_stream_resume(make: Factory, *, key: Key | None = None) -> None:
     """A state saved mid-pass and loaded into a fresh stream continues exactly (also after a
     ``set_epoch`` of the same epoch, as a DDP loop calls it); one saved at the epoch's end
     continues with the next epoch; one saved on another rank of the same world loads and
-    continues this rank's pass.
+    continues this rank's pass (where the stream runs on several ranks: it has ``len()``).
 
     Example:
         >>> from torch_balance import BalancedMix
@@ -243,6 +253,8 @@ def check_stream_resume(make: Factory, *, key: Key | None = None) -> None:
     late.set_epoch(2)
     _require(_pass(late, key) == [], "set_epoch(2) after a state saved at its end replays it")
     # another rank's state, the same world (Lightning saves rank 0's)
+    if not _worlds(make, (2,)):
+        return
     ranks = [_epoch(_build(make, world=2, rank=r), 2, key) for r in range(2)]
     cut = max(len(ranks[0]) // 2, 1)
     saver = _build(make, world=2, rank=0)
@@ -263,7 +275,8 @@ def check_stream_shards(
 ) -> None:
     """Each rank of a world reads its own samples (no sample on two ranks); where the stream
     promises counts, the ranks together hold the plan's per-class counts, scaled to their
-    padded or trimmed length, within one sample per rank.
+    padded or trimmed length, within one sample per rank. A stream without ``len()`` (one
+    rank only) passes.
 
     Example:
         >>> from torch_balance import BalancedMix
@@ -274,7 +287,7 @@ def check_stream_shards(
         >>> check_stream_shards(make)
     """
     read = label_reader(label_fn)
-    for world in (2, 3):
+    for world in _worlds(make, (2, 3)):
         streams = [_build(make, world=world, rank=r) for r in range(world)]
         raw = []
         for stream in streams:
