@@ -17,6 +17,13 @@ shard whole batches.
 :func:`check_dataset` does the same for dataset wrappers (``ResampledDataset``,
 ``SMOTEDataset``, yours): length, bounds, determinism in (seed, epoch), new epochs,
 composition, global RNGs, pickling, and ``set_epoch`` reaching persistent DataLoader workers.
+
+:func:`check_stream` does it for balanced streams (``BalancedIterableDataset``,
+``BalancedMix``, yours), built by ``make(seed=..., num_replicas=..., rank=...)``: equal
+lengths on every rank, determinism in (seed, epoch), ``set_epoch`` and the repeated-pass
+warning, counts against the plan where the stream promises them, resume (mid-pass, at the
+epoch's end, from another rank's state), each rank reading its own samples, pickling, and
+DataLoader workers.
 """
 
 from __future__ import annotations
@@ -42,10 +49,23 @@ from torch_balance.testing.samplers import (
     check_sampler_shards,
     check_sampler_states_any_world,
 )
+from torch_balance.testing.streams import (
+    STREAM_CHECKS,
+    check_stream,
+    check_stream_counts,
+    check_stream_dataloader,
+    check_stream_determinism,
+    check_stream_epochs,
+    check_stream_lengths,
+    check_stream_pickles,
+    check_stream_resume,
+    check_stream_shards,
+)
 
 __all__ = [
     "CHECKS",
     "DATASET_CHECKS",
+    "STREAM_CHECKS",
     "IndexDataset",
     "check_dataset",
     "check_dataset_basics",
@@ -61,5 +81,14 @@ __all__ = [
     "check_sampler_refuses_foreign_states",
     "check_sampler_shards",
     "check_sampler_states_any_world",
+    "check_stream",
+    "check_stream_counts",
+    "check_stream_dataloader",
+    "check_stream_determinism",
+    "check_stream_epochs",
+    "check_stream_lengths",
+    "check_stream_pickles",
+    "check_stream_resume",
+    "check_stream_shards",
     "conformance_labels",
 ]
