@@ -83,21 +83,13 @@ CASES: dict[str, Any] = {
 }
 
 # Checks that find a defect in a stream, by (case, check), with what goes wrong. They run as
-# strict xfails that expect the defect's own error (pickle's AttributeError, the check's
-# AssertionError): the day the stream is fixed, the test says so.
-UNPICKLABLE = (
-    "BalancedIterableDataset holds label_reader's local function (self._read_label), which "
-    "pickle refuses: no pickled copy, no spawn or forkserver DataLoader workers"
-)
+# strict xfails that expect the check's AssertionError: the day the stream is fixed, they fail.
 OPEN_END_STATE = (
     "a pass whose length the stream does not know before reading it is taken as open-ended "
     "when a state loads, so a state saved at the end of epoch 2 loads as mid-pass: the next "
     "pass is the empty rest of epoch 2, not epoch 3"
 )
 DEFECTS = {
-    ("manifest", "pickles"): UNPICKLABLE,
-    ("online-epoch-length", "pickles"): UNPICKLABLE,
-    ("online-open-ended", "pickles"): UNPICKLABLE,
     ("mix-classes", "resume"): "BalancedMix per class gives no _pass_length, although its "
     "class sequence fixes it: " + OPEN_END_STATE,
     ("online-open-ended", "resume"): OPEN_END_STATE,
@@ -111,9 +103,10 @@ def cases() -> list[Any]:
         for check in STREAM_CHECKS:
             marks = []
             if (name, check) in DEFECTS:
-                raises = AttributeError if check == "pickles" else AssertionError
                 marks.append(
-                    pytest.mark.xfail(strict=True, raises=raises, reason=DEFECTS[name, check])
+                    pytest.mark.xfail(
+                        strict=True, raises=AssertionError, reason=DEFECTS[name, check]
+                    )
                 )
             params.append(pytest.param(name, check, marks=marks, id=f"{name}-{check}"))
     return params
@@ -148,18 +141,7 @@ def tar_stream(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return make
 
 
-@pytest.mark.parametrize(
-    "check",
-    [
-        pytest.param(
-            check,
-            marks=[pytest.mark.xfail(strict=True, raises=AttributeError, reason=UNPICKLABLE)]
-            if check == "pickles"
-            else [],
-        )
-        for check in STREAM_CHECKS
-    ],
-)
+@pytest.mark.parametrize("check", list(STREAM_CHECKS))
 def test_stream_conformance_over_tar_shards(tar_stream: Any, check: str) -> None:
     """Samples read from tar shards are dicts (unhashable): compared by their key."""
     STREAM_CHECKS[check](tar_stream, key=lambda sample: sample["__key__"])

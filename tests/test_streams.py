@@ -948,3 +948,23 @@ def test_mode2_plans_from_counts_alone() -> None:
     ]:
         expected = target_counts(labels, strategy, sampling_strategy=rule)
         assert _targets(small, strategy, rule, 0) == expected, strategy
+
+
+def test_a_stream_over_tar_shards_reaches_spawned_workers(shards: str) -> None:
+    """The stream pickles (its label reader is an object, not a local function), so spawn and
+    forkserver DataLoader workers (macOS and Windows defaults) get it, and read what forked
+    workers read."""
+    manifest = Manifest.scan_tar(shards)
+    stream = BalancedIterableDataset(shards, "under", manifest=manifest, seed=4)
+    stream.set_epoch(1)
+    read = {
+        context: sorted(
+            sample["__key__"]
+            for sample in DataLoader(
+                stream, batch_size=None, num_workers=2, multiprocessing_context=context
+            )
+        )
+        for context in ("fork", "spawn")
+    }
+    assert read["spawn"] == read["fork"]
+    assert len(read["spawn"]) == len(stream)

@@ -54,6 +54,7 @@ from torch_balance.streams.patterns import expand_shards
 from torch_balance.streams.tar import tar_samples
 
 __all__ = [
+    "LabelReader",
     "Shards",
     "Slot",
     "as_source",
@@ -68,22 +69,28 @@ __all__ = [
 _LABEL_KEYS = ("label", "cls", "target", "labels")
 
 
-def label_reader(label_fn: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
-    """``sample -> label``: ``label_fn`` if given, else the second item of a tuple or list, or
-    the ``"label"``, ``"cls"``, ``"target"`` or ``"labels"`` entry of a dict. Bytes (a raw
-    ``.cls`` member) become an int or str.
+class LabelReader:
+    """``sample -> label``, a picklable object (a stream holding it reaches spawned DataLoader
+    workers): ``label_fn`` if given, else the second item of a tuple or list, or the
+    ``"label"``, ``"cls"``, ``"target"`` or ``"labels"`` entry of a dict. Bytes (a raw ``.cls``
+    member) become an int or str.
 
     Example:
-        >>> read = label_reader(None)
+        >>> import pickle
+        >>> read = pickle.loads(pickle.dumps(LabelReader(None)))
         >>> read(("x", 3)), read({"jpg": b"...", "cls": b"2"})
         (3, 2)
     """
-    if label_fn is not None:
-        if not callable(label_fn):
-            fail("label_fn", "a callable label_fn(sample) -> label", label_fn, kind=TypeError)
-        return lambda sample: label_value(label_fn(sample))
 
-    def read(sample: Any) -> Any:
+    def __init__(self, label_fn: Callable[[Any], Any] | None = None) -> None:
+        if label_fn is not None and not callable(label_fn):
+            fail("label_fn", "a callable label_fn(sample) -> label", label_fn, kind=TypeError)
+        self.label_fn = label_fn
+
+    def __call__(self, sample: Any) -> Any:
+        """The label of ``sample``."""
+        if self.label_fn is not None:
+            return label_value(self.label_fn(sample))
         if isinstance(sample, tuple | list) and len(sample) >= 2:
             return label_value(sample[1])
         if isinstance(sample, dict):
@@ -98,7 +105,16 @@ def label_reader(label_fn: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
             kind=TypeError,
         )
 
-    return read
+
+def label_reader(label_fn: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """``sample -> label``: a :class:`LabelReader` (see there).
+
+    Example:
+        >>> read = label_reader(None)
+        >>> read(("x", 3)), read({"jpg": b"...", "cls": b"2"})
+        (3, 2)
+    """
+    return LabelReader(label_fn)
 
 
 class Shards:
