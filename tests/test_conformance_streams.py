@@ -82,37 +82,9 @@ CASES: dict[str, Any] = {
     "mix-sources-open-ended": mix_sources_open_ended,
 }
 
-# Checks that find a defect in a stream, by (case, check), with what goes wrong. They run as
-# strict xfails that expect the check's AssertionError: the day the stream is fixed, they fail.
-OPEN_END_STATE = (
-    "a pass whose length the stream does not know before reading it is taken as open-ended "
-    "when a state loads, so a state saved at the end of epoch 2 loads as mid-pass: the next "
-    "pass is the empty rest of epoch 2, not epoch 3"
-)
-DEFECTS = {
-    ("mix-classes", "resume"): "BalancedMix per class gives no _pass_length, although its "
-    "class sequence fixes it: " + OPEN_END_STATE,
-    ("online-open-ended", "resume"): OPEN_END_STATE,
-    ("mix-sources-open-ended", "resume"): OPEN_END_STATE,
-}
 
-
-def cases() -> list[Any]:
-    params = []
-    for name in CASES:
-        for check in STREAM_CHECKS:
-            marks = []
-            if (name, check) in DEFECTS:
-                marks.append(
-                    pytest.mark.xfail(
-                        strict=True, raises=AssertionError, reason=DEFECTS[name, check]
-                    )
-                )
-            params.append(pytest.param(name, check, marks=marks, id=f"{name}-{check}"))
-    return params
-
-
-@pytest.mark.parametrize(("name", "check"), cases())
+@pytest.mark.parametrize("check", list(STREAM_CHECKS))
+@pytest.mark.parametrize("name", list(CASES))
 def test_stream_conformance(name: str, check: str) -> None:
     STREAM_CHECKS[check](CASES[name])
 

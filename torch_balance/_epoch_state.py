@@ -75,6 +75,9 @@ class Key:
     LEGACY = "yielded"  # this rank's count, in states saved before ``position`` existed
     # a stream reader's count, in stream states saved before they used ``position``
     LEGACY_STREAM = "emitted"
+    # True where the position is the end of its epoch: said outright, because a pass whose
+    # length is known only by reading it (an open-ended stream) cannot be told from its length
+    COMPLETE = "complete"
 
 
 class Pass:
@@ -140,6 +143,7 @@ class EpochState:
         self._resume: tuple[int, int] | None = None
         self._pass: Pass | None = None
         self._last: tuple[int, int] | None = None  # (epoch, length) of the last complete pass
+        self._loaded_end: tuple[int, int] | None = None  # a loaded state that ended its epoch
         self.told = False  # set_epoch or load_state_dict was called, or a pass completed
         self._chosen: int | None = None  # set by set_epoch for the next pass, not yet begun
 
@@ -237,13 +241,16 @@ class EpochState:
 
     def state_dict(self, settings: Callable[[int], dict[str, Any]], world: int) -> dict[str, Any]:
         epoch, position = self.position()
-        return {
+        state = {
             Key.KIND: self.kind,
             Key.SEED: self.seed,
             Key.EPOCH: epoch,
             Key.POSITION: position,
             Key.WORLD: world,
-        } | settings(epoch)
+        }
+        if (epoch, position) in (self._last, self._loaded_end) and position:
+            state[Key.COMPLETE] = True
+        return state | settings(epoch)
 
     def load_state_dict(
         self, state: Any, settings: Callable[[int], dict[str, Any]], global_length: int
@@ -291,9 +298,14 @@ class EpochState:
         # A state saved at an epoch's end: the next pass is the next epoch, unless the loop
         # has already chosen this epoch for it (torchdata's StatefulDataLoader loads the state
         # when the pass begins, after the loop's set_epoch(e)): then the rest of e, nothing.
-        done = position == global_length and chosen != epoch
+        complete = state.get(Key.COMPLETE, False)
+        if not isinstance(complete, bool):
+            fail(f"state_dict[{Key.COMPLETE!r}]", "True or False", complete, kind=TypeError)
+        ended = complete or position == global_length
+        done = ended and chosen != epoch
         self._epoch = epoch + 1 if done else epoch
         self._last = None
+        self._loaded_end = (epoch, position) if ended else None
         self.told = True
 
     def __getstate__(self) -> dict[str, Any]:
