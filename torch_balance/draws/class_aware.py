@@ -13,7 +13,9 @@ Pure functions of (the images of each class, the plan's choices per class, seed,
   with more images than an epoch takes still has every image shown before any repeats.
   Permutations are drawn a *group* of cycles at a time (enough cycles for ``GROUP`` positions,
   one cycle for a large class), each group from its own generator, so a position of the walk
-  is a pure function of (seed, class, position) whichever epoch reaches it. An epoch
+  is a pure function of (seed, class, position) whichever epoch reaches it. A class with more
+  than ``LAZY_ABOVE`` images draws a cycle in buckets (:class:`BucketCycle`), each bucket
+  shuffled only when the walk reaches it, so an epoch pays for the positions it uses. An epoch
   advances each class's walk by every pick planned for it, the few cut from the end of the
   epoch's last run included (they are skipped, not shown later); large permutations come
   from :func:`permutation`;
@@ -36,9 +38,12 @@ from torch_balance._validation import internal
 
 __all__ = [
     "GROUP",
+    "LAZY_ABOVE",
     "PIECE",
     "PIECES_UP_TO",
+    "BucketCycle",
     "WalkGroups",
+    "bucket_count",
     "choice_ranks",
     "class_aware_epoch",
     "class_aware_reference",
@@ -54,6 +59,8 @@ GROUP = 8192  # walk positions drawn at once for a small class: cycles of n imag
 PIECE = 16384  # the size of a piece of a permutation shuffled at once (see permutation)
 PIECES_UP_TO = 2**18  # larger permutations are one torch.randperm
 SORT_BELOW = 64  # classes with fewer images draw a group's cycles with one sort, not a loop
+LAZY_ABOVE = 2 * PIECE  # classes with more images draw a cycle bucket by bucket (BucketCycle)
+_KEY_BITS = 15  # bucket keys are read as 16-bit words of 63-bit draws: at most 2**15 buckets
 
 
 def _small_codes(codes: np.ndarray, num_classes: int) -> np.ndarray:
@@ -162,16 +169,99 @@ def group_cycles(n: int) -> int:
     return max(1, -(-GROUP // n))
 
 
-def walk_group(n: int, code: int, group: int, seed: int) -> torch.Tensor:
+def bucket_count(n: int) -> int:
+    """Buckets of a cycle of ``n`` images drawn by :class:`BucketCycle`: the smallest power of
+    two with at most ``PIECE`` images a bucket on average.
+
+    Example:
+        >>> bucket_count(LAZY_ABOVE + 1), bucket_count(10**6)
+        (4, 64)
+    """
+    return 1 << (-(-n // PIECE) - 1).bit_length()
+
+
+class BucketCycle:
+    """One cycle of a large class's walk, a uniformly random permutation of ``range(n)`` drawn
+    as the walk reaches it (Rao 1961; Sandelius 1962): every image goes to one of
+    ``bucket_count(n)`` buckets at random, the buckets are laid out in order, and each
+    bucket is shuffled on its own, the first time a position inside it is read.
+
+    The bucket keys come from the generator ``(seed, CLASS_AWARE_WALK, code, cycle)`` (63
+    random bits a draw, read as bytes or 16-bit words: the cheapest random numbers torch
+    gives), bucket ``b``'s shuffle from ``(seed, CLASS_AWARE_WALK, code, cycle, b)``: a
+    position is a pure function of (seed, class, cycle, position), whichever buckets were
+    read before. Drawing the keys costs about a byte of randomness an image; an epoch that
+    reads a few thousand positions of a cycle of a million shuffles one bucket.
+
+    Example:
+        >>> cycle = BucketCycle(40_000, code=0, cycle=0, seed=0)
+        >>> whole = cycle.positions(0, 40_000)
+        >>> bool((whole.sort().values == torch.arange(40_000, dtype=torch.int32)).all())
+        True
+        >>> fresh = BucketCycle(40_000, code=0, cycle=0, seed=0)
+        >>> bool((fresh.positions(30_000, 5) == whole[30_000:30_005]).all())
+        True
+    """
+
+    def __init__(self, n: int, code: int, cycle: int, seed: int) -> None:
+        buckets = bucket_count(n)
+        internal(buckets <= 1 << _KEY_BITS, f"BucketCycle: {n} images need too many buckets")
+        self.n, self.code, self.cycle, self.seed = n, code, cycle, seed
+        self.dtype = torch.int32 if n < 2**31 else torch.int64
+        width = 1 if buckets <= 128 else 2  # the top byte (word) of a draw holds 7 (15) bits
+        g = generator(seed, Stream.CLASS_AWARE_WALK, code, cycle)
+        words = torch.empty(-(-n * width // 8), dtype=torch.int64).random_(generator=g)
+        raw = words.numpy().view("<u1" if width == 1 else "<u2")[:n]
+        self.keys = raw & (buckets - 1)
+        self.ends = [0]  # ends[b + 1]: where bucket b ends, counted as far as the walk read
+        self.pieces: dict[int, torch.Tensor] = {}
+
+    def _bucket_of(self, position: int) -> int:
+        """The bucket that holds ``position``, counting bucket sizes up to it (a count of
+        matching keys is a tenth of the cost of listing them)."""
+        ends = self.ends
+        while ends[-1] <= position:
+            ends.append(ends[-1] + int(np.count_nonzero(self.keys == len(ends) - 1)))
+        return int(np.searchsorted(ends, position, side="right")) - 1
+
+    def piece(self, bucket: int) -> torch.Tensor:
+        """Bucket ``bucket``'s images in their shuffled order (drawn once, then kept)."""
+        held = self.pieces.get(bucket)
+        if held is None:
+            inside = np.flatnonzero(self.keys == bucket)
+            members = torch.from_numpy(inside).to(self.dtype)
+            g = generator(self.seed, Stream.CLASS_AWARE_WALK, self.code, self.cycle, bucket)
+            held = members.index_select(0, torch.randperm(inside.shape[0], generator=g))
+            self.pieces[bucket] = held
+        return held
+
+    def positions(self, start: int, count: int) -> torch.Tensor:
+        """Positions ``start, ..., start + count - 1`` of the cycle."""
+        end = min(start + count, self.n)
+        parts = []
+        while start < end:
+            bucket = self._bucket_of(start)
+            low, high = self.ends[bucket], self.ends[bucket + 1]
+            take = min(high, end) - start
+            parts.append(self.piece(bucket)[start - low : start - low + take])
+            start += take
+        if not parts:
+            return torch.zeros(0, dtype=self.dtype)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def walk_group(n: int, code: int, group: int, seed: int) -> torch.Tensor | BucketCycle:
     """Group ``group`` of class ``code``'s walk: ``group_cycles(n)`` permutations of
     ``range(n)`` one after the other, from the generator ``(seed, CLASS_AWARE_WALK, code,
-    group)``.
+    group)``; for more than ``LAZY_ABOVE`` images, cycle ``group`` as a :class:`BucketCycle`.
 
     Example:
         >>> walk = walk_group(3, 0, 0, seed=0)
         >>> walk.shape[0], [sorted(walk[i : i + 3].tolist()) for i in range(0, 9, 3)]
         (8193, [[0, 1, 2], [0, 1, 2], [0, 1, 2]])
     """
+    if LAZY_ABOVE < n <= PIECE << _KEY_BITS:
+        return BucketCycle(n, code, group, seed)
     cycles = group_cycles(n)
     dtype = torch.int32 if n < 2**31 else torch.int64
     if n == 1:
@@ -196,9 +286,9 @@ class WalkGroups:
     """
 
     def __init__(self) -> None:
-        self.groups: dict[int, tuple[int, torch.Tensor]] = {}
+        self.groups: dict[int, tuple[int, torch.Tensor | BucketCycle]] = {}
 
-    def get(self, n: int, code: int, group: int, seed: int) -> torch.Tensor:
+    def get(self, n: int, code: int, group: int, seed: int) -> torch.Tensor | BucketCycle:
         """Group ``group`` of class ``code``'s walk, drawn or kept."""
         held = self.groups.get(code)
         if held is not None and held[0] == group:
@@ -234,7 +324,10 @@ def walk_positions(
         group, offset = divmod(at, span)
         walk = cache.get(n, code, group, seed) if cache else walk_group(n, code, group, seed)
         take = min(span - offset, end - at)
-        parts.append(walk[offset : offset + take])
+        if isinstance(walk, BucketCycle):
+            parts.append(walk.positions(offset, take))
+        else:
+            parts.append(walk[offset : offset + take])
         at += take
     if not parts:
         return torch.zeros(0, dtype=torch.int32)
