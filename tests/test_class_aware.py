@@ -29,6 +29,7 @@ from torch_balance._rng import Stream, generator
 from torch_balance.draws.class_aware import (
     GROUP,
     LAZY_ABOVE,
+    NUMPY_ROWS_FROM,
     PIECE,
     SORT_BELOW,
     BucketCycle,
@@ -133,6 +134,16 @@ def test_a_large_class_reads_only_the_buckets_its_walk_reaches() -> None:
     assert isinstance(held, BucketCycle) and list(held.pieces) == [0]
     whole = walk_positions(n, 0, n, n, seed=1)
     assert torch.equal(walk_positions(n, 0, n - 10, 20, seed=1, cache=cache)[10:], whole[:10])
+
+
+@pytest.mark.parametrize("n", [NUMPY_ROWS_FROM - 1, NUMPY_ROWS_FROM, SORT_BELOW - 1])
+def test_short_cycles_are_the_order_of_their_keys(n: int) -> None:
+    """The rows sorted by numpy or by torch: each cycle is the order of its random keys."""
+    cycles = group_cycles(n)
+    g = generator(9, Stream.CLASS_AWARE_WALK, 3, 1)
+    keys = torch.rand(cycles, n, generator=g, dtype=torch.float64)
+    expected = keys.argsort(dim=1).to(torch.int32).reshape(-1)
+    assert torch.equal(walk_group(n, 3, 1, seed=9), expected)
 
 
 def test_walk_positions_are_a_pure_function_of_the_position() -> None:

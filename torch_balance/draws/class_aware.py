@@ -58,7 +58,8 @@ __all__ = [
 GROUP = 8192  # walk positions drawn at once for a small class: cycles of n images per group
 PIECE = 16384  # the size of a piece of a permutation shuffled at once (see permutation)
 PIECES_UP_TO = 2**18  # larger permutations are one torch.randperm
-SORT_BELOW = 64  # classes with fewer images draw a group's cycles with one sort, not a loop
+SORT_BELOW = 256  # classes with fewer images draw a group's cycles with one sort, not a loop
+NUMPY_ROWS_FROM = 8  # cycles of this many images and more are sorted by numpy
 LAZY_ABOVE = 2 * PIECE  # classes with more images draw a cycle bucket by bucket (BucketCycle)
 _KEY_BITS = 15  # bucket keys are read as 16-bit words of 63-bit draws: at most 2**15 buckets
 
@@ -270,9 +271,12 @@ def walk_group(n: int, code: int, group: int, seed: int) -> torch.Tensor | Bucke
     if n >= SORT_BELOW:  # one permutation after another from the group's generator
         walks = [permutation(n, g, dtype) for _ in range(cycles)]
         return walks[0] if cycles == 1 else torch.cat(walks)
-    # many short cycles: one sort of random keys, row by row
+    # many short cycles: one sort of random keys, row by row (numpy sorts rows of 8 and more
+    # about three times faster than torch; the keys, and so the order, are the same)
     keys = torch.rand(cycles, n, generator=g, dtype=torch.float64)
-    return keys.argsort(dim=1).to(dtype).reshape(-1)
+    if n < NUMPY_ROWS_FROM:
+        return keys.argsort(dim=1).to(dtype).reshape(-1)
+    return torch.from_numpy(np.argsort(keys.numpy(), axis=1).reshape(-1)).to(dtype)
 
 
 class WalkGroups:
