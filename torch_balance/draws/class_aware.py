@@ -52,6 +52,7 @@ __all__ = [
     "members_by_class",
     "permutation",
     "walk_group",
+    "walk_parts",
     "walk_positions",
 ]
 
@@ -214,30 +215,50 @@ class BucketCycle:
         words = torch.empty(-(-n * width // 8), dtype=torch.int64).random_(generator=g)
         raw = words.numpy().view("<u1" if width == 1 else "<u2")[:n]
         self.keys = raw & (buckets - 1)
-        self.ends = [0]  # ends[b + 1]: where bucket b ends, counted as far as the walk read
+        self.buckets = buckets
+        self.ends = [0]  # ends[b + 1]: where bucket b ends, as far as the buckets are listed
+        self.listed: list[np.ndarray] = []  # each listed bucket's images, in increasing order
         self.pieces: dict[int, torch.Tensor] = {}
 
+    def _list_more(self) -> None:
+        """List the images of the next buckets: one pass over the keys lists twice as many
+        buckets as all the passes before it (one, two, four, ...), so a cycle read to its
+        end costs about ``log2(buckets)`` passes, and its first bucket one."""
+        first = len(self.listed)
+        span = min(max(1, first), self.buckets - first)
+        if span == 1:
+            found = [np.flatnonzero(self.keys == first)]
+        else:
+            inside = np.flatnonzero((self.keys >= first) & (self.keys < first + span))
+            keys = self.keys[inside]
+            laid = inside[np.argsort(keys, kind="stable")]  # by bucket, then by image
+            sizes = np.bincount(keys - first, minlength=span)
+            found = np.split(laid, np.cumsum(sizes)[:-1])
+        for members in found:
+            self.listed.append(members)
+            self.ends.append(self.ends[-1] + members.shape[0])
+
     def _bucket_of(self, position: int) -> int:
-        """The bucket that holds ``position``, counting bucket sizes up to it (a count of
-        matching keys is a tenth of the cost of listing them)."""
-        ends = self.ends
-        while ends[-1] <= position:
-            ends.append(ends[-1] + int(np.count_nonzero(self.keys == len(ends) - 1)))
-        return int(np.searchsorted(ends, position, side="right")) - 1
+        """The bucket that holds ``position``, listing buckets up to it."""
+        while self.ends[-1] <= position:
+            self._list_more()
+        return int(np.searchsorted(self.ends, position, side="right")) - 1
 
     def piece(self, bucket: int) -> torch.Tensor:
         """Bucket ``bucket``'s images in their shuffled order (drawn once, then kept)."""
         held = self.pieces.get(bucket)
         if held is None:
-            inside = np.flatnonzero(self.keys == bucket)
-            members = torch.from_numpy(inside).to(self.dtype)
+            while len(self.listed) <= bucket:
+                self._list_more()
+            members = torch.from_numpy(self.listed[bucket]).to(self.dtype)
+            self.listed[bucket] = members.numpy()[:0]  # the shuffled piece holds them now
             g = generator(self.seed, Stream.CLASS_AWARE_WALK, self.code, self.cycle, bucket)
-            held = members.index_select(0, torch.randperm(inside.shape[0], generator=g))
+            held = members.index_select(0, torch.randperm(members.shape[0], generator=g))
             self.pieces[bucket] = held
         return held
 
-    def positions(self, start: int, count: int) -> torch.Tensor:
-        """Positions ``start, ..., start + count - 1`` of the cycle."""
+    def parts(self, start: int, count: int) -> list[torch.Tensor]:
+        """Positions ``start, ..., start + count - 1`` of the cycle, one view per bucket."""
         end = min(start + count, self.n)
         parts = []
         while start < end:
@@ -246,6 +267,11 @@ class BucketCycle:
             take = min(high, end) - start
             parts.append(self.piece(bucket)[start - low : start - low + take])
             start += take
+        return parts
+
+    def positions(self, start: int, count: int) -> torch.Tensor:
+        """Positions ``start, ..., start + count - 1`` of the cycle."""
+        parts = self.parts(start, count)
         if not parts:
             return torch.zeros(0, dtype=self.dtype)
         return parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -309,6 +335,31 @@ class WalkGroups:
         return {"groups": {}}
 
 
+def walk_parts(
+    n: int, code: int, start: int, count: int, seed: int, cache: WalkGroups | None = None
+) -> list[torch.Tensor]:
+    """:func:`walk_positions` as a list of views, one per group or bucket read (no copy).
+
+    Example:
+        >>> parts = walk_parts(4, 0, 2, 10, seed=0)
+        >>> bool((torch.cat(parts) == walk_positions(4, 0, 2, 10, seed=0)).all())
+        True
+    """
+    span = group_cycles(n) * n
+    parts = []
+    at, end = start, start + count
+    while at < end:
+        group, offset = divmod(at, span)
+        walk = cache.get(n, code, group, seed) if cache else walk_group(n, code, group, seed)
+        take = min(span - offset, end - at)
+        if isinstance(walk, BucketCycle):
+            parts.extend(walk.parts(offset, take))
+        else:
+            parts.append(walk[offset : offset + take])
+        at += take
+    return parts
+
+
 def walk_positions(
     n: int, code: int, start: int, count: int, seed: int, cache: WalkGroups | None = None
 ) -> torch.Tensor:
@@ -321,18 +372,7 @@ def walk_positions(
         >>> bool((steps == whole[2:]).all()), [sorted(whole[i : i + 4].tolist()) for i in (0, 4)]
         (True, [[0, 1, 2, 3], [0, 1, 2, 3]])
     """
-    span = group_cycles(n) * n
-    parts = []
-    at, end = start, start + count
-    while at < end:
-        group, offset = divmod(at, span)
-        walk = cache.get(n, code, group, seed) if cache else walk_group(n, code, group, seed)
-        take = min(span - offset, end - at)
-        if isinstance(walk, BucketCycle):
-            parts.append(walk.positions(offset, take))
-        else:
-            parts.append(walk[offset : offset + take])
-        at += take
+    parts = walk_parts(n, code, start, count, seed, cache)
     if not parts:
         return torch.zeros(0, dtype=torch.int32)
     return parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -396,10 +436,11 @@ def class_aware_epoch(
         count = int(targets[code]) * num_sample_class
         n = sizes[code]
         internal(n > 0, f"class_aware_epoch: class {code} has choices but no image")
-        steps_taken = walk_positions(n, code, starts[code], count, seed, cache)
         own = members[firsts[code] : firsts[code] + n]
-        torch.index_select(own, 0, steps_taken, out=values[at : at + count])
-        at += count
+        for steps in walk_parts(n, code, starts[code], count, seed, cache):
+            size = steps.shape[0]
+            torch.index_select(own, 0, steps, out=values[at : at + size])
+            at += size
     internal(at == values.shape[0], "class_aware_epoch: the walks did not fill the epoch")
     return values, order[:length], choices
 
