@@ -15,10 +15,12 @@ Pure functions of (the images of each class, the plan's choices per class, seed,
   one cycle for a large class), each group from its own generator, so a position of the walk
   is a pure function of (seed, class, position) whichever epoch reaches it. A class with more
   than ``LAZY_ABOVE`` images draws a cycle in buckets (:class:`BucketCycle`), each bucket
-  shuffled only when the walk reaches it, so an epoch pays for the positions it uses. An epoch
-  advances each class's walk by every pick planned for it, the few cut from the end of the
-  epoch's last run included (they are skipped, not shown later); large permutations come
-  from :func:`permutation`;
+  shuffled only when the walk reaches it, so an epoch pays for the positions it uses (a
+  class of a million images read 12,500 positions at a time shuffles one or two buckets of
+  about 16,000, not the million). Cycles of fewer than ``SORT_BELOW`` images are drawn a
+  group at a time by one row-wise sort of random keys. An epoch advances each class's walk
+  by every pick planned for it, the few cut from the end of the epoch's last run included
+  (they are skipped, not shown later);
 * :func:`class_aware_epoch`: the epoch as ``(values, order, choices)``; the shell's source is
   ``(values, order)``.
 
@@ -221,11 +223,11 @@ class BucketCycle:
         self.pieces: dict[int, torch.Tensor] = {}
 
     def _list_more(self) -> None:
-        """List the images of the next buckets: one pass over the keys lists twice as many
-        buckets as all the passes before it (one, two, four, ...), so a cycle read to its
-        end costs about ``log2(buckets)`` passes, and its first bucket one."""
+        """List the images of the next buckets: the first two buckets one pass each (an
+        epoch that reads a few buckets of a large cycle scans the keys once or twice), then
+        every other bucket in one more pass, one stable sort of their keys."""
         first = len(self.listed)
-        span = min(max(1, first), self.buckets - first)
+        span = 1 if first < 2 else self.buckets - first
         if span == 1:
             found = [np.flatnonzero(self.keys == first)]
         else:
