@@ -207,7 +207,7 @@ class BucketCycle:
         True
     """
 
-    def __init__(self, n: int, code: int, cycle: int, seed: int) -> None:
+    def __init__(self, n: int, code: int, cycle: int, seed: int, whole: bool = False) -> None:
         buckets = bucket_count(n)
         internal(buckets <= 1 << _KEY_BITS, f"BucketCycle: {n} images need too many buckets")
         self.n, self.code, self.cycle, self.seed = n, code, cycle, seed
@@ -218,6 +218,7 @@ class BucketCycle:
         raw = words.numpy().view("<u1" if width == 1 else "<u2")[:n]
         self.keys = raw & (buckets - 1)
         self.buckets = buckets
+        self.whole = whole  # list every bucket in the first pass: the walk will read them all
         self.ends = [0]  # ends[b + 1]: where bucket b ends, as far as the buckets are listed
         self.listed: list[np.ndarray] = []  # each listed bucket's images, in increasing order
         self.pieces: dict[int, torch.Tensor] = {}
@@ -225,17 +226,16 @@ class BucketCycle:
     def _list_more(self) -> None:
         """List the images of the next buckets: the first two buckets one pass each (an
         epoch that reads a few buckets of a large cycle scans the keys once or twice), then
-        every other bucket in one more pass, one stable sort of their keys."""
+        every other bucket in one more pass, one stable sort of all the keys (cheaper than
+        picking the other buckets' keys out first); a cycle opened ``whole`` lists every
+        bucket in its first pass."""
         first = len(self.listed)
-        span = 1 if first < 2 else self.buckets - first
-        if span == 1:
+        if first < 2 and not self.whole:
             found = [np.flatnonzero(self.keys == first)]
         else:
-            inside = np.flatnonzero((self.keys >= first) & (self.keys < first + span))
-            keys = self.keys[inside]
-            laid = inside[np.argsort(keys, kind="stable")]  # by bucket, then by image
-            sizes = np.bincount(keys - first, minlength=span)
-            found = np.split(laid, np.cumsum(sizes)[:-1])
+            laid = np.argsort(self.keys, kind="stable")  # by bucket, then by image
+            ends = np.cumsum(np.bincount(self.keys, minlength=self.buckets))
+            found = np.split(laid, ends[:-1])[first:]
         for members in found:
             self.listed.append(members)
             self.ends.append(self.ends[-1] + members.shape[0])
@@ -279,10 +279,13 @@ class BucketCycle:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-def walk_group(n: int, code: int, group: int, seed: int) -> torch.Tensor | BucketCycle:
+def walk_group(
+    n: int, code: int, group: int, seed: int, whole: bool = False
+) -> torch.Tensor | BucketCycle:
     """Group ``group`` of class ``code``'s walk: ``group_cycles(n)`` permutations of
     ``range(n)`` one after the other, from the generator ``(seed, CLASS_AWARE_WALK, code,
-    group)``; for more than ``LAZY_ABOVE`` images, cycle ``group`` as a :class:`BucketCycle`.
+    group)``; for more than ``LAZY_ABOVE`` images, cycle ``group`` as a :class:`BucketCycle`
+    (``whole``: its buckets listed in one pass, for a walk that goes on into it).
 
     Example:
         >>> walk = walk_group(3, 0, 0, seed=0)
@@ -290,7 +293,7 @@ def walk_group(n: int, code: int, group: int, seed: int) -> torch.Tensor | Bucke
         (8193, [[0, 1, 2], [0, 1, 2], [0, 1, 2]])
     """
     if LAZY_ABOVE < n <= PIECE << _KEY_BITS:
-        return BucketCycle(n, code, group, seed)
+        return BucketCycle(n, code, group, seed, whole)
     cycles = group_cycles(n)
     dtype = torch.int32 if n < 2**31 else torch.int64
     if n == 1:
@@ -325,7 +328,8 @@ class WalkGroups:
         held = self.groups.get(code)
         if held is not None and held[0] == group:
             return held[1]
-        walk = walk_group(n, code, group, seed)
+        # a walk that goes on from the group before reads this one to its end
+        walk = walk_group(n, code, group, seed, whole=held is not None and held[0] == group - 1)
         self.groups[code] = (group, walk)
         return walk
 
