@@ -124,6 +124,8 @@ def test_bucket_cycle_positions_are_a_pure_function_of_the_position(n: int) -> N
     assert not torch.equal(whole[:PIECE], BucketCycle(n, 1, 5, seed=3).positions(0, PIECE))
     assert not torch.equal(whole[:PIECE], BucketCycle(n, 2, 4, seed=3).positions(0, PIECE))
     assert isinstance(walk_group(n, 1, 4, seed=3), BucketCycle)
+    listed_at_once = BucketCycle(n, code=1, cycle=4, seed=3, whole=True)
+    assert torch.equal(listed_at_once.positions(0, n), whole)
 
 
 def test_a_large_class_reads_only_the_buckets_its_walk_reaches() -> None:
