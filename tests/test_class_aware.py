@@ -28,7 +28,11 @@ from torch_balance import (
 from torch_balance._rng import Stream, generator
 from torch_balance.draws.class_aware import (
     GROUP,
+    LAZY_ABOVE,
+    NUMPY_ROWS_FROM,
+    PIECE,
     SORT_BELOW,
+    BucketCycle,
     WalkGroups,
     choice_ranks,
     class_aware_epoch,
@@ -65,7 +69,9 @@ def test_members_by_class_lists_every_image_of_every_class() -> None:
         assert own == [i for i, s in enumerate(sets) if key in s]
 
 
-@pytest.mark.parametrize("n", [1, 2, 5, SORT_BELOW - 1, SORT_BELOW, 300, GROUP, GROUP + 7])
+@pytest.mark.parametrize(
+    "n", [1, 2, 5, SORT_BELOW - 1, SORT_BELOW, 300, GROUP, GROUP + 7, LAZY_ABOVE + 1]
+)
 def test_walk_goes_through_every_image_once_per_cycle(n: int) -> None:
     cycles = max(3, 2 * group_cycles(n) + 1)  # past at least two group boundaries
     walk = walk_positions(n, 3, 0, cycles * n, seed=5).view(cycles, n)
@@ -91,6 +97,55 @@ def test_permutation_in_pieces_is_uniform() -> None:
         first[int(perm[0]) * 10 // n] += 1
         last[int(np.flatnonzero(perm.numpy() == n - 1)[0]) * 10 // n] += 1
     assert chisquare(first).pvalue > 1e-3 and chisquare(last).pvalue > 1e-3
+
+
+def test_bucket_cycle_is_uniform() -> None:
+    """Where the first and the last image land in a cycle drawn bucket by bucket, and which
+    image comes first and last, over many cycles: uniform over 10 bins."""
+    n, draws = LAZY_ABOVE + 1, 300
+    counts = np.zeros((4, 10), dtype=np.int64)
+    for cycle in range(draws):
+        perm = BucketCycle(n, code=2, cycle=cycle, seed=7).positions(0, n).numpy()
+        assert np.array_equal(np.sort(perm), np.arange(n))
+        where = np.empty(n, dtype=np.int64)
+        where[perm] = np.arange(n)
+        for row, value in enumerate((where[0], where[n - 1], perm[0], perm[n - 1])):
+            counts[row, int(value) * 10 // n] += 1
+    assert all(chisquare(row).pvalue > 1e-3 for row in counts)
+
+
+@pytest.mark.parametrize("n", [LAZY_ABOVE + 1, 3 * PIECE + 5, 128 * PIECE + 1])
+def test_bucket_cycle_positions_are_a_pure_function_of_the_position(n: int) -> None:
+    whole = BucketCycle(n, code=1, cycle=4, seed=3).positions(0, n)
+    assert torch.equal(whole.sort().values, torch.arange(n, dtype=torch.int32))
+    fresh = BucketCycle(n, code=1, cycle=4, seed=3)  # read from the end back, in odd pieces
+    for start in (n - 7, n // 2, PIECE - 3, 0):
+        assert torch.equal(fresh.positions(start, 2 * PIECE), whole[start : start + 2 * PIECE])
+    assert not torch.equal(whole[:PIECE], BucketCycle(n, 1, 5, seed=3).positions(0, PIECE))
+    assert not torch.equal(whole[:PIECE], BucketCycle(n, 2, 4, seed=3).positions(0, PIECE))
+    assert isinstance(walk_group(n, 1, 4, seed=3), BucketCycle)
+    listed_at_once = BucketCycle(n, code=1, cycle=4, seed=3, whole=True)
+    assert torch.equal(listed_at_once.positions(0, n), whole)
+
+
+def test_a_large_class_reads_only_the_buckets_its_walk_reaches() -> None:
+    n = 64 * PIECE
+    cache = WalkGroups()
+    walk_positions(n, 0, n - 10, 20, seed=1, cache=cache)  # the end of cycle 0, then cycle 1
+    held = cache.groups[0][1]
+    assert isinstance(held, BucketCycle) and list(held.pieces) == [0]
+    whole = walk_positions(n, 0, n, n, seed=1)
+    assert torch.equal(walk_positions(n, 0, n - 10, 20, seed=1, cache=cache)[10:], whole[:10])
+
+
+@pytest.mark.parametrize("n", [NUMPY_ROWS_FROM - 1, NUMPY_ROWS_FROM, SORT_BELOW - 1])
+def test_short_cycles_are_the_order_of_their_keys(n: int) -> None:
+    """The rows sorted by numpy or by torch: each cycle is the order of its random keys."""
+    cycles = group_cycles(n)
+    g = generator(9, Stream.CLASS_AWARE_WALK, 3, 1)
+    keys = torch.rand(cycles, n, generator=g, dtype=torch.float64)
+    expected = keys.argsort(dim=1).to(torch.int32).reshape(-1)
+    assert torch.equal(walk_group(n, 3, 1, seed=9), expected)
 
 
 def test_walk_positions_are_a_pure_function_of_the_position() -> None:

@@ -13,10 +13,14 @@ Pure functions of (the images of each class, the plan's choices per class, seed,
   with more images than an epoch takes still has every image shown before any repeats.
   Permutations are drawn a *group* of cycles at a time (enough cycles for ``GROUP`` positions,
   one cycle for a large class), each group from its own generator, so a position of the walk
-  is a pure function of (seed, class, position) whichever epoch reaches it. An epoch
-  advances each class's walk by every pick planned for it, the few cut from the end of the
-  epoch's last run included (they are skipped, not shown later); large permutations come
-  from :func:`permutation`;
+  is a pure function of (seed, class, position) whichever epoch reaches it. A class with more
+  than ``LAZY_ABOVE`` images draws a cycle in buckets (:class:`BucketCycle`), each bucket
+  shuffled only when the walk reaches it, so an epoch pays for the positions it uses (a
+  class of a million images read 12,500 positions at a time shuffles one or two buckets of
+  about 16,000, not the million). Cycles of fewer than ``SORT_BELOW`` images are drawn a
+  group at a time by one row-wise sort of random keys. An epoch advances each class's walk
+  by every pick planned for it, the few cut from the end of the epoch's last run included
+  (they are skipped, not shown later);
 * :func:`class_aware_epoch`: the epoch as ``(values, order, choices)``; the shell's source is
   ``(values, order)``.
 
@@ -36,9 +40,12 @@ from torch_balance._validation import internal
 
 __all__ = [
     "GROUP",
+    "LAZY_ABOVE",
     "PIECE",
     "PIECES_UP_TO",
+    "BucketCycle",
     "WalkGroups",
+    "bucket_count",
     "choice_ranks",
     "class_aware_epoch",
     "class_aware_reference",
@@ -47,13 +54,17 @@ __all__ = [
     "members_by_class",
     "permutation",
     "walk_group",
+    "walk_parts",
     "walk_positions",
 ]
 
 GROUP = 8192  # walk positions drawn at once for a small class: cycles of n images per group
 PIECE = 16384  # the size of a piece of a permutation shuffled at once (see permutation)
 PIECES_UP_TO = 2**18  # larger permutations are one torch.randperm
-SORT_BELOW = 64  # classes with fewer images draw a group's cycles with one sort, not a loop
+SORT_BELOW = 256  # classes with fewer images draw a group's cycles with one sort, not a loop
+NUMPY_ROWS_FROM = 8  # cycles of this many images and more are sorted by numpy
+LAZY_ABOVE = 2 * PIECE  # classes with more images draw a cycle bucket by bucket (BucketCycle)
+_KEY_BITS = 15  # bucket keys are read as 16-bit words of 63-bit draws: at most 2**15 buckets
 
 
 def _small_codes(codes: np.ndarray, num_classes: int) -> np.ndarray:
@@ -162,16 +173,127 @@ def group_cycles(n: int) -> int:
     return max(1, -(-GROUP // n))
 
 
-def walk_group(n: int, code: int, group: int, seed: int) -> torch.Tensor:
+def bucket_count(n: int) -> int:
+    """Buckets of a cycle of ``n`` images drawn by :class:`BucketCycle`: the smallest power of
+    two with at most ``PIECE`` images a bucket on average.
+
+    Example:
+        >>> bucket_count(LAZY_ABOVE + 1), bucket_count(10**6)
+        (4, 64)
+    """
+    return 1 << (-(-n // PIECE) - 1).bit_length()
+
+
+class BucketCycle:
+    """One cycle of a large class's walk, a uniformly random permutation of ``range(n)`` drawn
+    as the walk reaches it (Rao 1961; Sandelius 1962): every image goes to one of
+    ``bucket_count(n)`` buckets at random, the buckets are laid out in order, and each
+    bucket is shuffled on its own, the first time a position inside it is read.
+
+    The bucket keys come from the generator ``(seed, CLASS_AWARE_WALK, code, cycle)`` (63
+    random bits a draw, read as bytes or 16-bit words: the cheapest random numbers torch
+    gives), bucket ``b``'s shuffle from ``(seed, CLASS_AWARE_WALK, code, cycle, b)``: a
+    position is a pure function of (seed, class, cycle, position), whichever buckets were
+    read before. Drawing the keys costs about a byte of randomness an image; an epoch that
+    reads a few thousand positions of a cycle of a million shuffles one bucket.
+
+    Example:
+        >>> cycle = BucketCycle(40_000, code=0, cycle=0, seed=0)
+        >>> whole = cycle.positions(0, 40_000)
+        >>> bool((whole.sort().values == torch.arange(40_000, dtype=torch.int32)).all())
+        True
+        >>> fresh = BucketCycle(40_000, code=0, cycle=0, seed=0)
+        >>> bool((fresh.positions(30_000, 5) == whole[30_000:30_005]).all())
+        True
+    """
+
+    def __init__(self, n: int, code: int, cycle: int, seed: int, whole: bool = False) -> None:
+        buckets = bucket_count(n)
+        internal(buckets <= 1 << _KEY_BITS, f"BucketCycle: {n} images need too many buckets")
+        self.n, self.code, self.cycle, self.seed = n, code, cycle, seed
+        self.dtype = torch.int32 if n < 2**31 else torch.int64
+        width = 1 if buckets <= 128 else 2  # the top byte (word) of a draw holds 7 (15) bits
+        g = generator(seed, Stream.CLASS_AWARE_WALK, code, cycle)
+        words = torch.empty(-(-n * width // 8), dtype=torch.int64).random_(generator=g)
+        raw = words.numpy().view("<u1" if width == 1 else "<u2")[:n]
+        self.keys = raw & (buckets - 1)
+        self.buckets = buckets
+        self.whole = whole  # list every bucket in the first pass: the walk will read them all
+        self.ends = [0]  # ends[b + 1]: where bucket b ends, as far as the buckets are listed
+        self.listed: list[np.ndarray] = []  # each listed bucket's images, in increasing order
+        self.pieces: dict[int, torch.Tensor] = {}
+
+    def _list_more(self) -> None:
+        """List the images of the next buckets: the first two buckets one pass each (an
+        epoch that reads a few buckets of a large cycle scans the keys once or twice), then
+        every other bucket in one more pass, one stable sort of all the keys (cheaper than
+        picking the other buckets' keys out first); a cycle opened ``whole`` lists every
+        bucket in its first pass."""
+        first = len(self.listed)
+        if first < 2 and not self.whole:
+            found = [np.flatnonzero(self.keys == first)]
+        else:
+            laid = np.argsort(self.keys, kind="stable")  # by bucket, then by image
+            ends = np.cumsum(np.bincount(self.keys, minlength=self.buckets))
+            found = np.split(laid, ends[:-1])[first:]
+        for members in found:
+            self.listed.append(members)
+            self.ends.append(self.ends[-1] + members.shape[0])
+
+    def _bucket_of(self, position: int) -> int:
+        """The bucket that holds ``position``, listing buckets up to it."""
+        while self.ends[-1] <= position:
+            self._list_more()
+        return int(np.searchsorted(self.ends, position, side="right")) - 1
+
+    def piece(self, bucket: int) -> torch.Tensor:
+        """Bucket ``bucket``'s images in their shuffled order (drawn once, then kept)."""
+        held = self.pieces.get(bucket)
+        if held is None:
+            while len(self.listed) <= bucket:
+                self._list_more()
+            members = torch.from_numpy(self.listed[bucket]).to(self.dtype)
+            self.listed[bucket] = members.numpy()[:0]  # the shuffled piece holds them now
+            g = generator(self.seed, Stream.CLASS_AWARE_WALK, self.code, self.cycle, bucket)
+            held = members.index_select(0, torch.randperm(members.shape[0], generator=g))
+            self.pieces[bucket] = held
+        return held
+
+    def parts(self, start: int, count: int) -> list[torch.Tensor]:
+        """Positions ``start, ..., start + count - 1`` of the cycle, one view per bucket."""
+        end = min(start + count, self.n)
+        parts = []
+        while start < end:
+            bucket = self._bucket_of(start)
+            low, high = self.ends[bucket], self.ends[bucket + 1]
+            take = min(high, end) - start
+            parts.append(self.piece(bucket)[start - low : start - low + take])
+            start += take
+        return parts
+
+    def positions(self, start: int, count: int) -> torch.Tensor:
+        """Positions ``start, ..., start + count - 1`` of the cycle."""
+        parts = self.parts(start, count)
+        if not parts:
+            return torch.zeros(0, dtype=self.dtype)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def walk_group(
+    n: int, code: int, group: int, seed: int, whole: bool = False
+) -> torch.Tensor | BucketCycle:
     """Group ``group`` of class ``code``'s walk: ``group_cycles(n)`` permutations of
     ``range(n)`` one after the other, from the generator ``(seed, CLASS_AWARE_WALK, code,
-    group)``.
+    group)``; for more than ``LAZY_ABOVE`` images, cycle ``group`` as a :class:`BucketCycle`
+    (``whole``: its buckets listed in one pass, for a walk that goes on into it).
 
     Example:
         >>> walk = walk_group(3, 0, 0, seed=0)
         >>> walk.shape[0], [sorted(walk[i : i + 3].tolist()) for i in range(0, 9, 3)]
         (8193, [[0, 1, 2], [0, 1, 2], [0, 1, 2]])
     """
+    if LAZY_ABOVE < n <= PIECE << _KEY_BITS:
+        return BucketCycle(n, code, group, seed, whole)
     cycles = group_cycles(n)
     dtype = torch.int32 if n < 2**31 else torch.int64
     if n == 1:
@@ -180,9 +302,12 @@ def walk_group(n: int, code: int, group: int, seed: int) -> torch.Tensor:
     if n >= SORT_BELOW:  # one permutation after another from the group's generator
         walks = [permutation(n, g, dtype) for _ in range(cycles)]
         return walks[0] if cycles == 1 else torch.cat(walks)
-    # many short cycles: one sort of random keys, row by row
+    # many short cycles: one sort of random keys, row by row (numpy sorts rows of 8 and more
+    # about three times faster than torch; the keys, and so the order, are the same)
     keys = torch.rand(cycles, n, generator=g, dtype=torch.float64)
-    return keys.argsort(dim=1).to(dtype).reshape(-1)
+    if n < NUMPY_ROWS_FROM:
+        return keys.argsort(dim=1).to(dtype).reshape(-1)
+    return torch.from_numpy(np.argsort(keys.numpy(), axis=1).reshape(-1)).to(dtype)
 
 
 class WalkGroups:
@@ -196,14 +321,15 @@ class WalkGroups:
     """
 
     def __init__(self) -> None:
-        self.groups: dict[int, tuple[int, torch.Tensor]] = {}
+        self.groups: dict[int, tuple[int, torch.Tensor | BucketCycle]] = {}
 
-    def get(self, n: int, code: int, group: int, seed: int) -> torch.Tensor:
+    def get(self, n: int, code: int, group: int, seed: int) -> torch.Tensor | BucketCycle:
         """Group ``group`` of class ``code``'s walk, drawn or kept."""
         held = self.groups.get(code)
         if held is not None and held[0] == group:
             return held[1]
-        walk = walk_group(n, code, group, seed)
+        # a walk that goes on from the group before reads this one to its end
+        walk = walk_group(n, code, group, seed, whole=held is not None and held[0] == group - 1)
         self.groups[code] = (group, walk)
         return walk
 
@@ -213,6 +339,31 @@ class WalkGroups:
 
     def __getstate__(self) -> dict[str, Any]:
         return {"groups": {}}
+
+
+def walk_parts(
+    n: int, code: int, start: int, count: int, seed: int, cache: WalkGroups | None = None
+) -> list[torch.Tensor]:
+    """:func:`walk_positions` as a list of views, one per group or bucket read (no copy).
+
+    Example:
+        >>> parts = walk_parts(4, 0, 2, 10, seed=0)
+        >>> bool((torch.cat(parts) == walk_positions(4, 0, 2, 10, seed=0)).all())
+        True
+    """
+    span = group_cycles(n) * n
+    parts = []
+    at, end = start, start + count
+    while at < end:
+        group, offset = divmod(at, span)
+        walk = cache.get(n, code, group, seed) if cache else walk_group(n, code, group, seed)
+        take = min(span - offset, end - at)
+        if isinstance(walk, BucketCycle):
+            parts.extend(walk.parts(offset, take))
+        else:
+            parts.append(walk[offset : offset + take])
+        at += take
+    return parts
 
 
 def walk_positions(
@@ -227,15 +378,7 @@ def walk_positions(
         >>> bool((steps == whole[2:]).all()), [sorted(whole[i : i + 4].tolist()) for i in (0, 4)]
         (True, [[0, 1, 2, 3], [0, 1, 2, 3]])
     """
-    span = group_cycles(n) * n
-    parts = []
-    at, end = start, start + count
-    while at < end:
-        group, offset = divmod(at, span)
-        walk = cache.get(n, code, group, seed) if cache else walk_group(n, code, group, seed)
-        take = min(span - offset, end - at)
-        parts.append(walk[offset : offset + take])
-        at += take
+    parts = walk_parts(n, code, start, count, seed, cache)
     if not parts:
         return torch.zeros(0, dtype=torch.int32)
     return parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -299,10 +442,11 @@ def class_aware_epoch(
         count = int(targets[code]) * num_sample_class
         n = sizes[code]
         internal(n > 0, f"class_aware_epoch: class {code} has choices but no image")
-        steps_taken = walk_positions(n, code, starts[code], count, seed, cache)
         own = members[firsts[code] : firsts[code] + n]
-        torch.index_select(own, 0, steps_taken, out=values[at : at + count])
-        at += count
+        for steps in walk_parts(n, code, starts[code], count, seed, cache):
+            size = steps.shape[0]
+            torch.index_select(own, 0, steps, out=values[at : at + size])
+            at += size
     internal(at == values.shape[0], "class_aware_epoch: the walks did not fill the epoch")
     return values, order[:length], choices
 
