@@ -260,7 +260,8 @@ def scaled_weights(values: torch.Tensor) -> torch.Tensor:
 
 def check_map_style(name: str, dataset: Any) -> None:
     """Refuse anything that is not a map-style dataset (``__getitem__`` and ``__len__``)."""
-    if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+    text = isinstance(dataset, str | bytes)  # indexable, but a string, not a dataset
+    if text or not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         fail(
             name,
             "a map-style dataset (with __getitem__ and __len__)",

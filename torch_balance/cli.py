@@ -232,7 +232,14 @@ def shard_report(pattern: str, label_key: str = "cls") -> str:
 
 def _inspect(args: argparse.Namespace) -> int:
     if is_shard_pattern(args.data):
-        print(shard_report(args.data, args.label_key))
+        try:
+            report = shard_report(args.data, args.label_key)
+        except (ValueError, TypeError) as error:  # named as the command line names them
+            text = str(error)
+            if text.startswith("label_key:"):
+                raise type(error)("--label-key" + text[len("label_key") :]) from error
+            raise type(error)(f"DATA {args.data!r}: {text}") from error
+        print(report)
         return 0
     from torch_balance.bench.report import inspect_report
     from torch_balance.bench.runner import defaults_for

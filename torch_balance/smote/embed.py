@@ -17,7 +17,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from torch_balance._progress import progress_bar
-from torch_balance._validation import Text, check_bool, check_int, check_map_style, fail, internal
+from torch_balance._validation import (
+    Text,
+    check_bool,
+    check_int,
+    check_map_style,
+    fail,
+    internal,
+    readable_tensor,
+)
 from torch_balance.labels import as_label_array, get_labels
 
 __all__ = ["embed"]
@@ -35,9 +43,16 @@ def check_device(device: Any) -> torch.device | None:
     if not isinstance(device, str | torch.device):
         fail("device", "None, a string such as 'cuda' or a torch.device", device, kind=TypeError)
     try:
-        return torch.device(device)
+        chosen = torch.device(device)
     except RuntimeError:
         fail("device", "a device name such as 'cpu', 'cuda' or 'cuda:1'", device)
+    if chosen.type == "meta":
+        fail("device", "a device that computes ('cpu', 'cuda', ...)", device, "Not 'meta'")
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (chosen.index or 0) >= count:
+            fail("device", f"a CUDA device this machine has ({count} here)", device)
+    return chosen
 
 
 def module_device(module: torch.nn.Module) -> torch.device:
@@ -143,6 +158,14 @@ def _embed(
                         "a module returning one tensor",
                         type(result).__name__,
                         "Wrap it so that it returns only the embedding tensor",
+                        kind=TypeError,
+                    )
+                readable_tensor("encoder", result)
+                if result.is_complex() or result.dtype == torch.bool:
+                    fail(
+                        "encoder",
+                        "real-valued outputs",
+                        Text(f"outputs of dtype {result.dtype}"),
                         kind=TypeError,
                     )
                 if result.ndim != 2:
