@@ -265,6 +265,13 @@ def _bench(args: argparse.Namespace) -> int:
     from torch_balance.bench.methods import check_methods
     from torch_balance.bench.runner import BenchConfig, run_bench
 
+    names = [name.strip() for name in str(args.methods).split(",")]
+    twice = sorted({name for name in names if name and names.count(name) > 1})
+    if twice:
+        raise ValueError(
+            f"--methods: expected each method once, got {', '.join(twice)} more than once. "
+            "Use --seeds for repeated runs of one method"
+        )
     config = BenchConfig(
         data=args.data,
         profile=args.profile,

@@ -39,6 +39,9 @@ from torch_balance._validation import (
 __all__ = ["RareClassCrop", "RareClassDataset"]
 
 
+MAX_TRIES = 10_000
+
+
 def _mask_array(mask: Any) -> np.ndarray:
     if isinstance(mask, Image.Image):
         array = np.asarray(mask)
@@ -57,11 +60,13 @@ def _mask_array(mask: Any) -> np.ndarray:
         array = array.reshape(array.shape[1:] if array.shape[0] == 1 else array.shape[:2])
     if array.ndim != 2:
         fail("mask", "one class id per pixel (H, W)", Text(f"shape {array.shape}"))
-    if array.dtype.kind not in "iub":
+    if array.dtype.kind == "f" and bool(np.isfinite(array).all() and (array % 1 == 0).all()):
+        pass  # whole-number ids stored as floats
+    elif array.dtype.kind not in "iub":
         fail(
             "mask",
-            "integer class ids",
-            Text(f"a mask of dtype {array.dtype}"),
+            "whole-number class ids",
+            Text(f"a mask of dtype {array.dtype} holding other values"),
             "A mask through ToTensor() is scaled to [0, 1]: convert it with "
             "torch.as_tensor(np.array(mask)) or PILToTensor() instead",
             kind=TypeError,
@@ -123,7 +128,7 @@ class RareClassCrop:
 
     Args:
         size: Crop height and width, an int or ``(height, width)``.
-        max_tries: Uniform windows to try before falling back (DAFormer: 10).
+        max_tries: Uniform windows to try before falling back (DAFormer: 10; at most 10,000).
         min_pixels: Pixels of the class a window must hold to be taken at once (DAFormer:
             ``min_pixels * min_crop_ratio`` of its sampler, 3000 * 0.5).
         seed: Seeds the windows.
@@ -150,7 +155,10 @@ class RareClassCrop:
         if len(sides) != 2:
             fail("size", "an int or (height, width)", size)
         self.size = tuple(int(check_int("size", s, minimum=1)) for s in sides)
-        self.max_tries = int(check_int("max_tries", max_tries, minimum=1))
+        fix = "Each try is a window drawn in Python: DAFormer tries 10"
+        self.max_tries = int(
+            check_int("max_tries", max_tries, minimum=1, maximum=MAX_TRIES, fix=fix)
+        )
         self.min_pixels = int(check_int("min_pixels", min_pixels, minimum=1))
         self.seed = check_seed(seed)
 

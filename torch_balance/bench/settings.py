@@ -161,6 +161,7 @@ def resolve_device(name: str | None) -> torch.device:
 
 MAX_THREADS = 1024
 
+
 def resolve_threads(threads: int | None) -> int:
     """``--threads``: torch threads of each training run, 1 unless asked otherwise.
 

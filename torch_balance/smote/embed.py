@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from torch_balance._progress import progress_bar
 from torch_balance._validation import (
@@ -83,6 +83,20 @@ def check_module(name: str, module: Any) -> torch.nn.Module:
     return module
 
 
+def _collate(items: list[Any]) -> Any:
+    """torch's ``default_collate``, its failure on items that do not batch named."""
+    try:
+        return default_collate(items)
+    except (RuntimeError, TypeError) as error:
+        fail(
+            "dataset",
+            "items that batch together (inputs of one shape, labels of one kind)",
+            Text(f"items that do not ({error})"),
+            "Resize or pad the inputs in the dataset's transform",
+            kind=TypeError,
+        )
+
+
 def _batch_parts(batch: Any) -> tuple[Any, Any]:
     """(inputs, labels or None) of one collated batch."""
     if isinstance(batch, list | tuple):
@@ -137,6 +151,7 @@ def _embed(
         shuffle=False,
         num_workers=num_workers,
         generator=torch.Generator(),
+        collate_fn=_collate,
     )
     out: torch.Tensor | None = None
     input_shape: tuple[int, ...] = ()
