@@ -165,6 +165,8 @@ class ClassExposure:
             ValueError: For a position outside ``[0, classes)``.
         """
         count = len(self.categories)
+        if isinstance(rows, np.ndarray | torch.Tensor):
+            rows = rows.tolist()  # a 0-d one becomes a number, refused below
         if rows is None:
             rows = range(count)
         elif isinstance(rows, str | bytes) or not isinstance(rows, Iterable):

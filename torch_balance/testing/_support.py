@@ -25,7 +25,7 @@ def conformance_labels(kind: str = "int") -> np.ndarray:
         >>> sorted(Counter(conformance_labels().tolist()).values())
         [3, 5, 10, 20, 40]
     """
-    if kind not in ("int", "str"):
+    if not isinstance(kind, str) or kind not in ("int", "str"):
         fail("kind", "'int' or 'str'", kind)
     counts = [40, 20, 10, 5, 3]
     labels = np.repeat(np.arange(len(counts)), counts)
