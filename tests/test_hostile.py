@@ -37,20 +37,24 @@ from torch_balance import (
     Progressive,
     RandomOverSampler,
     RandomUnderSampler,
+    RareClassDataset,
     RepeatFactorSampler,
     ResampledDataset,
     SMOTEDataset,
     StratifiedBatchSampler,
     WeightedSampler,
+    class_pixel_counts,
     class_weights,
     embed,
     get_labels,
     get_labelsets,
     make_plan,
+    mixture_shares,
     repeat_factors,
     target_counts,
 )
 from torch_balance.integrations import set_epoch
+from torch_balance.testing import IndexDataset, conformance_labels
 
 LABELS = np.array([0] * 12 + [1] * 5 + [2] * 2)
 SETS = [(0,), (0, 1), (1,), (), (2,), (0, 2)] * 3
@@ -198,7 +202,24 @@ CASES: list[tuple[str, Callable[[Any], Any]]] = [
     ("sampling_strategy", lambda v: SMOTE(v, k_neighbors=1).fit_resample(X, LABELS)),
     ("batch_size", lambda v: embed(DATA, IDENTITY, batch_size=v, progress=False)),
     ("seed", lambda v: SMOTEDataset(DATA, IDENTITY, k_neighbors=1, seed=v, progress=False)),
+    # the entry points added since (rare-class sampling has its own in test_rare_class.py)
+    ("sizes", lambda v: mixture_shares(v)),
+    ("proportions", lambda v: mixture_shares([3, 1], proportions=v)),
+    ("temperature", lambda v: mixture_shares([3, 1], temperature=v)),
+    ("rows", lambda v: ClassAwareSampler(SETS).class_exposure().table(v)),
+    ("transforms", lambda v: RareClassDataset([(X, X)], lambda i, m, p: (i, m), v)),
+    ("source", lambda v: class_pixel_counts(v, 3, progress=False)),
+    ("kind", lambda v: conformance_labels(v)),
+    ("n", lambda v: IndexDataset(v)),
+    ("warn_if_unused", lambda v: _setter(warn_if_unused=v)),
+    ("device", lambda v: embed(DATA, IDENTITY, device=v, progress=False)),
 ]
+
+
+def _setter(**options: Any) -> Any:
+    from torch_balance.integrations import EpochSetter
+
+    return EpochSetter(**options)
 
 
 def _count(value: Any) -> int:

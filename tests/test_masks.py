@@ -84,7 +84,7 @@ def test_hostile_masks_name_the_file(tmp_path: Path) -> None:
         class_pixel_counts([tmp_path / "missing.png"], 4, progress=False)
     with pytest.raises(TypeError, match="Wrap one path in a list"):
         class_pixel_counts(str(good), 4)
-    with pytest.raises(TypeError, match=r"masks\[1\]: expected a path"):
+    with pytest.raises(TypeError, match=r"source\[1\]: expected a path"):
         class_pixel_counts([good, 3], 4)
     with pytest.raises(TypeError, match="a list of mask paths"):
         class_pixel_counts(object(), 4)

@@ -308,7 +308,9 @@ def test_epochs_are_the_same_with_and_without_the_helper_thread(
 
 
 def test_a_source_its_strategy_refuses_is_named() -> None:
-    with pytest.raises(ValueError, match=r"sources\[1\], strategy='over': sampling_strategy: "):
+    with pytest.raises(
+        ValueError, match=r"sources\[1\], strategy='over': labels: expected more than 1 class"
+    ):
         MixtureSampler([SOURCES[0], np.zeros(5, dtype=np.int64)], strategy="over")
 
 

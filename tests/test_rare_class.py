@@ -293,7 +293,7 @@ HOSTILE_CASES: list[tuple[str, Callable[[Any], Any]]] = [
     ("state_dict", lambda v: RareClassSampler(COUNTS, min_pixels=1).load_state_dict(v)),
     ("pixel_counts", lambda v: rare_class_probabilities(v, min_pixels=1)),
     ("temperature", lambda v: rare_class_probabilities(COUNTS, v, 1)),
-    ("masks", lambda v: class_pixel_counts(v, 3, progress=False)),
+    ("source", lambda v: class_pixel_counts(v, 3, progress=False)),
     ("num_classes", lambda v: class_pixel_counts(MASK_FILES, v, progress=False)),
     ("ignore_index", lambda v: class_pixel_counts(MASK_FILES, 3, ignore_index=v)),
     ("id_map", lambda v: class_pixel_counts(MASK_FILES, 3, id_map=v, progress=False)),

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from torch_balance._validation import fail
+from torch_balance._validation import Text, fail
 from torch_balance.labels import LabelIndex
 
 __all__ = [
@@ -116,8 +116,12 @@ def check_sampling_strategy_type(sampling_strategy: Any) -> None:
     if isinstance(value, str) or callable(value):
         return
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        if not np.isfinite(float(value)):
-            fail("sampling_strategy", "a finite float in (0, 1]", value)
+        if not (np.isfinite(float(value)) and 0 < float(value) <= 1):
+            fail(
+                "sampling_strategy",
+                "a finite float in (0, 1] (minority / majority size after resampling)",
+                value,
+            )
         return
     if isinstance(value, Mapping):
         for key, count in value.items():
@@ -280,7 +284,24 @@ def imblearn_targets(
             sampling_strategy,
         )
     classes = index.keys()
+    if len(classes) < 2:
+        fail(
+            "labels",
+            f"more than 1 class for imbalanced-learn's {kind!r} rules",
+            Text(f"1 class ({classes[0]!r})"),
+            "Nothing to balance: take the data as it is ('instance')",
+        )
     position = {c: i for i, c in enumerate(classes)}
+    if isinstance(sampling_strategy, Mapping):
+        unknown = [k for k in sampling_strategy if k not in position]
+        if unknown:
+            shown = ", ".join(repr(c) for c in classes[:8]) + (", ..." if len(classes) > 8 else "")
+            fail(
+                "sampling_strategy",
+                f"a dict over the classes the labels hold ({shown})",
+                Text(f"class {unknown[0]!r}, which no sample has"),
+                "Name only classes of the data",
+            )
     strategy = sampling_strategy
     if isinstance(sampling_strategy, Mapping) and all(k in position for k in sampling_strategy):
         strategy = {position[k]: v for k, v in sampling_strategy.items()}

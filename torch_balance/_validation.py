@@ -16,7 +16,9 @@ from torch.utils.data import Dataset
 
 __all__ = [
     "Text",
+    "as_array",
     "check_bool",
+    "check_callable",
     "check_choice",
     "check_epoch_size",
     "check_index",
@@ -27,9 +29,11 @@ __all__ = [
     "check_seed",
     "fail",
     "internal",
+    "readable_tensor",
     "real_values",
     "refuse_sampler_input",
     "scaled_weights",
+    "tensor_values",
 ]
 
 
@@ -147,7 +151,7 @@ def real_values(name: str, values: Any) -> torch.Tensor:
     if isinstance(values, torch.Tensor):
         if values.dtype == torch.bool or values.is_complex():
             fail(name, "real numbers", Text(f"a tensor of dtype {values.dtype}"), kind=TypeError)
-        return values.detach().to("cpu", torch.float64, copy=True)
+        return readable_tensor(name, values).detach().to("cpu", torch.float64, copy=True)
     import numpy as np
 
     try:
@@ -258,7 +262,8 @@ def scaled_weights(values: torch.Tensor) -> torch.Tensor:
 
 def check_map_style(name: str, dataset: Any) -> None:
     """Refuse anything that is not a map-style dataset (``__getitem__`` and ``__len__``)."""
-    if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+    text = isinstance(dataset, str | bytes)  # indexable, but a string, not a dataset
+    if text or not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         fail(
             name,
             "a map-style dataset (with __getitem__ and __len__)",
@@ -413,3 +418,81 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         fail(name, wanted, value)
     return value
+
+
+def tensor_values(name: str, tensor: torch.Tensor) -> Any:
+    """A tensor's values as a numpy array on the CPU (``detach().cpu().numpy()``), after
+    :func:`readable_tensor`.
+
+    Example:
+        >>> tensor_values("labels", torch.tensor([1, 2])).tolist()
+        [1, 2]
+    """
+    return readable_tensor(name, tensor).detach().cpu().numpy()
+
+
+def as_array(name: str, value: Any) -> Any:
+    """``numpy.asarray(value)``, a tensor's values through :func:`tensor_values`.
+
+    Example:
+        >>> as_array("counts", torch.tensor([[1, 2]])).tolist()
+        [[1, 2]]
+    """
+    import numpy as np
+
+    return tensor_values(name, value) if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def readable_tensor(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor``, after refusing the tensors whose values cannot be read as an array: on
+    the ``meta`` device (a shape without data), or sparse.
+
+    Example:
+        >>> readable_tensor("labels", torch.empty(2, device="meta"))
+        Traceback (most recent call last):
+        ...
+        ValueError: labels: expected a tensor with values (on the CPU or a GPU), got a tensor ...
+    """
+    if tensor.device.type == "meta":
+        fail(
+            name,
+            "a tensor with values (on the CPU or a GPU)",
+            Text("a tensor on the meta device"),
+            "A meta tensor has a shape but no data: build it on a real device",
+        )
+    if tensor.layout != torch.strided:
+        fail(
+            name,
+            "a dense tensor",
+            Text(f"a tensor of layout {tensor.layout}"),
+            "Pass tensor.to_dense()",
+            kind=TypeError,
+        )
+    return tensor
+
+
+def check_callable(name: str, fn: Any, arguments: int, signature: str) -> None:
+    """Refuse ``fn`` unless it is a callable that takes ``arguments`` positional arguments
+    (a callable whose signature cannot be read is taken as it is).
+
+    Example:
+        >>> check_callable("transforms", lambda image: image, 2, "transforms(image, mask)")
+        Traceback (most recent call last):
+        ...
+        TypeError: transforms: expected a callable transforms(image, mask), got a function that ...
+    """
+    import inspect
+
+    if not callable(fn):
+        fail(name, f"a callable {signature}", fn, kind=TypeError)
+    try:
+        inspect.signature(fn).bind(*([None] * arguments))
+    except TypeError:
+        fail(
+            name,
+            f"a callable {signature}",
+            Text(f"a {type(fn).__name__} that cannot take {arguments} positional arguments"),
+            kind=TypeError,
+        )
+    except ValueError:  # a builtin without a signature
+        return

@@ -159,13 +159,27 @@ class ClassExposure:
 
         Returns:
             The table, shares as fractions of the epoch's picks.
+
+        Raises:
+            TypeError: For ``rows`` that are not an iterable of integers.
+            ValueError: For a position outside ``[0, classes)``.
         """
+        count = len(self.categories)
+        if isinstance(rows, np.ndarray | torch.Tensor):
+            rows = rows.tolist()  # a 0-d one becomes a number, refused below
+        if rows is None:
+            rows = range(count)
+        elif isinstance(rows, str | bytes) or not isinstance(rows, Iterable):
+            fail("rows", "an iterable of class positions, or None", rows, kind=TypeError)
+        else:
+            fix = "Positions in categories (0 for the first class)"
+            rows = [int(check_int("rows", c, minimum=0, maximum=count - 1, fix=fix)) for c in rows]
         lines = [
             "| class | images | target | chosen | exposure | exposure / target |",
             "|---|---:|---:|---:|---:|---:|",
         ]
         exposure, chosen = self.exposure_share, self.chosen_share
-        for c in range(len(self.categories)) if rows is None else rows:
+        for c in rows:
             ratio = f"{exposure[c] / self.target[c]:.2f}x" if self.target[c] else "-"
             lines.append(
                 f"| {self.categories[c]} | {int(self.images[c])} | {self.target[c]:.3f} | "

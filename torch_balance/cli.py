@@ -232,7 +232,14 @@ def shard_report(pattern: str, label_key: str = "cls") -> str:
 
 def _inspect(args: argparse.Namespace) -> int:
     if is_shard_pattern(args.data):
-        print(shard_report(args.data, args.label_key))
+        try:
+            report = shard_report(args.data, args.label_key)
+        except (ValueError, TypeError) as error:  # named as the command line names them
+            text = str(error)
+            if text.startswith("label_key:"):
+                raise type(error)("--label-key" + text[len("label_key") :]) from error
+            raise type(error)(f"DATA {args.data!r}: {text}") from error
+        print(report)
         return 0
     from torch_balance.bench.report import inspect_report
     from torch_balance.bench.runner import defaults_for
@@ -258,6 +265,13 @@ def _bench(args: argparse.Namespace) -> int:
     from torch_balance.bench.methods import check_methods
     from torch_balance.bench.runner import BenchConfig, run_bench
 
+    names = [name.strip() for name in str(args.methods).split(",")]
+    twice = sorted({name for name in names if name and names.count(name) > 1})
+    if twice:
+        raise ValueError(
+            f"--methods: expected each method once, got {', '.join(twice)} more than once. "
+            "Use --seeds for repeated runs of one method"
+        )
     config = BenchConfig(
         data=args.data,
         profile=args.profile,

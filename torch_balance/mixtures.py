@@ -38,7 +38,16 @@ from torch_balance._apportion import apportion, describe
 from torch_balance._epoch import Pass, SamplerShell, describe_plan
 from torch_balance._rng import Stream, generator
 from torch_balance._threads import Early, alongside, helper_allowed
-from torch_balance._validation import Text, check_bool, check_epoch_size, check_int, fail
+from torch_balance._validation import (
+    Text,
+    check_bool,
+    check_epoch_size,
+    check_int,
+    fail,
+    readable_tensor,
+    scaled_weights,
+    tensor_values,
+)
 from torch_balance.draws import EpochDraw, NextOrder, shuffle_order
 from torch_balance.draws.epoch import ahead_pays
 from torch_balance.draws.mixtures import join_sources, temperature_shares
@@ -71,7 +80,7 @@ def check_temperature(temperature: Any) -> float:
 
 def _check_proportions(proportions: Any, count: int) -> np.ndarray:
     if isinstance(proportions, torch.Tensor):
-        proportions = proportions.detach().cpu().tolist()
+        proportions = tensor_values("proportions", proportions).tolist()
     if isinstance(proportions, np.ndarray):
         proportions = proportions.tolist()
     if not isinstance(proportions, list | tuple):
@@ -92,10 +101,33 @@ def _check_proportions(proportions: Any, count: int) -> np.ndarray:
             fail(f"proportions[{s}]", "a number >= 0", value, kind=TypeError)
         if not math.isfinite(float(value)) or value < 0:
             fail(f"proportions[{s}]", "a finite number >= 0", value)
-    weights = np.asarray(proportions, dtype=np.float64)
-    if weights.sum() <= 0:
+    # any finite scale: brought near 1 by a power of two first, so the sum neither overflows
+    # ([1e308] * 3) nor vanishes (subnormal weights)
+    weights = scaled_weights(torch.tensor([float(v) for v in proportions], dtype=torch.float64))
+    if not float(weights.sum()) > 0:
         fail("proportions", "at least one weight > 0", Text(_short(proportions)))
-    return weights / weights.sum()
+    return (weights / weights.sum()).numpy()
+
+
+def _check_sizes(sizes: Any) -> list[int]:
+    """``mixture_shares``' sizes: a non-empty 1-D sequence of integers ``>= 0``, one > 0."""
+    if isinstance(sizes, torch.Tensor):
+        sizes = tensor_values("sizes", sizes)
+    if isinstance(sizes, np.ndarray):
+        if sizes.ndim != 1:
+            fail("sizes", "a 1-D sequence of sizes, one per source", Text(f"shape {sizes.shape}"))
+        sizes = sizes.tolist()
+    if not isinstance(sizes, list | tuple | range):
+        fail("sizes", "a list of sample counts, one per source", sizes, kind=TypeError)
+    if not sizes:
+        fail("sizes", "at least one source size", Text("no sizes"))
+    found = [
+        int(check_int(f"sizes[{s}]", n, minimum=0, fix="Sizes count samples"))
+        for s, n in enumerate(sizes)
+    ]
+    if not any(found):
+        fail("sizes", "at least one size > 0", Text(_short(found)))
+    return found
 
 
 def _short(values: Any) -> str:
@@ -117,9 +149,9 @@ def mixture_shares(
         ``float64`` shares summing to 1.
 
     Raises:
-        TypeError: For weights or a temperature that are not numbers.
+        TypeError: For weights, sizes or a temperature that are not numbers.
         ValueError: For both given, negative or non-finite weights, weights summing to 0, the
-            wrong number of them, or ``T <= 0``.
+            wrong number of them, negative sizes or none > 0, or ``T <= 0``.
 
     Example:
         >>> mixture_shares([300, 100], proportions=[1, 3]).tolist()
@@ -134,9 +166,12 @@ def mixture_shares(
             proportions,
             "Give proportions= or temperature=, not both",
         )
+    counts = _check_sizes(sizes)
     if proportions is not None:
-        return _check_proportions(proportions, len(sizes))
-    return temperature_shares(sizes, 1.0 if temperature is None else check_temperature(temperature))
+        return _check_proportions(proportions, len(counts))
+    return temperature_shares(
+        counts, 1.0 if temperature is None else check_temperature(temperature)
+    )
 
 
 class _WholeIndex(CountIndex):
@@ -212,6 +247,23 @@ def _as_sources(sources: Any, label_fn: Any) -> tuple[list[Any], Any]:
                 Text(type(part).__name__),
                 "Mix streams with torch_balance.streams.BalancedMix",
                 kind=TypeError,
+            )
+        if isinstance(part, str | bytes):
+            fail(
+                f"sources[{s}]",
+                "a map-style dataset or a label vector",
+                part,
+                "A string is not a source: pass a dataset or its labels",
+                kind=TypeError,
+            )
+        if isinstance(part, torch.Tensor):
+            readable_tensor(f"sources[{s}]", part)
+        if isinstance(part, np.ndarray | torch.Tensor) and part.ndim != 1:
+            fail(
+                f"sources[{s}]",
+                "a 1-D label vector (one label per sample)",
+                Text(f"an array of shape {tuple(part.shape)}"),
+                "Pass a dataset, or its labels as a 1-D vector",
             )
         if len(part) == 0:
             fail(f"sources[{s}]", "a source with at least one sample", Text("an empty one"))

@@ -29,7 +29,7 @@ import torch
 
 from torch_balance._epoch import Pass, SamplerShell
 from torch_balance._rng import Stream, generator
-from torch_balance._validation import Text, check_epoch_size, check_int, fail
+from torch_balance._validation import Text, check_epoch_size, check_int, fail, tensor_values
 from torch_balance.draws.rare_class import class_members, rare_class_draws
 from torch_balance.sharding import iter_shard
 
@@ -85,7 +85,7 @@ def check_pixel_counts(counts: Any, name: str = "pixel_counts") -> np.ndarray:
         dtype('int64')
     """
     if isinstance(counts, torch.Tensor):
-        counts = counts.detach().cpu().numpy()
+        counts = tensor_values(name, counts)
     if not isinstance(counts, (np.ndarray, list, tuple)):
         fail(
             name,
@@ -106,6 +106,8 @@ def check_pixel_counts(counts: Any, name: str = "pixel_counts") -> np.ndarray:
         )
     if array.dtype.kind not in "iu":
         fail(name, "integer pixel counts", Text(f"dtype {array.dtype}"), kind=TypeError)
+    if array.dtype.kind == "u" and array.itemsize == 8 and int(array.max()) >= 2**63:
+        fail(name, "pixel counts below 2**63", Text(f"{int(array.max())}"))
     if (array < 0).any():
         fail(name, "pixel counts >= 0", Text(f"{int(array.min())} at {np.argwhere(array < 0)[0]}"))
     return array.astype(np.int64, copy=False)

@@ -27,21 +27,26 @@ from torch.utils.data import Dataset
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import (
     Text,
+    check_callable,
     check_index,
     check_int,
     check_map_style,
     check_seed,
     fail,
+    tensor_values,
 )
 
 __all__ = ["RareClassCrop", "RareClassDataset"]
+
+
+MAX_TRIES = 10_000
 
 
 def _mask_array(mask: Any) -> np.ndarray:
     if isinstance(mask, Image.Image):
         array = np.asarray(mask)
     elif isinstance(mask, torch.Tensor):
-        array = mask.detach().cpu().numpy()
+        array = tensor_values("mask", mask)
     elif isinstance(mask, np.ndarray):
         array = mask
     else:
@@ -55,6 +60,19 @@ def _mask_array(mask: Any) -> np.ndarray:
         array = array.reshape(array.shape[1:] if array.shape[0] == 1 else array.shape[:2])
     if array.ndim != 2:
         fail("mask", "one class id per pixel (H, W)", Text(f"shape {array.shape}"))
+    if array.dtype.kind == "f" and bool(np.isfinite(array).all() and (array % 1 == 0).all()):
+        pass  # whole-number ids stored as floats
+    elif array.dtype.kind not in "iub":
+        fail(
+            "mask",
+            "whole-number class ids",
+            Text(f"a mask of dtype {array.dtype} holding other values"),
+            "A mask through ToTensor() is scaled to [0, 1]: convert it with "
+            "torch.as_tensor(np.array(mask)) or PILToTensor() instead",
+            kind=TypeError,
+        )
+    if array.size == 0:
+        fail("mask", "at least one pixel", Text(f"shape {array.shape}"))
     return array
 
 
@@ -110,7 +128,7 @@ class RareClassCrop:
 
     Args:
         size: Crop height and width, an int or ``(height, width)``.
-        max_tries: Uniform windows to try before falling back (DAFormer: 10).
+        max_tries: Uniform windows to try before falling back (DAFormer: 10; at most 10,000).
         min_pixels: Pixels of the class a window must hold to be taken at once (DAFormer:
             ``min_pixels * min_crop_ratio`` of its sampler, 3000 * 0.5).
         seed: Seeds the windows.
@@ -137,7 +155,10 @@ class RareClassCrop:
         if len(sides) != 2:
             fail("size", "an int or (height, width)", size)
         self.size = tuple(int(check_int("size", s, minimum=1)) for s in sides)
-        self.max_tries = int(check_int("max_tries", max_tries, minimum=1))
+        fix = "Each try is a window drawn in Python: DAFormer tries 10"
+        self.max_tries = int(
+            check_int("max_tries", max_tries, minimum=1, maximum=MAX_TRIES, fix=fix)
+        )
         self.min_pixels = int(check_int("min_pixels", min_pixels, minimum=1))
         self.seed = check_seed(seed)
 
@@ -164,6 +185,9 @@ class RareClassCrop:
         table = np.zeros((rows + 1, cols + 1), dtype=np.int64)
         np.cumsum(np.cumsum(hit, axis=0, dtype=np.int64), axis=1, out=table[1:, 1:])
         best = (-1, 0, 0)
+        # no window holds more than this: once one does, later tries cannot do better (and
+        # an absent class, or a huge max_tries, would spin through them all)
+        most = min(int(table[rows, cols]), height * width)
         for _ in range(self.max_tries):
             top, left = _uniform(rows - height, g), _uniform(cols - width, g)
             held = _held(table, top, left, height, width)
@@ -171,6 +195,8 @@ class RareClassCrop:
                 return top, left, height, width
             if held > best[0]:
                 best = (held, top, left)
+            if held >= most:
+                break
         if table[rows, cols] > best[0]:  # the class holds more: try a window around one pixel
             ys, xs = np.nonzero(hit)
             k = _uniform(ys.shape[0] - 1, g)
@@ -245,6 +271,8 @@ class RareClassDataset(Dataset):
             fail("dataset", "a dataset of (image, mask) pairs", dataset, kind=TypeError)
         if not callable(crop) or not _takes_three(crop):
             fail("crop", "a callable crop(image, mask, pick)", crop, kind=TypeError)
+        if transforms is not None:
+            check_callable("transforms", transforms, 2, "transforms(image, mask)")
         self.dataset = dataset
         self.crop = crop
         self.transforms = transforms

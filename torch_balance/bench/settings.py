@@ -159,6 +159,9 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device(name)
 
 
+MAX_THREADS = 1024
+
+
 def resolve_threads(threads: int | None) -> int:
     """``--threads``: torch threads of each training run, 1 unless asked otherwise.
 
@@ -172,7 +175,12 @@ def resolve_threads(threads: int | None) -> int:
     """
     if threads is None:
         return 1
-    return int(check_int("--threads", threads, minimum=1))
+    count = int(check_int("--threads", threads, minimum=1))
+    if count > MAX_THREADS:  # torch allocates per thread: a million ends in MemoryError
+        cores = os.cpu_count() or 1
+        fix = f"More threads than cores slow a run down ({cores} cores here)"
+        fail("--threads", f"an integer in [1, {MAX_THREADS}]", count, fix)
+    return count
 
 
 def resolve_jobs(jobs: int | None, device: torch.device) -> int:

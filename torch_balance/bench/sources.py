@@ -361,7 +361,8 @@ def _image_folder(where: str, *, image_size: int, progress: bool) -> Source:
     from torchvision import transforms
     from torchvision.datasets import ImageFolder
 
-    image_size = check_int("--image-size", image_size, minimum=4)
+    fix = "Images are held in memory at this size: 32 to 224 are usual"
+    image_size = check_int("--image-size", image_size, minimum=4, maximum=2048, fix=fix)
     path = Path(where).expanduser()
     if not path.is_dir():
         fail("DATA", "imagefolder:PATH with PATH an existing directory", where)

@@ -44,7 +44,11 @@ def temperature_shares(sizes: Sequence[int] | np.ndarray, temperature: float) ->
         [0.5, 0.5]
     """
     q = 0.0 if math.isinf(temperature) else 1.0 / temperature
-    weights = _power_weights(np.asarray(sizes, dtype=np.int64), q)
+    counts = np.asarray(sizes, dtype=np.int64)
+    if math.isinf(q):  # T so small that 1 / T overflows: the limit, all on the largest sources
+        top = (counts == counts.max()).astype(np.float64)
+        return top / top.sum()
+    weights = _power_weights(counts, q)
     return weights / weights.sum()
 
 

@@ -19,6 +19,7 @@ import warnings
 from typing import Any
 
 from torch_balance._epoch import EpochShell, check_epoch
+from torch_balance._validation import check_bool
 
 __all__ = ["EpochSetter", "epoch_holders", "set_epoch"]
 
@@ -121,7 +122,7 @@ class EpochSetter:
     """
 
     def __init__(self, warn_if_unused: bool) -> None:
-        self.warn_if_unused = warn_if_unused
+        self.warn_if_unused = check_bool("warn_if_unused", warn_if_unused)
         self._warned = False
 
     def __call__(self, root: Any, epoch: int) -> list[Any]:

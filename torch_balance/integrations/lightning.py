@@ -16,6 +16,7 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from torch_balance._epoch import EpochShell
+from torch_balance._validation import Text, check_int, fail
 from torch_balance.integrations import EpochSetter, epoch_holders
 
 try:
@@ -107,7 +108,24 @@ class SetEpochCallback(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Keep the saved sampler positions until the resumed fit starts."""
-        samplers = state_dict.get("samplers") if isinstance(state_dict, dict) else None
+        if not isinstance(state_dict, dict):
+            fail(
+                "state_dict",
+                "a dict from SetEpochCallback.state_dict()",
+                Text(f"a {type(state_dict).__name__}"),
+                kind=TypeError,
+            )
+        samplers = state_dict.get("samplers")
+        if samplers is not None:
+            name = "state_dict['samplers']"
+            if not isinstance(samplers, list):
+                fail(
+                    name, "a list of sampler states", Text(type(samplers).__name__), kind=TypeError
+                )
+            for i, state in enumerate(samplers):
+                if not isinstance(state, dict):
+                    fail(f"{name}[{i}]", "a sampler state (a dict)", state, kind=TypeError)
+                check_int(f"{name}[{i}]['epoch']", state.get("epoch"), minimum=0)
         self._pending = list(samplers) if samplers else None
 
 

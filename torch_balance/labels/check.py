@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from torch_balance._validation import Text, fail
+from torch_balance._validation import Text, fail, tensor_values
 
 __all__ = ["as_label_array", "dataset_fix", "flatten_sets", "is_label_data"]
 
@@ -66,7 +66,7 @@ def as_label_array(labels: Any, name: str = "labels") -> np.ndarray:
         ValueError: labels: expected a 1-D vector with one label per sample, got an array ...
     """
     if isinstance(labels, torch.Tensor):
-        array = labels.detach().cpu().numpy()
+        array = tensor_values(name, labels)
     elif isinstance(labels, np.ndarray):
         array = labels
     elif isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence):
@@ -185,7 +185,7 @@ def _one_set(value: Any, i: int, name: str) -> tuple[Any, ...]:
     if _is_scalar_id(value):
         return (value,)
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
+        value = tensor_values(name, value)
     if isinstance(value, np.ndarray):
         if value.ndim > 1:
             fail(name, "one collection of category ids per sample", Text(f"an array at {i}"))

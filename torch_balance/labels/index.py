@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from torch_balance._validation import Text, fail, internal
+from torch_balance._validation import Text, fail, internal, tensor_values
 from torch_balance.labels.check import as_label_array, dataset_fix, flatten_sets
 from torch_balance.labels.encode import Coder, encode, fingerprint, group_by_class
 
@@ -194,7 +194,7 @@ class MultiLabelIndex:
             return
         array = labelsets
         if isinstance(array, torch.Tensor):
-            array = array.detach().cpu().numpy()
+            array = tensor_values(name, array)
         if isinstance(array, np.ndarray) and array.ndim == 2:
             self._from_multi_hot(array, name)
             return

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 
-from torch_balance._validation import Text, fail
+from torch_balance._validation import Text, fail, tensor_values
 from torch_balance.labels.index import MultiLabelIndex, as_label_array, encode
 
 __all__ = [
@@ -241,7 +241,7 @@ def missing_labels(array: np.ndarray) -> np.ndarray | None:
 def _vector(values: Any, name: str) -> np.ndarray:
     """A label attribute as a 1-D numpy array; ``None`` (no label) is kept, checked at the end."""
     if isinstance(values, torch.Tensor):
-        array = values.detach().cpu().numpy()
+        array = tensor_values(name, values)
     elif isinstance(values, np.ndarray):
         array = values
     else:

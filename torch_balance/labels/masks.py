@@ -22,10 +22,17 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
-from torch_balance._validation import Text, check_bool, check_int, fail
+from torch_balance._validation import (
+    Text,
+    as_array,
+    check_bool,
+    check_int,
+    fail,
+)
+from torch_balance.labels.mask_folder import MaskFolder
 
 __all__ = [
     "MaskFolder",
@@ -39,107 +46,6 @@ __all__ = [
 MODES = ("P", "L")  # one 8-bit class id per pixel
 CACHE_VERSION = 1
 FINGERPRINTS = ("stat", "content")
-
-
-class MaskFolder(Dataset):
-    """Image/mask pairs in two folders, matched by file stem: ``root/images/<stem>.<ext>``
-    and ``root/masks/<stem>.png``.
-
-    ``dataset[i]`` is ``(image, mask)``: the image converted to RGB and the mask as stored
-    (a ``'P'`` or ``'L'`` PIL image of class ids), passed through ``transforms(image, mask)``
-    when given. The pairs are sorted by stem; every mask needs its image and every image its
-    mask. :attr:`masks` lists the mask files, which :func:`class_pixel_counts` reads.
-
-    Args:
-        root: The folder holding the two subfolders.
-        images: Name of the image subfolder.
-        masks: Name of the mask subfolder.
-        transforms: ``transforms(image, mask) -> sample``, optional.
-
-    Raises:
-        ValueError: For a missing folder, no pairs, or a file without its partner.
-
-    Example:
-        >>> import tempfile
-        >>> from PIL import Image
-        >>> root = Path(tempfile.mkdtemp())
-        >>> for sub in ("images", "masks"):
-        ...     (root / sub).mkdir()
-        >>> Image.new("RGB", (4, 4)).save(root / "images" / "a.jpg")
-        >>> Image.new("L", (4, 4)).save(root / "masks" / "a.png")
-        >>> folder = MaskFolder(root)
-        >>> len(folder), [Path(p).name for p in folder.masks]
-        (1, ['a.png'])
-    """
-
-    def __init__(
-        self,
-        root: str | os.PathLike[str],
-        images: str = "images",
-        masks: str = "masks",
-        transforms: Any = None,
-    ) -> None:
-        for name, value in (("root", root), ("images", images), ("masks", masks)):
-            if not isinstance(value, (str, os.PathLike)):
-                fail(name, "a folder path (str or os.PathLike)", value, kind=TypeError)
-        self.root = Path(root)
-        self.transforms = transforms
-        found = {}
-        for sub in (images, masks):
-            folder = self.root / sub
-            if not folder.is_dir():
-                fail(
-                    "root",
-                    f"a folder with subfolders {images!r} and {masks!r}",
-                    str(self.root),
-                    f"{folder} is missing",
-                )
-            files = sorted(
-                p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-            )
-            by_stem: dict[str, Path] = {}
-            for path in files:
-                if path.stem in by_stem:
-                    fail(
-                        f"root/{sub}",
-                        "one file per stem",
-                        Text(f"{by_stem[path.stem].name} and {path.name}"),
-                        "Keep one file for each sample",
-                    )
-                by_stem[path.stem] = path
-            found[sub] = by_stem
-        image_files, mask_files = found[images], found[masks]
-        lonely = sorted(set(image_files) ^ set(mask_files))
-        if lonely:
-            stem = lonely[0]
-            where = masks if stem in image_files else images
-            fail(
-                "root",
-                "an image and a mask for every stem",
-                Text(
-                    f"{len(lonely)} unpaired file(s), the first {stem!r} without a file in {where}/"
-                ),
-                "Add the missing files or move the unpaired ones out",
-            )
-        if not mask_files:
-            fail("root", "at least one image/mask pair", str(self.root))
-        stems = sorted(mask_files)
-        self.images = [str(image_files[s]) for s in stems]
-        self.masks = [str(mask_files[s]) for s in stems]
-
-    def __len__(self) -> int:
-        """The number of image/mask pairs."""
-        return len(self.masks)
-
-    def __getitem__(self, index: int) -> Any:
-        """Pair ``index``: ``(image, mask)`` as PIL images, through ``transforms`` if given."""
-        i = int(index)
-        image = Image.open(self.images[i]).convert("RGB")
-        mask = Image.open(self.masks[i])
-        mask.load()
-        if self.transforms is not None:
-            return self.transforms(image, mask)
-        return image, mask
 
 
 def _tv_semantic(dataset: Any, path: str) -> list[str]:
@@ -222,7 +128,7 @@ def _lookup(num_classes: int, ignore_index: int | None, id_map: Any) -> np.ndarr
             table = np.full(256, -1 if ignore_index is None else ignore_index, dtype=np.int64)
             items = list(id_map.items())
         else:
-            values = np.asarray(id_map)
+            values = as_array("id_map", id_map)
             if values.ndim != 1 or values.shape[0] > 256 or values.dtype.kind not in "iu":
                 fail(
                     "id_map",
@@ -511,7 +417,9 @@ def class_pixel_counts(
         fail("fingerprint", "'stat' or 'content'", fingerprint)
     threads = check_int("num_threads", num_threads, minimum=1, allow_none=True)
     threads = min(8, os.cpu_count() or 1) if threads is None else threads
-    paths = mask_paths(source)
+    paths = mask_paths(source, "source")
+    if not paths:
+        fail("source", "at least one mask", Text("no mask paths"))
     table = _lookup(num_classes, ignore_index, id_map)
     settings = _settings(num_classes, ignore_index, table, fingerprint)
     stamps: list[str] = []

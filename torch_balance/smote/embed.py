@@ -14,10 +14,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from torch_balance._progress import progress_bar
-from torch_balance._validation import Text, check_bool, check_int, check_map_style, fail, internal
+from torch_balance._validation import (
+    Text,
+    check_bool,
+    check_int,
+    check_map_style,
+    fail,
+    internal,
+    readable_tensor,
+)
 from torch_balance.labels import as_label_array, get_labels
 
 __all__ = ["embed"]
@@ -35,9 +43,16 @@ def check_device(device: Any) -> torch.device | None:
     if not isinstance(device, str | torch.device):
         fail("device", "None, a string such as 'cuda' or a torch.device", device, kind=TypeError)
     try:
-        return torch.device(device)
+        chosen = torch.device(device)
     except RuntimeError:
         fail("device", "a device name such as 'cpu', 'cuda' or 'cuda:1'", device)
+    if chosen.type == "meta":
+        fail("device", "a device that computes ('cpu', 'cuda', ...)", device, "Not 'meta'")
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (chosen.index or 0) >= count:
+            fail("device", f"a CUDA device this machine has ({count} here)", device)
+    return chosen
 
 
 def module_device(module: torch.nn.Module) -> torch.device:
@@ -66,6 +81,20 @@ def check_module(name: str, module: Any) -> torch.nn.Module:
     if not isinstance(module, torch.nn.Module):
         fail(name, "a torch.nn.Module", type(module).__name__, kind=TypeError)
     return module
+
+
+def _collate(items: list[Any]) -> Any:
+    """torch's ``default_collate``, its failure on items that do not batch named."""
+    try:
+        return default_collate(items)
+    except (RuntimeError, TypeError) as error:
+        fail(
+            "dataset",
+            "items that batch together (inputs of one shape, labels of one kind)",
+            Text(f"items that do not ({error})"),
+            "Resize or pad the inputs in the dataset's transform",
+            kind=TypeError,
+        )
 
 
 def _batch_parts(batch: Any) -> tuple[Any, Any]:
@@ -122,6 +151,7 @@ def _embed(
         shuffle=False,
         num_workers=num_workers,
         generator=torch.Generator(),
+        collate_fn=_collate,
     )
     out: torch.Tensor | None = None
     input_shape: tuple[int, ...] = ()
@@ -143,6 +173,14 @@ def _embed(
                         "a module returning one tensor",
                         type(result).__name__,
                         "Wrap it so that it returns only the embedding tensor",
+                        kind=TypeError,
+                    )
+                readable_tensor("encoder", result)
+                if result.is_complex() or result.dtype == torch.bool:
+                    fail(
+                        "encoder",
+                        "real-valued outputs",
+                        Text(f"outputs of dtype {result.dtype}"),
                         kind=TypeError,
                     )
                 if result.ndim != 2:

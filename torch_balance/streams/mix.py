@@ -221,6 +221,15 @@ class BalancedMix(StreamShell):
             )
         if not given:
             fail("sources_by_class", "at least one source to mix", sources)
+        for n, s in zip(names, given, strict=True):
+            if isinstance(s, Mapping):  # iterating it would yield its keys as the samples
+                fail(
+                    f"sources_by_class[{n!r}]",
+                    "a source of samples (an iterable, shards or a stream)",
+                    Text(f"a {type(s).__name__}"),
+                    "A dict is not a stream of samples: pass the dataset or its shards",
+                    kind=TypeError,
+                )
         self.names = names
         self.mixed: list[Any] = [
             s if isinstance(s, StreamShell) else as_source(s, f"sources_by_class[{n!r}]")

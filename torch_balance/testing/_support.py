@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from torch_balance._validation import check_bool, check_index, check_int, fail
+
 __all__ = ["Factory", "IndexDataset", "conformance_labels"]
 
 Factory = Callable[..., Any]
@@ -23,6 +25,8 @@ def conformance_labels(kind: str = "int") -> np.ndarray:
         >>> sorted(Counter(conformance_labels().tolist()).values())
         [3, 5, 10, 20, 40]
     """
+    if not isinstance(kind, str) or kind not in ("int", "str"):
+        fail("kind", "'int' or 'str'", kind)
     counts = [40, 20, 10, 5, 3]
     labels = np.repeat(np.arange(len(counts)), counts)
     order = torch.randperm(labels.shape[0], generator=torch.Generator().manual_seed(7)).numpy()
@@ -37,15 +41,18 @@ class IndexDataset(Dataset):
     """Item ``i`` is ``i``: what a DataLoader hands out shows the sampler's order."""
 
     def __init__(self, n: int) -> None:
-        self.n = n
+        self.n = int(check_int("n", n, minimum=0, maximum=2**62))
 
     def __len__(self) -> int:
         """The dataset length, ``n``."""
         return self.n
 
     def __getitem__(self, i: int) -> int:
-        """The index itself."""
-        return i
+        """The index itself (refused outside ``[0, n)``: a sampler's index out of range shows)."""
+        index = check_index(i, self.n)
+        if int(i) < 0:
+            fail("index", f"an integer in [0, {self.n})", i, "A sampler yielded a negative index")
+        return index
 
 
 def _flat(items: Iterable[Any]) -> list[int]:
@@ -77,6 +84,27 @@ def _same_rng(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return bool(torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2])
 
 
+def _check_inputs(make: Any, labels: Any, options: dict[str, Any] | None = None) -> np.ndarray:
+    """The checks' own arguments: a callable factory and a label vector (returned as an
+    array); ``options`` are ``check_counts`` and ``dataloader_workers`` where given."""
+    from torch_balance.labels import as_label_array
+
+    if not callable(make):
+        fail(
+            "make",
+            "a factory make(labels, **options) that builds the object to check",
+            make,
+            "Pass e.g. lambda labels, **options: MySampler(labels, **options)",
+            kind=TypeError,
+        )
+    for name, value in (options or {}).items():
+        if name == "check_counts":
+            check_bool(name, value)
+        else:
+            check_int(name, value, minimum=1 if name == "workers" else 0, maximum=64)
+    return as_label_array(labels, "labels")
+
+
 def _build(
     make: Factory,
     labels: Any,
@@ -85,6 +113,7 @@ def _build(
     rank: int = 0,
     drop_last: bool = False,
 ) -> Any:
+    _check_inputs(make, labels)
     try:
         return make(labels, seed=seed, num_replicas=world, rank=rank, drop_last=drop_last)
     except TypeError as error:

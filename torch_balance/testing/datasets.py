@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from torch_balance.testing._support import (
     Factory,
+    _check_inputs,
     _dataset_epoch,
     _require,
     _rng_snapshot,
@@ -21,12 +22,34 @@ from torch_balance.testing._support import (
 )
 
 
+def _make_dataset(make: Factory, labels: Any, seed: int) -> Any:
+    """``make(labels, seed=seed)``, failing by name when the result is no dataset wrapper."""
+    _check_inputs(make, labels)
+    try:
+        dataset = make(labels, seed=seed)
+    except TypeError as error:
+        if "argument" not in str(error):
+            raise
+        raise AssertionError(
+            f"conformance: the factory is called as make(labels, seed=...) and raised "
+            f"TypeError: {error}. Pass the seed on, or accept it"
+        ) from error
+    missing = [m for m in ("__len__", "__getitem__", "set_epoch") if not hasattr(dataset, m)]
+    _require(
+        not missing,
+        f"the factory built a {type(dataset).__name__}, which has no "
+        f"{', '.join(m + '()' for m in missing)}: check_dataset checks dataset wrappers "
+        "(set_epoch, len and items); check samplers with check_sampler",
+    )
+    return dataset
+
+
 def check_dataset_basics(make: Factory, labels: Any, *, check_counts: bool = True) -> None:
     """Length, bounds, determinism in (seed, epoch), new epochs, composition, global RNGs."""
-    label_array = np.asarray(labels)
+    label_array = _check_inputs(make, labels)
     n = label_array.shape[0]
     before = _rng_snapshot()
-    dataset = make(labels, seed=3)
+    dataset = _make_dataset(make, labels, 3)
     first = _dataset_epoch(dataset, 0)
     _require(_same_rng(before, _rng_snapshot()), "building or reading touched a global RNG")
     _require(len(first) > 0, "epoch 0 is empty")
@@ -54,7 +77,7 @@ def check_dataset_basics(make: Factory, labels: Any, *, check_counts: bool = Tru
 
 def check_dataset_pickles(make: Factory, labels: Any) -> None:
     """A pickled copy holds the same items, for the epoch it was pickled at and for others."""
-    dataset = make(labels, seed=3)
+    dataset = _make_dataset(make, labels, 3)
     dataset.set_epoch(4)
     copy = pickle.loads(pickle.dumps(dataset))
     _require(
@@ -69,7 +92,8 @@ def check_dataset_pickles(make: Factory, labels: Any) -> None:
 
 def check_dataset_dataloader(make: Factory, labels: Any, workers: int = 2) -> None:
     """``set_epoch`` in the main process reaches persistent DataLoader workers."""
-    dataset = make(labels, seed=3)
+    _check_inputs(make, labels, {"workers": workers})
+    dataset = _make_dataset(make, labels, 3)
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=True)
     for epoch in (0, 3, 1):
         dataset.set_epoch(epoch)
@@ -110,6 +134,9 @@ def check_dataset(
         >>> check_dataset(make, dataloader_workers=0)
     """
     labels = conformance_labels() if labels is None else labels
+    _check_inputs(
+        make, labels, {"check_counts": check_counts, "dataloader_workers": dataloader_workers}
+    )
     check_dataset_basics(make, labels, check_counts=check_counts)
     check_dataset_pickles(make, labels)
     if dataloader_workers:

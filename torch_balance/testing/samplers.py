@@ -14,6 +14,7 @@ from torch_balance.testing._support import (
     Factory,
     IndexDataset,
     _build,
+    _check_inputs,
     _epoch,
     _flat,
     _require,
@@ -60,7 +61,7 @@ def _needs(sampler: Any, check: Callable[..., None]) -> None:
 
 def check_sampler_basics(make: Factory, labels: Any, *, check_counts: bool = True) -> None:
     """Length, index bounds, determinism in (seed, epoch), new epochs, composition, global RNGs."""
-    label_array = np.asarray(labels)
+    label_array = _check_inputs(make, labels)
     n = label_array.shape[0]
     before = _rng_snapshot()
     sampler = _build(make, labels)
@@ -174,7 +175,7 @@ def check_sampler_checkpoints(make: Factory, labels: Any) -> None:
 
 def check_sampler_refuses_foreign_states(make: Factory, labels: Any) -> None:
     """``load_state_dict`` refuses states saved for other labels or another seed."""
-    label_array = np.asarray(labels)
+    label_array = _check_inputs(make, labels)
     sampler = _build(make, labels)
     _needs(sampler, check_sampler_refuses_foreign_states)
     sampler.set_epoch(1)
@@ -265,7 +266,7 @@ def check_sampler_distributed_attributes(make: Factory, labels: Any) -> None:
     over an epoch of the same length on the same ranks.
     """
     whole = len(_epoch(_build(make, labels), 0))
-    n = np.asarray(labels).shape[0]
+    n = _check_inputs(make, labels).shape[0]
     for world, rank, drop_last in ((1, 0, False), (3, 1, False), (3, 2, True), (4, 3, False)):
         sampler = _build(make, labels, world=world, rank=rank, drop_last=drop_last)
         if not isinstance(sampler, DistributedSampler):
@@ -317,12 +318,13 @@ def check_sampler_pickles(make: Factory, labels: Any) -> None:
 
 def check_sampler_dataloader(make: Factory, labels: Any, workers: int = 2) -> None:
     """A DataLoader with worker processes sees the sampler's order."""
+    _check_inputs(make, labels, {"workers": workers})
     sampler = _build(make, labels)
     _needs(sampler, check_sampler_dataloader)
     sampler.set_epoch(6)
     expected = list(sampler)
     sampler.set_epoch(6)
-    n = np.asarray(labels).shape[0]
+    n = _check_inputs(make, labels).shape[0]
     if expected and isinstance(expected[0], list):
         loader = DataLoader(IndexDataset(n), batch_sampler=sampler, num_workers=workers)
     else:
@@ -369,6 +371,9 @@ def check_sampler(
         >>> check_sampler(lambda y, **kw: BalancedSampler(y, "under", **kw), dataloader_workers=0)
     """
     labels = conformance_labels() if labels is None else labels
+    _check_inputs(
+        make, labels, {"check_counts": check_counts, "dataloader_workers": dataloader_workers}
+    )
     check_sampler_basics(make, labels, check_counts=check_counts)
     for name, check in CHECKS.items():
         if name != "basics":
