@@ -45,11 +45,14 @@ class _SlotPool:
             return block, slot
 
     def give_back(self, block: torch.Tensor, slot: int) -> None:
-        with self._lock:
-            for number, held in enumerate(self._blocks):
-                if held is block:
-                    self._free.append((number, slot))
-                    return
+        # No lock: this runs from a weakref finalizer, which the garbage collector may call
+        # in the middle of take() or of another give_back() on the same thread, where
+        # waiting for the lock would wait forever. Reading the block list and appending to
+        # the free list are each atomic under the GIL, which is all this needs.
+        for number, held in enumerate(list(self._blocks)):
+            if held is block:
+                self._free.append((number, slot))
+                return
 
 
 _POOL = _SlotPool()
