@@ -398,3 +398,9 @@ def test_binary_manifest_refuses_codes_beyond_its_classes(tmp_path: Path) -> Non
         manifest.shard_codes(0)
     with pytest.raises(ValueError, match="format: expected 'json' or 'binary'"):
         manifest.save(tmp_path / "x", format="npz")
+
+
+def test_a_missing_shard_is_named_with_its_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "train-7.tar"
+    with pytest.raises(FileNotFoundError, match=r"shard '.*train-7.tar': .*expand_shards"):
+        list(tar_samples(str(missing)))

@@ -316,7 +316,15 @@ def tar_samples(
 
     sample: dict[str, Any] | None = None
     position = -1
-    with open(path, "rb") as stream:
+    try:
+        opened = open(path, "rb")  # noqa: SIM115 (closed by the with below)
+    except OSError as error:  # the same kind of error, worded for the shard
+        raise type(error)(
+            error.errno,
+            f"shard {os.fspath(path)!r}: {error.strerror or error}. Check the shard names or "
+            "pattern (expand_shards shows what a pattern names) and that every shard exists",
+        ) from error
+    with opened as stream:
         members = tar_members(
             stream, wanted, where=path, max_meta_size=max_meta_size, max_member_size=max_member_size
         )
