@@ -202,7 +202,8 @@ def test_inspect_on_a_bad_shard_says_why_without_a_traceback(
     path = _write(tmp_path, data)
     assert main(["inspect", path]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("torch-balance: error: shard: ") and path in err
+    assert err.startswith("torch-balance: error: DATA ") and "shard: expected" in err
+    assert path in err
     assert "Traceback" not in err and "MemoryError" not in err
 
 
