@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
 
 from torch_balance.labels import get_labels
+from torch_balance.streams import sources as sources_module
 
 # The class sizes of the SMOTE tests' default data.
 SMOTE_COUNTS = (60, 25, 12)
@@ -177,3 +179,19 @@ def make_data(counts: tuple[int, ...] = SMOTE_COUNTS, d: int = 4, seed: int = 0)
     )
     y = np.repeat(np.arange(len(counts)), counts)
     return X, y
+
+
+def run_slots(make: Any, world: int, workers: int) -> dict[tuple[int, int], list[Any]]:
+    """Every (rank, worker) reader's pass, workers simulated in this process."""
+    out = {}
+    for rank in range(world):
+        stream = make(num_replicas=world, rank=rank)
+        for worker in range(workers):
+            info = SimpleNamespace(id=worker, num_workers=workers)
+            original = sources_module.get_worker_info
+            sources_module.get_worker_info = lambda info=info: info  # type: ignore[assignment]
+            try:
+                out[rank, worker] = list(stream)
+            finally:
+                sources_module.get_worker_info = original
+    return out

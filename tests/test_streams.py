@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
-from tests.conftest import label_vectors
+from tests.conftest import label_vectors, run_slots
 from torch_balance import (
     BalancedIterableDataset,
     BalancedMix,
@@ -89,22 +89,6 @@ def worker_info(worker: int, workers: int) -> Iterator[None]:
         yield
     finally:
         sources_module.get_worker_info = original
-
-
-def run_slots(make: Any, world: int, workers: int) -> dict[tuple[int, int], list[Any]]:
-    """Every (rank, worker) reader's pass, workers simulated in this process."""
-    out = {}
-    for rank in range(world):
-        stream = make(num_replicas=world, rank=rank)
-        for worker in range(workers):
-            info = SimpleNamespace(id=worker, num_workers=workers)
-            original = sources_module.get_worker_info
-            sources_module.get_worker_info = lambda info=info: info  # type: ignore[assignment]
-            try:
-                out[rank, worker] = list(stream)
-            finally:
-                sources_module.get_worker_info = original
-    return out
 
 
 def memory_shards(labels: np.ndarray, num_shards: int) -> tuple[Shards, Manifest]:

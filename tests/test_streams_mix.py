@@ -5,34 +5,17 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.conftest import run_slots
 from torch_balance import BalancedIterableDataset, BalancedMix
-from torch_balance.streams import sources as sources_module
 
 A = [f"a{i}" for i in range(10)]
 B = [f"b{i}" for i in range(30)]
 CHI2_999_DF1 = 10.83
-
-
-def run_slots(make: Any, world: int, workers: int) -> dict[tuple[int, int], list[Any]]:
-    """Every (rank, worker) reader's pass, workers simulated in this process."""
-    out = {}
-    for rank in range(world):
-        stream = make(num_replicas=world, rank=rank)
-        for worker in range(workers):
-            info = SimpleNamespace(id=worker, num_workers=workers)
-            original = sources_module.get_worker_info
-            sources_module.get_worker_info = lambda info=info: info  # type: ignore[assignment]
-            try:
-                out[rank, worker] = list(stream)
-            finally:
-                sources_module.get_worker_info = original
-    return out
 
 
 def source_of(item: str) -> str:
