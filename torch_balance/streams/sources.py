@@ -38,6 +38,7 @@ splits itself in a way its structure does not show (an ``IterableDataset`` that 
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import itertools
 import re
@@ -50,6 +51,7 @@ from torch.utils.data import get_worker_info
 
 from torch_balance._validation import Text, fail
 from torch_balance.sharding import current_ranks
+from torch_balance.streams.hf_rows import decode_ahead, rows, undecoded
 from torch_balance.streams.patterns import expand_shards
 from torch_balance.streams.tar import tar_samples
 
@@ -240,20 +242,38 @@ class _HuggingFaceShards(Shards):
             self.node_split = (int(split.world_size), int(split.rank))
         self._dataset = dataset
         self.names = [f"shard-{i}" for i in range(int(dataset.num_shards))]
+        self._raw, self._threads = undecoded(dataset)
 
     def open(self, shard: int) -> Iterator[Any]:
-        part = self._dataset.shard(num_shards=len(self.names), index=shard, contiguous=True)
-        # iter(batch_size=1), not iter(part): inside a DataLoader worker, datasets would split
-        # this one shard among the workers again and leave all but one with nothing.
-        for batch in part.iter(batch_size=1):
-            yield {key: value[0] for key, value in batch.items()}
+        if self._raw is not None:
+            return (sample for _, sample in self._decoded(shard, 0, 1))
+        return rows(self._dataset, shard, len(self.names))
+
+    def open_part(self, shard: int, start: int, step: int) -> Iterator[tuple[int, Any]]:
+        """As :meth:`Shards.open_part`; the samples not kept are read without decoding their
+        media (an ``Image`` column's pictures stay bytes) where the dataset allows it."""
+        if self._raw is None:
+            return super().open_part(shard, start, step)
+        return self._decoded(shard, start, step)
+
+    def _decoded(self, shard: int, start: int, step: int) -> Iterator[tuple[int, Any]]:
+        """Read the shard undecoded, keep ``start::step`` and decode those alone, with the
+        features' own ``decode_example`` (what ``datasets`` itself does), in this process."""
+        read = rows(self._raw, shard, len(self.names))
+        kept = itertools.islice(read, start, None, step)
+        decode = functools.partial(
+            self._dataset.features.decode_example,
+            token_per_repo_id=getattr(self._dataset, "_token_per_repo_id", None),
+        )
+        return zip(itertools.count(start, step), decode_ahead(kept, decode, self._threads))
 
     def labels_only(self, label_fn: Callable[[Any], Any] | None) -> Shards:
         columns = list(self._dataset.column_names or [])
         key = next((k for k in _LABEL_KEYS if k in columns), None)
         if label_fn is not None or key is None:
             return self
-        labels = _HuggingFaceShards(self._dataset.select_columns([key]))
+        dataset = self._dataset if self._raw is None else self._raw  # no media decoded
+        labels = _HuggingFaceShards(dataset.select_columns([key]))
         labels.node_split = self.node_split
         return labels
 
