@@ -64,8 +64,9 @@ def warn_shared_shards(num_shards: int, slot: Slot) -> None:
     warnings.warn(
         f"{num_shards} shards for {readers} readers ({slot.num_replicas} ranks x "
         f"{slot.num_workers} DataLoader workers): up to {sharing} readers share a shard, "
-        "each skipping the samples it does not keep (unread by the built-in tar reader, "
-        f"read and dropped by other sources). Write the data in at least {readers} shards "
+        "each skipping the samples it does not keep (unread by the built-in tar reader, read "
+        "but not decoded by webdataset pipelines and by Hugging Face datasets without .map() "
+        f"stages, read and dropped by other sources). Write the data in at least {readers} shards "
         f"(a multiple of {readers}) so that each reader reads whole shards of its own.",
         UserWarning,
         stacklevel=4,

@@ -22,8 +22,10 @@ epoch's shard order is split by rank (``order[rank::num_replicas]``), then by Da
 reads shard ``order[k % S]`` with the ``g`` readers that share it (at most ``ceil(K / S)``),
 and keeps every ``g``-th sample from its own offset ``k // S``: each sample is still read by
 one reader. A source that can skip samples unread (the built-in tar reader seeks past their
-members; any ``open_fn`` that takes ``every=(start, step)``) never reads the others; any
-other source reads them and drops them before the stream sees them.
+members; any ``open_fn`` that takes ``every=(start, step)``) never reads the others; a
+webdataset pipeline drops them before its ``.decode()``, a Hugging Face dataset with media
+features reads them with decoding off (:mod:`~torch_balance.streams.hf_rows`); any other
+source reads them and drops them before the stream sees them.
 
 **Pre-sharded sources are never split twice.** A split that is visible in the source's
 structure is either undone, because this module splits the same way, or refused: a Hugging
