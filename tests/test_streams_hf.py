@@ -137,18 +137,24 @@ def test_dataset_with_a_map_is_read_as_before(
     assert sum(decodes.values()) == NUM_SAMPLES // 2
 
 
+def width(sample: dict[str, Any]) -> dict[str, Any]:
+    return {"width": sample["image"].size[0]}
+
+
 @pytest.mark.skipif(
     "fork" not in multiprocessing.get_all_start_methods(), reason="needs the fork start method"
 )
 @pytest.mark.parametrize("persistent", [False, True])
+@pytest.mark.parametrize("then_map", [False, True])
 def test_forked_workers_do_not_hang_on_threaded_decoding(
-    parquet_files: list[str], persistent: bool
+    parquet_files: list[str], persistent: bool, then_map: bool
 ) -> None:
     """``decode(num_threads=...)`` (the default of remote streaming) starts a thread pool in
     the main process when the manifest reads the labels; forked workers inherited it without
-    its threads and waited forever on their first image. The DataLoader's timeout turns a
-    hang into a failure."""
+    its threads and waited forever on their first image (with or without a ``map`` after the
+    decoding). The DataLoader's timeout turns a hang into a failure."""
     data = streaming(parquet_files, threads=2)
+    data = data.map(width) if then_map else data
     next(iter(data))  # a peek in the main process also starts datasets' pool
     for kw in ({"manifest": Manifest.from_source(data)}, {"epoch_length": 40}):
         stream = BalancedIterableDataset(data, "over", **kw)
@@ -165,3 +171,4 @@ def test_forked_workers_do_not_hang_on_threaded_decoding(
             got = list(loader)
             assert len(got) == len(stream)
             assert all(isinstance(s["image"], Image.Image) for s in got)
+            assert all(s["width"] == 4 for s in got) if then_map else True

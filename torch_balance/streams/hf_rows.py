@@ -12,7 +12,9 @@ Decoding happens in the process that reads, never in a thread pool of ``datasets
 pool, once started in the main process (reading a manifest's labels starts it), is inherited
 by forked DataLoader workers without its threads, and a worker that hands it a sample waits
 forever. The thread count the dataset asked for is kept, in a pool each reading generator
-makes for itself.
+makes for itself. A dataset whose decoding feeds a ``map`` is read through its own stages; in
+a process other than the one that built the stream its pools are first forgotten
+(:func:`forget_inherited_pools`), so that they start again with threads of their own.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-__all__ = ["decode_ahead", "rows", "undecoded"]
+__all__ = ["decode_ahead", "forget_inherited_pools", "rows", "undecoded"]
 
 
 def rows(dataset: Any, shard: int, num_shards: int) -> Iterator[dict[str, Any]]:
@@ -97,3 +99,15 @@ def decode_ahead(
         finally:
             for future in pending:
                 future.cancel()
+
+
+def forget_inherited_pools(dataset: Any) -> None:
+    """Reset the decoding thread pools of ``dataset``'s stages (``decode(num_threads=...)``)
+    to not started, as unpickling does: call it in a process forked from the one that used
+    them, where the pools' threads did not come along."""
+    stage = getattr(dataset, "_ex_iterable", None)
+    while stage is not None:
+        for arg in getattr(getattr(stage, "function", None), "args", ()):
+            if type(arg).__name__ == "_LazyThreadPoolExecutor":  # datasets' own, made lazily
+                arg.__setstate__(arg.__getstate__())
+        stage = getattr(stage, "ex_iterable", None)

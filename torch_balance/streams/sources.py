@@ -43,6 +43,7 @@ import copy
 import functools
 import inspect
 import itertools
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ from torch.utils.data import get_worker_info
 
 from torch_balance._validation import Text, fail
 from torch_balance.sharding import current_ranks
-from torch_balance.streams.hf_rows import decode_ahead, rows, undecoded
+from torch_balance.streams.hf_rows import decode_ahead, forget_inherited_pools, rows, undecoded
 from torch_balance.streams.patterns import expand_shards
 from torch_balance.streams.tar import tar_samples
 
@@ -245,8 +246,10 @@ class _HuggingFaceShards(Shards):
         self._dataset = dataset
         self.names = [f"shard-{i}" for i in range(int(dataset.num_shards))]
         self._raw, self._threads = undecoded(dataset)
+        self._pid = os.getpid()
 
     def open(self, shard: int) -> Iterator[Any]:
+        self._in_this_process()
         if self._raw is not None:
             return (sample for _, sample in self._decoded(shard, 0, 1))
         return rows(self._dataset, shard, len(self.names))
@@ -254,9 +257,17 @@ class _HuggingFaceShards(Shards):
     def open_part(self, shard: int, start: int, step: int) -> Iterator[tuple[int, Any]]:
         """As :meth:`Shards.open_part`; the samples not kept are read without decoding their
         media (an ``Image`` column's pictures stay bytes) where the dataset allows it."""
+        self._in_this_process()
         if self._raw is None:
             return super().open_part(shard, start, step)
         return self._decoded(shard, start, step)
+
+    def _in_this_process(self) -> None:
+        """In a forked DataLoader worker, forget the decoding threads ``datasets`` started in
+        the main process (a ``map`` after ``decode(num_threads=...)``; see ``hf_rows``)."""
+        if self._pid != os.getpid():
+            forget_inherited_pools(self._dataset)
+            self._pid = os.getpid()
 
     def _decoded(self, shard: int, start: int, step: int) -> Iterator[tuple[int, Any]]:
         """Read the shard undecoded, keep ``start::step`` and decode those alone, with the
