@@ -7,14 +7,15 @@ as it reads it. A reader that keeps every ``g``-th sample of a shard it shares w
 with the features' own ``decode_example``, which is what ``datasets`` runs: the samples come
 out the same, and the ones skipped cost their raw read alone.
 
-Decoding happens in the process that reads, never in a thread pool of ``datasets``'s (which
-``decode(num_threads=...)`` and remote ``load_dataset(..., streaming=True)`` set up): that
-pool, once started in the main process (reading a manifest's labels starts it), is inherited
-by forked DataLoader workers without its threads, and a worker that hands it a sample waits
-forever. The thread count the dataset asked for is kept, in a pool each reading generator
-makes for itself. A dataset whose decoding feeds a ``map`` is read through its own stages; in
-a process other than the one that built the stream its pools are first forgotten
-(:func:`forget_inherited_pools`), so that they start again with threads of their own.
+Decoded this way, samples are decoded in the reading generator, never in a thread pool of
+``datasets``'s (which ``decode(num_threads=...)`` and remote ``load_dataset(...,
+streaming=True)`` set up): that pool, once started in the main process (by a peek, or by
+reading the labels through it), is inherited by forked DataLoader workers without its
+threads, and a worker that hands it a sample waits forever. The thread count the dataset
+asked for is kept, in a pool each reading generator makes for itself. A dataset whose
+decoding feeds a ``map`` is read through its own stages; in a process other than the one that
+built the stream its pools are first forgotten (:func:`forget_inherited_pools`), so that they
+start again with threads of their own.
 """
 
 from __future__ import annotations
