@@ -60,7 +60,7 @@ from torch_balance.sharding import current_ranks, shard_length
 from torch_balance.strategies import Plan, Strategy, make_plan
 from torch_balance.streams._shell import StreamShell, refuse_feedback
 from torch_balance.streams.buffer import CopyBuffer
-from torch_balance.streams.copies import epoch_copies, fit_copies, reader_copies
+from torch_balance.streams.copies import fit_copies, reader_copies
 from torch_balance.streams.manifest import Manifest
 from torch_balance.streams.online import Online, check_priors, class_ratios, class_targets
 from torch_balance.streams.readers import (
@@ -171,10 +171,9 @@ class BalancedIterableDataset(StreamShell):
                         "Leave it out, or drop the manifest for mode 2",
                     )
             self._check_shards(self.manifest)
-            # the plan reads class counts only: a CountIndex, never a label vector (a draw with
-            # replacement walks the classes, so it needs them grouped: the whole index)
+            # the plan reads class counts only: a CountIndex, never a label vector
             self.plan: Plan | None = make_plan(
-                self.manifest.index if self.replacement else CountIndex(self.manifest.counts()),
+                CountIndex(self.manifest.counts()),
                 strategy,
                 sampling_strategy=sampling_strategy,
                 num_samples=num_samples,
@@ -239,14 +238,12 @@ class BalancedIterableDataset(StreamShell):
             fail("epoch_copies", "a mode 1 stream (with a manifest)", Text("mode 2"))
         epoch = self.epoch if epoch is None else check_epoch(epoch)
         if self._copies is None or self._copies[0] != epoch:
-            if self.replacement:
-                copies = epoch_copies(self.plan, self.seed, epoch, replacement=True)
-            else:
-                parts = [(s, 0, 1) for s in range(self.manifest.num_shards)]
-                targets = self.plan.targets(epoch)
-                found = reader_copies(self.manifest, parts, targets, self.seed, epoch)
-                copies = np.concatenate([c for _, c in found])
-            self._copies = (epoch, copies)
+            parts = [(s, 0, 1) for s in range(self.manifest.num_shards)]
+            targets = self.plan.targets(epoch)
+            found = reader_copies(
+                self.manifest, parts, targets, self.seed, epoch, replacement=self.replacement
+            )
+            self._copies = (epoch, np.concatenate([c for _, c in found]))
         return self._copies[1]
 
     def __len__(self) -> int:
@@ -313,14 +310,9 @@ class BalancedIterableDataset(StreamShell):
         order = shard_order(manifest.num_shards, self.seed, epoch, shuffle=self.shuffle_shards)
         parts = reader_parts(order, slot)
         warn_shared_shards(manifest.num_shards, slot)
-        if self.replacement:  # the sampler's draw, over the whole collection
-            every = self.epoch_copies(epoch)
-            found = []
-            for shard, start, step in parts:
-                at = slice(manifest.offsets[shard] + start, manifest.offsets[shard + 1], step)
-                found.append((np.asarray(manifest.codes[at], dtype=np.int64), every[at]))
-        else:
-            found = reader_copies(manifest, parts, plan.targets(epoch), self.seed, epoch)
+        found = reader_copies(
+            manifest, parts, plan.targets(epoch), self.seed, epoch, replacement=self.replacement
+        )
         codes = np.concatenate([c for c, _ in found]) if found else np.zeros(0, np.int64)
         wanted = np.concatenate([w for _, w in found]) if found else np.zeros(0, np.int64)
         quota = worker_quota(shard_length(plan.length, slot.num_replicas, self.drop_last), slot)
