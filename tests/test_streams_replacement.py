@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from tests.test_streams import memory_shards, run_slots
+from tests.conftest import run_slots
+from tests.test_streams import memory_shards
 from torch_balance import BalancedIterableDataset, BalancedSampler, Power, make_plan
 from torch_balance.draws import fast as fast_draws
 from torch_balance.labels.index import CountIndex

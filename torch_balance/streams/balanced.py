@@ -9,7 +9,13 @@ copies and one more to ``t_c % n_c`` of them, those that a keyed permutation of 
 its own give each sample its index within its class), so its cost follows its shards, not
 the collection; over all readers each class gets exactly its target and each sample floor or
 ceil of its class's share. The epochs are not ``BalancedSampler``'s (which samples take the
-extra copies differs); with ``replacement=True`` they are, drawn over the whole collection.
+extra copies differs). With ``replacement=True`` the copies have the distribution of
+``BalancedSampler(replacement=True)``'s (class c's ``t_c`` copies a multinomial over its
+samples), though not its draws: the multinomial is split down a fixed binary tree over the
+shards into binomials keyed by (seed, epoch, node), then within each shard keyed by (seed,
+epoch, shard), so a reader draws only the paths to its own shards (``O(log S)`` nodes of one
+row of per-class counts each) and each class's copies over all readers are its target
+exactly.
 Each reader reads only its shards and emits every sample its planned number of times through
 a :class:`~torch_balance.streams.buffer.CopyBuffer`.
 
@@ -100,7 +106,8 @@ class BalancedIterableDataset(StreamShell):
             ``"label"``/``"cls"``/``"target"`` entry of a dict. Mode 2 reads labels with it;
             mode 1 checks every sample it reads against the manifest when it is given.
         num_samples: Epoch length for power strategies and schedules (mode 1).
-        replacement: Draw each class i.i.d. with replacement (mode 1), as ``BalancedSampler``.
+        replacement: Draw each class i.i.d. with replacement (mode 1): per-sample copies
+            distributed as ``BalancedSampler``'s, each reader drawing its own shards' part.
         buffer_size: Samples the shuffle buffer holds (each with all its copies).
         seed: Shared seed; must be the same on every rank.
         num_replicas: Number of ranks; default from ``torch.distributed`` (1 without).
