@@ -30,6 +30,7 @@ from torch_balance.streams.copies import (
     shard_class_copies,
     within_class_index,
 )
+from torch_balance.streams.manifest_file import ManifestWriter
 from torch_balance.streams.readers import shard_order
 from torch_balance.streams.sources import Slot, reader_parts
 
@@ -244,3 +245,22 @@ def test_one_reader_emits_the_plan_and_is_repeatable() -> None:
 
     assert run(2) == run(2)
     assert run(2) != run(3)
+
+
+@pytest.mark.parametrize("replacement", [False, True])
+def test_a_binary_manifest_may_name_classes_without_samples(
+    tmp_path: Any, replacement: bool
+) -> None:
+    """A written manifest declares its classes up front; one without samples gets no copies
+    and no target, and the rest of the plan is met."""
+    labels = np.repeat([0, 1, 3], [40, 12, 5])
+    source, _ = memory_shards(labels, 4)
+    path = tmp_path / "labels.tbm"
+    with ManifestWriter(path, [0, 1, 2, 3]) as writer:
+        for part, name in zip(np.array_split(labels, 4), source.names, strict=True):
+            writer.add(name, np.searchsorted([0, 1, 2, 3], part))
+    stream = BalancedIterableDataset(
+        source, "over", manifest=Manifest.from_file(path), replacement=replacement
+    )
+    assert stream.target_counts() == {0: 40, 1: 40, 3: 40}
+    assert Counter(y for _, y in stream) == Counter({0: 40, 1: 40, 3: 40})

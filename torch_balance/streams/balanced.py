@@ -178,9 +178,11 @@ class BalancedIterableDataset(StreamShell):
                         "Leave it out, or drop the manifest for mode 2",
                     )
             self._check_shards(self.manifest)
-            # the plan reads class counts only: a CountIndex, never a label vector
+            # the plan reads class counts only: a CountIndex, never a label vector; over the
+            # classes with samples (a binary manifest may name classes it has none of)
+            self._present = np.flatnonzero(self.manifest.class_counts() > 0)
             self.plan: Plan | None = make_plan(
-                CountIndex(self.manifest.counts()),
+                CountIndex({c: n for c, n in self.manifest.counts().items() if n > 0}),
                 strategy,
                 sampling_strategy=sampling_strategy,
                 num_samples=num_samples,
@@ -246,12 +248,21 @@ class BalancedIterableDataset(StreamShell):
         epoch = self.epoch if epoch is None else check_epoch(epoch)
         if self._copies is None or self._copies[0] != epoch:
             parts = [(s, 0, 1) for s in range(self.manifest.num_shards)]
-            targets = self.plan.targets(epoch)
+            targets = self._targets(epoch)
             found = reader_copies(
                 self.manifest, parts, targets, self.seed, epoch, replacement=self.replacement
             )
             self._copies = (epoch, np.concatenate([c for _, c in found]))
         return self._copies[1]
+
+    def _targets(self, epoch: int) -> np.ndarray:
+        """Mode 1: the plan's count of each class in the manifest's class order (0 for a
+        class it names without samples)."""
+        if self.plan is None or self.manifest is None:
+            raise AssertionError("BalancedIterableDataset._targets is for mode 1 only")
+        full = np.zeros(len(self.manifest.classes), dtype=np.int64)
+        full[self._present] = self.plan.targets(epoch)
+        return full
 
     def __len__(self) -> int:
         """The number of samples one rank emits per epoch."""
@@ -318,7 +329,7 @@ class BalancedIterableDataset(StreamShell):
         parts = reader_parts(order, slot)
         warn_shared_shards(manifest.num_shards, slot)
         found = reader_copies(
-            manifest, parts, plan.targets(epoch), self.seed, epoch, replacement=self.replacement
+            manifest, parts, self._targets(epoch), self.seed, epoch, replacement=self.replacement
         )
         codes = np.concatenate([c for c, _ in found]) if found else np.zeros(0, np.int64)
         wanted = np.concatenate([w for _, w in found]) if found else np.zeros(0, np.int64)
@@ -335,7 +346,7 @@ class BalancedIterableDataset(StreamShell):
             g = generator(
                 self.seed, Stream.STREAM_BUFFER, epoch, slot.rank, slot.worker, SubStream.FIT
             )
-            weights = plan.targets(epoch).astype(np.float64)
+            weights = self._targets(epoch).astype(np.float64)
             wanted = fit_copies(wanted, codes, quota, weights, g)
         result = ReaderPlan(order, parts, codes, wanted, quota)
         self._reader = ((epoch, slot), result)
