@@ -246,6 +246,14 @@ def main() -> None:
         f"time x{big_drawn['seconds'] / small_drawn['seconds']:.2f}, "
         f"peak memory x{big_drawn['peak'] / small_drawn['peak']:.2f}"
     )
+    weak_drawn = one_reader(same_size, max(1, world // 10), workers, True)
+    print(
+        f"N={n // 10:,} in {shards // 10:,} shards, {max(1, world // 10):,} ranks: "
+        f"{weak_drawn['seconds'] * 1000:.1f} ms, peak {weak_drawn['peak']:.2f} MiB; "
+        f"N={n:,} over it (shards of the same size): "
+        f"time x{big_drawn['seconds'] / weak_drawn['seconds']:.2f}, "
+        f"peak memory x{big_drawn['peak'] / weak_drawn['peak']:.2f}"
+    )
 
     print("\n## data read per epoch (samples read over N; most readers opening a shard)")
     for count in (shards, world * workers, max(1, (world * workers) // 7)):
