@@ -199,11 +199,13 @@ def binomial_split(copies: np.ndarray, share: np.ndarray, g: torch.Generator) ->
     """``Binomial(copies[i], share[i])`` for every entry, as ``int64`` in ``[0, copies[i]]``
     (so ``copies - result`` is the other part, and no copy is lost or made).
 
-    ``torch.binomial`` draws in float64 (Kachitvichyanukul and Schmeiser's BTRS rejection
-    sampler above 10 expected successes, inversion below), exact for counts up to
-    :data:`EXACT_COUNT`; a larger count is drawn in pieces of at most that many trials. Entries
-    with no copies, or a share of 0 or 1, take no draw: the stream ``g`` consumes depends on
-    the entries that need one, the same for every reader that asks the same question.
+    ``torch.binomial`` draws in float64 (the BTRS rejection sampler of Hörmann, J. Statist.
+    Comput. Simul. 46, 1993, above 10 expected successes; inversion below), exact for counts
+    up to :data:`EXACT_COUNT`; a larger count is drawn in pieces of at most that many trials.
+    Entries with no copies, or a share of 0 or 1, take no draw: the stream ``g`` consumes
+    depends on the entries that need one, the same for every reader that asks the same
+    question. (numpy's ``Generator.binomial`` takes int64 counts, but the project draws from
+    torch generators only, and float64 holds every count an epoch can plan.)
 
     Example:
         >>> got = binomial_split(np.array([10, 0, 7]), np.array([0.5, 0.5, 1.0]), torch.Generator())
