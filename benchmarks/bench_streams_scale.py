@@ -15,8 +15,13 @@ by shard, then read back with ``Manifest.from_file`` (memory-mapped). Over it, a
 - data read per epoch: samples each reader reads (and decodes) over N, and the most readers
   that open one shard, for S >= readers and S < readers;
 - ``Manifest.from_file`` of the N labels: time, memory, and file bytes per sample;
+- the same reader's set-up with ``replacement=True`` (its shards' part of the epoch's
+  multinomial: the binomials of the tree's nodes above its shards, then within them), at N / 10
+  and N, beside the reader without replacement;
 - for scale, what one reader cost before this layout: the global epoch drawn as
-  ``BalancedSampler`` draws it (``--compare``, at N / 10), the copies of every sample.
+  ``BalancedSampler`` draws it (``--compare``, at N / 10), the copies of every sample, without
+  and with replacement (with replacement the reader also built the label index of the whole
+  collection for its plan).
 
 Run: ``python benchmarks/bench_streams_scale.py`` (N = 1e8, S = 10,000, C = 1,000,
 R = 1,024, W = 8); ``--samples 1e7`` on a small machine. The manifest is written under
@@ -43,9 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe
 
 from torch_balance import BalancedIterableDataset, make_plan
-from torch_balance.labels.index import CountIndex
+from torch_balance.labels.index import CountIndex, LabelIndex
 from torch_balance.streams import Manifest, Shards
-from torch_balance.streams.copies import reader_copies
+from torch_balance.streams.copies import epoch_copies, reader_copies
 from torch_balance.streams.manifest_file import ManifestWriter
 from torch_balance.streams.readers import shard_order
 from torch_balance.streams.sources import Slot, reader_parts
@@ -90,18 +95,26 @@ def write_manifest(path: Path, samples: int, shards: int, classes: int, seed: in
             writer.add(f"shard-{s:06d}.tar", codes)
 
 
-def stream_over(manifest: Manifest, world: int) -> BalancedIterableDataset:
+def stream_over(
+    manifest: Manifest, world: int, replacement: bool = False
+) -> BalancedIterableDataset:
     source = Shards(manifest.names, lambda name: [])  # names only: nothing is read here
     return BalancedIterableDataset(
-        source, "sqrt", manifest=manifest, num_replicas=world, rank=0, seed=0
+        source,
+        "sqrt",
+        manifest=manifest,
+        num_replicas=world,
+        rank=0,
+        seed=0,
+        replacement=replacement,
     )
 
 
-def one_reader(path: Path, world: int, workers: int) -> dict[str, float]:
+def one_reader(path: Path, world: int, workers: int, replacement: bool = False) -> dict[str, float]:
     """The median over three readers (rank R/2, R/4 and R-1, the last worker) of one epoch's
     set-up, after one warm-up reader (imports and first calls)."""
     manifest = Manifest.from_file(path)
-    stream = stream_over(manifest, world)
+    stream = stream_over(manifest, world, replacement)
     stream.reader_plan(1, Slot(0, world, 0, workers))
     runs = []
     for rank in (world // 2, world // 4, world - 1):
@@ -115,9 +128,11 @@ def one_reader(path: Path, world: int, workers: int) -> dict[str, float]:
     return {"seconds": seconds, "peak": peak, "rss": grown, "samples": samples, "quota": quota}
 
 
-def check_all(path: Path, world: int, workers: int) -> tuple[bool, bool, int]:
+def check_all(
+    path: Path, world: int, workers: int, replacement: bool = False
+) -> tuple[bool, bool, int]:
     """Exact per-class totals over every reader (before the cut and pad), equal rank totals
-    after it, and the most samples any reader planned."""
+    after it, and the copies planned over all readers."""
     manifest = Manifest.from_file(path)
     targets = make_plan(CountIndex(manifest.counts()), "sqrt").targets(0)
     order = shard_order(manifest.num_shards, 0, 0)
@@ -125,11 +140,12 @@ def check_all(path: Path, world: int, workers: int) -> tuple[bool, bool, int]:
     for worker in range(workers):
         for rank in range(world):
             parts = reader_parts(order, Slot(rank, world, worker, workers))
-            for codes, copies in reader_copies(manifest, parts, targets, 0, 0):
+            found = reader_copies(manifest, parts, targets, 0, 0, replacement=replacement)
+            for codes, copies in found:
                 per_class += np.bincount(
                     codes, weights=copies, minlength=per_class.shape[0]
                 ).astype(np.int64)
-    stream = stream_over(manifest, world)
+    stream = stream_over(manifest, world, replacement)
     ranks = {
         sum(stream.reader_plan(0, Slot(r, world, w, workers)).quota for w in range(workers))
         for r in (0, world // 2, world - 1)
@@ -214,6 +230,31 @@ def main() -> None:
         f"peak memory x{big['peak'] / weak['peak']:.2f}"
     )
 
+    print("\n## one reader's set-up with replacement=True (median of 3 readers)")
+    drawn = {size: one_reader(path, world, workers, True) for size, path in paths.items()}
+    for size, r in drawn.items():
+        plain = results[size]
+        print(
+            f"N={size:,}: {r['seconds'] * 1000:.1f} ms, tracemalloc peak {r['peak']:.2f} MiB, "
+            f"RSS +{r['rss']:.1f} MiB; reads {r['samples']:,.0f}, emits {r['quota']:,.0f}; "
+            f"over the reader without replacement: time x{r['seconds'] / plain['seconds']:.2f}, "
+            f"peak memory x{r['peak'] / plain['peak']:.2f}"
+        )
+    small_drawn, big_drawn = drawn[n // 10], drawn[n]
+    print(
+        f"N={n:,} over N={n // 10:,}, both in {shards:,} shards: "
+        f"time x{big_drawn['seconds'] / small_drawn['seconds']:.2f}, "
+        f"peak memory x{big_drawn['peak'] / small_drawn['peak']:.2f}"
+    )
+    weak_drawn = one_reader(same_size, max(1, world // 10), workers, True)
+    print(
+        f"N={n // 10:,} in {shards // 10:,} shards, {max(1, world // 10):,} ranks: "
+        f"{weak_drawn['seconds'] * 1000:.1f} ms, peak {weak_drawn['peak']:.2f} MiB; "
+        f"N={n:,} over it (shards of the same size): "
+        f"time x{big_drawn['seconds'] / weak_drawn['seconds']:.2f}, "
+        f"peak memory x{big_drawn['peak'] / weak_drawn['peak']:.2f}"
+    )
+
     print("\n## data read per epoch (samples read over N; most readers opening a shard)")
     for count in (shards, world * workers, max(1, (world * workers) // 7)):
         sizes = np.full(count, n // count, dtype=np.int64)
@@ -226,18 +267,19 @@ def main() -> None:
 
     if args.check:
         print("\n## exactness over every reader (N's manifest)")
-        start = time.perf_counter()
-        exact, equal, total = check_all(paths[n], world, workers)
-        seconds = time.perf_counter() - start
-        print(
-            f"per-class copies over all readers equal the plan: {exact} ({total:,} copies); "
-            f"rank totals equal: {equal}; {seconds:.1f} s"
-        )
+        for replacement in (False, True):
+            start = time.perf_counter()
+            exact, equal, total = check_all(paths[n], world, workers, replacement)
+            seconds = time.perf_counter() - start
+            print(
+                f"replacement={replacement}: per-class copies over all readers equal the plan: "
+                f"{exact} ({total:,} copies); rank totals equal: {equal}; {seconds:.1f} s"
+            )
 
     if args.compare:
         from torch_balance import BalancedSampler
 
-        print("\n## before: the global epoch each reader drew (N / 10)")
+        print("\n## before: the global epoch each reader drew (N / 10), without, with replacement")
         manifest = Manifest.from_file(paths[n // 10])
         labels = np.asarray(manifest.codes)
 
@@ -250,6 +292,22 @@ def main() -> None:
             f"N={n // 10:,}: {seconds * 1000:.0f} ms, tracemalloc peak {peak:.1f} MiB, "
             f"RSS +{grown:.1f} MiB; this layout's reader: "
             f"x{seconds / small['seconds']:.0f} faster, x{peak / small['peak']:.0f} less memory"
+        )
+
+        # what a replacement=True reader ran before: once per stream, its plan over the label
+        # index of the whole collection; then every epoch, the whole epoch's draw
+        fresh = Manifest.from_file(paths[n // 10])
+        plan, built, held, _ = measured(lambda: make_plan(LabelIndex(fresh.labels), "sqrt"))
+        _, seconds, peak, grown = measured(
+            lambda: epoch_copies(plan, 0, 0, replacement=True),
+            lambda: epoch_copies(plan, 0, 1, replacement=True),
+        )
+        print(
+            f"N={n // 10:,}, replacement=True: {seconds * 1000:.0f} ms, tracemalloc peak "
+            f"{peak:.1f} MiB, RSS +{grown:.1f} MiB per epoch (and once per stream, the plan "
+            f"over the label index: {built * 1000:.0f} ms, peak {held:.1f} MiB); this layout's "
+            f"reader: x{seconds / small_drawn['seconds']:.0f} faster, "
+            f"x{peak / small_drawn['peak']:.0f} less memory"
         )
     top = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nmax RSS of this process: {top:.0f} MiB")

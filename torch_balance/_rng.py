@@ -44,6 +44,12 @@ class Stream(IntEnum):
     CLASS_AWARE = 61  # ClassAwareSampler: the order of an epoch's class choices
     CLASS_AWARE_WALK = 62  # ClassAwareSampler: a class's walk, a group of cycles at a time
     MIXTURE_SOURCE = 63  # MixtureSampler: the seed of source s's draws, (seed, ..., s)
+    # a manifest epoch with replacement: each class's copies at node [lo, hi) of the binary
+    # tree over the shards, split between its halves, (seed, STREAM_SPLIT, epoch, lo, hi)
+    STREAM_SPLIT = 66
+    # a manifest epoch with replacement: a shard's copies of each class spread over its
+    # samples of the class, (seed, STREAM_SPREAD, epoch, shard)
+    STREAM_SPREAD = 67
     BENCH_TEST = 101  # the benchmark's test split
     BENCH_CLASSES = 102  # which classes the benchmark makes rare
     BENCH_SUBSET = 103  # which samples of each class the benchmark keeps

@@ -9,7 +9,13 @@ copies and one more to ``t_c % n_c`` of them, those that a keyed permutation of 
 its own give each sample its index within its class), so its cost follows its shards, not
 the collection; over all readers each class gets exactly its target and each sample floor or
 ceil of its class's share. The epochs are not ``BalancedSampler``'s (which samples take the
-extra copies differs); with ``replacement=True`` they are, drawn over the whole collection.
+extra copies differs). With ``replacement=True`` the copies have the distribution of
+``BalancedSampler(replacement=True)``'s (class c's ``t_c`` copies a multinomial over its
+samples), though not its draws: the multinomial is split down a fixed binary tree over the
+shards into binomials keyed by (seed, epoch, node), then within each shard keyed by (seed,
+epoch, shard), so a reader draws only the paths to its own shards (``O(log S)`` nodes of one
+row of per-class counts each) and each class's copies over all readers are its target
+exactly.
 Each reader reads only its shards and emits every sample its planned number of times through
 a :class:`~torch_balance.streams.buffer.CopyBuffer`.
 
@@ -60,7 +66,7 @@ from torch_balance.sharding import current_ranks, shard_length
 from torch_balance.strategies import Plan, Strategy, make_plan
 from torch_balance.streams._shell import StreamShell, refuse_feedback
 from torch_balance.streams.buffer import CopyBuffer
-from torch_balance.streams.copies import epoch_copies, fit_copies, reader_copies
+from torch_balance.streams.copies import fit_copies, reader_copies
 from torch_balance.streams.manifest import Manifest
 from torch_balance.streams.online import Online, check_priors, class_ratios, class_targets
 from torch_balance.streams.readers import (
@@ -100,7 +106,8 @@ class BalancedIterableDataset(StreamShell):
             ``"label"``/``"cls"``/``"target"`` entry of a dict. Mode 2 reads labels with it;
             mode 1 checks every sample it reads against the manifest when it is given.
         num_samples: Epoch length for power strategies and schedules (mode 1).
-        replacement: Draw each class i.i.d. with replacement (mode 1), as ``BalancedSampler``.
+        replacement: Draw each class i.i.d. with replacement (mode 1): per-sample copies
+            distributed as ``BalancedSampler``'s, each reader drawing its own shards' part.
         buffer_size: Samples the shuffle buffer holds (each with all its copies).
         seed: Shared seed; must be the same on every rank.
         num_replicas: Number of ranks; default from ``torch.distributed`` (1 without).
@@ -171,10 +178,11 @@ class BalancedIterableDataset(StreamShell):
                         "Leave it out, or drop the manifest for mode 2",
                     )
             self._check_shards(self.manifest)
-            # the plan reads class counts only: a CountIndex, never a label vector (a draw with
-            # replacement walks the classes, so it needs them grouped: the whole index)
+            # the plan reads class counts only: a CountIndex, never a label vector; over the
+            # classes with samples (a binary manifest may name classes it has none of)
+            self._present = np.flatnonzero(self.manifest.class_counts() > 0)
             self.plan: Plan | None = make_plan(
-                self.manifest.index if self.replacement else CountIndex(self.manifest.counts()),
+                CountIndex({c: n for c, n in self.manifest.counts().items() if n > 0}),
                 strategy,
                 sampling_strategy=sampling_strategy,
                 num_samples=num_samples,
@@ -239,15 +247,22 @@ class BalancedIterableDataset(StreamShell):
             fail("epoch_copies", "a mode 1 stream (with a manifest)", Text("mode 2"))
         epoch = self.epoch if epoch is None else check_epoch(epoch)
         if self._copies is None or self._copies[0] != epoch:
-            if self.replacement:
-                copies = epoch_copies(self.plan, self.seed, epoch, replacement=True)
-            else:
-                parts = [(s, 0, 1) for s in range(self.manifest.num_shards)]
-                targets = self.plan.targets(epoch)
-                found = reader_copies(self.manifest, parts, targets, self.seed, epoch)
-                copies = np.concatenate([c for _, c in found])
-            self._copies = (epoch, copies)
+            parts = [(s, 0, 1) for s in range(self.manifest.num_shards)]
+            targets = self._targets(epoch)
+            found = reader_copies(
+                self.manifest, parts, targets, self.seed, epoch, replacement=self.replacement
+            )
+            self._copies = (epoch, np.concatenate([c for _, c in found]))
         return self._copies[1]
+
+    def _targets(self, epoch: int) -> np.ndarray:
+        """Mode 1: the plan's count of each class in the manifest's class order (0 for a
+        class it names without samples)."""
+        if self.plan is None or self.manifest is None:
+            raise AssertionError("BalancedIterableDataset._targets is for mode 1 only")
+        full = np.zeros(len(self.manifest.classes), dtype=np.int64)
+        full[self._present] = self.plan.targets(epoch)
+        return full
 
     def __len__(self) -> int:
         """The number of samples one rank emits per epoch."""
@@ -313,14 +328,9 @@ class BalancedIterableDataset(StreamShell):
         order = shard_order(manifest.num_shards, self.seed, epoch, shuffle=self.shuffle_shards)
         parts = reader_parts(order, slot)
         warn_shared_shards(manifest.num_shards, slot)
-        if self.replacement:  # the sampler's draw, over the whole collection
-            every = self.epoch_copies(epoch)
-            found = []
-            for shard, start, step in parts:
-                at = slice(manifest.offsets[shard] + start, manifest.offsets[shard + 1], step)
-                found.append((np.asarray(manifest.codes[at], dtype=np.int64), every[at]))
-        else:
-            found = reader_copies(manifest, parts, plan.targets(epoch), self.seed, epoch)
+        found = reader_copies(
+            manifest, parts, self._targets(epoch), self.seed, epoch, replacement=self.replacement
+        )
         codes = np.concatenate([c for c, _ in found]) if found else np.zeros(0, np.int64)
         wanted = np.concatenate([w for _, w in found]) if found else np.zeros(0, np.int64)
         quota = worker_quota(shard_length(plan.length, slot.num_replicas, self.drop_last), slot)
@@ -336,7 +346,7 @@ class BalancedIterableDataset(StreamShell):
             g = generator(
                 self.seed, Stream.STREAM_BUFFER, epoch, slot.rank, slot.worker, SubStream.FIT
             )
-            weights = plan.targets(epoch).astype(np.float64)
+            weights = self._targets(epoch).astype(np.float64)
             wanted = fit_copies(wanted, codes, quota, weights, g)
         result = ReaderPlan(order, parts, codes, wanted, quota)
         self._reader = ((epoch, slot), result)
