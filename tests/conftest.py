@@ -3,6 +3,7 @@ small datasets and helpers the label tests share."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +21,12 @@ from torch_balance.streams import sources as sources_module
 
 # The class sizes of the SMOTE tests' default data.
 SMOTE_COUNTS = (60, 25, 12)
+
+# How long a test waits for a process, a thread or a DataLoader worker before it calls the wait
+# a hang. A guard against deadlocks, never a speed check: generous, so that a run on a busy
+# machine (CI runners often are; the suite passes with five times more runnable processes than
+# cores) is slow, not red. TORCH_BALANCE_HANG_S overrides it.
+HANG_S = float(os.environ.get("TORCH_BALANCE_HANG_S", "900"))
 
 # Scripts that tests/test_stacks.py launches in their own processes; not test modules.
 collect_ignore = ["stacks"]

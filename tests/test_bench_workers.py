@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import HANG_S
 
 from torch_balance.bench.workers import limit_threads, run_tasks, usable_cores
 
@@ -140,13 +141,13 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
     log = tmp_path / "log"
     with log.open("w") as out:
         done = subprocess.run(
-            [sys.executable, "-c", script], stdout=out, stderr=out, timeout=120, check=False
+            [sys.executable, "-c", script], stdout=out, stderr=out, timeout=HANG_S, check=False
         )
     assert done.returncode == -9, log.read_text()
     pids = [int(pid) for pid in log.read_text().split()]
     assert len(pids) == 2
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + HANG_S
         while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not any(alive(pid) for pid in pids), "orphaned workers kept running"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import HANG_S
 from PIL import Image
 
 from torch_balance.bench import runner
@@ -157,7 +158,7 @@ def test_python_dash_m_runs_the_command() -> None:
         [sys.executable, "-m", "torch_balance", "bench", "--help"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_S,
         check=False,
     )
     assert done.returncode == 0

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import HANG_S
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
@@ -28,7 +29,7 @@ PAGES = [p for p in PAGES if "_build" not in p.parts]
 FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 SKIP_MARK = "<!-- skip -->"
 MAX_SKIPPED = 8  # skipped blocks over every page: keep them the exception
-TIMEOUT_S = 120
+TIMEOUT_S = HANG_S
 
 
 def python_blocks(text: str) -> tuple[list[str], int]:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import HANG_S
 
 from torch_balance import (
     BalancedSampler,
@@ -277,9 +278,9 @@ def test_recall_is_combined_across_two_gloo_ranks() -> None:
     procs = [ctx.Process(target=_rank, args=(r, 2, port, out)) for r in range(2)]
     for p in procs:
         p.start()
-    results = sorted(out.get(timeout=120) for _ in procs)
+    results = sorted(out.get(timeout=HANG_S) for _ in procs)
     for p in procs:
-        p.join(timeout=60)
+        p.join(timeout=HANG_S)
         assert p.exitcode == 0
     (_, recall_0, share_0, counts_0), (_, recall_1, share_1, counts_1) = results
     assert recall_0 == recall_1 == [1.0, 0.5, 1.0, 0.5]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from conftest import HANG_S
+
 from torch_balance._shared_epoch import _SlotPool
 
 
@@ -16,6 +18,6 @@ def test_giving_a_cell_back_never_waits_for_the_pool_lock() -> None:
     with pool._lock:  # as if a collection ran inside take()
         back = threading.Thread(target=pool.give_back, args=(block, slot), daemon=True)
         back.start()
-        back.join(timeout=10)
+        back.join(timeout=HANG_S)
         assert not back.is_alive(), "give_back waited for the pool's lock"
     assert pool.take() == (block, slot)  # the cell was handed back and is handed out again

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import SMOTE_COUNTS, make_data
+from conftest import HANG_S, SMOTE_COUNTS, make_data
 from imblearn.over_sampling import ADASYN, BorderlineSMOTE
 from imblearn.over_sampling import SMOTE as ImbSMOTE
 from imblearn.pipeline import Pipeline
@@ -266,7 +266,7 @@ def test_importing_torch_balance_keeps_python_random() -> None:
         "assert random.getstate() == before, 'importing SMOTE moved random'"
     )
     root = Path(__file__).resolve().parents[1]  # this checkout's torch_balance, not another
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=300, cwd=root)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=HANG_S, cwd=root)
 
 
 def test_fit_then_draw_per_epoch() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import HANG_S
 from torch.utils.data import DataLoader
 
 from torch_balance import (
@@ -55,7 +56,7 @@ def _launch(command: list[str], out: Path, world: int = WORLD) -> dict[str, Any]
     path = os.pathsep.join([str(STACKS.parent.parent), str(STACKS)])
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [*command, str(out)], env=env, capture_output=True, text=True, timeout=600
+        [*command, str(out)], env=env, capture_output=True, text=True, timeout=HANG_S
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     ranks = [json.loads((out / f"{r}.json").read_text()) for r in range(world)]

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import HANG_S
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
@@ -845,7 +846,7 @@ for k in kept:
 print("ok")
 """
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=HANG_S
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
     assert done.stderr == ""

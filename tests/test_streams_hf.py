@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import HANG_S
 from torch.utils.data import DataLoader
 
 from tests.conftest import run_slots
@@ -164,7 +165,7 @@ def test_forked_workers_do_not_hang_on_threaded_decoding(
             num_workers=2,
             multiprocessing_context="fork",
             persistent_workers=persistent,
-            timeout=120,
+            timeout=HANG_S,
         )
         for epoch in range(2):
             stream.set_epoch(epoch)
