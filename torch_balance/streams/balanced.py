@@ -318,7 +318,7 @@ class BalancedIterableDataset(StreamShell):
             found = []
             for shard, start, step in parts:
                 at = slice(manifest.offsets[shard] + start, manifest.offsets[shard + 1], step)
-                found.append((np.asarray(manifest.codes[at], dtype=np.int64), every[at]))
+                found.append((manifest.shard_codes(shard)[start::step], every[at]))
         else:
             found = reader_copies(manifest, parts, plan.targets(epoch), self.seed, epoch)
         codes = np.concatenate([c for c, _ in found]) if found else np.zeros(0, np.int64)
