@@ -82,17 +82,22 @@ def measured(run: Callable[[], Any], again: Callable[[], Any] | None = None) -> 
 
 
 def write_manifest(path: Path, samples: int, shards: int, classes: int, seed: int) -> None:
-    """A long-tailed binary manifest, written one shard at a time."""
+    """A long-tailed binary manifest, written one shard at a time. Where the rarest class
+    expects fewer than 20 samples (it could be missing), each shard's first ``ceil(C / S)``
+    samples take the classes in turn, so every class is there."""
     if path.exists():
         return
     rng = np.random.default_rng(seed)
-    weights = RATIO ** (-np.arange(classes) / (classes - 1))
+    weights = RATIO ** (-np.arange(max(classes, 2)) / (max(classes, 2) - 1))[:classes]
     cdf = np.cumsum(weights / weights.sum())
     bounds = np.linspace(0, samples, shards + 1).astype(np.int64)
+    turn = -(-classes // shards) if samples * weights[-1] / weights.sum() < 20 else 0
     with ManifestWriter(path, list(range(classes))) as writer:
         for s in range(shards):
             size = int(bounds[s + 1] - bounds[s])
             codes = np.searchsorted(cdf, rng.random(size)).clip(0, classes - 1)
+            first = min(turn, size)
+            codes[:first] = (s * turn + np.arange(first)) % classes
             writer.add(f"shard-{s:06d}.tar", codes)
 
 
