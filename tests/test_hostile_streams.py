@@ -408,6 +408,9 @@ def _flip_last_row(data: bytes) -> bytes:
         (_edit(b'"offsets_at": ', b'"offsets_at": 9'), "offsets past the end"),
         (_edit(b'"checkpoints_at": ', b'"checkpoints_at": 9'), "checkpoints past"),
         (_flip_last_row, "per-class counts that do not add up"),
+        (_edit(b'"names": ["a.tar", ', b'"names": ['), "do not match its counts"),
+        (_edit(b'"classes": 3, "names"', b'"classes": 4, "names"'), "not lists"),
+        (_edit(b'"classes": 3, "names"', b'"classes": "3", "names"'), "are not lists"),
     ],
 )
 def test_binary_manifest_refuses_damage(

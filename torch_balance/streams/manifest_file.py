@@ -7,14 +7,14 @@ class codes of every shard in manifest order, each ``max(1, ceil(log2(classes)))
 (10 bits for 1,000 classes, 16 for 65,536), packed as :mod:`~torch_balance.streams.packing`
 packs them, each shard's codes beginning on a byte so that a shard is unpacked alone; the
 shard offsets (``int64``, ``S + 1``); the per-class prefix counts at every ``stride``-th
-shard boundary after the first (see :func:`class_checkpoints`), one row of
-``ceil(log2(N + 1))`` bits per class each, beginning on a byte, the last row each class's
-count; a UTF-8 JSON header (version, widths, sizes, classes, shard names, stride,
-fingerprint and where each array begins); the header's length (``uint64``) and the magic
-again. The rows take at most about a 256th of the codes (:func:`checkpoint_stride`). A
-reader checks the magics, the widths against the class and sample counts, the sizes against
-the file's length, the offsets and the last row; the codes are checked where they are read
-(a reader's own shards).
+shard boundary after the first (see :func:`class_checkpoints`; the last one each class's
+count), each row ``C`` counts of ``ceil(log2(N + 1))`` bits beginning on a byte; a UTF-8
+JSON header (version, widths, sizes, classes (their count where they are ``0 .. C - 1``),
+shard names, stride, fingerprint and where each array begins); the header's length
+(``uint64``) and the magic again. The rows take about a 256th of the codes at most
+(:func:`checkpoint_stride`). A reader checks the magics, the widths against the class and
+sample counts, the sizes against the file's length, the offsets and the last row; the codes
+are checked where they are read (a reader's own shards).
 
 Version 1 files (codes as ``uint8``, ``uint16`` or ``uint32``; rows of ``int64`` from the
 first boundary on) are still read: they are the same layout at widths of 8, 16 or 32 and 64
@@ -200,6 +200,11 @@ class ManifestWriter:
             self._stream.close()
             os.remove(self._partial)
 
+    def _plain(self) -> bool:
+        """Whether the classes are the ints ``0 .. C - 1``."""
+        labels = self.classes
+        return all(type(c) is int for c in labels) and labels == list(range(len(labels)))
+
     def add(self, name: str, codes: np.ndarray) -> None:
         """Append one shard: its name and its samples' class codes, in order."""
         codes = np.asarray(codes)
@@ -249,7 +254,8 @@ class ManifestWriter:
             "offsets_at": where["offsets"],
             "checkpoints_at": where["checkpoints"],
             "fingerprint": self._hash.hexdigest(),
-            "classes": self.classes,
+            # classes 0 .. C - 1 (ints, the common case) as their count: C numbers fewer
+            "classes": classes if self._plain() else self.classes,
             "names": self._names,
         }
         text = json.dumps(header).encode()
@@ -299,7 +305,12 @@ def read_manifest_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     counts = (shards, total, classes, header["rows"], header["stride"])
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
         _bad(where, "sizes that are not counts")
-    if len(header["names"]) != shards or len(header["classes"]) != classes:
+    if version == _VERSION and header["classes"] == classes:
+        header["classes"] = list(range(classes))  # written as their count
+    names, labels = header["names"], header["classes"]
+    if not isinstance(names, list) or not isinstance(labels, list):
+        _bad(where, "a header whose names or classes are not lists")
+    if len(names) != shards or len(labels) != classes:
         _bad(where, "a header whose names or classes do not match its counts")
     bits, row_bits, first = _widths(where, header)
     stride = header["stride"]
