@@ -165,6 +165,24 @@ def one_reader(path: Path, world: int, workers: int) -> dict[str, float]:
     return {"seconds": seconds, "peak": peak, "rss": grown, "samples": samples, "quota": quota}
 
 
+def layouts_a_b(new: Path, old: Path, world: int, workers: int) -> tuple[float, float]:
+    """Seconds a reader's set-up takes over each file, on average over 16 readers (ranks
+    spread over the world), each timed over both files in turn, twice (untraced)."""
+    streams = [stream_over(Manifest.from_file(path), world) for path in (new, old)]
+    for stream in streams:
+        stream.reader_plan(1, Slot(0, world, 0, workers))  # warm up
+    spent = [0.0, 0.0]
+    for round_ in range(2):
+        for rank in range(0, world, max(1, world // 16)):
+            slot = Slot(rank, world, rank % workers, workers)
+            for i in (0, 1) if (rank + round_) % 2 else (1, 0):
+                start = time.perf_counter()
+                streams[i].reader_plan(3 + round_, slot)
+                spent[i] += time.perf_counter() - start
+    runs = 2 * len(range(0, world, max(1, world // 16)))
+    return spent[0] / runs, spent[1] / runs
+
+
 def check_all(path: Path, world: int, workers: int) -> tuple[bool, bool, int]:
     """Exact per-class totals over every reader (before the cut and pad), equal rank totals
     after it, and the most samples any reader planned."""
@@ -272,6 +290,11 @@ def main() -> None:
         f"{before['peak']:.2f} MiB, RSS +{before['rss']:.1f} MiB; this layout's reader: "
         f"time x{big['seconds'] / before['seconds']:.2f}, peak memory "
         f"x{big['peak'] / before['peak']:.2f}"
+    )
+    new_s, old_s = layouts_a_b(paths[n], old, world, workers)
+    print(
+        f"N={n:,}, 16 readers' set-ups alternating between the layouts, twice: version 2 "
+        f"{new_s * 1000:.1f} ms, version 1 {old_s * 1000:.1f} ms a reader (x{new_s / old_s:.2f})"
     )
     print(
         f"N={n:,} over N={n // 10:,}, both in {shards:,} shards: "
