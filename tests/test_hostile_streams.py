@@ -400,7 +400,7 @@ def _flip_last_row(data: bytes) -> bytes:
         (lambda b: b"TBMANIF9" + b[8:], "a JSON index file"),  # another magic: not binary
         (_edit(b'"code_bits": 2', b'"code_bits": 8'), "codes of 8 bits for 3"),
         (_edit(b'"code_bits": 2', b'"code_bits": "2"'), "codes of '2' bits"),
-        (_edit(b'"row_bits": 3', b'"row_bits": 64'), "counts of 64 bits for 6"),
+        (_edit(b'"row_bits": 2', b'"row_bits": 64'), "counts of 64 bits for 6"),
         (_edit(b'"version": 2', b'"version": 7'), "version 7"),
         (_edit(b'"num_samples": 6', b'"num_samples": 7'), "do not add up"),
         (_edit(b'"rows": 2', b'"rows": 5'), "5 rows of counts for 2 shards"),

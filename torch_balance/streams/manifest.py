@@ -137,7 +137,9 @@ class Manifest:
         self.packed = packed
         self._path: str | None = getattr(self, "_path", None)  # a memory-mapped file's
         if stride is None or checkpoints is None:
-            total, row_bits = len(packed), bits_for(len(packed) + 1)
+            total = len(packed)
+            largest = int(count_codes(self._read, 0, total, len(classes)).max(initial=0))
+            row_bits = bits_for(largest + 1)  # as the writer sets it
             stride = checkpoint_stride(len(names), len(classes), total, packed.width, row_bits)
             rows = class_checkpoints(self._read, offsets, len(classes), stride)
             checkpoints = PrefixRows.pack(rows, row_bits)

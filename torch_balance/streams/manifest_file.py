@@ -8,10 +8,11 @@ class codes of every shard in manifest order, each ``max(1, ceil(log2(classes)))
 packs them, each shard's codes beginning on a byte so that a shard is unpacked alone; the
 shard offsets (``int64``, ``S + 1``); the per-class prefix counts at every ``stride``-th
 shard boundary after the first (see :func:`class_checkpoints`; the last one each class's
-count), each row ``C`` counts of ``ceil(log2(N + 1))`` bits beginning on a byte; a UTF-8
+count), each row ``C`` counts of as many bits as the largest class's count needs (17 for a
+class of 100,000 samples), beginning on a byte; a UTF-8
 JSON header (version, widths, sizes, classes (their count where they are ``0 .. C - 1``),
 shard names, stride, fingerprint and where each array begins); the header's length
-(``uint64``) and the magic again. The rows take about a 256th of the codes at most
+(``uint64``) and the magic again. The rows take about a 512th of the codes at most
 (:func:`checkpoint_stride`). A reader checks the magics, the widths against the class and
 sample counts, the sizes against the file's length, the offsets and the last row; the codes
 are checked where they are read (a reader's own shards).
@@ -75,15 +76,15 @@ def checkpoint_stride(
     num_shards: int, num_classes: int, num_samples: int, code_bits: int, row_bits: int
 ) -> int:
     """Shards between two stored rows of per-class prefix counts: the rows take at most
-    about a 256th of the codes' bits, so a reader adds the codes of at most half this many
-    shards to the nearest row (about ``128 * classes * row_bits / code_bits`` samples,
+    about a 512th of the codes' bits, so a reader adds the codes of at most half this many
+    shards to the nearest row (about ``256 * classes * row_bits / code_bits`` samples,
     whatever the size of the collection).
 
     Example:
-        >>> checkpoint_stride(10_000, 1_000, 10**8, 10, 27)
-        70
+        >>> checkpoint_stride(10_000, 1_000, 10**8, 10, 20)
+        103
     """
-    need = 256 * num_shards * num_classes * row_bits
+    need = 512 * num_shards * num_classes * row_bits
     return max(1, -(-need // max(num_samples * code_bits, 1)))
 
 
@@ -188,6 +189,7 @@ class ManifestWriter:
         self._stream.write(MAGIC + bytes(_HEAD - len(MAGIC)))
         self._names: list[str] = []
         self._offsets = [0]
+        self._totals = np.zeros(len(self.classes), dtype=np.int64)  # sets the rows' width
         self._hash = hashlib.blake2b(digest_size=16)
 
     def __enter__(self) -> ManifestWriter:
@@ -214,13 +216,14 @@ class ManifestWriter:
         self._hash.update(typed.tobytes())  # the fingerprint: codes as code_dtype
         size = int(codes.shape[0])
         self._stream.write(Packed.pack(typed, np.array([0, size]), self.bits).data.tobytes())
+        self._totals += np.bincount(typed, minlength=len(self.classes))
         self._names.append(name)
         self._offsets.append(self._offsets[-1] + size)
 
     def close(self) -> None:
         """Write the offsets, the prefix counts and the header; rename into place."""
         num_shards, total, classes = len(self._names), self._offsets[-1], len(self.classes)
-        row_bits = bits_for(total + 1)
+        row_bits = bits_for(int(self._totals.max(initial=0)) + 1)
         stride = checkpoint_stride(num_shards, classes, total, self.bits, row_bits)
         stream = self._stream
         stream.flush()
@@ -349,9 +352,9 @@ def _widths(where: str, header: dict[str, Any]) -> tuple[int, int, int]:
     bits, row_bits = header.get("code_bits"), header.get("row_bits")
     if bits != bits_for(classes):
         _bad(where, f"codes of {bits!r} bits for {classes} classes (want {bits_for(classes)})")
-    if row_bits != bits_for(total + 1):
+    if not isinstance(row_bits, int) or not 1 <= row_bits <= bits_for(total + 1):
         _bad(where, f"counts of {row_bits!r} bits for {total} samples")
-    return bits_for(classes), bits_for(total + 1), 1
+    return bits_for(classes), row_bits, 1
 
 
 def _inside(where: str, header: dict[str, Any], key: str, span: int, end: int) -> None:
