@@ -14,7 +14,10 @@ by shard, then read back with ``Manifest.from_file`` (memory-mapped). Over it, a
   and every rank's total after the cut and pad;
 - data read per epoch: samples each reader reads (and decodes) over N, and the most readers
   that open one shard, for S >= readers and S < readers;
-- ``Manifest.from_file`` of the N labels: time, memory, and file bytes per sample;
+- ``Manifest.from_file`` of the N labels: time, memory, and file bytes per sample, for the
+  file as it is written now (version 2: codes of ``ceil(log2(C))`` bits, narrow prefix rows)
+  and, in the same run, the same manifest in the version 1 layout (``uint16`` codes,
+  ``int64`` rows every 64th of the codes), with one reader's set-up over each;
 - the same reader's set-up with ``replacement=True`` (its shards' part of the epoch's
   multinomial: the binomials of the tree's nodes above its shards, then within them), at N / 10
   and N, beside the reader without replacement;
@@ -24,16 +27,19 @@ by shard, then read back with ``Manifest.from_file`` (memory-mapped). Over it, a
   collection for its plan).
 
 Run: ``python benchmarks/bench_streams_scale.py`` (N = 1e8, S = 10,000, C = 1,000,
-R = 1,024, W = 8); ``--samples 1e7`` on a small machine. The manifest is written under
-``--cache`` (about 2 bytes per sample).
+R = 1,024, W = 8); ``--samples 1e7`` on a small machine; ``--classes 65536`` for the widest
+codes that fit 2 bytes. The manifests are written under ``--cache`` (about 3.3 bytes per
+sample of N, the version 1 copy included).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import resource
+import struct
 import sys
 import tempfile
 import time
@@ -51,7 +57,7 @@ from torch_balance import BalancedIterableDataset, make_plan
 from torch_balance.labels.index import CountIndex, LabelIndex
 from torch_balance.streams import Manifest, Shards
 from torch_balance.streams.copies import epoch_copies, reader_copies
-from torch_balance.streams.manifest_file import ManifestWriter
+from torch_balance.streams.manifest_file import ManifestWriter, class_checkpoints, code_dtype
 from torch_balance.streams.readers import shard_order
 from torch_balance.streams.sources import Slot, reader_parts
 
@@ -81,18 +87,62 @@ def measured(run: Callable[[], Any], again: Callable[[], Any] | None = None) -> 
 
 
 def write_manifest(path: Path, samples: int, shards: int, classes: int, seed: int) -> None:
-    """A long-tailed binary manifest, written one shard at a time."""
+    """A long-tailed binary manifest, written one shard at a time. Where the rarest class
+    expects fewer than 20 samples (it could be missing), each shard's first ``ceil(C / S)``
+    samples take the classes in turn, so every class is there."""
     if path.exists():
         return
     rng = np.random.default_rng(seed)
-    weights = RATIO ** (-np.arange(classes) / (classes - 1))
+    weights = RATIO ** (-np.arange(max(classes, 2)) / (max(classes, 2) - 1))[:classes]
     cdf = np.cumsum(weights / weights.sum())
     bounds = np.linspace(0, samples, shards + 1).astype(np.int64)
+    turn = -(-classes // shards) if samples * weights[-1] / weights.sum() < 20 else 0
     with ManifestWriter(path, list(range(classes))) as writer:
         for s in range(shards):
             size = int(bounds[s + 1] - bounds[s])
             codes = np.searchsorted(cdf, rng.random(size)).clip(0, classes - 1)
+            first = min(turn, size)
+            codes[:first] = (s * turn + np.arange(first)) % classes
             writer.add(f"shard-{s:06d}.tar", codes)
+
+
+def write_version_1(path: Path, manifest: Manifest) -> None:
+    """The same manifest in the version 1 layout (the one before: codes as ``uint8``/``uint16``,
+    ``int64`` prefix rows every 64th of the codes' bytes), for the A/B in one run."""
+    if path.exists():
+        return
+    classes, shards, total = len(manifest.classes), manifest.num_shards, len(manifest)
+    dtype = code_dtype(classes).newbyteorder("<")
+    stride = max(1, -(-512 * shards * classes // max(total * dtype.itemsize, 1)))
+    rows = class_checkpoints(manifest.packed.read, manifest.offsets, classes, stride)
+    partial = path.with_suffix(".partial")
+    with open(partial, "wb") as out:
+        out.write(b"TBMANIF1" + bytes(56))
+        for a in range(0, total, 1 << 22):
+            out.write(manifest.packed.read(a, min(a + (1 << 22), total)).astype(dtype).tobytes())
+        where = {}
+        for key, array in (("offsets", manifest.offsets), ("checkpoints", rows)):
+            out.write(bytes(-out.tell() % 8))
+            where[key] = out.tell()
+            out.write(array.astype("<i8").tobytes())
+        header = {
+            "version": 1,
+            "dtype": dtype.name,
+            "num_shards": shards,
+            "num_samples": total,
+            "num_classes": classes,
+            "stride": stride,
+            "rows": len(rows),
+            "codes_at": 64,
+            "offsets_at": where["offsets"],
+            "checkpoints_at": where["checkpoints"],
+            "fingerprint": manifest.fingerprint(),
+            "classes": manifest.classes.tolist(),
+            "names": manifest.names,
+        }
+        text = json.dumps(header).encode()
+        out.write(text + struct.pack("<Q", len(text)) + b"TBMANIF1")
+    partial.replace(path)
 
 
 def stream_over(
@@ -126,6 +176,24 @@ def one_reader(path: Path, world: int, workers: int, replacement: bool = False) 
         runs.append((seconds, peak, grown, plan.codes.shape[0], plan.quota))
     seconds, peak, grown, samples, quota = sorted(runs)[1]
     return {"seconds": seconds, "peak": peak, "rss": grown, "samples": samples, "quota": quota}
+
+
+def layouts_a_b(new: Path, old: Path, world: int, workers: int) -> tuple[float, float]:
+    """Seconds a reader's set-up takes over each file, on average over 16 readers (ranks
+    spread over the world), each timed over both files in turn, twice (untraced)."""
+    streams = [stream_over(Manifest.from_file(path), world) for path in (new, old)]
+    for stream in streams:
+        stream.reader_plan(1, Slot(0, world, 0, workers))  # warm up
+    spent = [0.0, 0.0]
+    for round_ in range(2):
+        for rank in range(0, world, max(1, world // 16)):
+            slot = Slot(rank, world, rank % workers, workers)
+            for i in (0, 1) if (rank + round_) % 2 else (1, 0):
+                start = time.perf_counter()
+                streams[i].reader_plan(3 + round_, slot)
+                spent[i] += time.perf_counter() - start
+    runs = 2 * len(range(0, world, max(1, world // 16)))
+    return spent[0] / runs, spent[1] / runs
 
 
 def check_all(
@@ -196,17 +264,33 @@ def main() -> None:
     same_size = cache / f"m-{n // 10}-{shards // 10}-{classes}.tbm"
     write_manifest(same_size, n // 10, shards // 10, classes, seed=1)
 
+    old = cache / f"m-{n}-{shards}-{classes}-v1.tbm"
+    start = time.perf_counter()
+    write_version_1(old, Manifest.from_file(paths[n]))
+    print(
+        f"the same manifest of {n:,} in the version 1 layout: {time.perf_counter() - start:.1f} s"
+    )
+
     print("\n## Manifest.from_file")
-    for size, path in paths.items():
+    opened = {}
+    for name, size, path in [(f"N={s:,}", s, p) for s, p in paths.items()] + [
+        (f"N={n:,}, version 1", n, old)
+    ]:
         manifest, seconds, peak, grown = measured(lambda path=path: Manifest.from_file(path))
-        manifest.class_prefix(manifest.num_shards // 2)  # reads a few shards' codes
+        manifest.class_prefix(manifest.num_shards // 2)  # reads some shards' codes
         bytes_per = path.stat().st_size / size
+        opened[name] = seconds
         print(
-            f"N={size:,}: {seconds * 1000:.1f} ms, tracemalloc peak {peak:.2f} MiB, "
-            f"RSS +{grown:.1f} MiB, file {bytes_per:.3f} bytes per sample "
-            f"({manifest.codes.dtype})"
+            f"{name}: {seconds * 1000:.1f} ms, tracemalloc peak {peak:.2f} MiB, "
+            f"RSS +{grown:.1f} MiB, file {bytes_per:.4f} bytes per sample "
+            f"({manifest.code_bits}-bit codes, rows every {manifest.stride} shards)"
         )
         del manifest
+    print(
+        f"N={n:,}: file x{paths[n].stat().st_size / old.stat().st_size:.3f} the version 1 "
+        f"file's bytes, from_file x{opened[f'N={n:,}'] / opened[f'N={n:,}, version 1']:.2f} "
+        "its time"
+    )
 
     print("\n## one reader's set-up (median of 3 readers)")
     results = {size: one_reader(path, world, workers) for size, path in paths.items()}
@@ -216,6 +300,18 @@ def main() -> None:
             f"RSS +{r['rss']:.1f} MiB; reads {r['samples']:,.0f} samples, emits {r['quota']:,.0f}"
         )
     small, big = results[n // 10], results[n]
+    before = one_reader(old, world, workers)
+    print(
+        f"N={n:,}, version 1 layout: {before['seconds'] * 1000:.1f} ms, tracemalloc peak "
+        f"{before['peak']:.2f} MiB, RSS +{before['rss']:.1f} MiB; this layout's reader: "
+        f"time x{big['seconds'] / before['seconds']:.2f}, peak memory "
+        f"x{big['peak'] / before['peak']:.2f}"
+    )
+    new_s, old_s = layouts_a_b(paths[n], old, world, workers)
+    print(
+        f"N={n:,}, 16 readers' set-ups alternating between the layouts, twice: version 2 "
+        f"{new_s * 1000:.1f} ms, version 1 {old_s * 1000:.1f} ms a reader (x{new_s / old_s:.2f})"
+    )
     print(
         f"N={n:,} over N={n // 10:,}, both in {shards:,} shards: "
         f"time x{big['seconds'] / small['seconds']:.2f}, "

@@ -59,6 +59,23 @@ def binary_vectors(draw: st.DrawFn) -> np.ndarray:
     return draw(label_vectors(min_classes=2, max_classes=2))
 
 
+# class counts around the widths of packed class codes (1 bit .. 17 bits; 8 and 16 are typed)
+PACKED_CLASS_COUNTS = (1, 2, 3, 255, 256, 257, 1000, 4096, 65536, 70000)
+
+
+@st.composite
+def sharded_codes(draw: st.DrawFn, max_shards: int = 8, max_size: int = 40) -> Any:
+    """``(num_classes, codes, offsets)``: class codes below one of :data:`PACKED_CLASS_COUNTS`
+    in 1..max_shards shards of 0..max_size samples (empty shards included)."""
+    num_classes = draw(st.sampled_from(PACKED_CLASS_COUNTS))
+    sizes = draw(st.lists(st.integers(0, max_size), min_size=1, max_size=max_shards))
+    top = st.integers(0, num_classes - 1)
+    values = st.one_of(top, st.sampled_from([0, num_classes - 1]))  # the extremes, often
+    codes = draw(st.lists(values, min_size=sum(sizes), max_size=sum(sizes)))
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return num_classes, np.array(codes, dtype=np.int64), offsets
+
+
 # short label lists: a few classes of very different sizes
 small_label_lists = st.lists(st.integers(0, 5), min_size=2, max_size=120).filter(
     lambda y: len(set(y)) >= 2

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
+import struct
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.test_streams_scale import version_1_file
 from torch_balance.cli import main
 from torch_balance.streams import Manifest
 from torch_balance.streams.tar import tar_members, tar_samples
@@ -365,25 +368,75 @@ def _binary(tmp_path: Path) -> Path:
     return path
 
 
+def _header_at(data: bytes, key: str) -> int:
+    """Where the array ``key`` begins, as the header of a binary manifest says."""
+    found = re.search(rb'"' + key.encode() + rb'": (\d+)', data)
+    assert found is not None, f"no {key} in the header"
+    return int(found.group(1))
+
+
+def _edit(old: bytes, new: bytes) -> Callable[[bytes], bytes]:
+    """Replace ``old`` by ``new`` in a binary manifest's header, its length field kept right."""
+
+    def edit(data: bytes) -> bytes:
+        (length,) = struct.unpack("<Q", data[-16:-8])
+        out = data[:-16].replace(old, new)
+        return out + struct.pack("<Q", length + len(out) - len(data) + 16) + data[-8:]
+
+    return edit
+
+
+def _flip_last_row(data: bytes) -> bytes:
+    out = bytearray(data)
+    out[_header_at(data, "checkpoints_at")] ^= 1  # one class's count, one more or less
+    return bytes(out)
+
+
 @pytest.mark.parametrize(
     ("damage", "match"),
     [
         (lambda b: b[: len(b) // 2], "no magic at its end"),
         (lambda b: b[:30], "too short for a binary manifest"),
         (lambda b: b"TBMANIF9" + b[8:], "a JSON index file"),  # another magic: not binary
-        (
-            lambda b: b.replace(b'"dtype": "uint8"', b'"dtype":"uint16"'),
-            "dtype 'uint16' for 3 classes",
-        ),
-        (lambda b: b.replace(b'"uint8"', b'"int64"'), "dtype 'int64'"),
-        (lambda b: b.replace(b'"version": 1', b'"version": 7'), "version 7"),
-        (lambda b: b.replace(b'"num_samples": 6', b'"num_samples": 9'), "past the end|add up"),
+        (_edit(b'"code_bits": 2', b'"code_bits": 8'), "codes of 8 bits for 3"),
+        (_edit(b'"code_bits": 2', b'"code_bits": "2"'), "codes of '2' bits"),
+        (_edit(b'"row_bits": 2', b'"row_bits": 64'), "counts of 64 bits for 6"),
+        (_edit(b'"version": 2', b'"version": 7'), "version 7"),
+        (_edit(b'"num_samples": 6', b'"num_samples": 7'), "do not add up"),
+        (_edit(b'"rows": 2', b'"rows": 5'), "5 rows of counts for 2 shards"),
+        (_edit(b'"stride": ', b'"stride": -'), "sizes that are not counts"),
+        (_edit(b'"offsets_at": ', b'"offsets_at": 9'), "offsets past the end"),
+        (_edit(b'"checkpoints_at": ', b'"checkpoints_at": 9'), "checkpoints past"),
+        (_flip_last_row, "per-class counts that do not add up"),
+        (_edit(b'"names": ["a.tar", ', b'"names": ['), "do not match its counts"),
+        (_edit(b'"classes": 3, "names"', b'"classes": 4, "names"'), "not lists"),
+        (_edit(b'"classes": 3, "names"', b'"classes": "3", "names"'), "are not lists"),
     ],
 )
 def test_binary_manifest_refuses_damage(
     tmp_path: Path, damage: Callable[[bytes], bytes], match: str
 ) -> None:
     path = _binary(tmp_path)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ValueError, match=rf"path: expected .*({match})") as info:
+        Manifest.from_file(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (_edit(b'"dtype": "uint8"', b'"dtype": "uint16"'), "dtype 'uint16' for 3"),
+        (_edit(b'"uint8"', b'"int64"'), "dtype 'int64'"),
+        (_edit(b'"num_samples": 6', b'"num_samples": 9'), "past the end|add up"),
+        (lambda b: b[:70] + b[71:], "past the end|add up|not JSON|magic"),
+    ],
+)
+def test_version_1_manifest_refuses_damage(
+    tmp_path: Path, damage: Callable[[bytes], bytes], match: str
+) -> None:
+    path = tmp_path / "old.tbm"
+    version_1_file(path, {"a.tar": [0, 1, 1, 2], "b.tar": [2, 0]}, [0, 1, 2], 1)
     path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(ValueError, match=rf"path: expected .*({match})"):
         Manifest.from_file(path)
@@ -392,13 +445,28 @@ def test_binary_manifest_refuses_damage(
 def test_binary_manifest_refuses_codes_beyond_its_classes(tmp_path: Path) -> None:
     path = _binary(tmp_path)
     data = bytearray(path.read_bytes())
-    data[64 + 2] = 9  # sample 2's code: no such class
+    data[64] |= 0b11 << 4  # sample 2's code (2 bits each, from bit 0): 3, no such class
     path.write_bytes(bytes(data))
     manifest = Manifest.from_file(path)  # opening reads no codes
-    with pytest.raises(ValueError, match="manifest: expected class codes below its 3 classes"):
+    assert manifest.shard_codes(1).tolist() == [2, 0]  # the other shard is fine
+    with pytest.raises(
+        ValueError,
+        match=rf"class codes below its 3 classes, got code 3 in sha"
+        rf"rd 0 of '{re.escape(str(path))}'",
+    ):
         manifest.shard_codes(0)
+    for read in (manifest.shard_labels, lambda: manifest.codes, manifest.to_dict):
+        with pytest.raises(ValueError, match="code 3 in shard 0"):
+            read()
     with pytest.raises(ValueError, match="format: expected 'json' or 'binary'"):
         manifest.save(tmp_path / "x", format="npz")
+    old = tmp_path / "old.tbm"
+    version_1_file(old, {"a.tar": [0, 1, 1, 2], "b.tar": [2, 0]}, [0, 1, 2], 1)
+    data = bytearray(old.read_bytes())
+    data[64 + 2] = 9  # version 1: one byte a code
+    old.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"got code 9 in shard 0 of '{re.escape(str(old))}'"):
+        Manifest.from_file(old).shard_codes(0)
 
 
 def test_a_missing_shard_is_named_with_its_fix(tmp_path: Path) -> None:

@@ -14,11 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import sharded_codes
 from tests.test_streams import memory_shards, run_slots
 from torch_balance import BalancedIterableDataset, Power, Progressive, make_plan
 from torch_balance.labels.index import CountIndex
 from torch_balance.streams import Manifest
 from torch_balance.streams.copies import reader_copies
+from torch_balance.streams.manifest_file import ManifestWriter, read_manifest_file
+from torch_balance.streams.packing import Packed, bits_for
 from torch_balance.streams.readers import shard_order
 from torch_balance.streams.sources import Slot, reader_parts
 
@@ -300,8 +303,8 @@ def test_webdataset_readers_that_share_a_shard_decode_their_own_samples(tmp_path
 # ---- the binary manifest and the scan -------------------------------------------------------
 
 
-@pytest.mark.parametrize(("classes", "dtype"), [(3, "uint8"), (300, "uint16"), (70_000, "uint32")])
-def test_binary_manifest_round_trip(tmp_path: Any, classes: int, dtype: str) -> None:
+@pytest.mark.parametrize(("classes", "bits"), [(3, 2), (256, 8), (300, 9), (70_000, 17)])
+def test_binary_manifest_round_trip(tmp_path: Any, classes: int, bits: int) -> None:
     rng = np.random.default_rng(classes)
     labels = np.concatenate([np.arange(classes), rng.integers(0, classes, size=2000)]) * 3 - 5
     rng.shuffle(labels)
@@ -311,9 +314,9 @@ def test_binary_manifest_round_trip(tmp_path: Any, classes: int, dtype: str) -> 
     manifest.save(tmp_path / "m.json")
     manifest.save(tmp_path / "m.bin", format="binary")
     loaded = Manifest.from_file(tmp_path / "m.tbm")
-    assert isinstance(loaded.codes, np.memmap) and loaded.codes.dtype == np.dtype(dtype)
+    assert isinstance(loaded.packed.data, np.memmap) and loaded.code_bits == bits
     size = (tmp_path / "m.tbm").stat().st_size
-    assert size < len(labels) * loaded.codes.itemsize + 10 * 8 * classes + 4096
+    assert size < len(labels) * bits / 8 + 9 + 12 * classes + 4096  # codes, rows, header
     for other in (loaded, Manifest.from_file(tmp_path / "m.json")):
         assert other.names == manifest.names and other.counts() == manifest.counts()
         assert other.fingerprint() == manifest.fingerprint()
@@ -392,6 +395,106 @@ def test_a_memory_mapped_manifest_pickles_as_its_path(tmp_path: Any) -> None:
     data = pickle.dumps(mapped)
     assert len(data) < 2000  # not the codes
     again = pickle.loads(data)
-    assert isinstance(again.codes, np.memmap) and again.fingerprint() == manifest.fingerprint()
+    assert (
+        isinstance(again.packed.data, np.memmap) and again.fingerprint() == manifest.fingerprint()
+    )
     assert np.array_equal(again.class_prefix(5), manifest.class_prefix(5))
     assert pickle.loads(pickle.dumps(manifest)).counts() == manifest.counts()  # in memory
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(found=sharded_codes(), data=st.data())
+def test_packed_codes_round_trip(found: Any, data: st.DataObject) -> None:
+    """Packed at max(1, ceil(log2(classes))) bits, each shard on a byte: every range read
+    back, in memory and from a written file, equals the plain codes."""
+    import tempfile
+
+    classes, codes, offsets = found
+    bits = bits_for(classes)
+    packed = Packed.pack(codes, offsets, bits)
+    assert packed.nbytes == sum(-(-int(n) * bits // 8) for n in np.diff(offsets))
+    first = data.draw(st.integers(0, codes.shape[0]))
+    stop = data.draw(st.integers(first, codes.shape[0]))
+    assert packed.read(first, stop).tolist() == codes[first:stop].tolist()
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/m.tbm"
+        with ManifestWriter(path, list(range(classes))) as writer:
+            for shard in range(offsets.shape[0] - 1):
+                writer.add(f"s{shard}", codes[offsets[shard] : offsets[shard + 1]])
+        if codes.shape[0] == 0:
+            return  # a manifest of no samples is refused; the writer's file is still read
+        loaded = Manifest.from_file(path)
+        assert loaded.code_bits == bits and loaded.codes.tolist() == codes.tolist()
+        for shard in range(offsets.shape[0] - 1):
+            part = codes[offsets[shard] : offsets[shard + 1]]
+            assert loaded.shard_codes(shard).tolist() == part.tolist()
+            prefix = np.bincount(codes[: offsets[shard]], minlength=classes)
+            assert loaded.class_prefix(shard).tolist() == prefix.tolist()
+        assert loaded.class_counts().tolist() == np.bincount(codes, minlength=classes).tolist()
+        assert loaded.fingerprint() == Manifest.from_file(path).fingerprint()
+
+
+def version_1_file(path: Any, shards: dict[str, list[int]], classes: list[Any], stride: int) -> str:
+    """A binary manifest in the version 1 layout (typed codes, int64 rows from row 0), as the
+    first writer wrote it; returns its fingerprint."""
+    import hashlib
+    import struct
+
+    dtype = np.dtype("<u1") if len(classes) <= 256 else np.dtype("<u2")
+    codes = np.concatenate([np.array(v, dtype=dtype) for v in shards.values()])
+    sizes = [len(v) for v in shards.values()]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype("<i8")
+    bounds = [min(k * stride, len(sizes)) for k in range(-(-len(sizes) // stride) + 1)]
+    rows = np.array(
+        [np.bincount(codes[: offsets[b]], minlength=len(classes)) for b in bounds], dtype="<i8"
+    )
+    out = bytearray(b"TBMANIF1" + bytes(56) + codes.tobytes())
+    out += bytes(-len(out) % 8)
+    offsets_at = len(out)
+    out += offsets.tobytes()
+    out += bytes(-len(out) % 8)
+    rows_at = len(out)
+    out += rows.tobytes()
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(codes.tobytes())
+    digest.update(json.dumps([list(shards), classes]).encode())
+    digest.update(offsets.tobytes())
+    header = {
+        "version": 1,
+        "dtype": dtype.name,
+        "num_shards": len(sizes),
+        "num_samples": int(offsets[-1]),
+        "num_classes": len(classes),
+        "stride": stride,
+        "rows": len(bounds),
+        "codes_at": 64,
+        "offsets_at": offsets_at,
+        "checkpoints_at": rows_at,
+        "fingerprint": digest.hexdigest(),
+        "classes": classes,
+        "names": list(shards),
+    }
+    text = json.dumps(header).encode()
+    out += text + struct.pack("<Q", len(text)) + b"TBMANIF1"
+    with open(path, "wb") as stream:
+        stream.write(bytes(out))
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("stride", [1, 2, 5])
+def test_version_1_files_still_load(tmp_path: Any, stride: int) -> None:
+    shards = {"a.tar": [0, 2, 2, 1], "b.tar": [], "c.tar": [1, 1, 0], "d.tar": [2]}
+    classes = ["cat", "dog", "eel"]
+    digest = version_1_file(tmp_path / "old.tbm", shards, classes, stride)
+    old = Manifest.from_file(tmp_path / "old.tbm")
+    same = Manifest({n: [classes[c] for c in v] for n, v in shards.items()})
+    assert old.code_bits == 8 and old.stride == stride
+    assert old.fingerprint() == digest == same.fingerprint()
+    assert old.to_dict() == same.to_dict() and old.counts() == same.counts()
+    for shard in range(len(shards) + 1):
+        assert old.class_prefix(shard).tolist() == same.class_prefix(shard).tolist()
+    old.save(tmp_path / "new.tbm")  # written again: version 2, the same manifest
+    new = Manifest.from_file(tmp_path / "new.tbm")
+    assert read_manifest_file(tmp_path / "new.tbm")["version"] == 2
+    assert read_manifest_file(tmp_path / "old.tbm")["version"] == 1
+    assert new.fingerprint() == digest and new.to_dict() == same.to_dict()

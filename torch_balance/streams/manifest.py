@@ -22,12 +22,15 @@ from torch_balance._validation import Text, check_int, fail
 from torch_balance.labels import LabelIndex, as_label_array
 from torch_balance.streams.manifest_file import (
     ManifestWriter,
+    PrefixRows,
     checkpoint_stride,
     class_checkpoints,
     code_dtype,
+    count_codes,
     is_manifest_file,
     read_manifest_file,
 )
+from torch_balance.streams.packing import Packed, bits_for
 from torch_balance.streams.patterns import expand_shards
 from torch_balance.streams.scan import MAX_LABEL_SIZE, manifest_label, scan_shards
 from torch_balance.streams.sources import as_source, label_reader, label_value
@@ -113,15 +116,16 @@ class Manifest:
         labels = as_label_array(values, "shards")
         classes, codes = np.unique(labels, return_inverse=True)
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self._set(names, offsets, classes, codes.reshape(-1).astype(code_dtype(len(classes))))
+        packed = Packed.pack(codes.reshape(-1), offsets, bits_for(len(classes)))
+        self._set(names, offsets, classes, packed)
 
     def _set(
         self,
         names: list[str],
         offsets: np.ndarray,
         classes: np.ndarray,
-        codes: np.ndarray,
-        checkpoints: np.ndarray | None = None,
+        packed: Packed,
+        checkpoints: PrefixRows | None = None,
         stride: int | None = None,
         digest: str | None = None,
     ) -> None:
@@ -130,15 +134,19 @@ class Manifest:
         self.offsets = offsets
         self.sizes = np.diff(offsets)
         self.classes = classes
-        self.codes = codes
+        self.packed = packed
+        self._path: str | None = getattr(self, "_path", None)  # a memory-mapped file's
         if stride is None or checkpoints is None:
-            stride = checkpoint_stride(len(names), len(classes), len(codes), codes.itemsize)
-            checkpoints = class_checkpoints(codes, offsets, len(classes), stride)
+            total = len(packed)
+            largest = int(count_codes(self._read, 0, total, len(classes)).max(initial=0))
+            row_bits = bits_for(largest + 1)  # as the writer sets it
+            stride = checkpoint_stride(len(names), len(classes), total, packed.width, row_bits)
+            rows = class_checkpoints(self._read, offsets, len(classes), stride)
+            checkpoints = PrefixRows.pack(rows, row_bits)
         self.stride = stride
         self.checkpoints = checkpoints
         self._digest = digest
         self._index: LabelIndex | None = None
-        self._path: str | None = getattr(self, "_path", None)  # a memory-mapped file's
 
     def __getstate__(self) -> dict[str, Any]:
         # a memory-mapped manifest travels as its path (a spawned DataLoader worker maps the
@@ -146,7 +154,7 @@ class Manifest:
         state = self.__dict__.copy()
         state["_index"] = None
         if state.get("_path") is not None:
-            for key in ("codes", "checkpoints"):
+            for key in ("packed", "checkpoints"):
                 state.pop(key)
         return state
 
@@ -154,7 +162,7 @@ class Manifest:
         self.__dict__.update(state)
         if state.get("_path") is not None:
             found = read_manifest_file(state["_path"])
-            self.codes, self.checkpoints = found["codes"], found["checkpoints"]
+            self.packed, self.checkpoints = found["codes"], found["checkpoints"]
 
     def __len__(self) -> int:
         """The number of samples over all shards."""
@@ -166,9 +174,31 @@ class Manifest:
         return len(self.names)
 
     @property
+    def code_bits(self) -> int:
+        """Bits per class code: ``max(1, ceil(log2(len(classes))))`` (8, 16 or 32 in a
+        version 1 file)."""
+        return self.packed.width
+
+    @property
+    def codes(self) -> np.ndarray:
+        """Every sample's class code (an index into :attr:`classes`), in manifest order,
+        unpacked on each call (``len(self)`` values of the smallest unsigned type that holds
+        them; a reader uses :meth:`shard_codes` and :meth:`class_prefix` instead).
+
+        Example:
+            >>> Manifest({"a": ["y", "x"], "b": ["y"]}).codes.tolist()
+            [1, 0, 1]
+        """
+        out = np.empty(len(self), dtype=code_dtype(len(self.classes)))
+        for a in range(0, len(self), 1 << 20):
+            b = min(a + (1 << 20), len(self))
+            out[a:b] = self._read(a, b)
+        return out
+
+    @property
     def labels(self) -> np.ndarray:
         """Every sample's label, in manifest order (built on each call: ``len(self)`` values;
-        a reader uses :attr:`codes` and :meth:`class_prefix` instead)."""
+        a reader uses :meth:`shard_codes` and :meth:`class_prefix` instead)."""
         return self.classes[self.codes]
 
     @property
@@ -181,20 +211,23 @@ class Manifest:
 
     def class_counts(self) -> np.ndarray:
         """Samples of each class (in :attr:`classes` order), ``int64``."""
-        return np.asarray(self.checkpoints[-1], dtype=np.int64)
+        return self.checkpoints.row(len(self.checkpoints) - 1)
 
     def class_prefix(self, shard: int) -> np.ndarray:
-        """Samples of each class in the shards before ``shard`` (manifest order): a stored row
-        plus the codes of fewer than :attr:`stride` shards.
+        """Samples of each class in the shards before ``shard`` (manifest order): the nearest
+        stored row, plus or minus the codes of at most half of :attr:`stride` shards' samples.
 
         Example:
             >>> Manifest({"a": [0, 1, 1], "b": [0], "c": [1]}).class_prefix(2).tolist()
             [2, 2]
         """
         k = shard // self.stride
-        row = np.array(self.checkpoints[k], dtype=np.int64)
-        part = self.shard_codes(k * self.stride, shard)
-        return row + np.bincount(part, minlength=len(self.classes))
+        below = self.offsets[k * self.stride]
+        above = self.offsets[min((k + 1) * self.stride, self.num_shards)]
+        at, classes = self.offsets[shard], len(self.classes)
+        if k + 1 < len(self.checkpoints) and above - at < at - below:
+            return self.checkpoints.row(k + 1) - count_codes(self._read, at, above, classes)
+        return self.checkpoints.row(k) + count_codes(self._read, below, at, classes)
 
     def shard_codes(self, first: int, stop: int | None = None) -> np.ndarray:
         """The class codes of shards ``first`` to ``stop`` (excluded; default one shard), as
@@ -202,15 +235,23 @@ class Manifest:
         they are read, never all at once).
 
         Raises:
-            ValueError: For a code that names no class (a damaged binary manifest).
+            ValueError: For a code that names no class (a damaged binary manifest; the
+                message names the file).
         """
         stop = first + 1 if stop is None else stop
-        codes = np.asarray(self.codes[self.offsets[first] : self.offsets[stop]], dtype=np.int64)
+        return self._read(self.offsets[first], self.offsets[stop])
+
+    def _read(self, first: int, stop: int) -> np.ndarray:
+        """Codes ``first`` to ``stop`` (samples, manifest order), ``int64``: every reader of
+        the codes unpacks them here, and each is checked against the class count."""
+        codes = self.packed.read(first, stop)
         if codes.size and int(codes.max()) >= len(self.classes):
+            where = "" if self._path is None else f" of {self._path!r}"
+            shard = int(np.searchsorted(self.offsets, first + int(codes.argmax()), "right")) - 1
             fail(
                 "manifest",
                 f"class codes below its {len(self.classes)} classes",
-                Text(f"code {int(codes.max())} in shards {first} to {stop - 1}"),
+                Text(f"code {int(codes.max())} in shard {shard}{where}"),
                 "The manifest file is damaged: write it again with Manifest.save",
             )
         return codes
@@ -221,20 +262,17 @@ class Manifest:
 
     def shard_labels(self) -> list[np.ndarray]:
         """The labels of each shard, in shard order."""
-        return [
-            self.classes[self.codes[a:b]]
-            for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)
-        ]
+        return [self.classes[self.shard_codes(s)] for s in range(self.num_shards)]
 
     def fingerprint(self) -> str:
         """A digest of the names, sizes, classes and labels (a saved stream state is checked
         against it); a binary manifest stores it, so reading it costs nothing."""
         if self._digest is None:
             h = hashlib.blake2b(digest_size=16)  # as ManifestWriter computes it
-            step = 1 << 24
-            little = self.codes.dtype.newbyteorder("<")
-            for a in range(0, len(self.codes), step):
-                h.update(np.ascontiguousarray(self.codes[a : a + step], dtype=little).tobytes())
+            step = 1 << 20
+            little = code_dtype(len(self.classes)).newbyteorder("<")
+            for a in range(0, len(self), step):
+                h.update(self._read(a, min(a + step, len(self))).astype(little).tobytes())
             h.update(json.dumps([self.names, self.classes.tolist()]).encode())
             h.update(np.ascontiguousarray(self.offsets, dtype="<i8").tobytes())
             self._digest = h.hexdigest()
@@ -253,7 +291,8 @@ class Manifest:
 
     def save(self, path: str | os.PathLike[str], format: str | None = None) -> None:
         """Write the manifest: binary (``format="binary"``, or a path ending in ``.tbm``), the
-        labels as fixed-width class codes that :meth:`from_file` memory-maps; else a JSON
+        labels as class codes of :attr:`code_bits` bits that :meth:`from_file` memory-maps
+        (:mod:`~torch_balance.streams.manifest_file`); else a JSON
         index ``{"shards": [{"url": ..., "labels": [...]}]}`` for interchange.
 
         Raises:
@@ -273,7 +312,7 @@ class Manifest:
         if format == "binary":
             with ManifestWriter(path, self.classes) as writer:
                 for shard, name in enumerate(self.names):
-                    writer.add(name, self.codes[self.offsets[shard] : self.offsets[shard + 1]])
+                    writer.add(name, self.shard_codes(shard))
             return
         entries = [{"url": n, "labels": labels} for n, labels in self.to_dict().items()]
         with open(path, "w", encoding="utf-8") as stream:
