@@ -220,7 +220,7 @@ def mix_section(sizes: list[int], classes: int, world: int, workers: int) -> Non
     the ranks (the reader's own samples as at the last)."""
     print(
         f"\n## BalancedMix per class: one reader's class sequence ({classes:,} classes, "
-        f"'sqrt', {workers} workers per rank, rank R/2, worker {workers - 1}; after: best of 5)"
+        f"'sqrt', {workers} workers per rank, rank R/2, worker {workers - 1}; after: best of 20)"
     )
     weights = RATIO ** (-np.arange(classes) / (classes - 1))
     print(
@@ -251,8 +251,8 @@ def mix_section(sizes: list[int], classes: int, world: int, workers: int) -> Non
             return len(old_class_sequence(targets, 0, 0, slot, False))
 
         first()  # warm-up: imports and first calls
-        setup = mix_reader(first, repeat=5)
-        new, old = mix_reader(after, repeat=5), mix_reader(before)
+        setup = mix_reader(first, repeat=20)
+        new, old = mix_reader(after, repeat=20), mix_reader(before)
         samples = after()
         assert samples == before()
         found[size, ranks] = new
