@@ -24,12 +24,17 @@ by shard, then read back with ``Manifest.from_file`` (memory-mapped). Over it, a
 - for scale, what one reader cost before this layout: the global epoch drawn as
   ``BalancedSampler`` draws it (``--compare``, at N / 10), the copies of every sample, without
   and with replacement (with replacement the reader also built the label index of the whole
-  collection for its plan).
+  collection for its plan);
+- ``BalancedMix`` per class, one reader's class sequence for a global epoch of N / 10 and N
+  (C classes, ``"sqrt"`` with ``num_samples``): its set-up (time to its first chunk of
+  classes), its whole pass's classes, tracemalloc's peak and the growth of peak resident
+  memory, against the construction it replaced (the whole epoch's sequence, one
+  ``randperm`` of it, then the reader's part), both in this run.
 
 Run: ``python benchmarks/bench_streams_scale.py`` (N = 1e8, S = 10,000, C = 1,000,
 R = 1,024, W = 8); ``--samples 1e7`` on a small machine; ``--classes 65536`` for the widest
-codes that fit 2 bytes. The manifests are written under ``--cache`` (about 3.3 bytes per
-sample of N, the version 1 copy included).
+codes that fit 2 bytes; ``--mix-only`` for the ``BalancedMix`` section alone. The manifests
+are written under ``--cache`` (about 3.3 bytes per sample of N, the version 1 copy included).
 """
 
 from __future__ import annotations
@@ -49,15 +54,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe
 
-from torch_balance import BalancedIterableDataset, make_plan
+from torch_balance import BalancedIterableDataset, BalancedMix, make_plan
+from torch_balance._rng import Stream, generator
 from torch_balance.labels.index import CountIndex, LabelIndex
+from torch_balance.sharding import iter_shard
 from torch_balance.streams import Manifest, Shards
 from torch_balance.streams.copies import epoch_copies, reader_copies
 from torch_balance.streams.manifest_file import ManifestWriter, class_checkpoints, code_dtype
+from torch_balance.streams.mix import class_codes
 from torch_balance.streams.readers import shard_order
 from torch_balance.streams.sources import Slot, reader_parts
 
@@ -234,6 +243,120 @@ def data_read(sizes: np.ndarray, world: int, workers: int) -> tuple[float, int]:
     return read / int(sizes.sum()), int(opened.max())
 
 
+def old_class_sequence(
+    targets: np.ndarray, seed: int, epoch: int, slot: Slot, drop_last: bool
+) -> list[int]:
+    """``BalancedMix``'s class sequence as every reader built it before: the whole epoch's
+    classes (``np.repeat``), one ``randperm`` of the epoch, then the reader's part."""
+    codes = torch.from_numpy(np.repeat(np.arange(targets.shape[0]), targets))
+    order = torch.randperm(codes.shape[0], generator=generator(seed, Stream.STREAM_MIX, epoch))
+    chunks = iter_shard(codes, order, slot.num_replicas, slot.rank, drop_last, helper=False)
+    out: list[int] = []
+    for chunk in chunks:
+        out.extend(chunk)
+    return out[slot.worker :: slot.num_workers]
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory (VmHWM), bytes."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def reset_peak_rss() -> bool:
+    """Start the peak-RSS count again from now (Linux's ``clear_refs``); False where refused."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def mix_reader(run: Callable[[], Any], repeat: int = 1) -> dict[str, float]:
+    """Seconds of ``run()`` (untraced, the best of ``repeat``), then tracemalloc's peak and
+    the growth of peak RSS of ``run()`` again (MiB; RSS catches torch's buffers, which
+    tracemalloc does not)."""
+    seconds = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        run()
+        seconds = min(seconds, time.perf_counter() - start)
+    gc.collect()
+    resettable = reset_peak_rss()
+    before = rss()
+    tracemalloc.start()
+    run()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    grown = (peak_rss() - before) / MIB if resettable else float("nan")
+    return {"seconds": seconds, "peak": peak / MIB, "rss": grown}
+
+
+def mix_section(sizes: list[int], classes: int, world: int, workers: int) -> None:
+    """One ``BalancedMix`` per-class reader (rank R/2, the last worker) before and after, at
+    each global epoch of ``sizes`` over ``world`` ranks, and at the first with a tenth of
+    the ranks (the reader's own samples as at the last)."""
+    print(
+        f"\n## BalancedMix per class: one reader's class sequence ({classes:,} classes, "
+        f"'sqrt', {workers} workers per rank, rank R/2, worker {workers - 1}; after: best of 20)"
+    )
+    weights = RATIO ** (-np.arange(classes) / (classes - 1))
+    print(
+        "| global epoch | ranks | reader's samples | after: first chunk | after: whole pass | "
+        "after: peak (tracemalloc) | after: peak RSS + | before: whole pass | "
+        "before: peak (tracemalloc) | before: peak RSS + | time before / after |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    found = {}
+    runs = [(size, world) for size in sizes]
+    if len(sizes) == 2 and world >= 10:
+        runs.insert(1, (sizes[0], world // 10))
+    for size, ranks in runs:
+        slot = Slot(ranks // 2, ranks, workers - 1, workers)
+        counts = {c: max(1, int(size * w / weights.sum())) for c, w in enumerate(weights)}
+        sources: dict[int, list[Any]] = {c: [] for c in range(classes)}
+        mix = BalancedMix(sources, "sqrt", counts=counts, num_samples=size, seed=0)
+        targets = mix.plan.targets(0)
+        assert int(targets.sum()) == size
+
+        def first(targets: np.ndarray = targets, slot: Slot = slot) -> Any:
+            return next(class_codes(targets, 0, 0, slot, False))
+
+        def after(targets: np.ndarray = targets, slot: Slot = slot) -> int:
+            return sum(int(c.shape[0]) for c in class_codes(targets, 0, 0, slot, False))
+
+        def before(targets: np.ndarray = targets, slot: Slot = slot) -> int:
+            return len(old_class_sequence(targets, 0, 0, slot, False))
+
+        first()  # warm-up: imports and first calls
+        setup = mix_reader(first, repeat=20)
+        new, old = mix_reader(after, repeat=20), mix_reader(before)
+        samples = after()
+        assert samples == before()
+        found[size, ranks] = new
+        print(
+            f"| {size:,} | {ranks:,} | {samples:,} | {setup['seconds'] * 1000:.1f} ms | "
+            f"{new['seconds'] * 1000:.1f} ms | {new['peak']:.2f} MiB | {new['rss']:.1f} MiB | "
+            f"{old['seconds'] * 1000:.0f} ms | {old['peak']:.0f} MiB | {old['rss']:.0f} MiB | "
+            f"x{old['seconds'] / new['seconds']:.0f} |",
+            flush=True,
+        )
+    if len(sizes) == 2:
+        big = found[sizes[1], world]
+        for ranks in sorted({r for size, r in runs if size == sizes[0]}, reverse=True):
+            small = found[sizes[0], ranks]
+            print(
+                f"after, N={sizes[1]:,} on {world:,} ranks over N={sizes[0]:,} on {ranks:,}: "
+                f"time x{big['seconds'] / small['seconds']:.2f}, "
+                f"peak memory x{big['peak'] / small['peak']:.2f}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=float, default=1e8)
@@ -244,9 +367,16 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="exactness over every reader")
     parser.add_argument("--compare", action="store_true", help="the global draw, at N / 10")
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "tb-scale"))
+    parser.add_argument("--mix-only", action="store_true", help="the BalancedMix section alone")
     args = parser.parse_args()
     n, shards, classes = int(args.samples), args.shards, args.classes
     world, workers = args.ranks, args.workers
+    if args.mix_only:
+        print(describe(("torch", "numpy")))
+        print("command: python benchmarks/bench_streams_scale.py " + " ".join(sys.argv[1:]))
+        print(f"load average: {os.getloadavg()[0]:.2f} (1 min)")
+        mix_section([n // 10, n], classes, world, workers)
+        return
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     print(describe(("torch", "numpy")))
@@ -405,6 +535,7 @@ def main() -> None:
             f"reader: x{seconds / small_drawn['seconds']:.0f} faster, "
             f"x{peak / small_drawn['peak']:.0f} less memory"
         )
+    mix_section([n // 10, n], classes, world, workers)
     top = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nmax RSS of this process: {top:.0f} MiB")
 

@@ -1,6 +1,7 @@
 """The balanced streams run the shared conformance checks for streams (torch_balance.testing):
 a manifest's BalancedIterableDataset (mode 1), one that reads labels as they flow with
-``epoch_length`` (mode 2), BalancedMix per class (mode 3) and BalancedMix over sources."""
+``epoch_length`` (mode 2), BalancedMix per class (mode 3) and BalancedMix over sources; the
+open-ended ones (no ``len()``: the data ends the pass) on one rank."""
 
 from __future__ import annotations
 
@@ -72,6 +73,10 @@ def mix_sources_open_ended(**kw: Any) -> BalancedMix:
     return BalancedMix([WEB, BOOKS], proportions=[3, 1], stop="all", **kw)
 
 
+def mix_classes_stop(**kw: Any) -> BalancedMix:
+    return BalancedMix(BY_CLASS, "over", exhausted="stop", **kw)
+
+
 CASES: dict[str, Any] = {
     "manifest": manifest_stream,
     "online-epoch-length": online_stream,
@@ -80,6 +85,7 @@ CASES: dict[str, Any] = {
     # one rank only: the data ends the pass (no len())
     "online-open-ended": online_open_ended,
     "mix-sources-open-ended": mix_sources_open_ended,
+    "mix-classes-stop": mix_classes_stop,
 }
 
 

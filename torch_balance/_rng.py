@@ -33,7 +33,7 @@ class Stream(IntEnum):
     STREAM_SHARDS = 41  # a stream's shard order for one epoch
     STREAM_BUFFER = 42  # a stream's shuffle buffer and padding copies, per epoch and reader
     STREAM_ONLINE = 43  # the rounding of copies where labels are seen as the stream flows
-    STREAM_MIX = 44  # BalancedMix's class sequence for one epoch
+    STREAM_MIX = 44  # retired (BalancedMix's class sequence as one randperm); never reuse 44
     STREAM_SOURCES = 45  # BalancedMix over sources: one reader's source choices per epoch
     # which samples of a class take its extra copies in a manifest epoch: the key of the
     # class's permutation, mix_seed(seed, STREAM_COPIES, epoch, class code)
@@ -44,6 +44,9 @@ class Stream(IntEnum):
     CLASS_AWARE = 61  # ClassAwareSampler: the order of an epoch's class choices
     CLASS_AWARE_WALK = 62  # ClassAwareSampler: a class's walk, a group of cycles at a time
     MIXTURE_SOURCE = 63  # MixtureSampler: the seed of source s's draws, (seed, ..., s)
+    # BalancedMix's class sequence for one epoch: the key of its random-access permutation of
+    # the epoch's positions, mix_seed(seed, STREAM_MIX_ORDER, epoch)
+    STREAM_MIX_ORDER = 64
     # a manifest epoch with replacement: each class's copies at node [lo, hi) of the binary
     # tree over the shards, split between its halves, (seed, STREAM_SPLIT, epoch, lo, hi)
     STREAM_SPLIT = 66

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
+import numpy as np
 import torch
 
 from torch_balance._collective import group_ranks, trainer_sharder
@@ -30,6 +31,7 @@ __all__ = [
     "iter_shard",
     "iter_shard_chunks",
     "pass_length",
+    "reader_positions",
     "shard_length",
 ]
 
@@ -152,6 +154,39 @@ def pass_length(length: int, start: int, num_replicas: int, drop_last: bool) -> 
         return shard_length(length, num_replicas, drop_last)
     left = max(length - start, 0)
     return left // num_replicas if drop_last else -(-left // num_replicas)
+
+
+def reader_positions(
+    length: int,
+    num_replicas: int,
+    rank: int,
+    drop_last: bool,
+    worker: int = 0,
+    num_workers: int = 1,
+    chunk: int = CHUNK,
+) -> Iterator[np.ndarray]:
+    """The global positions one reader (a rank's DataLoader worker) holds in an epoch of
+    ``length``, ``chunk`` at a time: the rank's positions as :func:`iter_shard` keeps them
+    (``rank``, ``rank + R``, ...; past the end the epoch's start again, or the tail dropped
+    with ``drop_last``), then every ``num_workers``-th of those from ``worker`` on.
+
+    Nothing of the epoch is built: the cost follows the reader's own positions, ``chunk``
+    of them in memory at a time.
+
+    Example:
+        >>> [p.tolist() for p in reader_positions(10, 4, 3, False, chunk=2)]
+        [[3, 7], [1]]
+        >>> [p.tolist() for p in reader_positions(10, 2, 1, False, worker=1, num_workers=2)]
+        [[3, 7]]
+    """
+    count = shard_length(length, num_replicas, drop_last)
+    step = num_workers * chunk
+    for begin in range(worker, count, step):
+        items = np.arange(begin, min(begin + step, count), num_workers, dtype=np.int64)
+        positions = items * num_replicas + rank
+        if positions.shape[0] and int(positions[-1]) >= length:
+            positions %= length  # the padding repeats the epoch's start
+        yield positions
 
 
 def iter_shard(

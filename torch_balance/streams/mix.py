@@ -8,12 +8,14 @@ class comes next, and each class's stream supplies its next sample. The sequence
 across ranks as ``DistributedSampler`` shards indices (padding repeats its start, or
 ``drop_last`` drops the tail), then dealt round-robin to the rank's DataLoader workers: every
 rank emits ``ceil(K / R)`` samples (``floor`` with ``drop_last``), and on one rank the
-epoch's per-class counts equal the plan.
+epoch's per-class counts equal the plan. No reader builds the sequence: a keyed
+random-access permutation gives the class at each of its own positions
+(:func:`class_codes`), so a reader's cost follows its own samples, not the epoch's ``K``.
 
 Exhausted sources: with ``exhausted="cycle"`` (default) a class stream that runs out starts
 again from its first shard (oversampling repeats it); with ``"stop"`` the epoch ends at the
 first class stream that runs out, like ``interleave_datasets(stopping_strategy=
-"first_exhausted")`` (a shorter, data-dependent epoch: one rank only).
+"first_exhausted")`` (a shorter, data-dependent epoch: one rank only, and no ``len()``).
 
 **Mixing sources** (``proportions=`` or ``temperature=``): the sources are datasets, not
 classes. Each can be a :class:`~torch_balance.BalancedIterableDataset` (balanced inside by its
@@ -30,40 +32,66 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
-import torch
 
 from torch_balance._apportion import describe
 from torch_balance._epoch import check_epoch
-from torch_balance._rng import Stream, generator
+from torch_balance._rng import Stream, mix_seed
 from torch_balance._validation import Text, check_bool, check_int, fail
+from torch_balance.draws import permute
 from torch_balance.labels import as_label_array
 from torch_balance.labels.index import CountIndex
 from torch_balance.mixtures import mixture_shares
-from torch_balance.sharding import current_ranks, iter_shard, shard_length
+from torch_balance.sharding import current_ranks, reader_positions, shard_length
 from torch_balance.strategies import Strategy, make_plan
 from torch_balance.streams._mixing import STOP_RULES, MixedPass, quota
 from torch_balance.streams._shell import StreamShell, refuse_feedback
 from torch_balance.streams.balanced import shard_order
 from torch_balance.streams.sources import Shards, Slot, as_source, read_slot
 
-__all__ = ["BalancedMix", "class_sequence"]
+__all__ = ["BalancedMix", "class_codes", "class_sequence"]
+
+
+def class_codes(
+    targets: np.ndarray, seed: int, epoch: int, slot: Slot, drop_last: bool
+) -> Iterator[np.ndarray]:
+    """The class codes ``slot`` emits in ``epoch``, a chunk at a time.
+
+    The epoch is a sequence of ``K = sum(targets)`` positions, class c's ``targets[c]`` of
+    them, shuffled: position ``p`` holds the class whose range of ``[0, K)`` contains
+    ``perm(p)``, where ``perm`` is the epoch's keyed random-access permutation
+    (:func:`~torch_balance.draws.permute.permute`, keyed by seed and epoch). The reader's
+    positions are sharded by rank as ``DistributedSampler`` shards indices, then every
+    ``num_workers``-th goes to the worker
+    (:func:`~torch_balance.sharding.reader_positions`). Each reader evaluates its own
+    positions only, in time of those and memory of one chunk plus the classes: the epoch's
+    sequence is never built.
+
+    Example:
+        >>> chunks = class_codes(np.array([3, 1]), 0, 0, Slot(), drop_last=False)
+        >>> sorted(np.concatenate(list(chunks)).tolist())
+        [0, 0, 0, 1]
+    """
+    total = int(targets.sum())
+    bounds = np.cumsum(targets)
+    key = mix_seed(seed, Stream.STREAM_MIX_ORDER, epoch)
+    positions = reader_positions(
+        total, slot.num_replicas, slot.rank, drop_last, slot.worker, slot.num_workers
+    )
+    for chunk in positions:
+        yield np.searchsorted(bounds, permute(chunk, total, key), side="right")
 
 
 def class_sequence(
     targets: np.ndarray, seed: int, epoch: int, slot: Slot, drop_last: bool
-) -> list[int]:
-    """The class codes ``slot`` emits in ``epoch``: the epoch's shuffled class sequence
-    (``targets[c]`` of class c), sharded by rank as ``DistributedSampler`` shards indices
-    (:func:`~torch_balance.sharding.iter_shard`), then every ``num_workers``-th for the worker.
+) -> Iterator[int]:
+    """:func:`class_codes` one code at a time, as Python ints.
 
     Example:
         >>> sorted(class_sequence(np.array([3, 1]), 0, 0, Slot(), drop_last=False))
         [0, 0, 0, 1]
     """
-    codes = torch.from_numpy(np.repeat(np.arange(targets.shape[0]), targets))
-    order = torch.randperm(codes.shape[0], generator=generator(seed, Stream.STREAM_MIX, epoch))
-    chunks = iter_shard(codes, order, slot.num_replicas, slot.rank, drop_last, helper=False)
-    return list(itertools.chain.from_iterable(chunks))[slot.worker :: slot.num_workers]
+    for chunk in class_codes(targets, seed, epoch, slot, drop_last):
+        yield from chunk.tolist()
 
 
 class BalancedMix(StreamShell):
@@ -92,7 +120,8 @@ class BalancedMix(StreamShell):
             ``temperature``; default ``len(source)`` (a balanced stream's global epoch).
         sampling_strategy: imbalanced-learn's ``sampling_strategy`` for ``"over"``/``"under"``.
         num_samples: Epoch length for power strategies and schedules.
-        exhausted: ``"cycle"`` or ``"stop"`` (see the module text).
+        exhausted: ``"cycle"`` or ``"stop"`` (see the module text; ``"stop"`` has no
+            ``len()``: the data ends its pass).
         seed: Shared seed; must be the same on every rank.
         num_replicas: Number of ranks; default from ``torch.distributed`` (1 without).
         rank: This rank; default from ``torch.distributed`` (0 without).
@@ -313,7 +342,15 @@ class BalancedMix(StreamShell):
         }
 
     def __len__(self) -> int:
-        """The number of samples one rank emits per epoch."""
+        """The number of samples one rank emits per epoch.
+
+        Raises:
+            TypeError: Where a pass has no length known before it is read: a mix of sources
+                without ``epoch_length`` (its stop rule ends the pass), or one stream per
+                class with ``exhausted="stop"`` (the first class that runs out ends it). A
+                DataLoader over such a stream has no ``len()`` either, as over any
+                open-ended ``IterableDataset``; trainers then run each epoch to its end.
+        """
         world, _ = current_ranks(*self._requested)
         if self.mixing:
             if self.epoch_length is None:
@@ -322,6 +359,11 @@ class BalancedMix(StreamShell):
                     "(its stop rule ends the pass); pass epoch_length= for a fixed one"
                 )
             return self.epoch_length
+        if self.exhausted == "stop":
+            raise TypeError(
+                "len(BalancedMix): exhausted='stop' has no length (the first class stream "
+                "that runs out ends the pass); pass exhausted='cycle' for a fixed one"
+            )
         return shard_length(self.plan.length, world, self.drop_last)
 
     def _pass_length(self, epoch: int, slot: Slot) -> int | None:
@@ -379,16 +421,17 @@ class BalancedMix(StreamShell):
                 "stop",
                 "'stop' ends each rank's epoch at a different point and DDP would hang",
             )
-        sequence = class_sequence(self.plan.targets(epoch), self.seed, epoch, slot, self.drop_last)
+        targets = self.plan.targets(epoch)
         streams: dict[int, Iterator[Any]] = {}
-        for code in sequence:
-            stream = streams.get(code)
-            if stream is None:
-                stream = streams[code] = self._class_stream(code, epoch, slot)
-            item = next(stream, _END)
-            if item is _END:
-                return
-            yield item
+        for chunk in class_codes(targets, self.seed, epoch, slot, self.drop_last):
+            for code in chunk.tolist():
+                stream = streams.get(code)
+                if stream is None:
+                    stream = streams[code] = self._class_stream(code, epoch, slot)
+                item = next(stream, _END)
+                if item is _END:
+                    return
+                yield item
 
     def _class_stream(self, code: int, epoch: int, slot: Slot) -> Iterator[Any]:
         source = self.sources[code]
