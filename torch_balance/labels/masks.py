@@ -432,9 +432,9 @@ def class_pixel_counts(
     """Pixels of each class in each mask: an ``(images, num_classes)`` ``int64`` array.
 
     Each mask file is decoded once with PIL (a thread pool over the files; PIL's PNG decoder
-    runs outside the GIL) and reduced to its histogram by runs (see :func:`value_counts`);
-    the images are never opened. The
-    counts are those of the files as stored, before any transform.
+    runs outside the GIL), straight into a buffer each thread reuses, and reduced to its
+    histogram by runs (see :func:`value_counts`); the images are never opened. The counts are
+    those of the files as stored, before any transform.
 
     Args:
         source: The masks: a list of paths, ``VOCSegmentation``, ``Cityscapes`` (with
