@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +249,126 @@ def test_value_counts_by_runs_equal_the_plain_histogram(mask: np.ndarray) -> Non
     np.testing.assert_array_equal(
         value_counts(mask.ravel()), np.bincount(mask.ravel(), minlength=256)
     )
+
+
+def unique_counts(
+    mask: np.ndarray, num_classes: int, ignore_index: int | None, id_map: dict[int, int] | None
+) -> tuple[np.ndarray, list[int]]:
+    """The plain count: np.unique over the pixels, each value mapped by hand; and the values
+    that are not a class id (sorted)."""
+    expected = np.zeros(num_classes, dtype=np.int64)
+    bad = []
+    for value, count in zip(*np.unique(mask, return_counts=True), strict=True):
+        if id_map is not None:
+            if int(value) not in id_map:
+                continue
+            cls = id_map[int(value)]
+        else:
+            cls = int(value)
+        if cls == ignore_index:
+            continue
+        if cls >= num_classes:
+            bad.append(int(value))
+        else:
+            expected[cls] += count
+    return expected, bad
+
+
+MASK_FILES = [  # (format, PIL mode, save options, highest value it holds)
+    ("png", "L", {}, 255),
+    ("png", "P", {}, 255),
+    ("png", "P", {"bits": 4}, 15),
+    ("png", "P", {"bits": 1}, 1),
+    ("gif", "P", {"optimize": False}, 255),
+    ("tiff", "L", {}, 255),
+    ("tiff", "P", {"compression": "tiff_lzw"}, 255),
+    ("bmp", "P", {}, 255),
+]
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.lists(label_masks(), min_size=1, max_size=4),
+    st.sampled_from(MASK_FILES),
+    st.integers(1, 256),
+    st.sampled_from([None, 0, 3, 255]),
+    st.booleans(),
+    st.sampled_from([1, 3]),
+)
+def test_counts_equal_a_plain_count_on_every_mode(
+    raw: list[np.ndarray],
+    kind: tuple[str, str, dict[str, Any], int],
+    num_classes: int,
+    ignore_index: int | None,
+    mapped: bool,
+    threads: int,
+) -> None:
+    """The scan (decoding into reused buffers, counting by runs) against np.unique on the
+    same pixels, in every mode and bit depth it reads, with and without helper threads."""
+    fmt, mode, options, top = kind
+    id_map = {v: v % num_classes for v in range(0, 256, 3)} if mapped else None
+    with tempfile.TemporaryDirectory() as folder:
+        paths, rows, bad = [], [], []
+        for i, mask in enumerate(raw):
+            mask = (mask.astype(np.int64) % (top + 1)).astype(np.uint8)
+            image = Image.fromarray(mask, mode="L")
+            if mode == "P":
+                image = image.convert("P")
+                image.putpalette(PALETTE)
+            path = Path(folder) / f"{i}.{fmt}"
+            image.save(path, **options)
+            with Image.open(path) as stored:
+                assert stored.mode == mode
+                np.testing.assert_array_equal(np.asarray(stored), mask)
+            expected, values = unique_counts(mask, num_classes, ignore_index, id_map)
+            paths.append(path)
+            rows.append(expected)
+            bad.append(values)
+        first = next((i for i, values in enumerate(bad) if values), None)
+        if first is not None and threads == 1:
+            with pytest.raises(ValueError, match=re.escape(f"pixel value(s) {bad[first][:5]}")):
+                class_pixel_counts(
+                    paths,
+                    num_classes,
+                    ignore_index=ignore_index,
+                    id_map=id_map,
+                    num_threads=threads,
+                    progress=False,
+                )
+            return
+        if first is not None:
+            with pytest.raises(ValueError, match="pixel value"):
+                class_pixel_counts(
+                    paths,
+                    num_classes,
+                    ignore_index=ignore_index,
+                    id_map=id_map,
+                    num_threads=threads,
+                    progress=False,
+                )
+            return
+        counts = class_pixel_counts(
+            paths,
+            num_classes,
+            ignore_index=ignore_index,
+            id_map=id_map,
+            num_threads=threads,
+            progress=False,
+        )
+        np.testing.assert_array_equal(counts, np.array(rows))
+
+
+def test_png_masks_decode_into_the_scan_buffer(tmp_path: Path) -> None:
+    """The fast path is taken: a PNG decodes straight into the thread's buffer (no copy), and
+    a mask larger than the last grows it."""
+    table = np.r_[np.arange(255), -1]
+    scan = masks_module._Scan(4, table)
+    for size, mode in (((5, 3), "L"), ((40, 30), "P")):
+        ids = np.arange(size[0] * size[1]).reshape(size[::-1]) % 4
+        path = write_mask(tmp_path / f"{mode}.png", ids, mode)
+        with Image.open(path) as image:
+            pixels = masks_module._decode(image, scan)
+        assert np.shares_memory(pixels, scan.pixels)
+        np.testing.assert_array_equal(pixels, ids.ravel())
+        expected = np.bincount(ids.ravel(), minlength=4)
+        np.testing.assert_array_equal(masks_module.count_mask(str(path), 4, table, scan), expected)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -154,41 +155,107 @@ def _lookup(num_classes: int, ignore_index: int | None, id_map: Any) -> np.ndarr
     return table
 
 
-def value_counts(pixels: np.ndarray, image: Image.Image | None = None) -> np.ndarray:
+class _Scan(threading.local):
+    """What counting masks needs, one per scan, its buffers one per thread: the fold of pixel
+    values into classes, the decoded mask and the run flags, reused from mask to mask."""
+
+    def __init__(self, num_classes: int, table: np.ndarray) -> None:
+        self.num_classes = num_classes
+        # value -> class id, num_classes for pixels left out, num_classes + 1 for bad ids
+        self.fold = np.where(table < 0, num_classes, table).astype(np.intp)
+        self.fold[table >= num_classes] = num_classes + 1
+        self.pixels = np.empty(0, dtype=np.uint8)
+        self.flags = np.empty(0, dtype=np.bool_)
+
+    def buffer(self, size: int) -> np.ndarray:
+        """This thread's ``uint8`` buffer of ``size`` pixels (grown, never shrunk)."""
+        if self.pixels.shape[0] < size:
+            self.pixels = np.empty(size, dtype=np.uint8)
+            self.flags = np.empty(size // 8 + 1, dtype=np.bool_)
+        return self.pixels[:size]
+
+
+def _decode(image: Image.Image, scan: _Scan | None) -> np.ndarray:
+    """Decode ``image`` (opened, not loaded) and return its pixels, one byte each, row-major.
+
+    PIL decodes straight into the thread's buffer when it will (its image memory mapped on
+    the buffer, as ``Image.frombuffer`` does): the same decode, without the copy out of PIL's
+    memory that ``tobytes`` makes. Where PIL keeps its own memory instead (a file it maps
+    itself, say), the pixels are copied out with ``tobytes``.
+    """
+    width, height = image.size
+    if scan is not None and width * height > 0:
+        pixels = scan.buffer(width * height)
+        try:
+            core = Image.core.map_buffer(pixels, image.size, "raw", 0, (image.mode, 0, 1))
+        except (AttributeError, TypeError, ValueError):
+            core = None
+        if core is not None:
+            image.im = core
+            image.load()
+            if image.im is core:
+                return pixels
+    image.load()
+    return np.frombuffer(image.tobytes(), dtype=np.uint8)
+
+
+def _runs(pixels: np.ndarray, flags: np.ndarray | None) -> np.ndarray | None:
+    """:func:`value_counts` by runs of equal 64-bit words (float counts), or None where the
+    runs are short (over one word in 4 starts one)."""
+    whole = pixels.shape[0] - pixels.shape[0] % 8
+    words = pixels[:whole].view(np.uint64)
+    size = words.shape[0]
+    if size == 0:
+        return None
+    if flags is None or flags.shape[0] <= size:
+        flags = np.empty(size + 1, dtype=np.bool_)
+    edges = flags[: size + 1]  # True where a run starts, and at the end
+    edges[0] = edges[size] = True
+    np.not_equal(words[1:], words[:-1], out=edges[1:size])
+    bounds = edges.nonzero()[0]
+    if bounds.shape[0] * 4 > size + 4:
+        return None
+    starts = bounds[:-1]
+    counts = np.bincount(
+        words[starts].view(np.uint8), weights=(bounds[1:] - starts).repeat(8), minlength=256
+    )
+    if whole < pixels.shape[0]:
+        counts += np.bincount(pixels[whole:], minlength=256)  # the last size % 8 pixels
+    return counts
+
+
+def value_counts(
+    pixels: np.ndarray, image: Image.Image | None = None, flags: np.ndarray | None = None
+) -> np.ndarray:
     """How many of the 8-bit ``pixels`` hold each value 0-255 (``int64``).
 
     Label masks are piecewise constant, so the pixels are read 8 at a time (as 64-bit words)
-    in runs of equal words: one vector compare finds where runs start, and each run adds its
+    in runs of equal words: one vector compare finds where runs end, and each run adds its
     length to each of its word's 8 bytes, far less work than a pass per pixel. Where runs are
-    short (over one word in 4 starts one), it is the plain histogram instead, PIL's when
-    ``image`` is given: the reference the property test holds this equal to.
+    short (over one word in 4 ends one), it is the plain histogram instead, PIL's when
+    ``image`` is given: the reference the property test holds this equal to. ``flags`` is a
+    ``bool`` buffer of more than ``len(pixels) // 8`` entries to reuse (else one is made).
 
     Example:
         >>> value_counts(np.array([3] * 17 + [0] * 3, dtype=np.uint8))[[0, 3]].tolist()
         [3, 17]
     """
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    whole = pixels.shape[0] - pixels.shape[0] % 8
-    words = pixels[:whole].view(np.uint64)
-    ends = np.flatnonzero(words[1:] != words[:-1])  # the last word of every run but one
-    if whole == 0 or (ends.shape[0] + 1) * 4 > words.shape[0]:
-        if image is not None:
-            return np.asarray(image.histogram(), dtype=np.int64)
-        return np.bincount(pixels, minlength=256).astype(np.int64)
-    starts = np.zeros(ends.shape[0] + 1, dtype=np.intp)
-    np.add(ends, 1, out=starts[1:])
-    lengths = np.diff(starts, append=words.shape[0])
-    counts = np.bincount(
-        words[starts].view(np.uint8), weights=np.repeat(lengths, 8), minlength=256
-    ).astype(np.int64)
-    counts += np.bincount(pixels[whole:], minlength=256)  # the last size % 8 pixels
-    return counts
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(-1)
+    counts = _runs(pixels, flags)
+    if counts is not None:
+        return counts.astype(np.int64)
+    if image is not None:
+        return np.asarray(image.histogram(), dtype=np.int64)
+    return np.bincount(pixels, minlength=256).astype(np.int64)
 
 
-def count_mask(path: str, num_classes: int, table: np.ndarray) -> np.ndarray:
+def count_mask(
+    path: str, num_classes: int, table: np.ndarray, scan: _Scan | None = None
+) -> np.ndarray:
     """One mask file's class pixel counts (``int64``, ``num_classes`` long).
 
-    ``table`` maps each pixel value (0-255) to a class id, or -1 for a pixel left out.
+    ``table`` maps each pixel value (0-255) to a class id, or -1 for a pixel left out;
+    ``scan`` holds the buffers to reuse (made for this call when None).
 
     Raises:
         ValueError: Naming the file, for one that cannot be read, is not a ``'P'`` or ``'L'``
@@ -201,6 +268,8 @@ def count_mask(path: str, num_classes: int, table: np.ndarray) -> np.ndarray:
         >>> count_mask(file, 2, np.r_[np.arange(255), -1]).tolist()
         [1, 2]
     """
+    if scan is None:
+        scan = _Scan(num_classes, table)
     try:
         with Image.open(path) as image:
             if image.mode not in MODES:
@@ -211,8 +280,10 @@ def count_mask(path: str, num_classes: int, table: np.ndarray) -> np.ndarray:
                     Text(f"mode {image.mode!r}"),
                     "Save the class ids as 8-bit PNG: Image.fromarray(ids.astype('uint8'))",
                 )
-            image.load()
-            histogram = value_counts(np.frombuffer(image.tobytes(), dtype=np.uint8), image)
+            pixels = _decode(image, scan)
+            histogram = _runs(pixels, scan.flags)
+            if histogram is None:
+                histogram = np.asarray(image.histogram(), dtype=np.float64)
     except (OSError, SyntaxError, Image.DecompressionBombError) as error:
         fail(
             f"mask file {path!r}",
@@ -220,21 +291,16 @@ def count_mask(path: str, num_classes: int, table: np.ndarray) -> np.ndarray:
             Text(f"{type(error).__name__}: {error}"),
             "Replace or remove the file",
         )
-    used = histogram > 0
-    ids = table[used]
-    bad = ids >= num_classes
-    if bad.any():
-        values = np.flatnonzero(used)[bad]
+    folded = np.bincount(scan.fold, weights=histogram, minlength=num_classes + 2)
+    if folded[num_classes + 1]:
+        values = np.flatnonzero((histogram > 0) & (table >= num_classes))
         fail(
             f"mask file {path!r}",
             f"class ids in [0, {num_classes}) or the ignore_index",
-            Text(f"pixel value(s) {values[:5].tolist()} (class {int(ids[bad][0])})"),
+            Text(f"pixel value(s) {values[:5].tolist()} (class {int(table[values[0]])})"),
             "Pass the right num_classes, ignore_index, or an id_map for these values",
         )
-    keep = ids >= 0
-    return np.bincount(ids[keep], weights=histogram[used][keep], minlength=num_classes).astype(
-        np.int64
-    )
+    return folded[:num_classes].astype(np.int64)
 
 
 def mask_fingerprint(paths: Sequence[str], how: str = "stat") -> list[str]:
@@ -366,9 +432,9 @@ def class_pixel_counts(
     """Pixels of each class in each mask: an ``(images, num_classes)`` ``int64`` array.
 
     Each mask file is decoded once with PIL (a thread pool over the files; PIL's PNG decoder
-    runs outside the GIL) and reduced to its histogram by runs (see :func:`value_counts`);
-    the images are never opened. The
-    counts are those of the files as stored, before any transform.
+    runs outside the GIL), straight into a buffer each thread reuses, and reduced to its
+    histogram by runs (see :func:`value_counts`); the images are never opened. The counts are
+    those of the files as stored, before any transform.
 
     Args:
         source: The masks: a list of paths, ``VOCSegmentation``, ``Cityscapes`` (with
@@ -431,17 +497,18 @@ def class_pixel_counts(
         if cache_path.exists() and not refresh:
             return _read_cache(cache_path, paths, stamps, settings)
     counts = np.zeros((len(paths), num_classes), dtype=np.int64)
+    scan = _Scan(num_classes, table)
     with tqdm(
         total=len(paths), desc="class_pixel_counts", unit="mask", disable=None if progress else True
     ) as bar:
         if threads == 1 or len(paths) < 2:
             for i, path in enumerate(paths):
-                counts[i] = count_mask(path, num_classes, table)
+                counts[i] = count_mask(path, num_classes, table, scan)
                 bar.update(1)
         else:
             with ThreadPoolExecutor(threads, thread_name_prefix="torch_balance-masks") as pool:
                 rows = pool.map(
-                    count_mask, paths, [num_classes] * len(paths), [table] * len(paths), chunksize=1
+                    lambda path: count_mask(path, num_classes, table, scan), paths, chunksize=1
                 )
                 for i, row in enumerate(rows):
                     counts[i] = row
