@@ -7,10 +7,18 @@ stream add
 ``SetEpochCallback()`` to ``Trainer(callbacks=[...])``; it sets the epoch of every
 torch_balance object in the train DataLoader at the start of each training epoch, before
 Lightning creates the epoch's iterator. Works with ``lightning`` and ``pytorch_lightning``.
+
+The first epoch of every ``fit`` is the exception Lightning makes: it creates that epoch's
+iterator (and, with DataLoader workers or a loader without a length, starts reading it)
+before any callback hook runs, and a fit resumed from a checkpoint runs its first epoch
+without ``on_train_epoch_start``. So at ``on_train_start`` the callback sets the epoch the fit
+is about to train and loads the saved positions, and where the iterator was made with another
+epoch or position it makes the iterator again, as Lightning does at every later epoch.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from torch.utils.data import DataLoader
@@ -66,7 +74,12 @@ class SetEpochCallback(Callback):
         # positions go in here, before the first batch is drawn.
         self._trainer = trainer
         _adopt_data_parallel(trainer)
-        self._resume(trainer)
+        loader = trainer.train_dataloader
+        epoch = int(trainer.current_epoch)
+        stale = any(getattr(h, "epoch", epoch) != epoch for h in epoch_holders(loader))
+        self._set(loader, epoch)
+        if (self._resume(trainer) or stale) and not hasattr(loader, "state_dict"):
+            _restart_iterator(trainer)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         """Set the epoch of every torch_balance object in the train DataLoader."""
@@ -75,15 +88,19 @@ class SetEpochCallback(Callback):
         self._set(trainer.train_dataloader, trainer.current_epoch)
         self._resume(trainer)
 
-    def _resume(self, trainer: Any) -> None:
+    def _resume(self, trainer: Any) -> bool:
+        """Load the saved positions of this epoch's samplers; whether any was loaded."""
         pending, self._pending = self._pending, None
         if not pending:
-            return
+            return False
         holders = epoch_holders(trainer.train_dataloader)
         samplers = [h for h in holders if isinstance(h, EpochShell)]
+        loaded = False
         for sampler, state in zip(samplers, pending, strict=False):
             if state.get("epoch") == trainer.current_epoch:
                 sampler.load_state_dict(state)
+                loaded = True
+        return loaded
 
     def state_dict(self) -> dict[str, Any]:
         """The positions of the train DataLoader's samplers, counted from completed batches."""
@@ -127,6 +144,23 @@ class SetEpochCallback(Callback):
                     fail(f"{name}[{i}]", "a sampler state (a dict)", state, kind=TypeError)
                 check_int(f"{name}[{i}]['epoch']", state.get("epoch"), minimum=0)
         self._pending = list(samplers) if samplers else None
+
+
+def _restart_iterator(trainer: Any) -> None:
+    """Make the fit loop's train iterator again, as Lightning does before every epoch after
+    a fit's first: the one it made before any hook ran holds another epoch or position (and
+    with workers, batches read ahead from them)."""
+    fetcher = getattr(getattr(trainer, "fit_loop", None), "_data_fetcher", None)
+    if fetcher is None:
+        warnings.warn(
+            "SetEpochCallback: this Lightning version keeps no fit_loop._data_fetcher, so the "
+            "first epoch of this fit may be drawn with the epoch or position the loader had "
+            "before the fit; use a torchdata StatefulDataLoader to resume exactly",
+            UserWarning,
+            stacklevel=3,
+        )
+        return
+    iter(fetcher)
 
 
 def _adopt_data_parallel(trainer: Any) -> None:
