@@ -194,8 +194,15 @@ class BucketCycle:
     random bits a draw, read as bytes or 16-bit words: the cheapest random numbers torch
     gives), bucket ``b``'s shuffle from ``(seed, CLASS_AWARE_WALK, code, cycle, b)``: a
     position is a pure function of (seed, class, cycle, position), whichever buckets were
-    read before. Drawing the keys costs about a byte of randomness an image; an epoch that
-    reads a few thousand positions of a cycle of a million shuffles one bucket.
+    read before. Drawing the keys costs about a byte of randomness an image.
+
+    The first read of a cycle (an epoch that starts inside it: the first after construction
+    or a resume) finds its buckets by counting keys (a vectorised compare and count, a small
+    fraction of a listing) and lists only the buckets it reads, in one pass over the keys; a
+    cycle opened ``whole`` (a walk that goes on into it), and any cycle at its second read,
+    lists every bucket in one stable sort of the keys, since the walk will read them all.
+    So an epoch that reads a few thousand positions of a cycle of a million pays one pass
+    over its keys and one bucket's shuffle.
 
     Example:
         >>> cycle = BucketCycle(40_000, code=0, cycle=0, seed=0)
@@ -216,44 +223,71 @@ class BucketCycle:
         g = generator(seed, Stream.CLASS_AWARE_WALK, code, cycle)
         words = torch.empty(-(-n * width // 8), dtype=torch.int64).random_(generator=g)
         raw = words.numpy().view("<u1" if width == 1 else "<u2")[:n]
-        self.keys = raw & (buckets - 1)
+        self.keys: np.ndarray | None = raw & (buckets - 1)  # None once every bucket is listed
         self.buckets = buckets
-        self.whole = whole  # list every bucket in the first pass: the walk will read them all
-        self.ends = [0]  # ends[b + 1]: where bucket b ends, as far as the buckets are listed
-        self.listed: list[np.ndarray] = []  # each listed bucket's images, in increasing order
+        self.whole = whole  # list every bucket at the first read: the walk will read them all
+        self.reads = 0  # reads so far (a second read lists every bucket)
+        self.ends = {-1: 0}  # ends[b]: the images of buckets 0..b, for the buckets counted
+        self.listed: dict[int, np.ndarray] = {}  # listed buckets' images, in increasing order
         self.pieces: dict[int, torch.Tensor] = {}
 
-    def _list_more(self) -> None:
-        """List the images of the next buckets: the first two buckets one pass each (an
-        epoch that reads a few buckets of a large cycle scans the keys once or twice), then
-        every other bucket in one more pass, one stable sort of all the keys (cheaper than
-        picking the other buckets' keys out first); a cycle opened ``whole`` lists every
-        bucket in its first pass."""
-        first = len(self.listed)
-        if first < 2 and not self.whole:
-            found = [np.flatnonzero(self.keys == first)]
-        else:
-            laid = np.argsort(self.keys, kind="stable")  # by bucket, then by image
-            ends = np.cumsum(np.bincount(self.keys, minlength=self.buckets))
-            found = np.split(laid, ends[:-1])[first:]
-        for members in found:
-            self.listed.append(members)
-            self.ends.append(self.ends[-1] + members.shape[0])
+    def _keys(self) -> np.ndarray:
+        internal(self.keys is not None, "BucketCycle: the keys are gone, yet a bucket is unlisted")
+        return self.keys  # type: ignore[return-value]
+
+    def _end(self, bucket: int) -> int:
+        """Where bucket ``bucket`` ends (the images of buckets ``0..bucket``), counted once."""
+        end = self.ends.get(bucket)
+        if end is None:
+            end = int(np.count_nonzero(self._keys() <= bucket))
+            self.ends[bucket] = end
+        return end
 
     def _bucket_of(self, position: int) -> int:
-        """The bucket that holds ``position``, listing buckets up to it."""
-        while self.ends[-1] <= position:
-            self._list_more()
-        return int(np.searchsorted(self.ends, position, side="right")) - 1
+        """The bucket that holds ``position``: from where it would be with buckets of equal
+        size, the few counts it takes to step to it."""
+        bucket = min(position * self.buckets // self.n, self.buckets - 1)
+        while self._end(bucket) <= position:
+            bucket += 1
+        while bucket > 0 and self._end(bucket - 1) > position:
+            bucket -= 1
+        return bucket
+
+    def _list_all(self) -> None:
+        """List every bucket not yet shuffled: one stable sort of the keys (by bucket, then
+        by image); the keys are then no longer needed."""
+        keys = self._keys()
+        laid = np.argsort(keys, kind="stable")
+        ends = np.cumsum(np.bincount(keys, minlength=self.buckets))
+        self.ends.update(enumerate(ends.tolist()))
+        for bucket, members in enumerate(np.split(laid, ends[:-1])):
+            if bucket not in self.pieces:
+                self.listed[bucket] = members
+        self.keys = None
+
+    def _list(self, first: int, last: int) -> None:
+        """List buckets ``first..last``: every bucket (see :meth:`_list_all`) for a cycle
+        opened ``whole`` or read before, otherwise each of those in one pass over the keys
+        (a pass costs a third of a stable sort of the keys)."""
+        wanted = [
+            b for b in range(first, last + 1) if b not in self.pieces and b not in self.listed
+        ]
+        if not wanted:
+            return
+        if self.whole or self.reads:
+            self._list_all()
+            return
+        keys = self._keys()
+        for bucket in wanted:
+            self.listed[bucket] = np.flatnonzero(keys == bucket)
 
     def piece(self, bucket: int) -> torch.Tensor:
         """Bucket ``bucket``'s images in their shuffled order (drawn once, then kept)."""
         held = self.pieces.get(bucket)
         if held is None:
-            while len(self.listed) <= bucket:
-                self._list_more()
-            members = torch.from_numpy(self.listed[bucket]).to(self.dtype)
-            self.listed[bucket] = members.numpy()[:0]  # the shuffled piece holds them now
+            if bucket not in self.listed:
+                self._list(bucket, bucket)
+            members = torch.from_numpy(self.listed.pop(bucket)).to(self.dtype)
             g = generator(self.seed, Stream.CLASS_AWARE_WALK, self.code, self.cycle, bucket)
             held = members.index_select(0, torch.randperm(members.shape[0], generator=g))
             self.pieces[bucket] = held
@@ -262,13 +296,17 @@ class BucketCycle:
     def parts(self, start: int, count: int) -> list[torch.Tensor]:
         """Positions ``start, ..., start + count - 1`` of the cycle, one view per bucket."""
         end = min(start + count, self.n)
+        if start >= end:
+            return []
+        first, last = self._bucket_of(start), self._bucket_of(end - 1)
+        self._list(first, last)
+        self.reads += 1
         parts = []
-        while start < end:
-            bucket = self._bucket_of(start)
-            low, high = self.ends[bucket], self.ends[bucket + 1]
-            take = min(high, end) - start
-            parts.append(self.piece(bucket)[start - low : start - low + take])
-            start += take
+        for bucket in range(first, last + 1):
+            low, high = self._end(bucket - 1), self._end(bucket)
+            if high > low:  # an empty bucket holds no position
+                piece = self.piece(bucket)
+                parts.append(piece[max(start, low) - low : min(end, high) - low])
         return parts
 
     def positions(self, start: int, count: int) -> torch.Tensor:
