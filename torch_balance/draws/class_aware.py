@@ -114,8 +114,8 @@ def class_choices(targets: np.ndarray, g: torch.Generator) -> np.ndarray:
     total = int(targets.sum())
     dtype = torch.int32 if total < 2**31 else torch.int64
     codes = _small_codes(np.arange(targets.shape[0]), targets.shape[0])
-    grouped = np.repeat(codes, targets)
-    return grouped[permutation(total, g, dtype).numpy()]
+    grouped = torch.from_numpy(np.repeat(codes, targets))
+    return grouped.index_select(0, permutation(total, g, dtype)).numpy()
 
 
 def choice_ranks(choices: np.ndarray) -> np.ndarray:
@@ -268,7 +268,7 @@ class BucketCycle:
     def _list(self, first: int, last: int) -> None:
         """List buckets ``first..last``: every bucket (see :meth:`_list_all`) for a cycle
         opened ``whole`` or read before, otherwise each of those in one pass over the keys
-        (a pass costs a third of a stable sort of the keys)."""
+        (about a third of the cost of a stable sort of the keys)."""
         wanted = [
             b for b in range(first, last + 1) if b not in self.pieces and b not in self.listed
         ]
@@ -289,7 +289,8 @@ class BucketCycle:
                 self._list(bucket, bucket)
             members = torch.from_numpy(self.listed.pop(bucket)).to(self.dtype)
             g = generator(self.seed, Stream.CLASS_AWARE_WALK, self.code, self.cycle, bucket)
-            held = members.index_select(0, torch.randperm(members.shape[0], generator=g))
+            shuffle = torch.randperm(members.shape[0], generator=g, dtype=self.dtype)
+            held = members.index_select(0, shuffle)
             self.pieces[bucket] = held
         return held
 
