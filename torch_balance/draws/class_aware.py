@@ -58,7 +58,7 @@ __all__ = [
     "walk_positions",
 ]
 
-GROUP = 8192  # walk positions drawn at once for a small class: cycles of n images per group
+GROUP = 4096  # walk positions drawn at once for a small class: cycles of n images per group
 PIECE = 16384  # the size of a piece of a permutation shuffled at once (see permutation)
 PIECES_UP_TO = 2**18  # larger permutations are one torch.randperm
 SORT_BELOW = 256  # classes with fewer images draw a group's cycles with one sort, not a loop
@@ -168,7 +168,7 @@ def group_cycles(n: int) -> int:
 
     Example:
         >>> group_cycles(1), group_cycles(100), group_cycles(10**6)
-        (8192, 82, 1)
+        (4096, 41, 1)
     """
     return max(1, -(-GROUP // n))
 
@@ -329,7 +329,7 @@ def walk_group(
     Example:
         >>> walk = walk_group(3, 0, 0, seed=0)
         >>> walk.shape[0], [sorted(walk[i : i + 3].tolist()) for i in range(0, 9, 3)]
-        (8193, [[0, 1, 2], [0, 1, 2], [0, 1, 2]])
+        (4098, [[0, 1, 2], [0, 1, 2], [0, 1, 2]])
     """
     if LAZY_ABOVE < n <= PIECE << _KEY_BITS:
         return BucketCycle(n, code, group, seed, whole)
