@@ -34,6 +34,7 @@ from torch_balance.draws.class_aware import (
     SORT_BELOW,
     BucketCycle,
     WalkGroups,
+    bucket_cycle_reference,
     choice_ranks,
     class_aware_epoch,
     class_aware_reference,
@@ -136,6 +137,46 @@ def test_a_large_class_reads_only_the_buckets_its_walk_reaches() -> None:
     assert isinstance(held, BucketCycle) and list(held.pieces) == [0]
     whole = walk_positions(n, 0, n, n, seed=1)
     assert torch.equal(walk_positions(n, 0, n - 10, 20, seed=1, cache=cache)[10:], whole[:10])
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    n=st.integers(LAZY_ABOVE + 1, 6 * PIECE),
+    whole=st.booleans(),
+    reads=st.lists(st.tuples(st.floats(0, 1), st.integers(1, 3 * PIECE)), min_size=1, max_size=5),
+    seed=st.integers(0, 2**20),
+)
+def test_bucket_cycle_reads_equal_the_plain_reference(
+    n: int, whole: bool, reads: list[tuple[float, int]], seed: int
+) -> None:
+    """Reads anywhere in a cycle, in any order (the first listing only the buckets it reads,
+    the later ones every bucket), are the reference cycle's positions."""
+    reference = bucket_cycle_reference(n, 3, 1, seed)
+    assert torch.equal(reference.sort().values, torch.arange(n, dtype=torch.int32))
+    cycle = BucketCycle(n, code=3, cycle=1, seed=seed, whole=whole)
+    for share, count in reads:
+        start = min(int(share * n), n - 1)
+        assert torch.equal(cycle.positions(start, count), reference[start : start + count])
+
+
+@settings(max_examples=10, deadline=None, derandomize=True)
+@given(
+    n=st.integers(LAZY_ABOVE + 1, 3 * PIECE),
+    start=st.integers(0, 2 * 3 * PIECE),
+    steps=st.lists(st.integers(1, 2 * PIECE), min_size=1, max_size=6),
+)
+def test_a_large_class_walk_is_its_reference_cycles_end_to_end(
+    n: int, start: int, steps: list[int]
+) -> None:
+    """A cached walk that starts inside a cycle and goes on into the next ones (opened whole)
+    reads the reference cycles one after the other."""
+    cycles = -(-(start + sum(steps)) // n)
+    whole = torch.cat([bucket_cycle_reference(n, 0, c, seed=4) for c in range(cycles)])
+    cache = WalkGroups()
+    at = start
+    for count in steps:
+        assert torch.equal(walk_positions(n, 0, at, count, 4, cache), whole[at : at + count])
+        at += count
 
 
 @pytest.mark.parametrize("n", [NUMPY_ROWS_FROM - 1, NUMPY_ROWS_FROM, SORT_BELOW - 1])

@@ -46,6 +46,7 @@ __all__ = [
     "BucketCycle",
     "WalkGroups",
     "bucket_count",
+    "bucket_cycle_reference",
     "choice_ranks",
     "class_aware_epoch",
     "class_aware_reference",
@@ -184,25 +185,48 @@ def bucket_count(n: int) -> int:
     return 1 << (-(-n // PIECE) - 1).bit_length()
 
 
+def _bucket_keys(n: int, code: int, cycle: int, seed: int) -> np.ndarray:
+    """Each image's bucket in cycle ``cycle`` of class ``code`` (``bucket_count(n)`` buckets)."""
+    buckets = bucket_count(n)
+    width = 1 if buckets <= 128 else 2  # the top byte (word) of a draw holds 7 (15) bits
+    g = generator(seed, Stream.CLASS_AWARE_WALK, code, cycle)
+    words = torch.empty(-(-n * width // 8), dtype=torch.int64).random_(generator=g)
+    return words.numpy().view("<u1" if width == 1 else "<u2")[:n] & (buckets - 1)
+
+
+def bucket_cycle_reference(n: int, code: int, cycle: int, seed: int) -> torch.Tensor:
+    """The plain reference of :class:`BucketCycle`: the whole cycle, bucket after bucket, each
+    bucket's images found by a scan of the keys and shuffled. A property test holds every way
+    of reading a :class:`BucketCycle` equal to it.
+
+    Example:
+        >>> whole = BucketCycle(40_000, code=0, cycle=0, seed=0).positions(0, 40_000)
+        >>> bool((bucket_cycle_reference(40_000, 0, 0, seed=0) == whole).all())
+        True
+    """
+    keys = _bucket_keys(n, code, cycle, seed)
+    pieces = []
+    for bucket in range(bucket_count(n)):
+        members = torch.from_numpy(np.flatnonzero(keys == bucket))
+        g = generator(seed, Stream.CLASS_AWARE_WALK, code, cycle, bucket)
+        pieces.append(members[torch.randperm(members.shape[0], generator=g)])
+    return torch.cat(pieces).to(torch.int32 if n < 2**31 else torch.int64)
+
+
 class BucketCycle:
     """One cycle of a large class's walk, a uniformly random permutation of ``range(n)`` drawn
     as the walk reaches it (Rao 1961; Sandelius 1962): every image goes to one of
     ``bucket_count(n)`` buckets at random, the buckets are laid out in order, and each
     bucket is shuffled on its own, the first time a position inside it is read.
 
-    The bucket keys come from the generator ``(seed, CLASS_AWARE_WALK, code, cycle)`` (63
-    random bits a draw, read as bytes or 16-bit words: the cheapest random numbers torch
-    gives), bucket ``b``'s shuffle from ``(seed, CLASS_AWARE_WALK, code, cycle, b)``: a
-    position is a pure function of (seed, class, cycle, position), whichever buckets were
-    read before. Drawing the keys costs about a byte of randomness an image.
-
-    The first read of a cycle (an epoch that starts inside it: the first after construction
-    or a resume) finds its buckets by counting keys (a vectorised compare and count, a small
-    fraction of a listing) and lists only the buckets it reads, in one pass over the keys; a
-    cycle opened ``whole`` (a walk that goes on into it), and any cycle at its second read,
-    lists every bucket in one stable sort of the keys, since the walk will read them all.
-    So an epoch that reads a few thousand positions of a cycle of a million pays one pass
-    over its keys and one bucket's shuffle.
+    The bucket keys come from the generator ``(seed, CLASS_AWARE_WALK, code, cycle)`` (about
+    a byte of randomness an image), bucket ``b``'s shuffle from ``(seed, CLASS_AWARE_WALK,
+    code, cycle, b)``: a position is a pure function of (seed, class, cycle, position),
+    whichever buckets were read before. The first read of a cycle (an epoch that starts
+    inside it: the first after construction or a resume) finds its buckets by counting keys
+    and lists only the buckets it reads, one pass over the keys each; a cycle opened
+    ``whole`` (a walk that goes on into it), or read a second time, lists every bucket in
+    one stable sort of the keys, since the walk will read them all.
 
     Example:
         >>> cycle = BucketCycle(40_000, code=0, cycle=0, seed=0)
@@ -219,11 +243,7 @@ class BucketCycle:
         internal(buckets <= 1 << _KEY_BITS, f"BucketCycle: {n} images need too many buckets")
         self.n, self.code, self.cycle, self.seed = n, code, cycle, seed
         self.dtype = torch.int32 if n < 2**31 else torch.int64
-        width = 1 if buckets <= 128 else 2  # the top byte (word) of a draw holds 7 (15) bits
-        g = generator(seed, Stream.CLASS_AWARE_WALK, code, cycle)
-        words = torch.empty(-(-n * width // 8), dtype=torch.int64).random_(generator=g)
-        raw = words.numpy().view("<u1" if width == 1 else "<u2")[:n]
-        self.keys: np.ndarray | None = raw & (buckets - 1)  # None once every bucket is listed
+        self.keys: np.ndarray | None = _bucket_keys(n, code, cycle, seed)  # None once listed
         self.buckets = buckets
         self.whole = whole  # list every bucket at the first read: the walk will read them all
         self.reads = 0  # reads so far (a second read lists every bucket)
