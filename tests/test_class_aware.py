@@ -26,22 +26,24 @@ from torch_balance import (
     get_labelsets,
 )
 from torch_balance._rng import Stream, generator
+from torch_balance.draws.buckets import (
+    PIECE,
+    BucketCycle,
+    bucket_cycle_reference,
+    permutation,
+)
 from torch_balance.draws.class_aware import (
     GROUP,
     LAZY_ABOVE,
     NUMPY_ROWS_FROM,
-    PIECE,
     SORT_BELOW,
-    BucketCycle,
     WalkGroups,
-    bucket_cycle_reference,
-    choice_ranks,
+    choice_order,
     class_aware_epoch,
     class_aware_reference,
     class_choices,
     group_cycles,
     members_by_class,
-    permutation,
     walk_group,
     walk_positions,
 )
@@ -212,7 +214,8 @@ def test_class_choices_hold_the_targets_and_ranks_count_within_a_class() -> None
     targets = np.array([5, 0, 3, 1])
     choices = class_choices(targets, generator(0, Stream.CLASS_AWARE, 0))
     assert Counter(choices.tolist()) == {0: 5, 2: 3, 3: 1}
-    ranks = choice_ranks(choices)
+    ranks, same = choice_order(targets, generator(0, Stream.CLASS_AWARE, 0))
+    assert same.tolist() == choices.tolist()
     starts = np.concatenate([[0], np.cumsum(targets)])
     seen = Counter()
     for position, code in enumerate(choices.tolist()):
