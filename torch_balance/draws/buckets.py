@@ -21,6 +21,7 @@ __all__ = [
     "BUCKETS_UP_TO",
     "PIECE",
     "PIECES_UP_TO",
+    "SCANS",
     "BucketCycle",
     "bucket_count",
     "bucket_cycle_reference",
@@ -32,6 +33,7 @@ PIECE = 16384  # the size of a piece of a permutation shuffled at once (see perm
 PIECES_UP_TO = 2**18  # larger permutations are one torch.randperm
 _KEY_BITS = 15  # bucket keys are read as 16-bit words of 63-bit draws: at most 2**15 buckets
 BUCKETS_UP_TO = PIECE << _KEY_BITS  # the most images a BucketCycle draws
+SCANS = 4  # a BucketCycle lists this many buckets one pass each, then every bucket at once
 
 
 def small_codes(codes: np.ndarray, num_classes: int) -> np.ndarray:
@@ -120,11 +122,12 @@ class BucketCycle:
     The bucket keys come from the generator ``(seed, CLASS_AWARE_WALK, code, cycle)`` (about
     a byte of randomness an image), bucket ``b``'s shuffle from ``(seed, CLASS_AWARE_WALK,
     code, cycle, b)``: a position is a pure function of (seed, class, cycle, position),
-    whichever buckets were read before. The first read of a cycle (an epoch that starts
-    inside it: the first after construction or a resume) finds its buckets by counting keys
-    and lists only the buckets it reads, one pass over the keys each; a cycle opened
-    ``whole`` (a walk that goes on into it), or read a second time, lists every bucket in
-    one stable sort of the keys, since the walk will read them all.
+    whichever buckets were read before. A cycle's first reads (the epochs that start inside
+    it: after construction or a resume) find their buckets by counting keys and list only
+    the buckets they read, one pass over the keys each, up to ``SCANS`` buckets; past that,
+    and for a cycle opened ``whole`` (a walk that goes on into it), every bucket is listed
+    in one stable sort of the keys (the cost of about five passes), since the walk will
+    read them all.
 
     Example:
         >>> cycle = BucketCycle(40_000, code=0, cycle=0, seed=0)
@@ -144,7 +147,7 @@ class BucketCycle:
         self.keys: np.ndarray | None = _bucket_keys(n, code, cycle, seed)  # None once listed
         self.buckets = buckets
         self.whole = whole  # list every bucket at the first read: the walk will read them all
-        self.reads = 0  # reads so far (a second read lists every bucket)
+        self.scans = 0  # buckets listed one pass each
         self.ends = {-1: 0}  # ends[b]: the images of buckets 0..b, for the buckets counted
         self.listed: dict[int, np.ndarray] = {}  # listed buckets' images, in increasing order
         self.pieces: dict[int, torch.Tensor] = {}
@@ -184,17 +187,17 @@ class BucketCycle:
         self.keys = None
 
     def _list(self, first: int, last: int) -> None:
-        """List buckets ``first..last``: every bucket (see :meth:`_list_all`) for a cycle
-        opened ``whole`` or read before, otherwise each of those in one pass over the keys
-        (about a third of the cost of a stable sort of the keys)."""
+        """List buckets ``first..last``: each in one pass over the keys, or every bucket
+        (see :meth:`_list_all`) for a cycle opened ``whole`` or past ``SCANS`` passes."""
         wanted = [
             b for b in range(first, last + 1) if b not in self.pieces and b not in self.listed
         ]
         if not wanted:
             return
-        if self.whole or self.reads:
+        if self.whole or self.scans + len(wanted) > SCANS:
             self._list_all()
             return
+        self.scans += len(wanted)
         keys = self._keys()
         for bucket in wanted:
             self.listed[bucket] = np.flatnonzero(keys == bucket)
@@ -219,7 +222,6 @@ class BucketCycle:
             return []
         first, last = self._bucket_of(start), self._bucket_of(end - 1)
         self._list(first, last)
-        self.reads += 1
         parts = []
         for bucket in range(first, last + 1):
             low, high = self._end(bucket - 1), self._end(bucket)
