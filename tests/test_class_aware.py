@@ -28,6 +28,7 @@ from torch_balance import (
 from torch_balance._rng import Stream, generator
 from torch_balance.draws.buckets import (
     PIECE,
+    SCANS,
     BucketCycle,
     bucket_cycle_reference,
     permutation,
@@ -179,6 +180,20 @@ def test_a_large_class_walk_is_its_reference_cycles_end_to_end(
     for count in steps:
         assert torch.equal(walk_positions(n, 0, at, count, 4, cache), whole[at : at + count])
         at += count
+
+
+def test_a_cycle_lists_its_first_buckets_one_pass_each_then_every_bucket() -> None:
+    """An epoch that starts inside a large cycle lists only the buckets it reads, up to SCANS
+    of them; the next bucket lists every one (the keys are then dropped)."""
+    n = 16 * PIECE
+    reference = bucket_cycle_reference(n, 0, 0, seed=1)
+    cycle = BucketCycle(n, code=0, cycle=0, seed=1)
+    for bucket in range(SCANS + 1):
+        middle = bucket * PIECE + PIECE // 2  # inside bucket `bucket` (16 buckets of ~PIECE)
+        assert torch.equal(cycle.positions(middle, 3), reference[middle : middle + 3])
+        if bucket < SCANS:
+            assert cycle.scans == bucket + 1 and cycle.keys is not None
+    assert cycle.keys is None and len(cycle.listed) + len(cycle.pieces) == 16
 
 
 @pytest.mark.parametrize("n", [NUMPY_ROWS_FROM - 1, NUMPY_ROWS_FROM, SORT_BELOW - 1])
