@@ -14,9 +14,10 @@ Two measurements, in the same run:
    ``--repeats`` for each, against the best floor run, in wall-clock seconds and in CPU
    seconds of the process (all threads; less sensitive to other jobs on the cores). "first
    epoch" empties the walk cache before each run (every class draws its permutation, as the
-   first epoch after construction does); "later epoch" is a new epoch after the one before
-   it (repeat ``r`` runs epoch ``r + 1`` after epoch ``r``: the walk cache holds what the
-   epoch before left, as in every epoch of a training run after the first).
+   first epoch after construction or a resume does); "second epoch" is epoch 1 of a fresh
+   sampler right after its epoch 0 (not timed); "later epoch" is a new epoch after the one
+   before it (repeat ``r`` runs epoch ``r + 1`` after epoch ``r``: the walk cache holds what
+   the epoch before left, as in every epoch of a training run after the first).
 2. **Exposure** in epoch 0 of the uniform sampler: for the rarest and the most frequent
    classes, images holding the class, the share of picks under a plain shuffle (the class's
    share of images), the target (the share of class choices), the picks made for it, and the
@@ -69,12 +70,13 @@ def epoch_rows(index: MultiLabelIndex, args: argparse.Namespace) -> None:
     uniform = ClassAwareSampler(index, seed=0)
     construct = time.perf_counter() - start
     variants = {
-        "uniform, first epoch": (ClassAwareSampler(index, seed=0), True),
-        "uniform, later epoch": (uniform, False),
-        "Power(0.5), later epoch": (ClassAwareSampler(index, Power(0.5), seed=0), False),
+        "uniform, first epoch": (ClassAwareSampler(index, seed=0), "first"),
+        "uniform, second epoch": (uniform, "second"),
+        "uniform, later epoch": (ClassAwareSampler(index, seed=0), "later"),
+        "Power(0.5), later epoch": (ClassAwareSampler(index, Power(0.5), seed=0), "later"),
         "uniform, num_sample_class=4, later epoch": (
             ClassAwareSampler(index, num_sample_class=4, seed=0),
-            False,
+            "later",
         ),
     }
     floors: list[tuple[float, float]] = []
@@ -84,10 +86,13 @@ def epoch_rows(index: MultiLabelIndex, args: argparse.Namespace) -> None:
         drain(sampler)  # epoch 0 done: the walk caches hold what epoch 1 continues
     # round-robin, each run followed by a floor run: every variant sees the same load
     for repeat in range(args.repeats):
-        for name, (sampler, cold) in variants.items():
-            if cold:
+        for name, (sampler, when) in variants.items():
+            if when == "first":
                 sampler._walks.clear()
-            sampler.set_epoch(1 if cold else repeat + 1)
+            if when == "second":  # a fresh sampler's epoch 1 after its epoch 0 (not timed)
+                sampler = ClassAwareSampler(index, seed=0)
+                drain(sampler)
+            sampler.set_epoch(repeat + 1 if when == "later" else 1)
             runs[name].append(timed(lambda s=sampler: drain(s)))
             floors.append(timed(lambda: drain(torch.randperm(n).tolist())))
     print(

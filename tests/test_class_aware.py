@@ -26,21 +26,25 @@ from torch_balance import (
     get_labelsets,
 )
 from torch_balance._rng import Stream, generator
+from torch_balance.draws.buckets import (
+    PIECE,
+    SCANS,
+    BucketCycle,
+    bucket_cycle_reference,
+    permutation,
+)
 from torch_balance.draws.class_aware import (
     GROUP,
     LAZY_ABOVE,
     NUMPY_ROWS_FROM,
-    PIECE,
     SORT_BELOW,
-    BucketCycle,
     WalkGroups,
-    choice_ranks,
+    choice_order,
     class_aware_epoch,
     class_aware_reference,
     class_choices,
     group_cycles,
     members_by_class,
-    permutation,
     walk_group,
     walk_positions,
 )
@@ -138,6 +142,60 @@ def test_a_large_class_reads_only_the_buckets_its_walk_reaches() -> None:
     assert torch.equal(walk_positions(n, 0, n - 10, 20, seed=1, cache=cache)[10:], whole[:10])
 
 
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    n=st.integers(LAZY_ABOVE + 1, 6 * PIECE),
+    whole=st.booleans(),
+    reads=st.lists(st.tuples(st.floats(0, 1), st.integers(1, 3 * PIECE)), min_size=1, max_size=5),
+    seed=st.integers(0, 2**20),
+)
+def test_bucket_cycle_reads_equal_the_plain_reference(
+    n: int, whole: bool, reads: list[tuple[float, int]], seed: int
+) -> None:
+    """Reads anywhere in a cycle, in any order (the first listing only the buckets it reads,
+    the later ones every bucket), are the reference cycle's positions."""
+    reference = bucket_cycle_reference(n, 3, 1, seed)
+    assert torch.equal(reference.sort().values, torch.arange(n, dtype=torch.int32))
+    cycle = BucketCycle(n, code=3, cycle=1, seed=seed, whole=whole)
+    for share, count in reads:
+        start = min(int(share * n), n - 1)
+        assert torch.equal(cycle.positions(start, count), reference[start : start + count])
+
+
+@settings(max_examples=10, deadline=None, derandomize=True)
+@given(
+    n=st.integers(LAZY_ABOVE + 1, 3 * PIECE),
+    start=st.integers(0, 2 * 3 * PIECE),
+    steps=st.lists(st.integers(1, 2 * PIECE), min_size=1, max_size=6),
+)
+def test_a_large_class_walk_is_its_reference_cycles_end_to_end(
+    n: int, start: int, steps: list[int]
+) -> None:
+    """A cached walk that starts inside a cycle and goes on into the next ones (opened whole)
+    reads the reference cycles one after the other."""
+    cycles = -(-(start + sum(steps)) // n)
+    whole = torch.cat([bucket_cycle_reference(n, 0, c, seed=4) for c in range(cycles)])
+    cache = WalkGroups()
+    at = start
+    for count in steps:
+        assert torch.equal(walk_positions(n, 0, at, count, 4, cache), whole[at : at + count])
+        at += count
+
+
+def test_a_cycle_lists_its_first_buckets_one_pass_each_then_every_bucket() -> None:
+    """An epoch that starts inside a large cycle lists only the buckets it reads, up to SCANS
+    of them; the next bucket lists every one (the keys are then dropped)."""
+    n = 16 * PIECE
+    reference = bucket_cycle_reference(n, 0, 0, seed=1)
+    cycle = BucketCycle(n, code=0, cycle=0, seed=1)
+    for bucket in range(SCANS + 1):
+        middle = bucket * PIECE + PIECE // 2  # inside bucket `bucket` (16 buckets of ~PIECE)
+        assert torch.equal(cycle.positions(middle, 3), reference[middle : middle + 3])
+        if bucket < SCANS:
+            assert cycle.scans == bucket + 1 and cycle.keys is not None
+    assert cycle.keys is None and len(cycle.listed) + len(cycle.pieces) == 16
+
+
 @pytest.mark.parametrize("n", [NUMPY_ROWS_FROM - 1, NUMPY_ROWS_FROM, SORT_BELOW - 1])
 def test_short_cycles_are_the_order_of_their_keys(n: int) -> None:
     """The rows sorted by numpy or by torch: each cycle is the order of its random keys."""
@@ -171,7 +229,8 @@ def test_class_choices_hold_the_targets_and_ranks_count_within_a_class() -> None
     targets = np.array([5, 0, 3, 1])
     choices = class_choices(targets, generator(0, Stream.CLASS_AWARE, 0))
     assert Counter(choices.tolist()) == {0: 5, 2: 3, 3: 1}
-    ranks = choice_ranks(choices)
+    ranks, same = choice_order(targets, generator(0, Stream.CLASS_AWARE, 0))
+    assert same.tolist() == choices.tolist()
     starts = np.concatenate([[0], np.cumsum(targets)])
     seen = Counter()
     for position, code in enumerate(choices.tolist()):

@@ -4,7 +4,7 @@
 Pure functions of (the images of each class, the plan's choices per class, seed, epoch):
 
 * :func:`members_by_class`: the images of every class, as one CSR layout;
-* :func:`class_choices` and :func:`choice_ranks`: the epoch's sequence of class choices (the
+* :func:`class_choices` and :func:`choice_order`: the epoch's sequence of class choices (the
   plan's exact count per class, in one shuffled order) and, for each choice, how many
   choices of its class came before it;
 * :func:`walk_positions`: where a class's walk stands. Each class goes through its images in
@@ -37,43 +37,33 @@ import torch
 
 from torch_balance._rng import Stream, generator
 from torch_balance._validation import internal
+from torch_balance.draws.buckets import (
+    BUCKETS_UP_TO,
+    PIECE,
+    BucketCycle,
+    permutation,
+    small_codes,
+)
 
 __all__ = [
     "GROUP",
     "LAZY_ABOVE",
-    "PIECE",
-    "PIECES_UP_TO",
-    "BucketCycle",
     "WalkGroups",
-    "bucket_count",
-    "choice_ranks",
+    "choice_order",
     "class_aware_epoch",
     "class_aware_reference",
     "class_choices",
     "group_cycles",
     "members_by_class",
-    "permutation",
     "walk_group",
     "walk_parts",
     "walk_positions",
 ]
 
-GROUP = 8192  # walk positions drawn at once for a small class: cycles of n images per group
-PIECE = 16384  # the size of a piece of a permutation shuffled at once (see permutation)
-PIECES_UP_TO = 2**18  # larger permutations are one torch.randperm
+GROUP = 4096  # walk positions drawn at once for a small class: cycles of n images per group
 SORT_BELOW = 256  # classes with fewer images draw a group's cycles with one sort, not a loop
 NUMPY_ROWS_FROM = 8  # cycles of this many images and more are sorted by numpy
 LAZY_ABOVE = 2 * PIECE  # classes with more images draw a cycle bucket by bucket (BucketCycle)
-_KEY_BITS = 15  # bucket keys are read as 16-bit words of 63-bit draws: at most 2**15 buckets
-
-
-def _small_codes(codes: np.ndarray, num_classes: int) -> np.ndarray:
-    """Codes in the narrowest unsigned type: numpy sorts 8- and 16-bit keys by radix."""
-    if num_classes <= 256:
-        return codes.astype(np.uint8, copy=False)
-    if num_classes <= 65536:
-        return codes.astype(np.uint16, copy=False)
-    return codes.astype(np.int64, copy=False)
 
 
 def members_by_class(
@@ -96,7 +86,7 @@ def members_by_class(
     n = row_offsets.shape[0] - 1
     dtype = np.int32 if n < 2**31 else np.int64
     rows = np.repeat(np.arange(n, dtype=dtype), np.diff(row_offsets))
-    grouped = np.argsort(_small_codes(codes, num_classes), kind="stable")
+    grouped = np.argsort(small_codes(codes, num_classes), kind="stable")
     offsets = np.zeros(num_classes + 1, dtype=np.int64)
     np.cumsum(np.bincount(codes, minlength=num_classes), out=offsets[1:])
     return offsets, torch.from_numpy(rows[grouped])
@@ -104,7 +94,9 @@ def members_by_class(
 
 def class_choices(targets: np.ndarray, g: torch.Generator) -> np.ndarray:
     """The epoch's class choices: class ``c`` exactly ``targets[c]`` times, in random order
-    (codes in the narrowest unsigned type that holds them).
+    (codes in the narrowest unsigned type that holds them): with ``q`` a random permutation
+    from ``g``, the choices of class ``c`` take the positions ``q[start[c]:start[c + 1]]``
+    (``start``: choices of the classes before ``c``).
 
     Example:
         >>> choices = class_choices(np.array([2, 0, 1]), generator(0, Stream.CLASS_AWARE))
@@ -112,55 +104,37 @@ def class_choices(targets: np.ndarray, g: torch.Generator) -> np.ndarray:
         [0, 0, 2]
     """
     total = int(targets.sum())
-    dtype = torch.int32 if total < 2**31 else torch.int64
-    codes = _small_codes(np.arange(targets.shape[0]), targets.shape[0])
-    grouped = np.repeat(codes, targets)
-    return grouped[permutation(total, g, dtype).numpy()]
+    codes = small_codes(np.arange(targets.shape[0]), targets.shape[0])
+    choices = np.empty(total, dtype=codes.dtype)
+    choices[permutation(total, g, torch.int32 if total < 2**31 else torch.int64).numpy()] = (
+        np.repeat(codes, targets)
+    )
+    return choices
 
 
-def choice_ranks(choices: np.ndarray) -> np.ndarray:
-    """For each choice, its place in the class-grouped layout: choice ``i`` of class ``c`` that
-    had ``r`` choices of ``c`` before it gets ``start[c] + r`` (``start``: choices of the
-    classes before ``c``). 8- and 16-bit codes sort by radix.
-
-    Example:
-        >>> choice_ranks(np.array([1, 0, 1, 0], dtype=np.uint8)).tolist()
-        [2, 0, 3, 1]
-    """
-    grouped = np.argsort(choices, kind="stable")
-    dtype = np.int32 if grouped.shape[0] < 2**31 else np.int64
-    ranks = np.empty(grouped.shape[0], dtype=dtype)
-    ranks[grouped] = np.arange(grouped.shape[0], dtype=dtype)
-    return ranks
-
-
-def permutation(n: int, g: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
-    """A uniformly random permutation of ``range(n)``; for ``n`` in ``(2 * PIECE, PIECES_UP_TO]``
-    drawn in pieces of about ``PIECE`` (Rao 1961; Sandelius 1962): every item goes to a
-    random bucket, the buckets are laid out in order, and each bucket is shuffled on its own.
-
-    ``torch.randperm`` hands sizes past 2**15 to its parallel path, whose start costs about
-    as much as shuffling a million items on a busy 2-core machine (measured 15 ms for 40,000
-    items, against 0.16 ms on one thread); the pieces stay on the sequential path. Past
-    ``PIECES_UP_TO`` the parallel path pays for itself.
+def choice_order(targets: np.ndarray, g: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(ranks, choices)``: :func:`class_choices` and, for each choice, its place in the
+    class-grouped layout (choice ``i`` of class ``c`` with ``r`` choices of ``c`` before it
+    gets ``start[c] + r``), from each class's positions sorted (no sort by class).
 
     Example:
-        >>> perm = permutation(100_000, torch.Generator().manual_seed(0), torch.int32)
-        >>> bool((perm.sort().values == torch.arange(100_000, dtype=torch.int32)).all())
-        True
+        >>> ranks, choices = choice_order(np.array([2, 1]), generator(0, Stream.CLASS_AWARE))
+        >>> sorted(ranks.tolist()), choices.tolist() == class_choices(
+        ...     np.array([2, 1]), generator(0, Stream.CLASS_AWARE)
+        ... ).tolist()
+        ([0, 1, 2], True)
     """
-    if n <= 2 * PIECE or n > PIECES_UP_TO:
-        return torch.randperm(n, generator=g, dtype=dtype)
-    buckets = -(-n // PIECE)
-    keys = torch.randint(buckets, (n,), generator=g, dtype=torch.int32).numpy()
-    laid = np.argsort(_small_codes(keys, buckets), kind="stable")
-    out = torch.from_numpy(laid.astype(np.int32 if dtype == torch.int32 else np.int64))
+    total = int(targets.sum())
+    positions = permutation(total, g, torch.int32 if total < 2**31 else torch.int64).numpy()
     at = 0
-    for size in np.bincount(keys, minlength=buckets).tolist():
-        piece = out[at : at + size]
-        piece.copy_(piece.index_select(0, torch.randperm(size, generator=g)))
-        at += size
-    return out
+    for end in np.cumsum(targets).tolist():
+        positions[at:end].sort()  # class c's positions, in epoch order
+        at = end
+    ranks = np.empty(total, dtype=positions.dtype)
+    ranks[positions] = np.arange(total, dtype=positions.dtype)
+    codes = small_codes(np.arange(targets.shape[0]), targets.shape[0])
+    grouped = torch.from_numpy(np.repeat(codes, targets))
+    return ranks, grouped.index_select(0, torch.from_numpy(ranks)).numpy()
 
 
 def group_cycles(n: int) -> int:
@@ -168,115 +142,9 @@ def group_cycles(n: int) -> int:
 
     Example:
         >>> group_cycles(1), group_cycles(100), group_cycles(10**6)
-        (8192, 82, 1)
+        (4096, 41, 1)
     """
     return max(1, -(-GROUP // n))
-
-
-def bucket_count(n: int) -> int:
-    """Buckets of a cycle of ``n`` images drawn by :class:`BucketCycle`: the smallest power of
-    two with at most ``PIECE`` images a bucket on average.
-
-    Example:
-        >>> bucket_count(LAZY_ABOVE + 1), bucket_count(10**6)
-        (4, 64)
-    """
-    return 1 << (-(-n // PIECE) - 1).bit_length()
-
-
-class BucketCycle:
-    """One cycle of a large class's walk, a uniformly random permutation of ``range(n)`` drawn
-    as the walk reaches it (Rao 1961; Sandelius 1962): every image goes to one of
-    ``bucket_count(n)`` buckets at random, the buckets are laid out in order, and each
-    bucket is shuffled on its own, the first time a position inside it is read.
-
-    The bucket keys come from the generator ``(seed, CLASS_AWARE_WALK, code, cycle)`` (63
-    random bits a draw, read as bytes or 16-bit words: the cheapest random numbers torch
-    gives), bucket ``b``'s shuffle from ``(seed, CLASS_AWARE_WALK, code, cycle, b)``: a
-    position is a pure function of (seed, class, cycle, position), whichever buckets were
-    read before. Drawing the keys costs about a byte of randomness an image; an epoch that
-    reads a few thousand positions of a cycle of a million shuffles one bucket.
-
-    Example:
-        >>> cycle = BucketCycle(40_000, code=0, cycle=0, seed=0)
-        >>> whole = cycle.positions(0, 40_000)
-        >>> bool((whole.sort().values == torch.arange(40_000, dtype=torch.int32)).all())
-        True
-        >>> fresh = BucketCycle(40_000, code=0, cycle=0, seed=0)
-        >>> bool((fresh.positions(30_000, 5) == whole[30_000:30_005]).all())
-        True
-    """
-
-    def __init__(self, n: int, code: int, cycle: int, seed: int, whole: bool = False) -> None:
-        buckets = bucket_count(n)
-        internal(buckets <= 1 << _KEY_BITS, f"BucketCycle: {n} images need too many buckets")
-        self.n, self.code, self.cycle, self.seed = n, code, cycle, seed
-        self.dtype = torch.int32 if n < 2**31 else torch.int64
-        width = 1 if buckets <= 128 else 2  # the top byte (word) of a draw holds 7 (15) bits
-        g = generator(seed, Stream.CLASS_AWARE_WALK, code, cycle)
-        words = torch.empty(-(-n * width // 8), dtype=torch.int64).random_(generator=g)
-        raw = words.numpy().view("<u1" if width == 1 else "<u2")[:n]
-        self.keys = raw & (buckets - 1)
-        self.buckets = buckets
-        self.whole = whole  # list every bucket in the first pass: the walk will read them all
-        self.ends = [0]  # ends[b + 1]: where bucket b ends, as far as the buckets are listed
-        self.listed: list[np.ndarray] = []  # each listed bucket's images, in increasing order
-        self.pieces: dict[int, torch.Tensor] = {}
-
-    def _list_more(self) -> None:
-        """List the images of the next buckets: the first two buckets one pass each (an
-        epoch that reads a few buckets of a large cycle scans the keys once or twice), then
-        every other bucket in one more pass, one stable sort of all the keys (cheaper than
-        picking the other buckets' keys out first); a cycle opened ``whole`` lists every
-        bucket in its first pass."""
-        first = len(self.listed)
-        if first < 2 and not self.whole:
-            found = [np.flatnonzero(self.keys == first)]
-        else:
-            laid = np.argsort(self.keys, kind="stable")  # by bucket, then by image
-            ends = np.cumsum(np.bincount(self.keys, minlength=self.buckets))
-            found = np.split(laid, ends[:-1])[first:]
-        for members in found:
-            self.listed.append(members)
-            self.ends.append(self.ends[-1] + members.shape[0])
-
-    def _bucket_of(self, position: int) -> int:
-        """The bucket that holds ``position``, listing buckets up to it."""
-        while self.ends[-1] <= position:
-            self._list_more()
-        return int(np.searchsorted(self.ends, position, side="right")) - 1
-
-    def piece(self, bucket: int) -> torch.Tensor:
-        """Bucket ``bucket``'s images in their shuffled order (drawn once, then kept)."""
-        held = self.pieces.get(bucket)
-        if held is None:
-            while len(self.listed) <= bucket:
-                self._list_more()
-            members = torch.from_numpy(self.listed[bucket]).to(self.dtype)
-            self.listed[bucket] = members.numpy()[:0]  # the shuffled piece holds them now
-            g = generator(self.seed, Stream.CLASS_AWARE_WALK, self.code, self.cycle, bucket)
-            held = members.index_select(0, torch.randperm(members.shape[0], generator=g))
-            self.pieces[bucket] = held
-        return held
-
-    def parts(self, start: int, count: int) -> list[torch.Tensor]:
-        """Positions ``start, ..., start + count - 1`` of the cycle, one view per bucket."""
-        end = min(start + count, self.n)
-        parts = []
-        while start < end:
-            bucket = self._bucket_of(start)
-            low, high = self.ends[bucket], self.ends[bucket + 1]
-            take = min(high, end) - start
-            parts.append(self.piece(bucket)[start - low : start - low + take])
-            start += take
-        return parts
-
-    def positions(self, start: int, count: int) -> torch.Tensor:
-        """Positions ``start, ..., start + count - 1`` of the cycle."""
-        parts = self.parts(start, count)
-        if not parts:
-            return torch.zeros(0, dtype=self.dtype)
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def walk_group(
@@ -290,9 +158,9 @@ def walk_group(
     Example:
         >>> walk = walk_group(3, 0, 0, seed=0)
         >>> walk.shape[0], [sorted(walk[i : i + 3].tolist()) for i in range(0, 9, 3)]
-        (8193, [[0, 1, 2], [0, 1, 2], [0, 1, 2]])
+        (4098, [[0, 1, 2], [0, 1, 2], [0, 1, 2]])
     """
-    if LAZY_ABOVE < n <= PIECE << _KEY_BITS:
+    if LAZY_ABOVE < n <= BUCKETS_UP_TO:
         return BucketCycle(n, code, group, seed, whole)
     cycles = group_cycles(n)
     dtype = torch.int32 if n < 2**31 else torch.int64
@@ -423,12 +291,12 @@ def class_aware_epoch(
         >>> sorted(values.tolist()), len(order), sorted(choices.tolist())
         ([0, 0, 0, 2], 3, [0, 1])
     """
-    choices = class_choices(targets, g)
+    ranks_np, choices = choice_order(targets, g)
     internal(
         0 < length <= choices.shape[0] * num_sample_class,
         "class_aware_epoch: the epoch is longer than its choices' picks",
     )
-    ranks = torch.from_numpy(choice_ranks(choices))
+    ranks = torch.from_numpy(ranks_np)
     if num_sample_class == 1:
         order = ranks
     else:
