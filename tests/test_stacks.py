@@ -518,7 +518,9 @@ def lightning_resumes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
     return _launch([sys.executable, str(STACKS / "lightning_resume.py")], out)
 
 
-@pytest.mark.parametrize("scenario", ["stateful", "stateful-batches", "plain", "stateful-stream"])
+@pytest.mark.parametrize(
+    "scenario", ["stateful", "stateful-batches", "plain", "stateful-stream", "plain-workers"]
+)
 def test_lightning_resumes_exactly_on_two_ranks(
     lightning_resumes: dict[str, Any], scenario: str
 ) -> None:
@@ -533,3 +535,19 @@ def test_lightning_resumes_exactly_on_two_ranks(
     ]
     per = _per_epoch(ranks, scenario)
     _check_resumed(ranks, scenario, {str(per + 3): per + 3, str(per): per})
+
+
+@pytest.mark.parametrize("scenario", ["plain-dataset", "plain-stream"])
+def test_lightning_resumes_a_dataset_at_epoch_ends(
+    lightning_resumes: dict[str, Any], scenario: str
+) -> None:
+    """A ResampledDataset and a balanced stream in a plain DataLoader with 2 workers and
+    SetEpochCallback, resumed from the ends of epochs 0 and 1: the resumed epochs are the
+    uninterrupted run's (Lightning reads a fit's first epoch before any hook runs; resumed at
+    an epoch's end, it replayed epoch 0's draw)."""
+    ranks = [
+        dict(zip(lightning_resumes, values, strict=True))
+        for values in zip(*lightning_resumes.values(), strict=True)
+    ]
+    per = _per_epoch(ranks, scenario)
+    _check_resumed(ranks, scenario, {str(per): per, str(2 * per): 2 * per})

@@ -21,7 +21,7 @@ from _common import EPOCHS, LABELS, Indexed, Record, rank_from_env, stream
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
-from torch_balance import RandomOverSampler, StratifiedBatchSampler
+from torch_balance import RandomOverSampler, ResampledDataset, StratifiedBatchSampler
 from torch_balance.integrations.lightning import SetEpochCallback
 
 warnings.filterwarnings("ignore")
@@ -99,7 +99,28 @@ def main(out: str) -> None:
             lambda: StatefulDataLoader(stream(34), batch_size=8, num_workers=2),
             {},
         ),
+        # plain DataLoaders with workers: Lightning makes a fit's first iterator (and its
+        # workers read ahead) before any hook; the callback makes it again with the epoch
+        # and position the fit resumes at
+        "plain-workers": (
+            lambda: DataLoader(
+                data, sampler=RandomOverSampler(LABELS, seed=35), batch_size=8, num_workers=2
+            ),
+            {},
+        ),
+        "plain-dataset": (
+            lambda: DataLoader(
+                ResampledDataset(data, "over", seed=36), batch_size=8, num_workers=2
+            ),
+            {},
+        ),
+        "plain-stream": (
+            lambda: DataLoader(stream(37), batch_size=8, num_workers=2),
+            {},
+        ),
     }
+    # a dataset or stream in a plain DataLoader keeps no position: resumed at epochs' ends
+    ends_only = ("plain-dataset", "plain-stream")
     only = os.environ.get("TORCH_BALANCE_STACK_ONLY")  # one scenario, by hand
     if only:
         scenarios = {only: scenarios[only]}
@@ -109,7 +130,8 @@ def main(out: str) -> None:
             full = fit(make, folder, None, **kwargs)
             record.add(f"{scenario}/full", 0, full)
             per = len(full) // EPOCHS
-            for step in (per + 3, per):
+            steps = (per, 2 * per) if scenario in ends_only else (per + 3, per)
+            for step in steps:
                 resumed = fit(make, folder, str(folder / f"step={step}.ckpt"), **kwargs)
                 record.add(f"{scenario}/from-{step}", 0, resumed)
     finally:

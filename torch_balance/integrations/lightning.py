@@ -76,7 +76,12 @@ class SetEpochCallback(Callback):
         _adopt_data_parallel(trainer)
         loader = trainer.train_dataloader
         epoch = int(trainer.current_epoch)
-        stale = any(getattr(h, "epoch", epoch) != epoch for h in epoch_holders(loader))
+        # Lightning's own samplers (a DistributedSampler it put in) get their epoch from it only
+        # after this hook: the iterator made again below needs theirs now
+        held = [*epoch_holders(loader), *_loader_samplers(loader)]
+        stale = any(getattr(h, "epoch", epoch) != epoch for h in held)
+        for sampler in _loader_samplers(loader):
+            sampler.set_epoch(epoch)
         self._set(loader, epoch)
         if (self._resume(trainer) or stale) and not hasattr(loader, "state_dict"):
             _restart_iterator(trainer)
@@ -110,7 +115,7 @@ class SetEpochCallback(Callback):
             return {}  # a StatefulDataLoader's state is Lightning's to save
         # batches whose step ran (saved from on_train_batch_end, before Lightning counts the
         # batch as completed); the loader may have fetched further ahead
-        done = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        done = _batches_done(trainer)
         states = []
         for holder in epoch_holders(loader):
             if not isinstance(holder, EpochShell):
@@ -144,6 +149,29 @@ class SetEpochCallback(Callback):
                     fail(f"{name}[{i}]", "a sampler state (a dict)", state, kind=TypeError)
                 check_int(f"{name}[{i}]['epoch']", state.get("epoch"), minimum=0)
         self._pending = list(samplers) if samplers else None
+
+
+def _loader_samplers(root: Any) -> list[Any]:
+    """The samplers Lightning sets the epoch of, in each train DataLoader (``sampler`` and
+    ``batch_sampler.sampler``)."""
+    loaders = root if isinstance(root, (list, tuple)) else [root]
+    if isinstance(root, dict):
+        loaders = list(root.values())
+    found = []
+    for loader in loaders:
+        for sampler in (
+            getattr(loader, "sampler", None),
+            getattr(getattr(loader, "batch_sampler", None), "sampler", None),
+        ):
+            if callable(getattr(sampler, "set_epoch", None)) and sampler not in found:
+                found.append(sampler)
+    return found
+
+
+def _batches_done(trainer: Any) -> int:
+    """Batches of the current epoch Lightning counts as processed (0 at an epoch's start)."""
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    return int(loop.batch_progress.current.processed) if loop is not None else 0
 
 
 def _restart_iterator(trainer: Any) -> None:
