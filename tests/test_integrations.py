@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -67,3 +68,74 @@ def test_hf_callback_takes_the_epoch_from_trainer_state(
     state = SimpleNamespace(epoch=progress)
     hf.SetEpochCallback().on_epoch_begin(None, state, None, train_dataloader=DataLoader(data))
     assert data.epoch == expected
+
+
+class _Recorder:
+    """A LightningModule factory whose steps record the indices of their batches."""
+
+    @staticmethod
+    def fit(loader: Any, folder: Any, ckpt: str | None, save: bool) -> list[list[int]]:
+        pl = pytest.importorskip("lightning.pytorch")
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        from torch_balance.integrations.lightning import SetEpochCallback
+
+        class Model(pl.LightningModule):
+            def __init__(self) -> None:
+                super().__init__()
+                self.layer = torch.nn.Linear(1, 2)
+                self.seen: list[list[int]] = []
+
+            def train_dataloader(self) -> Any:
+                return loader()
+
+            def training_step(self, batch: Any, _: int) -> torch.Tensor:
+                x, index = batch
+                self.seen.append(index.tolist())
+                return self.layer(x).sum()
+
+            def configure_optimizers(self) -> torch.optim.Optimizer:
+                return torch.optim.SGD(self.parameters(), lr=0.01)
+
+        callbacks: list[Any] = [SetEpochCallback()]
+        if save:
+            callbacks.append(
+                ModelCheckpoint(
+                    dirpath=folder, filename="{step}", every_n_train_steps=1, save_top_k=-1
+                )
+            )
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            devices=1,
+            max_epochs=3,
+            default_root_dir=folder,
+            enable_checkpointing=save,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=callbacks,
+        )
+        model = Model()
+        trainer.fit(model, ckpt_path=ckpt)
+        return model.seen
+
+
+def test_lightning_resumed_at_an_epoch_end_draws_the_next_epoch(tmp_path: Any) -> None:
+    """A ResampledDataset in a plain DataLoader, resumed from the last batch of epoch 0: the
+    resumed fit's epochs are the uninterrupted fit's 1 and 2 (Lightning reads a fit's first
+    epoch before any hook; this replayed epoch 0's draw). Resumed mid-epoch, the callback
+    says that a dataset keeps no position."""
+    labels = torch.tensor([0] * 12 + [1] * 3)
+    data = TensorDataset(labels.float().unsqueeze(1), torch.arange(15))
+
+    def loader() -> DataLoader:
+        return DataLoader(ResampledDataset(data, "over", labels=labels, seed=3), batch_size=6)
+
+    full = _Recorder.fit(loader, tmp_path, None, save=True)
+    per = len(full) // 3
+    assert full[:per] != full[per : 2 * per]
+    resumed = _Recorder.fit(loader, tmp_path, str(tmp_path / f"step={per}.ckpt"), save=False)
+    assert resumed == full[per:]
+    with pytest.warns(UserWarning, match="keeps no position"):
+        _Recorder.fit(loader, tmp_path, str(tmp_path / f"step={per + 1}.ckpt"), save=False)

@@ -85,6 +85,17 @@ class SetEpochCallback(Callback):
         self._set(loader, epoch)
         if (self._resume(trainer) or stale) and not hasattr(loader, "state_dict"):
             _restart_iterator(trainer)
+        done = _batches_done(trainer)
+        unplaced = [type(h).__name__ for h in epoch_holders(loader) if not _keeps_place(h)]
+        if done and unplaced and not hasattr(loader, "state_dict"):
+            warnings.warn(
+                f"SetEpochCallback: resumed after batch {done} of epoch {epoch} with a plain "
+                f"DataLoader, whose {', '.join(unplaced)} keeps no position: Lightning restarts "
+                "its pass, so this epoch trains its first batches again. Use torchdata's "
+                "StatefulDataLoader to resume mid-epoch exactly (its state holds the position)",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         """Set the epoch of every torch_balance object in the train DataLoader."""
@@ -166,6 +177,11 @@ def _loader_samplers(root: Any) -> list[Any]:
             if callable(getattr(sampler, "set_epoch", None)) and sampler not in found:
                 found.append(sampler)
     return found
+
+
+def _keeps_place(holder: Any) -> bool:
+    """Whether the callback's state resumes ``holder`` mid-epoch (a sampler, not a dataset)."""
+    return isinstance(holder, EpochShell)
 
 
 def _batches_done(trainer: Any) -> int:
