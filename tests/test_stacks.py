@@ -519,7 +519,15 @@ def lightning_resumes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
 
 
 @pytest.mark.parametrize(
-    "scenario", ["stateful", "stateful-batches", "plain", "stateful-stream", "plain-workers"]
+    "scenario",
+    [
+        "stateful",
+        "stateful-batches",
+        "plain",
+        "stateful-stream",
+        "stateful-stream-main",
+        "plain-workers",
+    ],
 )
 def test_lightning_resumes_exactly_on_two_ranks(
     lightning_resumes: dict[str, Any], scenario: str
@@ -537,12 +545,13 @@ def test_lightning_resumes_exactly_on_two_ranks(
     _check_resumed(ranks, scenario, {str(per + 3): per + 3, str(per): per})
 
 
-@pytest.mark.parametrize("scenario", ["plain-dataset", "plain-stream"])
+@pytest.mark.parametrize("scenario", ["plain-dataset", "plain-stream", "stateful-dataset"])
 def test_lightning_resumes_a_dataset_at_epoch_ends(
     lightning_resumes: dict[str, Any], scenario: str
 ) -> None:
     """A ResampledDataset and a balanced stream in a plain DataLoader with 2 workers and
-    SetEpochCallback, resumed from the ends of epochs 0 and 1: the resumed epochs are the
+    SetEpochCallback (and the dataset in a StatefulDataLoader), resumed from the ends of
+    epochs 0 and 1: the resumed epochs are the
     uninterrupted run's (Lightning reads a fit's first epoch before any hook runs; resumed at
     an epoch's end, it replayed epoch 0's draw)."""
     ranks = [

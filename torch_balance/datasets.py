@@ -127,6 +127,41 @@ class ResampledDataset(Dataset):
         self._epoch.set(check_epoch(epoch))
         self._watch.reset()
 
+    def state_dict(self) -> dict[str, int]:
+        """The epoch, which a ``torchdata`` ``StatefulDataLoader`` saves with each worker's
+        state and loads into the workers before they read again (the position within the
+        epoch is the loader's sampler's to keep).
+
+        Example:
+            >>> data = ResampledDataset(list(range(4)), "over", labels=[0, 0, 0, 1])
+            >>> data.set_epoch(3)
+            >>> data.state_dict()
+            {'epoch': 3}
+        """
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the epoch of :meth:`state_dict`.
+
+        Raises:
+            TypeError: If ``state_dict`` is not a dict or its ``epoch`` not an integer.
+            ValueError: If its ``epoch`` is negative.
+
+        Example:
+            >>> data = ResampledDataset(list(range(4)), "over", labels=[0, 0, 0, 1])
+            >>> data.load_state_dict({"epoch": 2})
+            >>> data.epoch
+            2
+        """
+        if not isinstance(state_dict, dict):
+            fail(
+                "state_dict",
+                "a dict from ResampledDataset.state_dict()",
+                Text(f"a {type(state_dict).__name__}"),
+                kind=TypeError,
+            )
+        self.set_epoch(check_epoch(state_dict.get("epoch")))
+
     def target_counts(self, epoch: int | None = None) -> dict[Any, int]:
         """Per-class composition of the epoch (default: the current one)."""
         return self.plan.as_dict(self.epoch if epoch is None else check_epoch(epoch))

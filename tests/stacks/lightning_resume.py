@@ -99,6 +99,21 @@ def main(out: str) -> None:
             lambda: StatefulDataLoader(stream(34), batch_size=8, num_workers=2),
             {},
         ),
+        # the same in the main process: resumed at an epoch's end, the loader's saved pass had
+        # ended, and the fit's first epoch was empty
+        "stateful-stream-main": (
+            lambda: StatefulDataLoader(stream(38), batch_size=8),
+            {},
+        ),
+        # a dataset wrapper with workers: its epoch travels in each worker's saved state (mid-
+        # epoch, Lightning's DistributedSampler gets its epoch only after the loader skipped
+        # ahead in it: ends only)
+        "stateful-dataset": (
+            lambda: StatefulDataLoader(
+                ResampledDataset(data, "over", seed=39), batch_size=8, num_workers=2
+            ),
+            {},
+        ),
         # plain DataLoaders with workers: Lightning makes a fit's first iterator (and its
         # workers read ahead) before any hook; the callback makes it again with the epoch
         # and position the fit resumes at
@@ -120,7 +135,7 @@ def main(out: str) -> None:
         ),
     }
     # a dataset or stream in a plain DataLoader keeps no position: resumed at epochs' ends
-    ends_only = ("plain-dataset", "plain-stream")
+    ends_only = ("plain-dataset", "plain-stream", "stateful-dataset")
     only = os.environ.get("TORCH_BALANCE_STACK_ONLY")  # one scenario, by hand
     if only:
         scenarios = {only: scenarios[only]}

@@ -83,9 +83,14 @@ class SetEpochCallback(Callback):
         for sampler in _loader_samplers(loader):
             sampler.set_epoch(epoch)
         self._set(loader, epoch)
-        if (self._resume(trainer) or stale) and not hasattr(loader, "state_dict"):
+        done = _resumed_after(trainer)
+        if hasattr(loader, "state_dict"):
+            # a StatefulDataLoader loaded the state of a pass that had ended (a checkpoint at
+            # an epoch's last batch): this epoch is a new pass, not the empty rest of that one
+            if (stale or trainer.ckpt_path is not None) and not done:
+                _restart_iterator(trainer)
+        elif self._resume(trainer) or stale:
             _restart_iterator(trainer)
-        done = _batches_done(trainer)
         unplaced = [type(h).__name__ for h in epoch_holders(loader) if not _keeps_place(h)]
         if done and unplaced and not hasattr(loader, "state_dict"):
             warnings.warn(
@@ -188,6 +193,14 @@ def _batches_done(trainer: Any) -> int:
     """Batches of the current epoch Lightning counts as processed (0 at an epoch's start)."""
     loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
     return int(loop.batch_progress.current.processed) if loop is not None else 0
+
+
+def _resumed_after(trainer: Any) -> int:
+    """The batch of the current epoch a fit resumed after, 0 at an epoch's start (Lightning
+    still counts the batches of a finished epoch when the checkpoint was at its last one)."""
+    done = _batches_done(trainer)
+    total = getattr(trainer, "num_training_batches", float("inf"))
+    return done if done < total else 0
 
 
 def _restart_iterator(trainer: Any) -> None:
