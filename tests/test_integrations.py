@@ -139,3 +139,35 @@ def test_lightning_resumed_at_an_epoch_end_draws_the_next_epoch(tmp_path: Any) -
     assert resumed == full[per:]
     with pytest.warns(UserWarning, match="keeps no position"):
         _Recorder.fit(loader, tmp_path, str(tmp_path / f"step={per + 1}.ckpt"), save=False)
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "workers", "short"), [(4, 2, True), (5, 2, False), (4, 0, False), (3, 1, False)]
+)
+def test_hf_callback_warns_when_stream_workers_end_in_short_batches(
+    batch_size: int, workers: int, short: bool
+) -> None:
+    """Workers whose shares are not multiples of the batch size make more batches than
+    ``len(loader)``, which the Trainer plans its steps from: said once, when training begins."""
+    import warnings
+
+    from torch_balance import BalancedIterableDataset
+
+    hf = pytest.importorskip("torch_balance.integrations.huggingface")
+    stream = BalancedIterableDataset([(i, i % 2) for i in range(12)], "over", epoch_length=10)
+    loader = DataLoader(stream, batch_size=batch_size, num_workers=workers)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hf.SetEpochCallback().on_train_begin(None, None, None, train_dataloader=loader)
+    notes = [str(w.message) for w in caught]
+    assert len(notes) == int(short), notes
+    if short:
+        assert "emit 5, 5 samples" in notes[0] and "makes 4 batches" in notes[0]
+        assert "len() counts 3" in notes[0] and "divides each worker's share" in notes[0]
+
+
+def test_hf_callback_ignores_loaders_without_a_stream() -> None:
+    hf = pytest.importorskip("torch_balance.integrations.huggingface")
+    data = ResampledDataset(list(range(12)), "under", labels=LABELS)
+    for loader in (None, DataLoader(data, batch_size=5, num_workers=2), DataLoader(data)):
+        assert hf._short_batches(loader) is None

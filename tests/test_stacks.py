@@ -487,17 +487,19 @@ def test_accelerate_save_state_with_a_stateful_loader_resumes_exactly(
     _check_resumed(ranks, "accelerate-stateful", {"mid": per + 4, "end": 2 * per})
 
 
+@pytest.mark.parametrize("scenario", ["hf", "hf-dataset-workers", "hf-stream-workers"])
 def test_hf_trainer_resumes_exactly_with_the_recipe(
-    resume_runs: tuple[int, dict[str, Any]],
+    resume_runs: tuple[int, dict[str, Any]], scenario: str
 ) -> None:
-    """The documented recipe (docs/guide/trainers.md), resumed from a checkpoint in the middle of
-    epoch 1 and from the end of epoch 0."""
+    """The documented recipe (docs/guide/trainers.md; also with a ResampledDataset or a balanced
+    stream and 2 workers), resumed in the middle of epoch 1 and from the ends of epochs 0 and 1:
+    the callback runs before each epoch's iterator (and ``skip_first_batches``) is made."""
     _, runs = resume_runs
     ranks = [dict(zip(runs, values, strict=True)) for values in zip(*runs.values(), strict=True)]
-    per = _per_epoch(ranks, "hf")
-    assert ranks[0]["hf/cut-mid"]["note"] == str(per + 3)
-    _check_resumed(ranks, "hf", {"mid": per + 3, "end": per})
-    assert not any("hf/warned-True" in rank for rank in ranks)
+    per = _per_epoch(ranks, scenario)
+    assert ranks[0][f"{scenario}/cut-mid"]["note"] == str(per + 3)
+    _check_resumed(ranks, scenario, {"mid": per + 3, "end": per, "end1": 2 * per})
+    assert not any(f"{scenario}/warned-True" in rank for rank in ranks)
 
 
 def test_hf_trainer_without_the_callback_says_so(resume_runs: tuple[int, dict[str, Any]]) -> None:

@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from _common import EPOCHS, LABELS, Indexed, Record
+from _common import EPOCHS, LABELS, Indexed, Record, stream
 from torch.utils.data import DataLoader, Dataset
 
-from torch_balance import RandomOverSampler, StratifiedBatchSampler
+from torch_balance import RandomOverSampler, ResampledDataset, StratifiedBatchSampler
 from torch_balance.integrations import set_epoch
 
 warnings.filterwarnings("ignore")
@@ -106,11 +106,17 @@ class Recorder(torch.nn.Module):
 
 
 def hf_trainer(
-    record: Record, out: Path, with_callback: bool, name: str = "", **options: Any
+    record: Record,
+    out: Path,
+    with_callback: bool,
+    name: str = "",
+    data: str = "sampler",
+    **options: Any,
 ) -> None:
-    """The documented recipe (``_get_train_sampler``, ``SetEpochCallback``), checkpoints every 3
-    steps, resumed from one mid-epoch and from the end of an epoch; without the callback a
-    mid-epoch resume must say so."""
+    """The documented recipe (``_get_train_sampler``, ``SetEpochCallback``), checkpoints every
+    step, resumed from the middle of epoch 1 and from the ends of epochs 0 and 1; without the
+    callback a mid-epoch resume must say so. ``data="dataset"`` trains a ``ResampledDataset``
+    and ``data="stream"`` a ``BalancedIterableDataset`` instead, each with the callback."""
     from transformers import Trainer, TrainingArguments
 
     from torch_balance.integrations.huggingface import SetEpochCallback
@@ -140,13 +146,22 @@ def hf_trainer(
     def train(resume: str | None) -> list[list[int]]:
         model = Recorder()
         callbacks = [SetEpochCallback()] if with_callback else []
-        trainer = BalancedTrainer(
-            model=model, args=args, train_dataset=AsDicts(), callbacks=callbacks
+        trainer_class: type[Trainer] = BalancedTrainer if data == "sampler" else Trainer
+        train_dataset: Any = AsDicts()
+        if data == "dataset":
+            train_dataset = ResampledDataset(train_dataset, "over", labels=LABELS, seed=26)
+        elif data == "stream":
+            # 40 of each class: each of the 2 workers' shares (80) is a multiple of the batch
+            # size, as docs/guide/streams.md asks (else SetEpochCallback warns)
+            train_dataset = stream(27, as_dicts=True, sampling_strategy=dict.fromkeys(range(4), 40))
+        trainer = trainer_class(
+            model=model, args=args, train_dataset=train_dataset, callbacks=callbacks
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             trainer.train(resume_from_checkpoint=resume)
         notes = [str(w.message) for w in caught if "epoch having been set" in str(w.message)]
+        notes += [str(w.message) for w in caught if "SetEpochCallback:" in str(w.message)]
         if notes:
             record.note(f"{scenario}/warned-{resume is not None}", notes[0])
         return model.batches
@@ -154,7 +169,9 @@ def hf_trainer(
     full = train(None)
     record.add(f"{scenario}/full", 0, full)
     per_epoch = len(full) // EPOCHS
-    cuts = {"mid": per_epoch + 3, "end": per_epoch} if with_callback else {"mid": per_epoch + 3}
+    cuts = {"mid": per_epoch + 3}
+    if with_callback:
+        cuts |= {"end": per_epoch, "end1": 2 * per_epoch}
     for name, step in cuts.items():
         batches = train(str(folder / f"checkpoint-{step}"))
         record.add(f"{scenario}/from-{name}", 0, batches)
@@ -242,6 +259,8 @@ def main(out: str) -> None:
         accelerate_stateful(record, folder)
         hf_trainer(record, folder, with_callback=True)
         hf_trainer(record, folder, with_callback=False)
+        for data in ("dataset", "stream"):
+            hf_trainer(record, folder, True, f"-{data}-workers", data, dataloader_num_workers=2)
     finally:
         record.save()
         if dist.is_initialized():
