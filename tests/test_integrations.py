@@ -171,3 +171,17 @@ def test_hf_callback_ignores_loaders_without_a_stream() -> None:
     data = ResampledDataset(list(range(12)), "under", labels=LABELS)
     for loader in (None, DataLoader(data, batch_size=5, num_workers=2), DataLoader(data)):
         assert hf._short_batches(loader) is None
+
+
+def test_resampled_dataset_state_holds_its_epoch() -> None:
+    data = ResampledDataset(list(range(12)), "over", labels=LABELS, seed=1)
+    data.set_epoch(4)
+    other = ResampledDataset(list(range(12)), "over", labels=LABELS, seed=1)
+    other.load_state_dict(data.state_dict())
+    assert other.epoch == 4 and list(other) == list(data)
+    with pytest.raises(TypeError, match=r"state_dict: expected a dict from ResampledDataset"):
+        other.load_state_dict([4])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="epoch"):
+        other.load_state_dict({"epoch": -1})
+    with pytest.raises(TypeError, match="epoch"):
+        other.load_state_dict({})

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 __all__ = [
+    "IndexOutOfRange",
     "Text",
     "as_array",
     "check_bool",
@@ -27,6 +28,7 @@ __all__ = [
     "check_real",
     "check_sample_weights",
     "check_seed",
+    "check_state_dict",
     "fail",
     "internal",
     "readable_tensor",
@@ -59,7 +61,7 @@ def fail(
         got: The value that was given (shown with ``repr``, shortened), or a :class:`Text`
             that describes it (shown as it is).
         fix: What the user can do instead, if there is something.
-        kind: ``ValueError`` (default) or ``TypeError``.
+        kind: ``ValueError`` (default), ``TypeError``, or a subclass of either.
 
     Raises:
         ValueError: Or ``kind``, always.
@@ -272,12 +274,25 @@ def check_map_style(name: str, dataset: Any) -> None:
         )
 
 
+class IndexOutOfRange(IndexError, ValueError):
+    """An item index past either end: a ``ValueError`` in the house message shape, and an
+    ``IndexError`` so that ``for item in dataset`` and ``list(dataset)`` (Python's sequence
+    protocol, which stops at ``IndexError``) end where the epoch does."""
+
+
 def check_index(i: Any, length: int) -> int:
     """An item index for a sequence of ``length`` items, negative ones counted from the end.
+
+    Raises:
+        TypeError: If ``i`` is not an integer.
+        IndexOutOfRange: If ``i`` is outside ``[-length, length)`` (a ``ValueError`` and an
+            ``IndexError``).
 
     Example:
         >>> check_index(-1, 4)
         3
+        >>> [x for x in _Items(3)]
+        [0, 1, 2]
     """
     if isinstance(i, torch.Tensor):
         if i.dim() != 0 or i.dtype.is_floating_point or i.dtype == torch.bool:
@@ -293,8 +308,24 @@ def check_index(i: Any, length: int) -> int:
         fail("index", "an integer", i, kind=TypeError)
     i = int(i)
     if not -length <= i < length:
-        fail("index", f"an integer in [{-length}, {length})", i, f"This epoch holds {length} items")
+        fail(
+            "index",
+            f"an integer in [{-length}, {length})",
+            i,
+            f"This epoch holds {length} items",
+            kind=IndexOutOfRange,
+        )
     return i + length if i < 0 else i
+
+
+class _Items:
+    """``range(n)`` read item by item through :func:`check_index` (for its example)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __getitem__(self, i: int) -> int:
+        return check_index(i, self.n)
 
 
 def total_memory() -> int:
@@ -496,3 +527,17 @@ def check_callable(name: str, fn: Any, arguments: int, signature: str) -> None:
         )
     except ValueError:  # a builtin without a signature
         return
+
+
+def check_state_dict(name: str, state: Any, source: str) -> dict[str, Any]:
+    """Refuse ``state`` unless it is a dict (what ``source`` returns); return it.
+
+    Example:
+        >>> check_state_dict("state_dict", [1], "ResampledDataset.state_dict()")
+        Traceback (most recent call last):
+        ...
+        TypeError: state_dict: expected a dict from ResampledDataset.state_dict(), got a list
+    """
+    if not isinstance(state, dict):
+        fail(name, f"a dict from {source}", Text(f"a {type(state).__name__}"), kind=TypeError)
+    return state

@@ -17,6 +17,7 @@ from torch_balance._validation import (
     check_index,
     check_map_style,
     check_seed,
+    check_state_dict,
     fail,
 )
 from torch_balance.draws import EpochDraw, group_sample_weights
@@ -153,13 +154,7 @@ class ResampledDataset(Dataset):
             >>> data.epoch
             2
         """
-        if not isinstance(state_dict, dict):
-            fail(
-                "state_dict",
-                "a dict from ResampledDataset.state_dict()",
-                Text(f"a {type(state_dict).__name__}"),
-                kind=TypeError,
-            )
+        check_state_dict("state_dict", state_dict, "ResampledDataset.state_dict()")
         self.set_epoch(check_epoch(state_dict.get("epoch")))
 
     def target_counts(self, epoch: int | None = None) -> dict[Any, int]:

@@ -24,7 +24,7 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from torch_balance._epoch import EpochShell
-from torch_balance._validation import Text, check_int, fail
+from torch_balance._validation import Text, check_int, check_state_dict, fail
 from torch_balance.integrations import EpochSetter, epoch_holders
 
 try:
@@ -146,13 +146,7 @@ class SetEpochCallback(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Keep the saved sampler positions until the resumed fit starts."""
-        if not isinstance(state_dict, dict):
-            fail(
-                "state_dict",
-                "a dict from SetEpochCallback.state_dict()",
-                Text(f"a {type(state_dict).__name__}"),
-                kind=TypeError,
-            )
+        check_state_dict("state_dict", state_dict, "SetEpochCallback.state_dict()")
         samplers = state_dict.get("samplers")
         if samplers is not None:
             name = "state_dict['samplers']"
