@@ -528,7 +528,6 @@ def lightning_resumes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
         "plain",
         "stateful-stream",
         "stateful-stream-main",
-        "plain-workers",
     ],
 )
 def test_lightning_resumes_exactly_on_two_ranks(
@@ -551,11 +550,10 @@ def test_lightning_resumes_exactly_on_two_ranks(
 def test_lightning_resumes_a_dataset_at_epoch_ends(
     lightning_resumes: dict[str, Any], scenario: str
 ) -> None:
-    """A ResampledDataset and a balanced stream in a plain DataLoader with 2 workers and
-    SetEpochCallback (and the dataset in a StatefulDataLoader), resumed from the ends of
-    epochs 0 and 1: the resumed epochs are the
-    uninterrupted run's (Lightning reads a fit's first epoch before any hook runs; resumed at
-    an epoch's end, it replayed epoch 0's draw)."""
+    """A ResampledDataset and a balanced stream in a plain DataLoader with SetEpochCallback
+    (and the dataset in a StatefulDataLoader), resumed from the ends of epochs 0 and 1: the
+    resumed epochs are the uninterrupted run's (Lightning reads a fit's first epoch before
+    any hook runs; resumed at an epoch's end, it replayed epoch 0's draw)."""
     ranks = [
         dict(zip(lightning_resumes, values, strict=True))
         for values in zip(*lightning_resumes.values(), strict=True)

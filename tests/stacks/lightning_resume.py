@@ -105,32 +105,20 @@ def main(out: str) -> None:
             lambda: StatefulDataLoader(stream(38), batch_size=8),
             {},
         ),
-        # a dataset wrapper with workers: its epoch travels in each worker's saved state (mid-
-        # epoch, Lightning's DistributedSampler gets its epoch only after the loader skipped
-        # ahead in it: ends only)
+        # a dataset wrapper (mid-epoch, Lightning's DistributedSampler gets its epoch only
+        # after the loader skipped ahead in it: ends only)
         "stateful-dataset": (
-            lambda: StatefulDataLoader(
-                ResampledDataset(data, "over", seed=39), batch_size=8, num_workers=2
-            ),
+            lambda: StatefulDataLoader(ResampledDataset(data, "over", seed=39), batch_size=8),
             {},
         ),
-        # plain DataLoaders with workers: Lightning makes a fit's first iterator (and its
-        # workers read ahead) before any hook; the callback makes it again with the epoch
-        # and position the fit resumes at
-        "plain-workers": (
-            lambda: DataLoader(
-                data, sampler=RandomOverSampler(LABELS, seed=35), batch_size=8, num_workers=2
-            ),
-            {},
-        ),
+        # plain DataLoaders: Lightning makes a fit's first iterator before any hook; the
+        # callback makes it again with the epoch the fit resumes at
         "plain-dataset": (
-            lambda: DataLoader(
-                ResampledDataset(data, "over", seed=36), batch_size=8, num_workers=2
-            ),
+            lambda: DataLoader(ResampledDataset(data, "over", seed=36), batch_size=8),
             {},
         ),
         "plain-stream": (
-            lambda: DataLoader(stream(37), batch_size=8, num_workers=2),
+            lambda: DataLoader(stream(37), batch_size=8),
             {},
         ),
     }

@@ -199,14 +199,20 @@ def _resumed_after(trainer: Any) -> int:
 
 def _restart_iterator(trainer: Any) -> None:
     """Make the fit loop's train iterator again, as Lightning does before every epoch after
-    a fit's first: the one it made before any hook ran holds another epoch or position (and
-    with workers, batches read ahead from them)."""
+    a fit's first: the one it made before any hook ran holds another epoch or position.
+
+    Only where no DataLoader workers were started: with workers, forking a second set while
+    the first starts was seen to leave a worker waiting forever on a lock of the interpreter
+    (CPython 3.11), so that case is said, not redone."""
     fetcher = getattr(getattr(trainer, "fit_loop", None), "_data_fetcher", None)
-    if fetcher is None:
+    loaders = getattr(getattr(fetcher, "combined_loader", None), "flattened", None) or []
+    if fetcher is None or any(getattr(dl, "num_workers", 0) for dl in loaders):
         warnings.warn(
-            "SetEpochCallback: this Lightning version keeps no fit_loop._data_fetcher, so the "
-            "first epoch of this fit may be drawn with the epoch or position the loader had "
-            "before the fit; use a torchdata StatefulDataLoader to resume exactly",
+            "SetEpochCallback: Lightning made this fit's first train iterator (and its "
+            "DataLoader workers read ahead) before the callback could set the resumed epoch "
+            f"{trainer.current_epoch} or position, so this epoch's first batches may come "
+            "from the wrong draw. Resume with num_workers=0 for an exact first epoch (later "
+            "epochs are exact either way)",
             UserWarning,
             stacklevel=3,
         )
