@@ -87,7 +87,8 @@ class SetEpochCallback(Callback):
         if hasattr(loader, "state_dict"):
             # a StatefulDataLoader loaded the state of a pass that had ended (a checkpoint at
             # an epoch's last batch): this epoch is a new pass, not the empty rest of that one
-            if (stale or trainer.ckpt_path is not None) and not done:
+            # (with workers the loaded state is theirs: only a stale epoch here says so)
+            if not done and (stale or (trainer.ckpt_path is not None and not _workers(trainer))):
                 _restart_iterator(trainer)
         elif self._resume(trainer) or stale:
             _restart_iterator(trainer)
@@ -197,6 +198,13 @@ def _resumed_after(trainer: Any) -> int:
     return done if done < total else 0
 
 
+def _workers(trainer: Any) -> bool:
+    """Whether a train DataLoader of the fit loop has worker processes."""
+    fetcher = getattr(getattr(trainer, "fit_loop", None), "_data_fetcher", None)
+    loaders = getattr(getattr(fetcher, "combined_loader", None), "flattened", None) or []
+    return any(getattr(loader, "num_workers", 0) for loader in loaders)
+
+
 def _restart_iterator(trainer: Any) -> None:
     """Make the fit loop's train iterator again, as Lightning does before every epoch after
     a fit's first: the one it made before any hook ran holds another epoch or position.
@@ -205,8 +213,7 @@ def _restart_iterator(trainer: Any) -> None:
     the first starts was seen to leave a worker waiting forever on a lock of the interpreter
     (CPython 3.11), so that case is said, not redone."""
     fetcher = getattr(getattr(trainer, "fit_loop", None), "_data_fetcher", None)
-    loaders = getattr(getattr(fetcher, "combined_loader", None), "flattened", None) or []
-    if fetcher is None or any(getattr(dl, "num_workers", 0) for dl in loaders):
+    if fetcher is None or _workers(trainer):
         warnings.warn(
             "SetEpochCallback: Lightning made this fit's first train iterator (and its "
             "DataLoader workers read ahead) before the callback could set the resumed epoch "
